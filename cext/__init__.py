@@ -1,0 +1,1 @@
+"""Cython kernels of mediasrv. Import nothing from mediasrv (see ARCHITECTURE.md)."""
