@@ -1,0 +1,278 @@
+"""Sans-IO SIP message parser and TCP stream framer (RFC 3261 §7, §18.3).
+
+``parse_message`` takes one whole message (a UDP datagram or a framed TCP message) and
+returns a Request or Response, or raises SipParseError, and nothing else, for any input.
+The hot path uses bytes/str find/partition/split only; structured header values are parsed
+lazily by the message properties.
+"""
+
+from __future__ import annotations
+
+from mediasrv.sip.message import (
+    Headers,
+    Request,
+    Response,
+    canonical_name,
+    is_token,
+    parse_cseq,
+    split_list,
+)
+from mediasrv.sip.uri import SipParseError, parse_via
+
+__all__ = ["MAX_HEADERS", "MAX_MESSAGE", "SipParseError", "StreamFramer", "parse_message"]
+
+MAX_MESSAGE = 256 * 1024  # far above any sane SIP message; larger input is rejected unread
+MAX_HEADERS = 256  # header lines per message
+_MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")  # RFC 3261 §8.1.1
+
+
+def _find_header_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
+    """(end of header block, start of body), or (-1, -1) when no empty line yet.
+
+    The empty line is CRLF CRLF, but a bare LF line ending is tolerated, so also accept
+    LF LF and LF CRLF; whichever occurs first ends the headers.
+    """
+    crlf = data.find(b"\n\r\n", start)
+    lf = data.find(b"\n\n", start)
+    if crlf < 0 and lf < 0:
+        return -1, -1
+    if lf < 0 or (0 <= crlf < lf):
+        return crlf, crlf + 3
+    return lf, lf + 2
+
+
+def _parse_start_line(line: str) -> Request | Response:
+    if line[:4].upper() == "SIP/":
+        version, _, rest = line.partition(" ")
+        code, _, reason = rest.partition(" ")
+        if version.upper() != "SIP/2.0":
+            raise SipParseError("unsupported SIP version")
+        if len(code) != 3 or not (code.isascii() and code.isdigit()) or code[0] not in "123456":
+            raise SipParseError("bad status code")
+        return Response(status=int(code), reason=reason.strip(), headers=Headers())
+    parts = line.split(" ")
+    if len(parts) != 3:
+        raise SipParseError("bad request line")
+    method, uri, version = parts
+    if not is_token(method):  # Method = token (§25.1)
+        raise SipParseError("bad method")
+    if version.upper() != "SIP/2.0":
+        raise SipParseError("unsupported SIP version")
+    if ":" not in uri or any(c in uri for c in '<>\t"') or not uri.isprintable():
+        raise SipParseError("bad Request-URI")
+    return Request(method=method, uri=uri, headers=Headers())
+
+
+def _parse_header_lines(lines: list[str]) -> tuple[list[tuple[str, str]], str | None]:
+    """Header lines -> canonical (name, value) list, plus the first problem seen (if any).
+
+    Parsing continues past a bad line so that a 400 can still be formed (§21.4.1).
+    """
+    items: list[tuple[str, str]] = []
+    problem: str | None = None
+    for line in lines:
+        if line[:1] in (" ", "\t"):
+            # folding: a continuation line's LWS is equivalent to one SP (§7.3.1)
+            if items:
+                name, value = items[-1]
+                items[-1] = (name, f"{value} {line.strip()}".strip())
+            elif problem is None:
+                problem = "continuation line before any header"
+            continue
+        name, colon, value = line.partition(":")
+        if not colon:
+            if problem is None and line.strip():
+                problem = "header line without colon"
+            continue
+        canon = canonical_name(name)
+        if canon is not name and not is_token(name.strip()):
+            if problem is None:
+                problem = "bad header name"
+            continue
+        items.append((canon, value.strip()))
+    if len(items) > MAX_HEADERS:
+        problem = "too many headers"
+    return items, problem
+
+
+def _content_length(headers: Headers) -> int | None:
+    values = headers.get_lines("Content-Length")
+    if not values:
+        return None
+    first = values[0].strip()
+    if any(v.strip() != first for v in values[1:]):
+        raise SipParseError("conflicting Content-Length")
+    if not (first.isascii() and first.isdigit()) or len(first) > 9:
+        raise SipParseError("bad Content-Length")
+    return int(first)
+
+
+def _partial(msg: Request | Response) -> Request | None:
+    """The request, if it has what a 400 response needs: a usable top Via and the rest."""
+    if not isinstance(msg, Request):
+        return None
+    h = msg.headers
+    if any(h.get(n) is None for n in _MANDATORY):
+        return None
+    try:
+        top = h.get("Via") or ""
+        parse_via(split_list(top)[0] if "," in top else top)
+    except SipParseError:
+        return None
+    return msg
+
+
+def _check_mandatory(msg: Request | Response) -> str | None:
+    h = msg.headers
+    for name in _MANDATORY:
+        if h.get(name) is None:
+            return f"missing {name}"
+    try:
+        _, method = parse_cseq(h.get("CSeq") or "")
+    except SipParseError as exc:
+        return exc.reason
+    if isinstance(msg, Request) and method != msg.method:
+        return "CSeq method does not match"
+    try:
+        msg.top_via  # noqa: B018  # validate now: every consumer needs it
+    except SipParseError as exc:
+        return exc.reason
+    return None
+
+
+def parse_message(data: bytes, max_size: int = MAX_MESSAGE) -> Request | Response:
+    """Parse one whole SIP message; raise SipParseError on any defect.
+
+    If Content-Length is absent the body is the rest of the datagram (§18.3); extra bytes
+    after Content-Length are discarded (§18.3 UDP rule).
+    """
+    if len(data) > max_size:
+        raise SipParseError("message too large")
+    # CRLFs before the start line are ignored (§7.5) -- also keep-alives.
+    start = 0
+    n = len(data)
+    while start < n and data[start] in (13, 10):
+        start += 1
+    if start == n:
+        raise SipParseError("empty message")
+    end, body_start = _find_header_end(data, start)
+    if end < 0:
+        if data[-1:] != b"\n":
+            raise SipParseError("truncated message")
+        end, body_start = n, n
+    if end > start and data[end - 1] == 13:
+        end -= 1  # the CR of the last header line's CRLF
+    try:
+        head = data[start:end].decode("utf-8")
+    except UnicodeDecodeError:
+        raise SipParseError("non-UTF-8 header bytes") from None
+    if "\r" in head:
+        head = head.replace("\r\n", "\n")
+        if "\r" in head:
+            raise SipParseError("bare CR in headers")
+    if "\x00" in head:
+        raise SipParseError("NUL in headers")
+    lines = head.split("\n")
+    msg = _parse_start_line(lines[0].strip())
+    items, problem = _parse_header_lines(lines[1:])
+    msg.headers = Headers._from_canonical(items)
+    if problem is None:
+        problem = _check_mandatory(msg)
+    if problem is not None:
+        raise SipParseError(problem, _partial(msg))
+    body = data[body_start:]
+    try:
+        length = _content_length(msg.headers)
+    except SipParseError as exc:
+        raise SipParseError(exc.reason, _partial(msg)) from None
+    if length is not None:
+        if length > len(body):
+            raise SipParseError("Content-Length larger than body", _partial(msg))
+        body = body[:length]
+    msg.body = bytes(body)
+    return msg
+
+
+class StreamFramer:
+    """Frames SIP messages on a TCP byte stream (RFC 3261 §18.3: Content-Length is mandatory
+    on streams). Handles several messages in one segment and one message across segments,
+    and ignores CRLF keep-alives between messages (RFC 5626 §3.5.1).
+
+    ``pings`` counts double-CRLF keep-alive pings seen, so the transport can answer each with
+    a single CRLF pong (RFC 5626 §4.4.1).
+    """
+
+    def __init__(self, max_message: int = 65535) -> None:
+        self.max_message = max_message
+        self.pings = 0
+        self._buf = bytearray()
+        self._scan_from = 0  # where the next header-end search starts (avoid rescans)
+        self._pending: int | None = None  # total length of a message whose body is incomplete
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Append ``data``; return every complete raw message now available."""
+        buf = self._buf
+        buf += data
+        out: list[bytes] = []
+        while True:
+            total = self._pending
+            if total is None:
+                self._skip_keepalives()
+                if not buf:
+                    break
+                total = self._frame_length()
+                if total is None:
+                    break
+            if len(buf) < total:
+                self._pending = total  # header block known: wait for the body
+                break
+            self._pending = None
+            out.append(bytes(buf[:total]))
+            del buf[:total]
+            self._scan_from = 0
+        return out
+
+    def _frame_length(self) -> int | None:
+        """Length of the message at the start of the buffer, None if its headers are incomplete."""
+        buf = self._buf
+        end, body_start = _find_header_end(buf, self._scan_from)
+        if end < 0:
+            if len(buf) > self.max_message:
+                raise SipParseError("header block too large")
+            # the empty-line pattern is at most 3 bytes: rescan only the tail next time
+            self._scan_from = max(0, len(buf) - 3)
+            return None
+        if body_start > self.max_message:
+            raise SipParseError("header block too large")
+        return body_start + self._stream_content_length(bytes(buf[:end]))
+
+    def _skip_keepalives(self) -> None:
+        buf = self._buf
+        i = 0
+        n = len(buf)
+        while i < n and buf[i] in (13, 10):
+            i += 1
+        if i:
+            # RFC 5626 §3.5.1: a ping is CRLFCRLF; count complete ones
+            self.pings += bytes(buf[:i]).count(b"\r\n\r\n")
+            del buf[:i]
+            self._scan_from = 0
+
+    def _stream_content_length(self, head: bytes) -> int:
+        value: bytes | None = None
+        for line in head.split(b"\n"):
+            name, colon, rest = line.partition(b":")
+            if not colon:
+                continue
+            key = name.strip().lower()
+            if key == b"content-length" or key == b"l":
+                value = rest.strip()
+                break
+        if value is None:
+            raise SipParseError("missing Content-Length on stream")
+        if not value.isdigit() or len(value) > 9:
+            raise SipParseError("bad Content-Length")
+        length = int(value)
+        if length > self.max_message:
+            raise SipParseError("body too large")
+        return length

@@ -1,0 +1,363 @@
+"""SIP URIs, name-addr values and Via values (RFC 3261 §19.1, §20.10, §20.42, §25.1).
+
+Sans-IO and allocation-light: these parsers run on the signalling hot path (every request needs
+its top Via and the From/To tags), so they use str.partition/find rather than regular
+expressions. ``SipParseError`` lives here because this is the lowest module of the message
+layer; ``mediasrv.sip.parser`` re-exports it as the public name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mediasrv.sip.message import Request
+
+__all__ = [
+    "NameAddr",
+    "SipParseError",
+    "SipUri",
+    "Via",
+    "parse_name_addr",
+    "parse_uri",
+    "parse_via",
+    "split_params",
+]
+
+
+class SipParseError(ValueError):
+    """Malformed SIP input. ``reason`` is short enough for a 400 reason phrase or Warning.
+
+    ``partial`` is set by the message parser when the request's start line and the headers a
+    400 response needs (Via, From, To, Call-ID, CSeq) were readable (RFC 3261 §8.2.6 / §21.4.1).
+    """
+
+    def __init__(self, reason: str, partial: Request | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.partial = partial
+
+
+_SCHEMES = frozenset(("sip", "sips", "tel"))
+_DEFAULT_PORTS = {"sip": 5060, "sips": 5061, "tel": 5060}
+
+
+def split_params(text: str) -> dict[str, str | None]:
+    """Split ``a=b;c;d="x;y"`` into a dict with lower-cased keys.
+
+    Semicolons inside quoted strings do not split (generic-param values may be quoted-strings,
+    RFC 3261 §25.1 gen-value). A parameter without ``=`` maps to None.
+    """
+    params: dict[str, str | None] = {}
+    if not text:
+        return params
+    parts = text.split(";") if '"' not in text else _split_quoted(text, ";")
+    for part in parts:
+        name, eq, value = part.partition("=")
+        name = name.strip().lower()
+        if not name:
+            continue  # tolerate ";;" and a trailing ";"
+        params[name] = value.strip() if eq else None
+    return params
+
+
+def _split_quoted(text: str, sep: str) -> list[str]:
+    """Split on ``sep`` outside quoted strings (with backslash quoted-pairs) and <...>."""
+    out: list[str] = []
+    start = 0
+    in_quote = False
+    depth = 0
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if in_quote:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                in_quote = False
+        elif ch == '"':
+            in_quote = True
+        elif ch == "<":
+            depth += 1
+        elif ch == ">":
+            if depth:
+                depth -= 1
+        elif ch == sep and depth == 0:
+            out.append(text[start:i])
+            start = i + 1
+        i += 1
+    out.append(text[start:])
+    return out
+
+
+def _format_params(params: dict[str, str | None]) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
+def _parse_port(text: str) -> int:
+    # isascii() first: str.isdigit() accepts non-ASCII digits that int() would also accept
+    # ("١٢"), which are not SIP.
+    if not (text.isascii() and text.isdigit()) or len(text) > 5:
+        raise SipParseError("bad port")
+    port = int(text)
+    if port > 65535:
+        raise SipParseError("bad port")
+    return port
+
+
+def _split_host_port(text: str) -> tuple[str, int | None]:
+    """hostport = host [ ":" port ]; an IPv6 reference keeps its brackets (RFC 3261 §25.1)."""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise SipParseError("bad IPv6 reference")
+        host = text[: end + 1]
+        rest = text[end + 1 :]
+        if not rest:
+            return host, None
+        if rest[0] != ":":
+            raise SipParseError("bad host")
+        return host, _parse_port(rest[1:])
+    host, colon, port = text.partition(":")
+    if not host or any(c in host for c in ' \t"<>@[]'):
+        raise SipParseError("bad host")
+    return host, (_parse_port(port) if colon else None)
+
+
+@dataclass(slots=True)
+class SipUri:
+    """A sip:, sips: or tel: URI (RFC 3261 §19.1.1, RFC 3966).
+
+    ``params`` keys are lower-cased; values are kept as written. Values the RFC makes
+    case-insensitive (transport, user, method, maddr, ttl, lr) are compared through the
+    lower-casing accessors (RFC 3261 §19.1.4), e.g. SIPp's ``transport=UDP``.
+    For tel: URIs the number is in ``user`` and ``host`` is empty.
+    """
+
+    scheme: str = "sip"
+    user: str | None = None
+    password: str | None = None
+    host: str = ""
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        if self.scheme == "tel":
+            return f"tel:{self.user or ''}{_format_params(self.params)}"
+        out = [self.scheme, ":"]
+        if self.user is not None:
+            out.append(self.user)
+            if self.password is not None:
+                out.append(":" + self.password)
+            out.append("@")
+        out.append(self.host)
+        if self.port is not None:
+            out.append(f":{self.port}")
+        out.append(_format_params(self.params))
+        if self.headers:
+            out.append("?" + "&".join(f"{k}={v}" for k, v in self.headers.items()))
+        return "".join(out)
+
+    @property
+    def transport(self) -> str | None:
+        value = self.params.get("transport")
+        return value.lower() if value else None
+
+    @property
+    def lr(self) -> bool:
+        """Loose-routing flag of a Route/Record-Route URI (RFC 3261 §19.1.1)."""
+        return "lr" in self.params
+
+    @property
+    def maddr(self) -> str | None:
+        value = self.params.get("maddr")
+        return value.lower() if value else None
+
+    def host_port(self) -> tuple[str, int]:
+        """Host without IPv6 brackets and the port, defaulting per scheme (RFC 3261 §19.1.2)."""
+        host = self.host[1:-1] if self.host.startswith("[") else self.host
+        return host, self.port if self.port is not None else _DEFAULT_PORTS[self.scheme]
+
+
+def parse_uri(text: str) -> SipUri:
+    """Parse a sip:/sips:/tel: URI; raises SipParseError."""
+    text = text.strip()
+    scheme, colon, rest = text.partition(":")
+    scheme = scheme.lower()
+    if not colon or scheme not in _SCHEMES:
+        raise SipParseError("unsupported URI scheme")
+    if scheme == "tel":
+        number, _, params = rest.partition(";")
+        if not number:
+            raise SipParseError("empty tel URI")
+        return SipUri(scheme="tel", user=number, params=split_params(params))
+    user: str | None = None
+    password: str | None = None
+    # userinfo ends at the first "@": "@" is not allowed unescaped in user, password, params
+    # or headers (RFC 3261 §25.1), while ";" and "?" are allowed in the user part.
+    at = rest.find("@")
+    if at >= 0:
+        userinfo = rest[:at]
+        rest = rest[at + 1 :]
+        user, pcolon, pw = userinfo.partition(":")
+        if pcolon:
+            password = pw
+    rest, qmark, hdr_text = rest.partition("?")
+    hostport, _, param_text = rest.partition(";")
+    host, port = _split_host_port(hostport)
+    headers: dict[str, str] = {}
+    if qmark:
+        for item in hdr_text.split("&"):
+            if item:
+                k, _, v = item.partition("=")
+                headers[k] = v
+    return SipUri(
+        scheme=scheme,
+        user=user,
+        password=password,
+        host=host.lower(),
+        port=port,
+        params=split_params(param_text),
+        headers=headers,
+    )
+
+
+@dataclass(slots=True)
+class NameAddr:
+    """From/To/Contact/Route/Record-Route value (RFC 3261 §20.10, §25.1 name-addr / addr-spec).
+
+    A Contact of ``*`` (RFC 3261 §10.2.2) parses to ``wildcard=True`` with an empty URI.
+    """
+
+    uri: SipUri
+    display: str | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    wildcard: bool = False
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    @property
+    def expires(self) -> int | None:
+        value = self.params.get("expires")
+        if value is None or not (value.isascii() and value.isdigit()):
+            return None
+        return int(value)
+
+    def __str__(self) -> str:
+        if self.wildcard:
+            return "*"
+        display = f"{self.display} " if self.display else ""
+        return f"{display}<{self.uri}>{_format_params(self.params)}"
+
+
+def _quoted_end(text: str, start: int) -> int:
+    """Index of the closing quote of the quoted-string opening at ``start``."""
+    i = start + 1
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == '"':
+            return i
+        i += 1
+    raise SipParseError("unterminated quoted string")
+
+
+def parse_name_addr(text: str) -> NameAddr:
+    """Parse ``"Bob" <sip:bob@h>;tag=1``, ``<sip:h>``, ``sip:bob@h;tag=1`` or ``*``."""
+    text = text.strip()
+    if text == "*":
+        return NameAddr(uri=SipUri(scheme="", host=""), wildcard=True)
+    display: str | None = None
+    if text.startswith('"'):
+        qend = _quoted_end(text, 0)
+        display = text[: qend + 1]
+        lt = text.find("<", qend)
+        if lt < 0:
+            raise SipParseError("name-addr without <uri>")
+    else:
+        lt = text.find("<")
+        if lt > 0:
+            display = text[:lt].strip() or None
+    if lt >= 0:
+        gt = text.find(">", lt)
+        if gt < 0:
+            raise SipParseError("unterminated <uri>")
+        uri = parse_uri(text[lt + 1 : gt])
+        tail = text[gt + 1 :].strip()
+        if tail and tail[0] != ";":
+            raise SipParseError("junk after <uri>")
+        return NameAddr(uri=uri, display=display, params=split_params(tail[1:]))
+    # addr-spec without <>: every ";" parameter belongs to the header, not the URI (§20.10).
+    uri_text, _, tail = text.partition(";")
+    return NameAddr(uri=parse_uri(uri_text), params=split_params(tail))
+
+
+@dataclass(slots=True)
+class Via:
+    """One via-parm (RFC 3261 §20.42). Host is kept as written because it is echoed back."""
+
+    transport: str
+    host: str
+    port: int | None
+    params: dict[str, str | None] = field(default_factory=dict)
+    protocol: str = "SIP/2.0"
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def received(self) -> str | None:
+        return self.params.get("received")
+
+    @property
+    def rport(self) -> str | None:
+        """None when absent, "" for a bare ``;rport`` request (RFC 3581 §3)."""
+        if "rport" not in self.params:
+            return None
+        return self.params["rport"] or ""
+
+    @property
+    def maddr(self) -> str | None:
+        return self.params.get("maddr")
+
+    @property
+    def sent_by(self) -> str:
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.protocol}/{self.transport} {self.sent_by}{_format_params(self.params)}"
+
+
+def parse_via(text: str) -> Via:
+    """Parse one via-parm, e.g. ``SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport``."""
+    head, _, param_text = text.partition(";")
+    parts = head.split()
+    if len(parts) == 2 and parts[0].count("/") == 2:
+        proto, sent_by = parts
+    else:
+        # sent-protocol allows LWS around each "/" (RFC 3261 §25.1 SLASH = SWS "/" SWS).
+        compact = " ".join(parts).replace(" /", "/").replace("/ ", "/")
+        pieces = compact.split()
+        if len(pieces) != 2 or pieces[0].count("/") != 2:
+            raise SipParseError("bad Via")
+        proto, sent_by = pieces
+    name, version, transport = proto.split("/")
+    if not name or not version or not transport:
+        raise SipParseError("bad Via protocol")
+    host, port = _split_host_port(sent_by)
+    return Via(
+        transport=transport.upper(),
+        host=host,
+        port=port,
+        params=split_params(param_text),
+        protocol=f"{name.upper()}/{version}",
+    )
