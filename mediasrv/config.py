@@ -1,0 +1,842 @@
+"""Static configuration: a TOML file (``conf/*.toml``), typed, validated, with clear errors.
+
+Every section and key is optional: ``load_config(None)`` gives a working server. Every error
+names the file, the line and the key (``conf/x.toml:12: numbers[0].destinations: ...``), so
+that ``mediasrv`` can print one line and exit 2. ``tomllib`` reports no line numbers for keys,
+so :class:`_LineIndex` scans the text for table headers and key names itself.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import ipaddress
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from mediasrv.media.api import RecordMode
+
+__all__ = [
+    "DEFAULT_COUNTRY_CODE",
+    "Config",
+    "ConfigError",
+    "DigestAlgorithm",
+    "LogFormat",
+    "MediaConfig",
+    "NumberConfig",
+    "RecordMode",
+    "RecordingFormat",
+    "ServerConfig",
+    "SipConfig",
+    "TrunkConfig",
+    "load_config",
+    "normalize_number",
+    "parse_hostport",
+    "parse_sip_uri_host",
+    "to_e164",
+]
+
+# Tracking numbers are Japanese first (SPEC): a national number "03..." is "+813..." in E.164.
+DEFAULT_COUNTRY_CODE = "81"
+
+Path_ = tuple[str | int, ...]  # a key's path in the document: ("numbers", 0, "destinations")
+
+
+class ConfigError(Exception):
+    """A configuration problem, located: ``str(e)`` is ``"<file>:<line>: <key>: <message>"``."""
+
+    def __init__(self, path: str, line: int | None, key: str, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.key = key
+        self.message = message
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class LogFormat(enum.StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
+class LogLevel(enum.StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+class RecordingFormat(enum.StrEnum):
+    PCM16 = "pcm16"  # 8 kHz 16-bit linear stereo WAV
+    ULAW = "ulaw"  # 8 kHz G.711 µ-law stereo WAV (WAVE_FORMAT_MULAW)
+
+
+class DigestAlgorithm(enum.StrEnum):
+    """Digest algorithms of RFC 8760 §2 (SHA-256) and RFC 2617 (MD5)."""
+
+    SHA256 = "SHA-256"
+    MD5 = "MD5"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """``"0.0.0.0:5060"`` -> ``("0.0.0.0", 5060)``; IPv6 needs brackets: ``"[::1]:5060"``.
+
+    The returned host has no brackets. Port 0 is allowed (bind to any free port, for tests).
+    Raises :class:`ValueError` with a readable message.
+    """
+    text = text.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or not text[end + 1 :].startswith(":"):
+            raise ValueError(f"expected '[IPv6]:PORT', got {text!r}")
+        host, port_s = text[1:end], text[end + 2 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+    else:
+        host, sep, port_s = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"expected 'HOST:PORT', got {text!r}")
+        if ":" in host:
+            raise ValueError(f"an IPv6 address needs brackets: '[{host}]:{port_s}'")
+        if not _is_host(host):
+            raise ValueError(f"{host!r} is not a valid host name or address")
+    if not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
+        raise ValueError(f"port must be a number from 0 to 65535, got {port_s!r}")
+    return host, int(port_s)
+
+
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+
+
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(_HOSTNAME_RE.match(host))
+
+
+# RFC 3261 §19.1.1: sip:user:password@host:port;uri-parameters?headers (password not accepted)
+_SIP_URI_RE = re.compile(
+    r"^(?P<scheme>sips?):(?:(?P<user>[^@\s:;?]+)@)?"
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(?::(?P<port>\d{1,5}))?"
+    r"(?P<params>(?:;[^\s;?]+)*)(?:\?\S*)?$",
+    re.IGNORECASE,
+)
+
+
+def parse_sip_uri_host(uri: str) -> tuple[str, int | None]:
+    """Validate a ``sip:``/``sips:`` URI; return its host (no brackets) and port (or None)."""
+    m = _SIP_URI_RE.match(uri.strip())
+    if not m:
+        raise ValueError(f"{uri!r} is not a SIP URI like 'sip:op1@127.0.0.1:5090'")
+    host = m["host"]
+    if host.startswith("["):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{uri!r}: {host!r} is not an IPv6 address") from None
+    elif not _is_host(host):
+        raise ValueError(f"{uri!r}: {host!r} is not a valid host")
+    port = int(m["port"]) if m["port"] else None
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"{uri!r}: port {port} is out of range 1-65535")
+    return host, port
+
+
+_NUMBER_SEPARATORS = re.compile(r"[\s\-().]")
+
+
+def normalize_number(text: str) -> str:
+    """Strip visual separators and URI parameters: ``"03-1234-5678;npdi"`` -> ``"0312345678"``."""
+    return _NUMBER_SEPARATORS.sub("", text.split(";", 1)[0])
+
+
+def to_e164(number: str, country_code: str = DEFAULT_COUNTRY_CODE) -> str | None:
+    """E.164 form of a dialled or caller number, or None when it cannot be derived.
+
+    ``"0312345678"`` -> ``"+81312345678"`` (national trunk prefix 0); ``"+81312345678"`` stays;
+    ``"81312345678"`` (E.164 without '+', as some trunks send it) -> ``"+81312345678"``.
+    """
+    n = normalize_number(number)
+    if n.startswith("+"):
+        return n if n[1:].isdigit() and 2 <= len(n) - 1 <= 15 else None
+    if not n.isdigit():
+        return None
+    if n.startswith("0") and not n.startswith("00") and len(n) > 2:
+        return f"+{country_code}{n[1:]}"
+    if n.startswith(country_code) and len(n) > len(country_code) + 6:
+        return f"+{n}"
+    return None
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    sip_listen: str = "0.0.0.0:5060"
+    http_listen: str = "127.0.0.1:8080"
+    data_dir: Path = Path("./var")
+    public_address: str = ""
+    drain_timeout: float = 30.0
+    log_format: LogFormat = LogFormat.JSON
+    log_level: LogLevel = LogLevel.INFO
+
+    @property
+    def sip_hostport(self) -> tuple[str, int]:
+        return parse_hostport(self.sip_listen)
+
+    @property
+    def http_hostport(self) -> tuple[str, int]:
+        return parse_hostport(self.http_listen)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "mediasrv.db"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    @property
+    def advertised_host(self) -> str:
+        """The address written in Contact/Via/SDP (no brackets)."""
+        if self.public_address:
+            return self.public_address
+        host = self.sip_hostport[0]
+        return "127.0.0.1" if host in ("0.0.0.0", "::") else host
+
+
+@dataclass(frozen=True)
+class SipConfig:
+    user_agent: str = "mediasrv"
+    ring_timeout: float = 30.0
+    max_forwards: int = 70
+    t1: float = 0.5  # RFC 3261 §17.1.1.1: RTT estimate
+    t2: float = 4.0  # RFC 3261 §17.1.2.2: maximum retransmit interval for non-INVITE
+    t4: float = 5.0  # RFC 3261 §17.1.2.2: maximum duration a message remains in the network
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 29999
+    no_rtp_timeout: float = 60.0
+    record: RecordMode = RecordMode.BOTH
+    recording_format: RecordingFormat = RecordingFormat.PCM16
+
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class TrunkConfig:
+    name: str
+    addresses: tuple[str, ...] = ()
+    inbound_auth: bool = False
+    username: str = ""
+    password: str = field(default="", repr=False)
+    realm: str = "mediasrv"
+    algorithm: DigestAlgorithm = DigestAlgorithm.SHA256
+    networks: tuple[IpNetwork, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # strict=False: "10.0.0.1/8" means the /8 it lies in, as most ACL syntaxes read it.
+        nets = tuple(ipaddress.ip_network(a, strict=False) for a in self.addresses)
+        object.__setattr__(self, "networks", nets)
+
+    def allows(self, ip: str) -> bool:
+        addr = _parse_ip(ip)
+        return addr is not None and any(addr in net for net in self.networks)
+
+
+def _parse_ip(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = ip.strip().strip("[]").split("%", 1)[0]  # drop brackets and an IPv6 zone id
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped  # a dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d
+    return addr
+
+
+@dataclass(frozen=True)
+class NumberConfig:
+    number: str
+    business: str = ""
+    medium: str = ""
+    campaign: str = ""
+    destinations: tuple[str, ...] = ()
+    ring_timeout: float = 30.0  # resolved at load: the number's own, else [sip].ring_timeout
+    record: RecordMode = RecordMode.BOTH  # resolved at load: the number's own, else [media].record
+    trunk: str = ""
+
+    @property
+    def e164(self) -> str | None:
+        return to_e164(self.number)
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    sip: SipConfig = field(default_factory=SipConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    trunks: tuple[TrunkConfig, ...] = ()
+    numbers: tuple[NumberConfig, ...] = ()
+    source: str = "<defaults>"
+    _number_index: dict[str, NumberConfig] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        index: dict[str, NumberConfig] = {}
+        for num in self.numbers:
+            for key in _number_keys(num.number):
+                index.setdefault(key, num)
+        object.__setattr__(self, "_number_index", index)
+
+    def number_for(self, dialled: str) -> NumberConfig | None:
+        """The tracking number a Request-URI user part names (national or E.164 form)."""
+        for key in _number_keys(dialled):
+            num = self._number_index.get(key)
+            if num is not None:
+                return num
+        return None
+
+    def trunk_for_source(self, ip: str) -> TrunkConfig | None:
+        """The first trunk whose ACL admits ``ip`` (None: not a known trunk -> 403)."""
+        for trunk in self.trunks:
+            if trunk.allows(ip):
+                return trunk
+        return None
+
+    def trunk_named(self, name: str) -> TrunkConfig | None:
+        for trunk in self.trunks:
+            if trunk.name == name:
+                return trunk
+        return None
+
+
+def _number_keys(number: str) -> list[str]:
+    n = normalize_number(number)
+    keys = [n]
+    e164 = to_e164(n)
+    if e164 is not None and e164 != n:
+        keys.append(e164)
+    return keys
+
+
+# --------------------------------------------------------------------------- line index
+
+
+class _LineIndex:
+    """Where each key and table of a TOML text is, by document path.
+
+    ``tomllib`` gives values only; to say "line 12" we scan the text: table headers, arrays of
+    tables (counting their elements) and ``key =`` lines at bracket depth 0, skipping strings,
+    multi-line strings, comments and the inside of multi-line arrays and inline tables.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._lines: dict[Path_, int] = {}
+        self._aot: dict[Path_, int] = {}  # array-of-tables path -> element count so far
+        self._scan(text)
+
+    def line_for(self, path: Path_) -> int | None:
+        p = tuple(path)
+        while p:
+            line = self._lines.get(p)
+            if line is not None:
+                return line
+            p = p[:-1]
+        return None
+
+    def _record(self, path: Path_, line: int) -> None:
+        for i in range(1, len(path) + 1):
+            self._lines.setdefault(path[:i], line)
+
+    def _resolve(self, keys: list[str]) -> Path_:
+        """Turn header keys into a document path, entering the last element of arrays."""
+        path: Path_ = ()
+        for k in keys:
+            path = (*path, k)
+            count = self._aot.get(path)
+            if count:
+                path = (*path, count - 1)
+        return path
+
+    def _scan(self, text: str) -> None:
+        prefix: Path_ = ()
+        depth = 0
+        in_ml: str | None = None  # the closing delimiter of a multi-line string we are inside
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            pos = 0
+            if in_ml is not None:
+                end = line.find(in_ml)
+                if end < 0:
+                    continue
+                in_ml, pos = None, end + 3
+            elif depth == 0:
+                stripped = line.lstrip()
+                if stripped.startswith("[["):
+                    keys = _parse_key(stripped, 2)
+                    if keys:
+                        base = (*self._resolve(keys[0][:-1]), keys[0][-1])
+                        self._aot[base] = self._aot.get(base, 0) + 1
+                        prefix = (*base, self._aot[base] - 1)
+                        self._record(prefix, lineno)
+                    continue
+                if stripped.startswith("["):
+                    keys = _parse_key(stripped, 1)
+                    if keys:
+                        prefix = self._resolve(keys[0])
+                        self._record(prefix, lineno)
+                    continue
+                parsed = _parse_key(stripped, 0)
+                if parsed and stripped[parsed[1] :].lstrip().startswith("="):
+                    self._record(prefix + tuple(parsed[0]), lineno)
+                    pos = len(line) - len(stripped) + stripped.index("=", parsed[1]) + 1
+            depth, in_ml = _scan_value(line, pos, depth)
+
+
+_BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _parse_key(s: str, pos: int) -> tuple[list[str], int] | None:
+    """Parse a dotted key (bare or quoted parts) at ``s[pos:]``; return parts and end index."""
+    parts: list[str] = []
+    n = len(s)
+    while True:
+        while pos < n and s[pos] in " \t":
+            pos += 1
+        if pos < n and s[pos] in "\"'":
+            quote = s[pos]
+            end = s.find(quote, pos + 1)
+            if end < 0:
+                return None
+            parts.append(s[pos + 1 : end])
+            pos = end + 1
+        else:
+            m = _BARE_KEY_RE.match(s, pos)
+            if not m:
+                return None
+            parts.append(m.group())
+            pos = m.end()
+        while pos < n and s[pos] in " \t":
+            pos += 1
+        if pos < n and s[pos] == ".":
+            pos += 1
+            continue
+        return parts, pos
+
+
+def _scan_value(line: str, pos: int, depth: int) -> tuple[int, str | None]:
+    """Track bracket depth and open multi-line strings through a line of TOML value text."""
+    n = len(line)
+    while pos < n:
+        c = line[pos]
+        if c == "#":
+            break
+        if c in "\"'":
+            triple = line[pos : pos + 3]
+            if triple in ('"""', "'''"):
+                end = line.find(triple, pos + 3)
+                if end < 0:
+                    return depth, triple
+                pos = end + 3
+                continue
+            pos += 1
+            while pos < n and line[pos] != c:
+                pos += 2 if c == '"' and line[pos] == "\\" else 1
+        elif c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        pos += 1
+    return depth, None
+
+
+def _key_name(path: Path_) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _Ctx:
+    """Where values came from, to turn a problem at a document path into a ConfigError."""
+
+    def __init__(self, source: str, index: _LineIndex, overridden: set[Path_]) -> None:
+        self.source = source
+        self.index = index
+        self.overridden = overridden
+
+    def error(self, path: Path_, message: str) -> ConfigError:
+        if path in self.overridden:
+            return ConfigError("<command line>", None, _key_name(path), message)
+        return ConfigError(self.source, self.index.line_for(path), _key_name(path), message)
+
+
+def _typename(value: object) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+class _Table:
+    """Typed, checked access to one TOML table; complains about unknown keys with a hint."""
+
+    def __init__(self, ctx: _Ctx, path: Path_, data: object, known: Iterable[str]) -> None:
+        if not isinstance(data, dict):
+            raise ctx.error(path, f"expected a table, got {_typename(data)}")
+        self.ctx, self.path, self.data = ctx, path, data
+        known = list(known)
+        for key in data:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ctx.error((*path, key), f"unknown key {key!r}{hint}")
+
+    def err(self, key: str | int, message: str) -> ConfigError:
+        return self.ctx.error((*self.path, key), message)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def str_(self, key: str, default: str, allow_empty: bool = True) -> str:
+        v = self.data.get(key, default)
+        if not isinstance(v, str):
+            raise self.err(key, f"expected a string, got {_typename(v)}")
+        if not allow_empty and not v.strip():
+            raise self.err(key, "must not be empty")
+        return v
+
+    def bool_(self, key: str, default: bool) -> bool:
+        v = self.data.get(key, default)
+        if not isinstance(v, bool):
+            raise self.err(key, f"expected true or false, got {_typename(v)}")
+        return v
+
+    def int_(self, key: str, default: int, lo: int, hi: int) -> int:
+        v = self.data.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.err(key, f"expected an integer, got {_typename(v)}")
+        if not lo <= v <= hi:
+            raise self.err(key, f"must be from {lo} to {hi}, got {v}")
+        return v
+
+    def float_(self, key: str, default: float, lo: float = 0.0, hi: float = 86400.0) -> float:
+        v = self.data.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise self.err(key, f"expected a number of seconds, got {_typename(v)}")
+        if not lo < v <= hi:
+            raise self.err(key, f"must be greater than {lo:g} and at most {hi:g}, got {v}")
+        return float(v)
+
+    def enum_(self, key: str, cls: type[_E], default: _E) -> _E:
+        v = self.data.get(key, default.value)
+        if not isinstance(v, str):
+            raise self.err(key, f"expected a string, got {_typename(v)}")
+        for member in cls:
+            if str(member.value).lower() == v.lower():
+                return member
+        choices = [str(m.value) for m in cls]
+        close = difflib.get_close_matches(v, choices, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise self.err(key, f"unknown value {v!r}: expected one of {', '.join(choices)}{hint}")
+
+    def str_list(self, key: str, what: str) -> list[str]:
+        v = self.data.get(key, [])
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise self.err(key, f"expected a list of {what}")
+        return list(v)
+
+    def tables(self, key: str) -> list[object]:
+        v = self.data.get(key, [])
+        if not isinstance(v, list):
+            raise self.err(key, f"expected an array of tables ([[{key}]]), got {_typename(v)}")
+        return v
+
+
+def _listen(t: _Table, key: str, default: str) -> str:
+    v = t.str_(key, default)
+    try:
+        parse_hostport(v)
+    except ValueError as e:
+        raise t.err(key, str(e)) from None
+    return v
+
+
+def _server(ctx: _Ctx, data: object) -> ServerConfig:
+    d = ServerConfig()
+    t = _Table(ctx, ("server",), data, ServerConfig.__dataclass_fields__)
+    public = t.str_("public_address", d.public_address).strip().strip("[]")
+    if public and not _is_host(public):
+        raise t.err("public_address", f"{public!r} is not a valid host name or address")
+    return ServerConfig(
+        sip_listen=_listen(t, "sip_listen", d.sip_listen),
+        http_listen=_listen(t, "http_listen", d.http_listen),
+        data_dir=Path(t.str_("data_dir", str(d.data_dir), allow_empty=False)),
+        public_address=public,
+        drain_timeout=t.float_("drain_timeout", d.drain_timeout),
+        log_format=t.enum_("log_format", LogFormat, d.log_format),
+        log_level=t.enum_("log_level", LogLevel, d.log_level),
+    )
+
+
+def _sip(ctx: _Ctx, data: object) -> SipConfig:
+    d = SipConfig()
+    t = _Table(ctx, ("sip",), data, SipConfig.__dataclass_fields__)
+    cfg = SipConfig(
+        user_agent=t.str_("user_agent", d.user_agent, allow_empty=False),
+        ring_timeout=t.float_("ring_timeout", d.ring_timeout),
+        max_forwards=t.int_("max_forwards", d.max_forwards, 1, 255),
+        t1=t.float_("t1", d.t1, hi=60.0),
+        t2=t.float_("t2", d.t2, hi=600.0),
+        t4=t.float_("t4", d.t4, hi=600.0),
+    )
+    if cfg.t2 < cfg.t1:  # RFC 3261 §17.1.2.2: intervals double from T1 up to T2
+        raise t.err("t2", f"must be at least t1 ({cfg.t1:g}), got {cfg.t2:g}")
+    return cfg
+
+
+def _media(ctx: _Ctx, data: object) -> MediaConfig:
+    d = MediaConfig()
+    t = _Table(ctx, ("media",), data, MediaConfig.__dataclass_fields__)
+    lo = t.int_("rtp_port_min", d.rtp_port_min, 1024, 65534)
+    hi = t.int_("rtp_port_max", d.rtp_port_max, 1025, 65535)
+    if lo % 2:  # RFC 3550 §11: RTP on an even port, RTCP on the next odd one
+        raise t.err("rtp_port_min", f"must be even (RTP uses even ports), got {lo}")
+    if lo >= hi:
+        raise t.err("rtp_port_min", f"must be below rtp_port_max ({hi}), got {lo}")
+    return MediaConfig(
+        rtp_port_min=lo,
+        rtp_port_max=hi,
+        no_rtp_timeout=t.float_("no_rtp_timeout", d.no_rtp_timeout),
+        record=t.enum_("record", RecordMode, d.record),
+        recording_format=t.enum_("recording_format", RecordingFormat, d.recording_format),
+    )
+
+
+_TRUNK_KEYS = [k for k in TrunkConfig.__dataclass_fields__ if k != "networks"]
+
+
+def _trunk(ctx: _Ctx, i: int, data: object) -> TrunkConfig:
+    t = _Table(ctx, ("trunks", i), data, _TRUNK_KEYS)
+    if not t.has("name"):
+        raise ctx.error(("trunks", i), "missing key 'name'")
+    addresses = t.str_list("addresses", "CIDR networks like '192.0.2.0/24'")
+    for j, a in enumerate(addresses):
+        try:
+            ipaddress.ip_network(a.strip(), strict=False)
+        except ValueError:
+            raise ctx.error(("trunks", i, "addresses", j), f"{a!r} is not a CIDR network") from None
+    d = TrunkConfig(name="")
+    cfg = TrunkConfig(
+        name=t.str_("name", "", allow_empty=False),
+        addresses=tuple(a.strip() for a in addresses),
+        inbound_auth=t.bool_("inbound_auth", d.inbound_auth),
+        username=t.str_("username", d.username),
+        password=t.str_("password", d.password),
+        realm=t.str_("realm", d.realm, allow_empty=False),
+        algorithm=t.enum_("algorithm", DigestAlgorithm, d.algorithm),
+    )
+    if cfg.inbound_auth and not (cfg.username and cfg.password):
+        raise t.err("inbound_auth", "needs 'username' and 'password' to verify the trunk's digest")
+    return cfg
+
+
+_NUMBER_RE = re.compile(r"^\+?[0-9*#]{2,32}$")
+
+
+def _number(ctx: _Ctx, i: int, data: object, sip: SipConfig, media: MediaConfig) -> NumberConfig:
+    t = _Table(ctx, ("numbers", i), data, NumberConfig.__dataclass_fields__)
+    if not t.has("number"):
+        raise ctx.error(("numbers", i), "missing key 'number'")
+    number = normalize_number(t.str_("number", ""))
+    if not _NUMBER_RE.match(number):
+        raise t.err("number", f"{number!r} is not a phone number (digits, optional leading '+')")
+    if not t.has("destinations"):
+        raise ctx.error(("numbers", i), "missing key 'destinations'")
+    dests = t.str_list("destinations", "SIP URIs")
+    if not dests:
+        raise t.err("destinations", "expected a list of SIP URIs, got an empty list")
+    for j, uri in enumerate(dests):
+        try:
+            parse_sip_uri_host(uri)
+        except ValueError as e:
+            raise ctx.error(("numbers", i, "destinations", j), str(e)) from None
+    return NumberConfig(
+        number=number,
+        business=t.str_("business", ""),
+        medium=t.str_("medium", ""),
+        campaign=t.str_("campaign", ""),
+        destinations=tuple(d.strip() for d in dests),
+        ring_timeout=t.float_("ring_timeout", sip.ring_timeout),
+        record=t.enum_("record", RecordMode, media.record),
+        trunk=t.str_("trunk", ""),
+    )
+
+
+_SECTIONS = ("server", "sip", "media", "trunks", "numbers")
+
+
+def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
+    top = _Table(ctx, (), raw, _SECTIONS)
+    server = _server(ctx, raw.get("server", {}))
+    sip = _sip(ctx, raw.get("sip", {}))
+    media = _media(ctx, raw.get("media", {}))
+    trunks = tuple(_trunk(ctx, i, d) for i, d in enumerate(top.tables("trunks")))
+    seen_trunks: dict[str, int] = {}
+    for i, tr in enumerate(trunks):
+        if tr.name in seen_trunks:
+            raise ctx.error(
+                ("trunks", i, "name"),
+                f"duplicate trunk {tr.name!r} (also trunks[{seen_trunks[tr.name]}])",
+            )
+        seen_trunks[tr.name] = i
+    numbers = tuple(_number(ctx, i, d, sip, media) for i, d in enumerate(top.tables("numbers")))
+    seen: dict[str, int] = {}
+    for i, num in enumerate(numbers):
+        if num.trunk and num.trunk not in seen_trunks:
+            known = ", ".join(seen_trunks) or "none configured"
+            raise ctx.error(
+                ("numbers", i, "trunk"), f"unknown trunk {num.trunk!r} (trunks: {known})"
+            )
+        for key in _number_keys(num.number):
+            if key in seen:
+                j = seen[key]
+                line = ctx.index.line_for(("numbers", j, "number"))
+                at = f" at line {line}" if line else ""
+                raise ctx.error(
+                    ("numbers", i, "number"),
+                    f"duplicate number {num.number!r} (same as numbers[{j}]{at})",
+                )
+            seen[key] = i
+    return Config(
+        server=server, sip=sip, media=media, trunks=trunks, numbers=numbers, source=ctx.source
+    )
+
+
+def _coerce_override(value: object) -> object:
+    """Command-line values arrive as strings; give TOML-like types to numbers and booleans."""
+    if not isinstance(value, str):
+        return str(value) if isinstance(value, Path) else value
+    low = value.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for conv in (int, float):
+        try:
+            return conv(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _apply_overrides(
+    raw: dict[str, object], overrides: Mapping[str, object], ctx: _Ctx, kinds: dict[str, type]
+) -> None:
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        path: Path_ = tuple(parts)
+        if len(parts) != 2 or parts[0] not in ("server", "sip", "media"):
+            raise ConfigError(
+                "<command line>",
+                None,
+                dotted,
+                "overrides name a key as 'section.key' in [server], [sip] or [media]",
+            )
+        section = raw.setdefault(parts[0], {})
+        if not isinstance(section, dict):
+            raise ctx.error((parts[0],), f"expected a table, got {_typename(section)}")
+        ctx.overridden.add(path)
+        v = value if isinstance(value, bool) else _coerce_override(value)
+        if kinds.get(dotted) is str and not isinstance(v, str):
+            v = str(value)  # e.g. public_address "10.0.0.1" must stay a string
+        section[parts[1]] = v
+
+
+_STR_KEYS: dict[str, type] = {
+    f"{sec}.{k}": str
+    for sec, inst in (("server", ServerConfig()), ("sip", SipConfig()), ("media", MediaConfig()))
+    for k, v in vars(inst).items()
+    if isinstance(v, str | Path | enum.Enum)
+}
+
+
+def _read(path: str | Path) -> tuple[str, str]:
+    source = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(source, None, "", f"cannot read config file: {e.strerror or e}") from None
+    try:
+        return source, data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(source, line, "", "file is not valid UTF-8") from None
+
+
+_TOML_POS_RE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+
+
+def load_config(path: str | Path | None, overrides: Mapping[str, object] | None = None) -> Config:
+    """Load and validate a TOML config (``None``: defaults only), then apply dotted overrides.
+
+    Raises :class:`ConfigError` naming file, line and key on any problem.
+    """
+    if path is None:
+        source, text = "<defaults>", ""
+    else:
+        source, text = _read(path)
+    try:
+        raw: dict[str, object] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        msg = str(e)
+        m = _TOML_POS_RE.search(msg)
+        if m:
+            raise ConfigError(
+                source, int(m[1]), "", f"TOML syntax error: {msg[: m.start()]} (column {m[2]})"
+            ) from None
+        if msg.endswith("(at end of document)"):
+            line = text.count("\n") + 1
+            raise ConfigError(
+                source,
+                line,
+                "",
+                f"TOML syntax error: {msg[: -len(' (at end of document)')]} (at end of file)",
+            ) from None
+        raise ConfigError(source, None, "", f"TOML syntax error: {msg}") from None
+    ctx = _Ctx(source, _LineIndex(text), set())
+    if overrides:
+        _apply_overrides(raw, overrides, ctx, _STR_KEYS)
+    return _build(ctx, raw)
