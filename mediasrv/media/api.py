@@ -126,9 +126,19 @@ class MediaControl(Protocol):
         ...
 
     def offer(
-        self, leg: LegMedia, like: bytes | None = None, direction: Direction = Direction.SENDRECV
+        self, leg: LegMedia, like: bytes | None = None, direction: Direction | None = None
     ) -> bytes:
-        """Build our SDP offer for ``leg``; codecs mirror those of ``like`` (another SDP) when given."""
+        """Build our SDP offer for ``leg``.
+
+        Codecs (and, when ``direction`` is None, the direction attribute) mirror those of
+        ``like``, another leg's SDP, when given: a re-INVITE that puts one leg on hold becomes
+        an offer with the same direction on the other leg. Without ``like``: all our codecs,
+        sendrecv. Raises :class:`SdpError` if ``like`` is unusable.
+        """
+        ...
+
+    def codec(self, leg: LegMedia) -> str | None:
+        """The encoding name ("PCMU", "PCMA") negotiated on ``leg``, None before negotiation."""
         ...
 
     def answer(self, leg: LegMedia, offer: bytes, prefer: list[str] | None = None) -> bytes:
