@@ -1,0 +1,372 @@
+"""The call log (F13): one row per call, embedded SQLite (aiosqlite, WAL) by default.
+
+:class:`CallLog` is the interface the rest of the server uses; :class:`CallLogStore` is the
+SQLite implementation. A PostgreSQL backend for scale-out (F30) implements the same Protocol.
+
+Durability: :meth:`CallLogStore.record_call` returns only after the row is committed. Writes
+from many call tasks are group-committed: whatever arrived while the previous transaction was
+being written goes into the next one, so a burst of hangups costs one fsync, not one each.
+Reads use a second connection and never see a half-written batch (WAL snapshot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiosqlite
+
+from mediasrv.outputs.sqlite import Migration, Synchronous, connect, migrate
+
+__all__ = ["CALLS_MIGRATIONS", "CallLog", "CallLogStore", "CallRecord", "Disposition"]
+
+log = logging.getLogger(__name__)
+
+
+class Disposition(enum.Enum):
+    ANSWERED = "answered"
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    AFTER_HOURS = "after-hours"
+    BLOCKED = "blocked"
+    ABANDONED = "abandoned"  # the caller hung up (CANCEL) before anyone answered
+    VOICEMAIL = "voicemail"
+    FAILED = "failed"
+    REJECTED = "rejected"  # refused before routing: ACL 403, auth, unknown number, draining 503
+
+
+@dataclass
+class CallRecord:
+    call_id: str  # our id for the call (uuid4 hex); the primary key
+    inbound_call_id: str  # SIP Call-ID of the caller leg
+    tracking_number: str
+    caller_number: str  # E.164 when derivable, else as received ("anonymous" when withheld)
+    caller_display: str = ""
+    business: str = ""
+    medium: str = ""
+    campaign: str = ""
+    start_time: float = 0.0  # unix seconds (INVITE received)
+    answer_time: float | None = None
+    end_time: float | None = None
+    ring_seconds: float = 0.0
+    talk_seconds: float = 0.0
+    disposition: Disposition = Disposition.FAILED
+    sip_code: int = 0  # final SIP code the caller got (200 if answered)
+    end_reason: str = ""  # "caller-bye" | "operator-bye" | "cancel" | "no-rtp" | ...
+    operator_uri: str = ""  # who answered
+    attempts: list[dict[str, object]] = field(default_factory=list)  # uri, code, start, end
+    dtmf: str = ""  # digits seen, in order
+    recording_path: str | None = None
+    media_stats: dict[str, object] = field(default_factory=dict)
+    analysis: dict[str, object] | None = None
+    flags: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (the HTTP API's representation of a call)."""
+        d = asdict(self)
+        d["disposition"] = self.disposition.value
+        return d
+
+
+class CallLog(Protocol):
+    """What the server needs from a call log backend (SQLite now, PostgreSQL later)."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def record_call(self, rec: CallRecord) -> None: ...
+
+    async def get_call(self, call_id: str) -> CallRecord | None: ...
+
+    async def list_calls(
+        self,
+        limit: int = 100,
+        offset: int = 0,
+        tracking_number: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        disposition: Disposition | None = None,
+    ) -> list[CallRecord]: ...
+
+    async def update_analysis(self, call_id: str, analysis: dict[str, object]) -> None: ...
+
+    async def count_calls(
+        self,
+        tracking_number: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        disposition: Disposition | None = None,
+    ) -> int: ...
+
+
+# --------------------------------------------------------------------------- schema
+
+_COLUMNS = tuple(CallRecord.__dataclass_fields__)
+_JSON_DEFAULTS: dict[str, Callable[[], object]] = {
+    "attempts": list,
+    "media_stats": dict,
+    "analysis": lambda: None,
+    "flags": list,
+}
+_JSON_COLUMNS = frozenset(_JSON_DEFAULTS)
+
+CALLS_MIGRATIONS: list[Migration] = [
+    # 1: the first call log (issue 2, item 8)
+    [
+        """
+        CREATE TABLE calls (
+            call_id         TEXT PRIMARY KEY,
+            inbound_call_id TEXT NOT NULL,
+            tracking_number TEXT NOT NULL,
+            caller_number   TEXT NOT NULL,
+            caller_display  TEXT NOT NULL DEFAULT '',
+            business        TEXT NOT NULL DEFAULT '',
+            medium          TEXT NOT NULL DEFAULT '',
+            campaign        TEXT NOT NULL DEFAULT '',
+            start_time      REAL NOT NULL,
+            answer_time     REAL,
+            end_time        REAL,
+            ring_seconds    REAL NOT NULL DEFAULT 0,
+            talk_seconds    REAL NOT NULL DEFAULT 0,
+            disposition     TEXT NOT NULL,
+            sip_code        INTEGER NOT NULL DEFAULT 0,
+            end_reason      TEXT NOT NULL DEFAULT '',
+            operator_uri    TEXT NOT NULL DEFAULT '',
+            attempts        TEXT NOT NULL DEFAULT '[]',
+            dtmf            TEXT NOT NULL DEFAULT '',
+            recording_path  TEXT,
+            media_stats     TEXT NOT NULL DEFAULT '{}',
+            analysis        TEXT,
+            flags           TEXT NOT NULL DEFAULT '[]'
+        )
+        """,
+        "CREATE INDEX calls_start ON calls (start_time)",
+        "CREATE INDEX calls_tracking_start ON calls (tracking_number, start_time)",
+        "CREATE INDEX calls_disposition_start ON calls (disposition, start_time)",
+    ],
+]
+
+_UPSERT = (
+    f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
+)
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM calls"
+
+
+def _to_row(rec: CallRecord) -> tuple[object, ...]:
+    out: list[object] = []
+    for name in _COLUMNS:
+        value = getattr(rec, name)
+        if name == "disposition":
+            value = Disposition(value).value
+        elif name in _JSON_COLUMNS:
+            # default=str: an odd value (a Path, an enum) is stored as text, never refused
+            value = None if value is None else json.dumps(value, default=str, ensure_ascii=False)
+        out.append(value)
+    return tuple(out)
+
+
+def _from_row(row: Sequence[Any]) -> CallRecord:
+    values: dict[str, Any] = dict(zip(_COLUMNS, row, strict=True))
+    for name in _JSON_COLUMNS:
+        raw = values[name]
+        if raw is None:
+            continue
+        try:
+            values[name] = json.loads(raw)
+        except ValueError:
+            log.warning("call %s: unreadable JSON in column %s", values["call_id"], name)
+            values[name] = _JSON_DEFAULTS[name]()
+    try:
+        values["disposition"] = Disposition(values["disposition"])
+    except ValueError:
+        log.warning("call %s: unknown disposition %r", values["call_id"], values["disposition"])
+        values["disposition"] = Disposition.FAILED
+    return CallRecord(**values)
+
+
+def _where(
+    tracking_number: str | None,
+    since: float | None,
+    until: float | None,
+    disposition: Disposition | None,
+) -> tuple[str, list[object]]:
+    clauses: list[str] = []
+    params: list[object] = []
+    if tracking_number is not None:
+        clauses.append("tracking_number = ?")
+        params.append(tracking_number)
+    if since is not None:
+        clauses.append("start_time >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append("start_time < ?")
+        params.append(until)
+    if disposition is not None:
+        clauses.append("disposition = ?")
+        params.append(Disposition(disposition).value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+# --------------------------------------------------------------------------- store
+
+
+@dataclass
+class _Write:
+    sql: str
+    params: tuple[object, ...]
+    done: asyncio.Future[int]  # resolves to the statement's rowcount once committed
+
+
+class StoreClosed(RuntimeError):
+    """The store is not open (never opened, or closed)."""
+
+
+class CallLogStore:
+    """The SQLite call log: ``<data_dir>/mediasrv.db``, WAL, versioned schema."""
+
+    def __init__(self, path: Path, synchronous: Synchronous = Synchronous.FULL) -> None:
+        self.path = Path(path)
+        self._synchronous = synchronous
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._pending: list[_Write] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def open(self) -> None:
+        """Create the directory and file, switch to WAL, run pending migrations."""
+        if self._writer is not None:
+            return
+        writer = await connect(self.path, self._synchronous)
+        try:
+            await migrate(writer, "calls", CALLS_MIGRATIONS, self.path)
+            self._reader = await connect(self.path, self._synchronous)
+        except BaseException:
+            await writer.close()
+            raise
+        self._writer = writer
+        self._closing = False
+
+    async def close(self) -> None:
+        """Commit whatever is queued, then close both connections."""
+        self._closing = True
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        for conn in (self._writer, self._reader):
+            if conn is not None:
+                await conn.close()
+        self._writer = self._reader = None
+
+    # ---------------------------------------------------------------- writes
+
+    async def record_call(self, rec: CallRecord) -> None:
+        """Insert or replace the call's row; returns once the row is committed."""
+        await self._write(_UPSERT, _to_row(rec))
+
+    async def update_analysis(self, call_id: str, analysis: dict[str, object]) -> None:
+        """Set the analysis results of a call; :class:`KeyError` if no such call."""
+        blob = json.dumps(analysis, default=str, ensure_ascii=False)
+        changed = await self._write(
+            "UPDATE calls SET analysis = ? WHERE call_id = ?", (blob, call_id)
+        )
+        if changed == 0:
+            raise KeyError(call_id)
+
+    async def _write(self, sql: str, params: tuple[object, ...]) -> int:
+        if self._writer is None or self._closing:
+            raise StoreClosed(f"call log {self.path} is not open")
+        item = _Write(sql, params, asyncio.get_running_loop().create_future())
+        self._pending.append(item)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="calllog-flush")
+        # shield: a cancelled caller does not cancel the write; the row still lands.
+        return await asyncio.shield(item.done)
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                counts = await self._commit(batch)
+            except Exception:
+                log.exception("call log batch of %d failed; retrying one by one", len(batch))
+                for item in batch:
+                    await self._commit_one(item)
+                continue
+            for item, count in zip(batch, counts, strict=True):
+                if not item.done.done():
+                    item.done.set_result(count)
+
+    async def _commit(self, batch: list[_Write]) -> list[int]:
+        assert self._writer is not None
+        db = self._writer
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            counts = []
+            for item in batch:
+                async with db.execute(item.sql, item.params) as cur:
+                    counts.append(cur.rowcount)
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        return counts
+
+    async def _commit_one(self, item: _Write) -> None:
+        try:
+            (count,) = await self._commit([item])
+        except Exception as e:
+            if not item.done.done():
+                item.done.set_exception(e)
+        else:
+            if not item.done.done():
+                item.done.set_result(count)
+
+    # ---------------------------------------------------------------- reads
+
+    def _read_conn(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise StoreClosed(f"call log {self.path} is not open")
+        return self._reader
+
+    async def get_call(self, call_id: str) -> CallRecord | None:
+        async with self._read_conn().execute(f"{_SELECT} WHERE call_id = ?", (call_id,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else _from_row(row)
+
+    async def list_calls(
+        self,
+        limit: int = 100,
+        offset: int = 0,
+        tracking_number: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        disposition: Disposition | None = None,
+    ) -> list[CallRecord]:
+        """Calls matching every given filter, newest first (``since`` <= start < ``until``)."""
+        if limit < 0 or offset < 0:
+            raise ValueError("limit and offset must not be negative")
+        where, params = _where(tracking_number, since, until, disposition)
+        sql = f"{_SELECT}{where} ORDER BY start_time DESC, call_id DESC LIMIT ? OFFSET ?"
+        async with self._read_conn().execute(sql, (*params, limit, offset)) as cur:
+            rows = await cur.fetchall()
+        return [_from_row(r) for r in rows]
+
+    async def count_calls(
+        self,
+        tracking_number: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        disposition: Disposition | None = None,
+    ) -> int:
+        where, params = _where(tracking_number, since, until, disposition)
+        async with self._read_conn().execute(f"SELECT COUNT(*) FROM calls{where}", params) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
