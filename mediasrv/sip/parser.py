@@ -162,10 +162,13 @@ def parse_message(data: bytes, max_size: int = MAX_MESSAGE) -> Request | Respons
         end, body_start = n, n
     if end > start and data[end - 1] == 13:
         end -= 1  # the CR of the last header line's CRLF
+    encoding_problem: str | None = None
     try:
         head = data[start:end].decode("utf-8")
     except UnicodeDecodeError:
-        raise SipParseError("non-UTF-8 header bytes") from None
+        # keep going with replacement characters only to offer a partial request for a 400
+        encoding_problem = "non-UTF-8 header bytes"
+        head = data[start:end].decode("utf-8", "replace")
     if "\r" in head:
         head = head.replace("\r\n", "\n")
         if "\r" in head:
@@ -173,9 +176,15 @@ def parse_message(data: bytes, max_size: int = MAX_MESSAGE) -> Request | Respons
     if "\x00" in head:
         raise SipParseError("NUL in headers")
     lines = head.split("\n")
-    msg = _parse_start_line(lines[0].strip())
+    try:
+        msg = _parse_start_line(lines[0].strip())
+    except SipParseError:
+        if encoding_problem:
+            raise SipParseError(encoding_problem) from None
+        raise
     items, problem = _parse_header_lines(lines[1:])
     msg.headers = Headers._from_canonical(items)
+    problem = encoding_problem or problem
     if problem is None:
         problem = _check_mandatory(msg)
     if problem is not None:
@@ -208,6 +217,7 @@ class StreamFramer:
         self._buf = bytearray()
         self._scan_from = 0  # where the next header-end search starts (avoid rescans)
         self._pending: int | None = None  # total length of a message whose body is incomplete
+        self._crlf_run = 0  # CR/LF bytes seen since the last message (keep-alive detection)
 
     def feed(self, data: bytes) -> list[bytes]:
         """Append ``data``; return every complete raw message now available."""
@@ -253,10 +263,15 @@ class StreamFramer:
         while i < n and buf[i] in (13, 10):
             i += 1
         if i:
-            # RFC 5626 §3.5.1: a ping is CRLFCRLF; count complete ones
-            self.pings += bytes(buf[:i]).count(b"\r\n\r\n")
             del buf[:i]
             self._scan_from = 0
+            # RFC 5626 §3.5.1: a ping is CRLFCRLF, possibly split across segments
+            self._crlf_run += i
+            while self._crlf_run >= 4:
+                self._crlf_run -= 4
+                self.pings += 1
+        if buf:
+            self._crlf_run = 0  # a message starts here
 
     def _stream_content_length(self, head: bytes) -> int:
         value: bytes | None = None

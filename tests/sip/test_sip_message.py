@@ -209,7 +209,12 @@ def test_binary_junk() -> None:
 
 def test_partial_request_for_400() -> None:
     """Where a 400 can be formed, the error carries the partially parsed request."""
-    for name in ("cseq_mismatch.sip", "content_length_too_big.sip", "header_without_colon.sip"):
+    for name in (
+        "cseq_mismatch.sip",
+        "content_length_too_big.sip",
+        "header_without_colon.sip",
+        "non_utf8_header.sip",
+    ):
         with pytest.raises(SipParseError) as info:
             parse_message(load(name))
         partial = info.value.partial
