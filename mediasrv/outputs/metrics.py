@@ -1,0 +1,197 @@
+"""Prometheus metrics (F28) on a registry of our own, never the process-global one.
+
+A registry per :class:`Metrics` keeps tests independent (two servers in one process do not
+collide) and keeps library metrics we did not choose out of ``/metrics``. Counters that have
+labels are pre-created with their expected label values so that a rate over them exists (as 0)
+before the first event.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+log = logging.getLogger(__name__)
+
+# The classic text exposition format (version 0.0.4), which every Prometheus understands.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_DISPOSITIONS = (
+    "answered",
+    "busy",
+    "no-answer",
+    "after-hours",
+    "blocked",
+    "abandoned",
+    "voicemail",
+    "failed",
+    "rejected",
+)
+_SIP_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO")
+_CALL_SECONDS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+_RING_SECONDS = (0.5, 1, 2, 5, 10, 20, 30, 60)
+_JITTER_SECONDS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+_ANALYSIS_SECONDS = (1, 2, 5, 10, 30, 60, 120, 300, 600)
+_PREFIX = "mediasrv_"
+
+
+class Metrics:
+    """Every metric mediasrv exports; one instance per server, built by ``app.py``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        p = _PREFIX
+        # calls
+        self.active_calls = Gauge(f"{p}active_calls", "Calls in progress", registry=r)
+        self.calls_total = Counter(
+            f"{p}calls", "Finished calls by disposition", ["disposition"], registry=r
+        )
+        self.call_ring_seconds = Histogram(
+            f"{p}call_ring_seconds",
+            "Ring time of finished calls",
+            buckets=_RING_SECONDS,
+            registry=r,
+        )
+        self.call_talk_seconds = Histogram(
+            f"{p}call_talk_seconds",
+            "Talk time of answered calls",
+            buckets=_CALL_SECONDS,
+            registry=r,
+        )
+        self.draining = Gauge(f"{p}draining", "1 while the server drains after SIGTERM", registry=r)
+        # SIP
+        self.sip_requests_total = Counter(
+            f"{p}sip_requests", "SIP requests", ["method", "direction"], registry=r
+        )
+        self.sip_responses_total = Counter(
+            f"{p}sip_responses",
+            "SIP final and provisional responses",
+            ["code", "method", "direction"],
+            registry=r,
+        )
+        self.sip_transaction_timeouts_total = Counter(
+            f"{p}sip_transaction_timeouts",
+            "SIP transactions ended by a timer (RFC 3261 §17 timers B, F, H)",
+            ["kind"],
+            registry=r,
+        )
+        self.sip_malformed_total = Counter(
+            f"{p}sip_malformed", "SIP messages that could not be parsed", ["transport"], registry=r
+        )
+        self.sip_retransmissions_total = Counter(
+            f"{p}sip_retransmissions", "SIP retransmissions sent or absorbed", registry=r
+        )
+        # media
+        self.rtp_packets_total = Counter(
+            f"{p}rtp_packets", "RTP packets relayed", ["direction"], registry=r
+        )
+        self.rtp_packets_lost_total = Counter(
+            f"{p}rtp_packets_lost", "RTP packets lost (RFC 3550 A.3) on finished legs", registry=r
+        )
+        self.rtp_jitter_seconds = Histogram(
+            f"{p}rtp_jitter_seconds",
+            "Interarrival jitter (RFC 3550 A.8) of finished legs",
+            buckets=_JITTER_SECONDS,
+            registry=r,
+        )
+        self.rtp_ports_in_use = Gauge(f"{p}rtp_ports_in_use", "RTP ports allocated", registry=r)
+        self.media_engine_info = Gauge(
+            f"{p}media_engine_info", "The media engine loaded (value 1)", ["engine"], registry=r
+        )
+        self.recording_bytes_total = Counter(
+            f"{p}recording_bytes", "Bytes written to recordings", registry=r
+        )
+        # analysis and notifications
+        self.analysis_queue_depth = Gauge(
+            f"{p}analysis_queue_depth", "Analysis jobs waiting", registry=r
+        )
+        self.analysis_jobs_total = Counter(
+            f"{p}analysis_jobs", "Analysis jobs finished", ["result"], registry=r
+        )
+        self.analysis_seconds = Histogram(
+            f"{p}analysis_seconds",
+            "Latency from call end to analysis done",
+            buckets=_ANALYSIS_SECONDS,
+            registry=r,
+        )
+        self.notify_deliveries_total = Counter(
+            f"{p}notify_deliveries", "HTTP notification attempts", ["result"], registry=r
+        )
+        self._callbacks: dict[str, Gauge] = {}
+        self._prefill()
+
+    def _prefill(self) -> None:
+        for d in _DISPOSITIONS:
+            self.calls_total.labels(disposition=d)
+        for m in _SIP_METHODS:
+            for direction in ("in", "out"):
+                self.sip_requests_total.labels(method=m, direction=direction)
+        for direction in ("in", "out"):
+            self.rtp_packets_total.labels(direction=direction)
+        for result in ("done", "failed"):
+            self.analysis_jobs_total.labels(result=result)
+        for result in ("delivered", "failed"):
+            self.notify_deliveries_total.labels(result=result)
+
+    # ---------------------------------------------------------------- helpers
+
+    def set_engine(self, name: str) -> None:
+        """Record which media engine runs ("cython" | "python"); only one is ever 1."""
+        self.media_engine_info.clear()
+        self.media_engine_info.labels(engine=name).set(1)
+
+    def call_finished(
+        self, disposition: str, ring_seconds: float = 0.0, talk_seconds: float = 0.0
+    ) -> None:
+        """Count a finished call (``disposition`` is a :class:`Disposition` value)."""
+        self.calls_total.labels(disposition=disposition).inc()
+        self.call_ring_seconds.observe(max(0.0, ring_seconds))
+        if talk_seconds > 0:
+            self.call_talk_seconds.observe(talk_seconds)
+
+    def sip_request(self, method: str, direction: str) -> None:
+        self.sip_requests_total.labels(method=method, direction=direction).inc()
+
+    def sip_response(self, code: int, method: str, direction: str) -> None:
+        self.sip_responses_total.labels(code=str(code), method=method, direction=direction).inc()
+
+    def add_gauge_callback(self, name: str, help: str, fn: Callable[[], float]) -> Gauge:
+        """A gauge whose value is read from ``fn()`` at scrape time (e.g. live dialogs).
+
+        ``name`` gets the ``mediasrv_`` prefix unless it has it. A failing ``fn`` yields NaN
+        and a log line; it never breaks the scrape. Adding the same name again replaces ``fn``.
+        """
+        full = name if name.startswith(_PREFIX) else _PREFIX + name
+        gauge = self._callbacks.get(full)
+        if gauge is None:
+            gauge = Gauge(full, help, registry=self.registry)
+            self._callbacks[full] = gauge
+        gauge.set_function(_safe(full, fn))
+        return gauge
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text exposition format (:data:`CONTENT_TYPE`)."""
+        return generate_latest(self.registry)
+
+    def names(self) -> Iterable[str]:
+        """Every sample name currently exported (for tests and docs)."""
+        for family in self.registry.collect():
+            for sample in family.samples:
+                yield sample.name
+
+
+def _safe(name: str, fn: Callable[[], float]) -> Callable[[], float]:
+    def read() -> float:
+        try:
+            return float(fn())
+        except Exception:
+            log.exception("metric %s: callback failed", name)
+            return math.nan
+
+    return read
