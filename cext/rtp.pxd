@@ -1,0 +1,37 @@
+# C-level interface of cext.rtp (RFC 3550 §5.1 fixed header), for other cext modules.
+
+cdef enum:
+    RTP_HEADER_SIZE = 12
+    PT_DROP = 0xFF
+    RTP_ERR_SHORT = -1
+    RTP_ERR_VERSION = -2
+    RTP_ERR_CSRC = -3
+    RTP_ERR_EXTENSION = -4
+    RTP_ERR_PADDING = -5
+    RTP_ERR_PAYLOAD_TYPE = -6
+
+cdef Py_ssize_t rtp_payload_bounds(const unsigned char* p, Py_ssize_t n, Py_ssize_t* length) noexcept nogil
+cdef void rtp_write_header(unsigned char* p, bint marker, int payload_type, unsigned int sequence,
+                           unsigned int timestamp, unsigned int ssrc) noexcept nogil
+cdef unsigned int rtp_get_u32(const unsigned char* p) noexcept nogil
+cdef void rtp_put_u32(unsigned char* p, unsigned int value) noexcept nogil
+
+
+cdef class RtpRewriter:
+    cdef public unsigned int ssrc
+    cdef public unsigned int ts_step
+    cdef public unsigned int source_changes
+    cdef unsigned char pt_map[128]
+    cdef unsigned int next_seq
+    cdef unsigned int next_ts
+    cdef bint have_source
+    cdef unsigned int source_ssrc
+    cdef unsigned int seq_delta
+    cdef unsigned int ts_delta
+    cdef unsigned int last_seq
+    cdef unsigned int last_ts
+    cdef bint mark_pending
+
+    cdef Py_ssize_t rewrite_buf(self, unsigned char* p, Py_ssize_t n) noexcept nogil
+    cdef void adopt_source(self, unsigned int ssrc, unsigned int seq, unsigned int ts) noexcept nogil
+    cdef void advance(self, unsigned int out_seq, unsigned int out_ts) noexcept nogil
