@@ -1,0 +1,403 @@
+"""The media control plane: :class:`MediaEngine` implements :class:`~mediasrv.media.api.MediaControl`.
+
+It owns the port pool, per-call and per-leg state (negotiated codecs, directions, remote
+addresses), recorders, prompt players and the single periodic timer of the engine (recorder
+commits and the no-RTP timeout). Per-packet work happens behind a
+:class:`~mediasrv.media.packet_path.PacketPath` built by ``packet_path_factory``; the pure-
+Python reference is the default, a Cython twin plugs in the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from mediasrv.media import sdp
+from mediasrv.media.api import (
+    Direction,
+    DtmfEvent,
+    LegMedia,
+    LegRole,
+    LegStats,
+    MediaError,
+    MediaEvent,
+    MediaEventSink,
+    MediaReport,
+    PromptFinished,
+    RecordMode,
+    RtpTimeout,
+)
+from mediasrv.media.codec import Codec
+from mediasrv.media.packet_path import LegParams, PacketEvents, PacketPath
+from mediasrv.media.packet_path_py import PyPacketPath
+from mediasrv.media.ports import PortPair, PortPool
+from mediasrv.media.prompt import Prompt, PromptCache, PromptPlayer
+from mediasrv.media.recorder import RecordingFormat, RecordingWriter, StereoRecorder
+
+log = logging.getLogger(__name__)
+
+SUPPORTED = (Codec.PCMU, Codec.PCMA)
+TICK = 0.25  # seconds between recorder commits; the no-RTP check runs every 4th tick
+PacketPathFactory = Callable[[asyncio.AbstractEventLoop, PacketEvents], PacketPath]
+_CHANNEL = {LegRole.CALLER: 0, LegRole.OPERATOR: 1}
+_RECORDED = {
+    RecordMode.BOTH: (LegRole.CALLER, LegRole.OPERATOR),
+    RecordMode.CALLER: (LegRole.CALLER,),
+    RecordMode.OPERATOR: (LegRole.OPERATOR,),
+    RecordMode.OFF: (),
+}
+
+
+class _Leg:
+    __slots__ = (
+        "bridged_at",
+        "call",
+        "id",
+        "media",
+        "negotiated",
+        "origin",
+        "our_offer",
+        "pair",
+        "player",
+        "timed_out",
+    )
+
+    def __init__(self, leg_id: int, media: LegMedia, pair: PortPair, call: _Call) -> None:
+        self.id = leg_id
+        self.media = media
+        self.pair = pair
+        self.call = call
+        self.origin = sdp.OriginState(_session_id(leg_id), media.local_host)
+        self.our_offer: sdp.SessionDescription | None = None
+        self.negotiated: sdp.Negotiated | None = None
+        self.bridged_at: float | None = None
+        self.timed_out = False
+        self.player: PromptPlayer | None = None
+
+
+class _Call:
+    __slots__ = ("call_id", "legs", "record_mode", "recorder")
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        self.legs: list[_Leg] = []
+        self.recorder: StereoRecorder | None = None
+        self.record_mode = RecordMode.OFF
+
+
+def _session_id(leg_id: int) -> int:
+    # o= sess-id only needs to be unique per session (RFC 4566 §5.2); NTP-like magnitude.
+    return 3_900_000_000 + leg_id
+
+
+class _Events:
+    """Adapter from packet-path callbacks to the engine (keeps them off its public API)."""
+
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: MediaEngine) -> None:
+        self._engine = engine
+
+    def on_dtmf(self, leg: int, digit: str, start: float, duration: float) -> None:
+        self._engine._dtmf(leg, digit, start, duration)
+
+    def on_latched(self, leg: int, addr: tuple[str, int]) -> None:
+        log.debug("leg %d latched to %s:%d", leg, addr[0], addr[1])
+
+
+class MediaEngine:
+    """In-process media engine for every call of the server."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        host: str,
+        port_min: int,
+        port_max: int,
+        on_event: MediaEventSink,
+        no_rtp_timeout: float = 60.0,
+        packet_path_factory: PacketPathFactory = PyPacketPath,
+        recording_format: str = "pcm16",
+    ) -> None:
+        self._loop = loop
+        self._host = host
+        self._on_event = on_event
+        self._timeout = no_rtp_timeout
+        self._ports = PortPool(host, port_min, port_max)
+        self._path = packet_path_factory(loop, _Events(self))
+        self.engine_name: str = self._path.name
+        self._format = RecordingFormat(recording_format)
+        self._writer = RecordingWriter()
+        self._prompts = PromptCache()
+        self._calls: dict[str, _Call] = {}
+        self._legs: dict[LegMedia, _Leg] = {}
+        self._by_id: dict[int, _Leg] = {}
+        self._next_id = 1
+        self._timer: asyncio.TimerHandle | None = None
+        self._ticks = 0
+        self._closing: dict[Path, concurrent.futures.Future[None]] = {}
+
+    # ---- MediaControl ---------------------------------------------------------------------
+
+    def allocate(self, call_id: str, role: LegRole) -> LegMedia:
+        pair = self._ports.allocate()
+        leg_id = self._next_id
+        self._next_id += 1
+        media = LegMedia(call_id, role, self._host, pair.port)
+        call = self._calls.get(call_id)
+        if call is None:
+            call = self._calls[call_id] = _Call(call_id)
+        leg = _Leg(leg_id, media, pair, call)
+        try:
+            self._path.open(leg_id, pair.rtp)
+        except Exception:
+            self._ports.free(pair)
+            raise
+        call.legs.append(leg)
+        self._legs[media] = leg
+        self._by_id[leg_id] = leg
+        if call.recorder is not None and role is LegRole.CALLER:
+            self._attach_recorder(call, leg)
+        self._start_timer()
+        return media
+
+    def offer(
+        self, leg: LegMedia, like: bytes | None = None, direction: Direction = Direction.SENDRECV
+    ) -> bytes:
+        state = self._leg(leg)
+        codecs: list[Codec] = list(SUPPORTED)
+        te_pt: int | None = sdp.DEFAULT_TE_PT
+        if like is not None:
+            mirrored, like_te = sdp.offered_codecs(sdp.parse(like))
+            codecs = [c for c in mirrored if c in SUPPORTED] or codecs
+            te_pt = like_te if like_te is not None else te_pt
+        offer = sdp.build_offer(leg.local_host, leg.local_port, codecs, te_pt, direction)
+        state.our_offer = offer
+        return state.origin.stamp(offer)
+
+    def answer(self, leg: LegMedia, offer: bytes, prefer: list[str] | None = None) -> bytes:
+        state = self._leg(leg)
+        answer, negotiated = sdp.answer_offer(
+            sdp.parse(offer), leg.local_host, leg.local_port, SUPPORTED, prefer
+        )
+        self._apply(state, negotiated)
+        return state.origin.stamp(answer)
+
+    def accept_answer(self, leg: LegMedia, answer: bytes) -> None:
+        state = self._leg(leg)
+        if state.our_offer is None:
+            raise sdp.SdpError("an SDP answer arrived but we made no offer on this leg")
+        self._apply(state, sdp.accept_answer(state.our_offer, sdp.parse(answer)))
+
+    def bridge(self, a: LegMedia, b: LegMedia) -> None:
+        la, lb = self._leg(a), self._leg(b)
+        if la.call is not lb.call or la is lb:
+            raise MediaError(
+                f"cannot bridge {a.call_id}/{a.role.value} with {b.call_id}/{b.role.value}"
+            )
+        self._path.bridge(la.id, lb.id)
+        now = self._loop.time()
+        for leg in (la, lb):
+            leg.bridged_at, leg.timed_out = now, False
+        call = la.call
+        for other in call.legs:
+            if other not in (la, lb):
+                other.bridged_at = None
+        if call.recorder is not None:
+            for leg in (la, lb):
+                self._attach_recorder(call, leg)
+
+    def record(self, call_id: str, path: Path, mode: RecordMode) -> None:
+        call = self._calls.get(call_id)
+        if call is None:
+            raise MediaError(f"record: no media allocated for call {call_id}")
+        self._stop_recording(call)
+        if mode is RecordMode.OFF:
+            return
+        call.recorder = StereoRecorder(path, self._writer, mode, self._format)
+        call.record_mode = mode
+        for leg in call.legs:
+            if leg.media.role is LegRole.CALLER or leg.bridged_at is not None:
+                self._attach_recorder(call, leg)
+
+    def play(self, leg: LegMedia, wav: Path, loop: bool = False) -> None:
+        state = self._leg(leg)
+        if state.negotiated is None:
+            raise MediaError(f"play: leg {leg.call_id}/{leg.role.value} has no negotiated media")
+        prompt = self._prompts.load(wav)
+        self._stop_player(state)
+        self._path.set_prompt(state.id, True)
+        state.player = PromptPlayer(
+            self._loop,
+            prompt.frames(state.negotiated.codec),
+            loop,
+            send=lambda payload, marker: self._path.send_payload(
+                state.id, payload, len(payload), marker
+            ),
+            done=lambda: self._prompt_done(state, prompt),
+        )
+
+    def stop_play(self, leg: LegMedia) -> None:
+        """Stop a prompt on ``leg`` without a PromptFinished event (relay resumes)."""
+        self._stop_player(self._leg(leg))
+
+    async def preload(self, wav: Path) -> None:
+        """Read and check a prompt in a thread, so that :meth:`play` never touches the disk."""
+        await self._loop.run_in_executor(None, self._prompts.load, wav)
+
+    def release(self, call_id: str) -> MediaReport:
+        report = MediaReport(call_id, engine=self.engine_name)
+        call = self._calls.pop(call_id, None)
+        if call is None:
+            return report  # idempotent: a second release (BYE and timeout racing) is harmless
+        for leg in call.legs:
+            stats = self._close_leg(leg)
+            if self._better(report.legs.get(leg.media.role), stats, leg):
+                report.legs[leg.media.role] = stats
+        if call.recorder is not None:
+            report.recording = call.recorder.path
+            report.recording_bytes = self._stop_recording(call)
+        if not self._calls:
+            self._stop_timer()
+        return report
+
+    def release_leg(self, leg: LegMedia) -> LegStats:
+        """Free one leg early (a failed forwarding attempt), keeping the rest of the call."""
+        state = self._leg(leg)
+        state.call.legs.remove(state)
+        return self._close_leg(state)
+
+    def active_ports(self) -> int:
+        return self._ports.in_use()
+
+    async def close(self) -> None:
+        for call_id in list(self._calls):
+            self.release(call_id)
+        self._stop_timer()
+        await self._writer.close()
+
+    # ---- extras for the call flow and tests -----------------------------------------------
+
+    def codec_of(self, leg: LegMedia) -> str | None:
+        """The codec negotiated on ``leg`` ("PCMU"/"PCMA"), to ``prefer`` it on the other leg."""
+        negotiated = self._leg(leg).negotiated
+        return negotiated.codec.name if negotiated is not None else None
+
+    def stats(self, leg: LegMedia) -> LegStats:
+        return self._path.stats(self._leg(leg).id)
+
+    async def flush_recordings(self) -> None:
+        """Wait until every released call's recording is completely on disk."""
+        await self._writer.drain()
+
+    # ---- internals ------------------------------------------------------------------------
+
+    def _leg(self, leg: LegMedia) -> _Leg:
+        state = self._legs.get(leg)
+        if state is None:
+            raise MediaError(f"unknown or released media leg {leg.call_id}/{leg.role.value}")
+        return state
+
+    def _apply(self, leg: _Leg, negotiated: sdp.Negotiated) -> None:
+        leg.negotiated = negotiated
+        self._path.configure(
+            leg.id,
+            LegParams(
+                codec=negotiated.codec,
+                pt=negotiated.pt,
+                rx_pts=dict(negotiated.rx_pts),
+                te_pt=negotiated.te_pt,
+                remote=negotiated.remote,
+                direction=negotiated.direction,
+            ),
+        )
+
+    def _attach_recorder(self, call: _Call, leg: _Leg) -> None:
+        if call.recorder is not None and leg.media.role in _RECORDED[call.record_mode]:
+            self._path.set_recorder(leg.id, call.recorder, _CHANNEL[leg.media.role])
+
+    def _stop_recording(self, call: _Call) -> int:
+        recorder = call.recorder
+        if recorder is None:
+            return 0
+        for leg in call.legs:
+            self._path.set_recorder(leg.id, None, 0)
+        size = recorder.close()
+        call.recorder = None
+        return size
+
+    def _close_leg(self, leg: _Leg) -> LegStats:
+        self._stop_player(leg)
+        stats = self._path.stats(leg.id)
+        self._path.close(leg.id)
+        self._ports.free(leg.pair)
+        del self._legs[leg.media]
+        del self._by_id[leg.id]
+        return stats
+
+    @staticmethod
+    def _better(current: LegStats | None, candidate: LegStats, leg: _Leg) -> bool:
+        """Which of several legs of one role goes into the report: the bridged one."""
+        if current is None or leg.bridged_at is not None:
+            return True
+        return candidate.packets_in > current.packets_in
+
+    def _stop_player(self, leg: _Leg) -> None:
+        if leg.player is not None:
+            leg.player.cancel()
+            leg.player = None
+            self._path.set_prompt(leg.id, False)
+
+    def _prompt_done(self, leg: _Leg, prompt: Prompt) -> None:
+        leg.player = None
+        self._path.set_prompt(leg.id, False)
+        self._emit(PromptFinished(leg.media.call_id, leg.media.role, prompt.name))
+
+    def _dtmf(self, leg_id: int, digit: str, start: float, duration: float) -> None:
+        leg = self._by_id.get(leg_id)
+        if leg is not None:
+            m = leg.media
+            self._emit(DtmfEvent(m.call_id, m.role, digit, start, duration, "rfc4733"))
+
+    def _emit(self, event: MediaEvent) -> None:
+        try:
+            self._on_event(event)
+        except Exception:
+            log.exception("media event sink failed on %r", event)
+
+    # ---- the one periodic timer -----------------------------------------------------------
+
+    def _start_timer(self) -> None:
+        if self._timer is None:
+            self._timer = self._loop.call_later(TICK, self._tick)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _tick(self) -> None:
+        now = self._loop.time()
+        self._timer = self._loop.call_later(TICK, self._tick)
+        for call in self._calls.values():
+            if call.recorder is not None:
+                call.recorder.tick(now)
+        self._ticks += 1
+        if self._ticks % 4 == 0 or self._timeout < 4 * TICK:
+            self._check_rtp(now)
+
+    def _check_rtp(self, now: float) -> None:
+        """Emit RtpTimeout once for a bridged leg silent for ``no_rtp_timeout`` seconds."""
+        for leg in list(self._by_id.values()):
+            if leg.bridged_at is None:
+                continue
+            last = max(self._path.last_rx(leg.id), leg.bridged_at)
+            silent = now - last
+            if silent < self._timeout:
+                leg.timed_out = False
+            elif not leg.timed_out:
+                leg.timed_out = True
+                self._emit(RtpTimeout(leg.media.call_id, leg.media.role, silent))

@@ -1,0 +1,103 @@
+"""The narrow interface between the media control plane and per-packet work.
+
+:class:`~mediasrv.media.engine.MediaEngine` (control plane: calls, SDP, timers, recorder
+lifetime) drives exactly one :class:`PacketPath`. The pure-Python reference lives in
+:mod:`mediasrv.media.packet_path_py`; a Cython twin (per-datagram callback or an engine thread
+with recvmmsg/sendmmsg) implements the same methods. Legs are small integers chosen by the
+engine, so an implementation can keep its state in C arrays.
+
+Per-packet work never calls back into Python except through :class:`PacketEvents`, and only
+for rare things (a digit, a latch). The engine polls :meth:`PacketPath.last_rx` from one
+periodic timer for the no-RTP timeout instead of being told about every packet.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mediasrv.media.api import Direction, LegStats
+from mediasrv.media.codec import Codec
+
+
+@dataclass(frozen=True, slots=True)
+class LegParams:
+    """What offer/answer decided for a leg (see :class:`mediasrv.media.sdp.Negotiated`)."""
+
+    codec: Codec  # codec we send on this leg
+    pt: int  # payload type we send ``codec`` with
+    rx_pts: dict[int, Codec] = field(default_factory=dict)  # audio PTs accepted from the peer
+    te_pt: int | None = None  # telephone-event PT (RFC 4733), both ways; None = not negotiated
+    remote: tuple[str, int] | None = None  # SDP address; None = on hold / unknown
+    direction: Direction = Direction.SENDRECV  # OUR direction on this leg
+
+
+class RecordSink(Protocol):
+    """Where a leg's received audio goes for recording (see :mod:`mediasrv.media.recorder`)."""
+
+    def feed(
+        self, channel: int, ssrc: int, ts: int, codec: Codec, payload: bytes, now: float
+    ) -> None:
+        """Audio the peer of ``channel`` *sent* (never what we send it), by RTP timestamp."""
+        ...
+
+
+class PacketEvents(Protocol):
+    """Rare per-leg events from the packet path back to the control plane."""
+
+    def on_dtmf(self, leg: int, digit: str, start: float, duration: float) -> None:
+        """One RFC 4733 digit, reported once when its end packet arrives (RFC 4733 §2.5.1.4)."""
+        ...
+
+    def on_latched(self, leg: int, addr: tuple[str, int]) -> None:
+        """The first packet (or a new SSRC) arrived from ``addr``; we now send there."""
+        ...
+
+
+class PacketPath(Protocol):
+    """Per-packet RTP work for every leg of one engine."""
+
+    name: str
+
+    def open(self, leg: int, sock: socket.socket) -> None:
+        """Start receiving on the leg's bound, non-blocking RTP socket."""
+        ...
+
+    def configure(self, leg: int, params: LegParams) -> None:
+        """Apply (re-)negotiated media parameters; a changed remote address un-latches."""
+        ...
+
+    def bridge(self, a: int, b: int) -> None:
+        """Relay RTP and RFC 4733 events both ways between ``a`` and ``b``."""
+        ...
+
+    def unbridge(self, leg: int) -> None:
+        """Stop relaying from and to ``leg`` (and its partner)."""
+        ...
+
+    def set_recorder(self, leg: int, sink: RecordSink | None, channel: int) -> None:
+        """Feed what ``leg`` receives to ``sink`` as ``channel`` (0 left, 1 right); None stops."""
+        ...
+
+    def set_prompt(self, leg: int, active: bool) -> None:
+        """While a prompt plays to ``leg``, relayed audio toward it is dropped (no mixing yet)."""
+        ...
+
+    def send_payload(self, leg: int, payload: bytes, samples: int, marker: bool) -> bool:
+        """Send one frame of our own audio (in the leg's codec) on the leg's outgoing stream.
+
+        ``marker`` starts a talkspurt: the timestamp then jumps by the real elapsed time.
+        Returns False when it could not be sent (no address yet, direction forbids sending).
+        """
+        ...
+
+    def last_rx(self, leg: int) -> float:
+        """Loop time of the last valid packet received on ``leg``, 0.0 if none yet."""
+        ...
+
+    def stats(self, leg: int) -> LegStats: ...
+
+    def close(self, leg: int) -> None:
+        """Stop receiving on ``leg`` and forget it (the engine closes the socket)."""
+        ...

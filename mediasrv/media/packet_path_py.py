@@ -1,0 +1,440 @@
+"""Pure-Python reference packet path (see :mod:`mediasrv.media.packet_path`).
+
+Each RTP socket is watched with ``loop.add_reader`` and drained with non-blocking
+``recvfrom`` (a synchronous callback per readiness, as a Cython twin would do; it works the
+same on uvloop and stock asyncio, and needs no coroutine to open a leg). Per datagram:
+validate and parse the RTP header (RFC 3550 §5.1), latch the source (symmetric RTP,
+RFC 4961), update receiver statistics (RFC 3550 A.1, A.3, A.8), feed the recorder, report
+RFC 4733 digits once, and relay to the bridged leg with our own SSRC, continuous sequence
+numbers and timestamps, mapped payload types and G.711 transcoding where the codecs differ.
+Malformed packets are counted and dropped; nothing here raises on network input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import struct
+
+from mediasrv.media.api import Direction, LegStats
+from mediasrv.media.codec import Codec, transcode_table
+from mediasrv.media.packet_path import LegParams, PacketEvents, RecordSink
+
+RTP_VERSION = 2
+CLOCK = 8000  # G.711 and telephone-event clock rate (RFC 3551 §4.5.14, RFC 4733 §2.1)
+MAX_DATAGRAM = 2048
+BATCH = 64  # datagrams drained per readiness callback, so one busy leg cannot starve others
+MAX_DROPOUT = 3000  # RFC 3550 A.1
+MAX_MISORDER = 100
+DTMF_DIGITS = "0123456789*#ABCD"  # RFC 4733 §3.2 events 0-15
+_HEADER = struct.Struct("!BBHII")
+_SEQ_TS_SSRC = struct.Struct("!HII")
+_TE = struct.Struct("!BBH")
+_SENDS = (Direction.SENDRECV, Direction.SENDONLY)
+_RECEIVES = (Direction.SENDRECV, Direction.RECVONLY)
+
+
+class _Leg:
+    """Per-leg state. Slots keep it a few hundred bytes (memory target: 64 KB per call)."""
+
+    __slots__ = (
+        "bad_seq",
+        "base_seq",
+        "bytes_in",
+        "bytes_out",
+        "channel",
+        "cycles",
+        "dropped",
+        "dtmf_cur_event",
+        "dtmf_cur_ts",
+        "dtmf_done_ts",
+        "first_ts",
+        "id",
+        "jitter",
+        "last_out_time",
+        "last_rx",
+        "last_seq_out",
+        "last_transit",
+        "last_ts_out",
+        "latched",
+        "lost_before",
+        "malformed",
+        "max_seq",
+        "packets_in",
+        "packets_out",
+        "params",
+        "partner",
+        "prompt",
+        "received",
+        "recorder",
+        "seq_delta",
+        "sock",
+        "src_ssrc",
+        "ssrc_in",
+        "ssrc_out",
+        "ts_delta",
+    )
+
+    def __init__(self, leg_id: int, sock: socket.socket, ssrc_out: int) -> None:
+        self.id = leg_id
+        self.sock = sock
+        self.params: LegParams | None = None
+        self.partner: _Leg | None = None
+        self.latched: tuple[str, int] | None = None
+        self.recorder: RecordSink | None = None
+        self.channel = 0
+        self.prompt = False
+        self.last_rx = 0.0
+        # Incoming stream (RFC 3550 A.1 sequence tracking, A.8 jitter).
+        self.ssrc_in: int | None = None
+        self.first_ts: int | None = None
+        self.base_seq = self.max_seq = self.cycles = self.bad_seq = self.received = 0
+        self.lost_before = 0  # loss of earlier SSRCs of this leg
+        self.last_transit: float | None = None
+        self.jitter = 0.0
+        self.dtmf_cur_ts: int | None = None
+        self.dtmf_cur_event = 0
+        self.dtmf_done_ts: int | None = None
+        # Outgoing stream: our SSRC and the offsets that map the source onto it.
+        self.ssrc_out = ssrc_out
+        self.src_ssrc: int | None = None  # source SSRC the deltas are valid for
+        self.seq_delta = self.ts_delta = 0
+        self.last_seq_out = random.getrandbits(16)
+        self.last_ts_out = random.getrandbits(32)
+        self.last_out_time: float | None = None
+        self.packets_in = self.packets_out = self.bytes_in = self.bytes_out = 0
+        self.malformed = self.dropped = 0
+
+    def sends(self) -> bool:
+        return self.params is not None and self.params.direction in _SENDS
+
+    def receives(self) -> bool:
+        return self.params is not None and self.params.direction in _RECEIVES
+
+    def destination(self) -> tuple[str, int] | None:
+        if self.params is None or self.params.remote is None:
+            return None  # hold (c=0.0.0.0) or not negotiated: send nothing
+        return self.latched or self.params.remote
+
+
+class PyPacketPath:
+    """The reference :class:`~mediasrv.media.packet_path.PacketPath`."""
+
+    name = "python"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, events: PacketEvents) -> None:
+        self._loop = loop
+        self._events = events
+        self._legs: dict[int, _Leg] = {}
+
+    # ---- control --------------------------------------------------------------------------
+
+    def open(self, leg: int, sock: socket.socket) -> None:
+        state = _Leg(leg, sock, random.getrandbits(32))
+        self._legs[leg] = state
+        self._loop.add_reader(sock.fileno(), self._readable, state)
+
+    def configure(self, leg: int, params: LegParams) -> None:
+        state = self._legs[leg]
+        old = state.params
+        if old is not None and old.remote != params.remote:
+            state.latched = None  # a re-INVITE moved the peer: latch again (RFC 4961 §4)
+        state.params = params
+
+    def bridge(self, a: int, b: int) -> None:
+        la, lb = self._legs[a], self._legs[b]
+        for leg in (la, lb):
+            if leg.partner is not None:
+                leg.partner.partner = None
+        la.partner, lb.partner = lb, la
+        la.src_ssrc = lb.src_ssrc = None  # resync both outgoing streams
+
+    def unbridge(self, leg: int) -> None:
+        state = self._legs[leg]
+        if state.partner is not None:
+            state.partner.partner = None
+            state.partner = None
+
+    def set_recorder(self, leg: int, sink: RecordSink | None, channel: int) -> None:
+        state = self._legs[leg]
+        state.recorder = sink
+        state.channel = channel
+
+    def set_prompt(self, leg: int, active: bool) -> None:
+        state = self._legs[leg]
+        state.prompt = active
+        state.src_ssrc = None  # relay resumes continuing our stream after the prompt
+
+    def send_payload(self, leg: int, payload: bytes, samples: int, marker: bool) -> bool:
+        state = self._legs[leg]
+        dest = state.destination()
+        if dest is None or not state.sends():
+            return False
+        assert state.params is not None
+        now = self._loop.time()
+        step = samples
+        if marker and state.last_out_time is not None:
+            step = max(samples, round((now - state.last_out_time) * CLOCK))
+        seq = (state.last_seq_out + 1) & 0xFFFF
+        ts = (state.last_ts_out + step) & 0xFFFFFFFF
+        first = 0x80 if marker else 0
+        packet = _HEADER.pack(0x80, first | state.params.pt, seq, ts, state.ssrc_out) + payload
+        state.last_seq_out, state.last_ts_out, state.last_out_time = seq, ts, now
+        return self._send(state, packet, dest)
+
+    def last_rx(self, leg: int) -> float:
+        return self._legs[leg].last_rx
+
+    def stats(self, leg: int) -> LegStats:
+        s = self._legs[leg]
+        expected = self._expected(s)
+        lost = s.lost_before + max(0, expected - s.received)
+        codec = s.params.codec.name if s.params is not None else ""
+        remote = f"{s.latched[0]}:{s.latched[1]}" if s.latched else ""
+        return LegStats(
+            packets_in=s.packets_in,
+            packets_out=s.packets_out,
+            bytes_in=s.bytes_in,
+            bytes_out=s.bytes_out,
+            packets_lost=lost,
+            jitter_ms=s.jitter * 1000.0 / CLOCK,
+            codec=codec,
+            remote=remote,
+        )
+
+    def malformed(self, leg: int) -> int:
+        return self._legs[leg].malformed
+
+    def close(self, leg: int) -> None:
+        state = self._legs.pop(leg, None)
+        if state is None:
+            return
+        self.unbridge(leg)
+        state.recorder = None
+        self._loop.remove_reader(state.sock.fileno())
+
+    # ---- per datagram ---------------------------------------------------------------------
+
+    def _readable(self, leg: _Leg) -> None:
+        sock = leg.sock
+        for _ in range(BATCH):
+            try:
+                data, addr = sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # e.g. ICMP errors surfacing on the socket; nothing to read
+            self._datagram(leg, data, addr[:2])
+
+    def _datagram(self, leg: _Leg, data: bytes, addr: tuple[str, int]) -> None:
+        n = len(data)
+        if n < 12 or data[0] >> 6 != RTP_VERSION:
+            leg.malformed += 1
+            return
+        hlen = _header_length(data)
+        if hlen < 0:
+            leg.malformed += 1
+            return
+        second = data[1]
+        pt = second & 0x7F
+        seq, ts, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
+        if not self._latch(leg, addr, ssrc, seq, ts):
+            leg.dropped += 1
+            return
+        params = leg.params
+        if params is None:
+            leg.dropped += 1  # nothing negotiated yet
+            return
+        now = self._loop.time()
+        leg.last_rx = now
+        leg.packets_in += 1
+        leg.bytes_in += n
+        self._update_seq(leg, seq)
+        end = n - (data[-1] if data[0] & 0x20 else 0)
+        codec = params.rx_pts.get(pt)
+        if codec is not None:
+            self._audio(leg, data, hlen, end, seq, ts, ssrc, codec, second & 0x80, now)
+        elif pt == params.te_pt:
+            self._event(leg, data, hlen, end, seq, ts, ssrc, now)
+        else:
+            leg.dropped += 1  # comfort noise or a PT we did not negotiate
+
+    def _latch(self, leg: _Leg, addr: tuple[str, int], ssrc: int, seq: int, ts: int) -> bool:
+        """Symmetric RTP (RFC 4961): send where the peer sends from; re-latch on a new SSRC."""
+        if leg.latched is None or (addr != leg.latched and ssrc != leg.ssrc_in):
+            leg.latched = addr
+            if ssrc != leg.ssrc_in:
+                self._new_source(leg, ssrc, seq, ts)
+            self._events.on_latched(leg.id, addr)
+            return True
+        if addr != leg.latched:
+            return False  # same SSRC from a foreign address: not our peer's stream
+        if ssrc != leg.ssrc_in:
+            self._new_source(leg, ssrc, seq, ts)
+        return True
+
+    def _new_source(self, leg: _Leg, ssrc: int, seq: int, ts: int) -> None:
+        if leg.ssrc_in is not None:
+            leg.lost_before += max(0, self._expected(leg) - leg.received)
+        leg.ssrc_in = ssrc
+        if leg.first_ts is None:
+            leg.first_ts = ts
+        # RFC 3550 A.1 init_seq(); the first packet is counted by _update_seq.
+        leg.base_seq = leg.max_seq = seq
+        leg.cycles = leg.received = 0
+        leg.bad_seq = -1
+        leg.last_transit = None
+        leg.dtmf_cur_ts = leg.dtmf_done_ts = None
+        partner = leg.partner
+        if partner is not None:
+            partner.src_ssrc = None  # continue partner's outgoing seq/ts across the change
+
+    @staticmethod
+    def _update_seq(leg: _Leg, seq: int) -> None:
+        """RFC 3550 A.1 update_seq() without probation (we latch on the first packet)."""
+        udelta = (seq - leg.max_seq) & 0xFFFF
+        if udelta < MAX_DROPOUT:
+            if seq < leg.max_seq:
+                leg.cycles += 0x10000
+            leg.max_seq = seq
+        elif udelta <= 0x10000 - MAX_MISORDER:
+            if seq == leg.bad_seq:  # two sequential packets: the peer restarted
+                leg.base_seq, leg.max_seq = seq, seq
+                leg.cycles = leg.received = 0
+            else:
+                leg.bad_seq = (seq + 1) & 0xFFFF
+                return
+        leg.received += 1
+
+    @staticmethod
+    def _expected(leg: _Leg) -> int:
+        """RFC 3550 A.3: extended highest sequence number - base + 1."""
+        if leg.ssrc_in is None:
+            return 0
+        return leg.cycles + leg.max_seq - leg.base_seq + 1
+
+    def _audio(
+        self,
+        leg: _Leg,
+        data: bytes,
+        hlen: int,
+        end: int,
+        seq: int,
+        ts: int,
+        ssrc: int,
+        codec: Codec,
+        marker: int,
+        now: float,
+    ) -> None:
+        # RFC 3550 A.8: interarrival jitter in timestamp units.
+        transit = now * CLOCK - ts
+        if leg.last_transit is not None:
+            d = abs(transit - leg.last_transit)
+            if d < 0x80000000:  # ignore a timestamp wrap/jump rather than poison the estimate
+                leg.jitter += (d - leg.jitter) / 16.0
+        leg.last_transit = transit
+        payload = data[hlen:end]
+        if leg.recorder is not None:
+            leg.recorder.feed(leg.channel, ssrc, ts, codec, payload, now)
+        out = leg.partner
+        if out is None or out.prompt or out.params is None or not leg.receives():
+            return
+        table = transcode_table(codec, out.params.codec)
+        if table is not None:
+            payload = payload.translate(table)
+        self._relay(out, out.params.pt, marker, seq, ts, ssrc, payload, now)
+
+    def _event(
+        self, leg: _Leg, data: bytes, hlen: int, end: int, seq: int, ts: int, ssrc: int, now: float
+    ) -> None:
+        if end - hlen < 4:
+            leg.malformed += 1
+            return
+        event, flags, duration = _TE.unpack_from(data, hlen)
+        self._dtmf(leg, event, bool(flags & 0x80), duration, ts)
+        out = leg.partner
+        if out is None or out.params is None or out.params.te_pt is None or not leg.receives():
+            return
+        self._relay(out, out.params.te_pt, data[1] & 0x80, seq, ts, ssrc, data[hlen:end], now)
+
+    def _dtmf(self, leg: _Leg, event: int, ended: bool, duration: int, ts: int) -> None:
+        """Report each event once (RFC 4733 §2.5.1.4: the end packet is sent three times)."""
+        if leg.dtmf_cur_ts is not None and ts != leg.dtmf_cur_ts:
+            if leg.dtmf_done_ts != leg.dtmf_cur_ts:  # the previous event's end packets were lost
+                self._report(leg, leg.dtmf_cur_event, leg.dtmf_cur_ts, 0)
+        leg.dtmf_cur_ts, leg.dtmf_cur_event = ts, event
+        if ended and leg.dtmf_done_ts != ts:
+            self._report(leg, event, ts, duration)
+
+    def _report(self, leg: _Leg, event: int, ts: int, duration: int) -> None:
+        leg.dtmf_done_ts = ts
+        if event >= len(DTMF_DIGITS):
+            return  # flash (16) and other non-digit events are relayed, not reported
+        first = leg.first_ts if leg.first_ts is not None else ts
+        start = ((ts - first) & 0xFFFFFFFF) / CLOCK
+        self._events.on_dtmf(leg.id, DTMF_DIGITS[event], start, duration / CLOCK)
+
+    def _relay(
+        self,
+        out: _Leg,
+        pt: int,
+        marker: int,
+        seq: int,
+        ts: int,
+        ssrc: int,
+        payload: bytes,
+        now: float,
+    ) -> None:
+        dest = out.destination()
+        if dest is None or not out.sends():
+            return  # the leg is on hold or inactive: keep receiving, send nothing
+        if out.src_ssrc != ssrc:
+            # A new source on this outgoing stream: continue our seq/ts (RFC 3550 §5.1 wants
+            # a random start and steady increments, whatever the peers do).
+            elapsed = CLOCK // 50
+            if out.last_out_time is not None:
+                elapsed = max(elapsed, round((now - out.last_out_time) * CLOCK))
+            out.seq_delta = (out.last_seq_out + 1 - seq) & 0xFFFF
+            out.ts_delta = (out.last_ts_out + elapsed - ts) & 0xFFFFFFFF
+            out.src_ssrc = ssrc
+            marker = 0x80
+        seq_out = (seq + out.seq_delta) & 0xFFFF
+        ts_out = (ts + out.ts_delta) & 0xFFFFFFFF
+        if (seq_out - out.last_seq_out) & 0xFFFF < 0x8000:
+            out.last_seq_out = seq_out
+        if (ts_out - out.last_ts_out) & 0xFFFFFFFF < 0x80000000:
+            out.last_ts_out = ts_out
+        out.last_out_time = now
+        packet = _HEADER.pack(0x80, (0x80 if marker else 0) | pt, seq_out, ts_out, out.ssrc_out)
+        self._send(out, packet + payload, dest)
+
+    @staticmethod
+    def _send(leg: _Leg, packet: bytes, dest: tuple[str, int]) -> bool:
+        try:
+            leg.sock.sendto(packet, dest)
+        except (BlockingIOError, InterruptedError):
+            leg.dropped += 1  # socket buffer full: drop, as a router would
+            return False
+        except OSError:
+            leg.dropped += 1  # unreachable destination etc.; never raise into the loop
+            return False
+        leg.packets_out += 1
+        leg.bytes_out += len(packet)
+        return True
+
+
+def _header_length(data: bytes) -> int:
+    """Length of the RTP header with CSRCs and extension (RFC 3550 §5.1, §5.3.1); -1 if bad."""
+    n = len(data)
+    hlen = 12 + 4 * (data[0] & 0x0F)
+    if data[0] & 0x10:
+        if hlen + 4 > n:
+            return -1
+        hlen += 4 + 4 * int.from_bytes(data[hlen + 2 : hlen + 4], "big")
+    pad = data[-1] if data[0] & 0x20 else 0
+    if hlen + pad > n or (data[0] & 0x20 and pad == 0):
+        return -1
+    if 72 <= data[1] & 0x7F <= 76:
+        return -1  # RTCP multiplexed on the RTP port (RFC 5761 §4): not audio
+    return hlen
