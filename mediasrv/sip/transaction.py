@@ -415,9 +415,9 @@ class InviteServerTransaction(ServerTransaction):
         (§13.3.1.4: the UAS SHOULD send BYE)."""
         self._timeout = None
         acked = self._retransmit is None
-        self._terminate()
         if not acked:
             self.on_ack_timeout()
+        self._terminate()
 
     def timer_i(self) -> None:
         self._timeout = None

@@ -177,7 +177,10 @@ class SipTransport:
             try:
                 await self.loop.create_connection(lambda: conn, peer.host, peer.port)
             except OSError as exc:
-                log.warning("TCP connect failed", extra={"peer": f"{peer.host}:{peer.port}", "error": str(exc)})
+                log.warning(
+                    "TCP connect failed",
+                    extra={"peer": f"{peer.host}:{peer.port}", "error": str(exc)},
+                )
                 self.unregister_connection(conn)
                 self._by_addr.pop((peer.host, peer.port), None)
 

@@ -1,0 +1,340 @@
+"""Composition root: builds every part from the config, wires them, owns start/stop order.
+
+Start: store -> media engine -> SIP transport/UA -> HTTP. Stop (SIGTERM): refuse new INVITEs
+with 503, let calls finish until the drain deadline, hang up the rest, then close in reverse
+order. Nothing here runs per packet or per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from mediasrv.api.http import HttpServer
+from mediasrv.calls.call import Call, CallResult, CallServices
+from mediasrv.calls.routing import Destination, Route
+from mediasrv.config import Config, NumberConfig, TrunkConfig
+from mediasrv.media.api import MediaEvent, RecordMode
+from mediasrv.media.engine import MediaEngine
+from mediasrv.outputs.calllog import CallLogStore
+from mediasrv.outputs.metrics import Metrics
+from mediasrv.outputs.recordings import recording_path
+from mediasrv.outputs.records import call_record_from_result
+from mediasrv.sip.dialog import LocalContact, Peer
+from mediasrv.sip.digest import DigestAlgorithm, DigestCredentials, DigestServer
+from mediasrv.sip.legs import InboundLeg
+from mediasrv.sip.message import Request, Response
+from mediasrv.sip.transaction import TimerConfig
+from mediasrv.sip.transport import SipTransport
+from mediasrv.sip.ua import Admission, UserAgent
+
+log = logging.getLogger("mediasrv.app")
+
+
+class ConfigRouter:
+    """Routing v1: the tracking numbers of the config file."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def route(self, dialled: str, caller: str) -> Route | None:
+        number = self.config.number_for(dialled)
+        if number is None:
+            return None
+        return self._route(number)
+
+    def _route(self, number: NumberConfig) -> Route:
+        trunk = self.config.trunk_named(number.trunk) if number.trunk else None
+        credentials = None
+        if trunk is not None and trunk.username:
+            credentials = DigestCredentials(trunk.username, trunk.password, trunk.realm or None)
+        destinations = tuple(
+            Destination(uri, number.ring_timeout, credentials) for uri in number.destinations
+        )
+        return Route(
+            tracking_number=number.number,
+            business=number.business,
+            medium=number.medium,
+            campaign=number.campaign,
+            destinations=destinations,
+            record=RecordMode(number.record.value),
+        )
+
+
+class TrunkAdmission:
+    """Per-trunk source-IP ACL (403) and digest authentication as UAS (401), F1."""
+
+    def __init__(self, trunks: tuple[TrunkConfig, ...], secret: bytes) -> None:
+        self.trunks = trunks
+        self._digest: dict[str, DigestServer] = {}
+        for trunk in trunks:
+            if trunk.inbound_auth:
+                algorithms = (
+                    (DigestAlgorithm.SHA256, DigestAlgorithm.MD5)
+                    if trunk.algorithm.value == "SHA-256"
+                    else (DigestAlgorithm.MD5,)
+                )
+                self._digest[trunk.name] = DigestServer(trunk.realm, secret, algorithms)
+
+    def __call__(self, request: Request, peer: Peer) -> Admission:
+        if not self.trunks:
+            return Admission.accept()  # no trunks configured: an open server (log says so)
+        trunk = next((t for t in self.trunks if t.allows(peer.host)), None)
+        if trunk is None:
+            return Admission.reject(403, "Forbidden (source address not allowed)")
+        server = self._digest.get(trunk.name)
+        if server is None:
+            return Admission.accept(trunk.name)
+        authorization = request.headers.get("Authorization")
+        if authorization is None:
+            return Admission.reject(
+                401, None, tuple(("WWW-Authenticate", c) for c in server.challenges())
+            )
+        result = server.verify(
+            authorization,
+            request.method,
+            lambda user: trunk.password if user == trunk.username else None,
+        )
+        if result.ok:
+            return Admission.accept(trunk.name)
+        if result.stale:
+            return Admission.reject(
+                401, None, tuple(("WWW-Authenticate", c) for c in server.challenges(stale=True))
+            )
+        return Admission.reject(403, "Forbidden (bad credentials)")
+
+
+class MetricsObserver:
+    """SIP counters into Prometheus (the UA only knows the SipObserver protocol)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._req_in = metrics.sip_requests_total
+        self._resp = metrics.sip_responses_total
+
+    def message_in(self, msg: Request | Response) -> None:
+        if isinstance(msg, Request):
+            self._req_in.labels(method=msg.method, direction="in").inc()
+        else:
+            self._resp.labels(code=str(msg.status), method=_cseq_method(msg), direction="in").inc()
+
+    def message_out(self, msg: Request | Response) -> None:
+        if isinstance(msg, Request):
+            self._req_in.labels(method=msg.method, direction="out").inc()
+        else:
+            self._resp.labels(code=str(msg.status), method=_cseq_method(msg), direction="out").inc()
+
+    def malformed(self, transport: str) -> None:
+        self.metrics.sip_malformed_total.labels(transport=transport).inc()
+
+    def transaction_timeout(self, kind: str) -> None:
+        self.metrics.sip_transaction_timeouts_total.labels(kind=kind).inc()
+
+
+def _cseq_method(msg: Response) -> str:
+    try:
+        return msg.cseq[1]
+    except ValueError:
+        return "?"
+
+
+@dataclass(slots=True)
+class _Drain:
+    deadline: float = 0.0
+
+
+class Server:
+    """The running media server."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.loop = asyncio.get_running_loop()
+        self.metrics = Metrics()
+        self.store = CallLogStore(config.server.db_path)
+        self.calls: dict[str, Call] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped = asyncio.Event()
+        self._draining = False
+        self._drain_task: asyncio.Task[None] | None = None
+        host, port = config.server.sip_hostport
+        self.advertised = config.server.advertised_host
+        self.media = MediaEngine(
+            self.loop,
+            self.advertised if host in ("0.0.0.0", "::") else host,
+            config.media.rtp_port_min,
+            config.media.rtp_port_max,
+            self._on_media_event,
+            no_rtp_timeout=config.media.no_rtp_timeout,
+            recording_format=config.media.recording_format.value,
+        )
+        self.transport = SipTransport(self.loop, host, port, self._receive, self._malformed_stream)
+        self.ua: UserAgent | None = None
+        self.router = ConfigRouter(config)
+        self.admission = TrunkAdmission(config.trunks, secrets.token_bytes(32))
+        hh, hp = config.server.http_hostport
+        self.http = HttpServer(hh, hp, self.metrics, self.store, self.health)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.store.open()
+        self.metrics.set_engine(self.media.engine_name)
+        await self.transport.start()
+        local = LocalContact(self.advertised, self.transport.port, self.config.sip.user_agent)
+        sip = self.config.sip
+        self.ua = UserAgent(
+            self.loop,
+            self.transport.send_to,
+            local,
+            self._on_incoming,
+            admission=self.admission,
+            cfg=TimerConfig(sip.t1, sip.t2, sip.t4),
+            observer=MetricsObserver(self.metrics),
+        )
+        self.metrics.add_gauge_callback(
+            "mediasrv_sip_transactions", "SIP transactions in progress", self._transactions
+        )
+        self.metrics.add_gauge_callback("mediasrv_sip_dialogs", "SIP dialogs", self._dialogs)
+        self.metrics.add_gauge_callback(
+            "mediasrv_rtp_ports_in_use", "RTP ports allocated", self._ports
+        )
+        await self.http.start()
+        if not self.config.trunks:
+            log.warning("no [[trunks]] configured: accepting INVITEs from any source address")
+        log.info(
+            "mediasrv started",
+            extra={
+                "sip": f"{self.transport.host}:{self.transport.port}",
+                "http": f"{self.config.server.http_listen}",
+                "engine": self.media.engine_name,
+                "pid": os.getpid(),
+            },
+        )
+
+    def _transactions(self) -> float:
+        return float(self.ua.transaction_count()) if self.ua else 0.0
+
+    def _dialogs(self) -> float:
+        return float(self.ua.dialog_count()) if self.ua else 0.0
+
+    def _ports(self) -> float:
+        return float(self.media.active_ports())
+
+    def health(self) -> dict[str, object]:
+        return {
+            "status": "draining" if self._draining else "ok",
+            "active_calls": len(self.calls),
+            "engine": self.media.engine_name,
+            "sip_port": self.transport.port,
+        }
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """SIGTERM: new INVITEs get 503; calls in progress get until the deadline."""
+        if self._draining:
+            return
+        self._draining = True
+        self.metrics.draining.set(1)
+        if self.ua is not None:
+            self.ua.draining = True
+        deadline = timeout if timeout is not None else self.config.server.drain_timeout
+        log.info("draining", extra={"active_calls": len(self.calls), "deadline_s": deadline})
+        try:
+            await asyncio.wait_for(self._all_calls_done(), deadline)
+        except TimeoutError:
+            for call in list(self.calls.values()):
+                call.stop()
+            await asyncio.wait_for(self._all_calls_done(), 10.0)
+        await self.stop()
+
+    async def _all_calls_done(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def stop(self) -> None:
+        for call in list(self.calls.values()):
+            call.stop()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5.0)
+        await self.http.stop()
+        await self.transport.stop()
+        await self.media.close()
+        await self.store.close()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self._on_signal)
+
+    def _on_signal(self) -> None:
+        if self._drain_task is None:
+            self._drain_task = self.loop.create_task(self.drain())
+
+    # -- SIP input ------------------------------------------------------------------------------
+    def _receive(self, data: bytes, peer: Peer) -> None:
+        if self.ua is not None:
+            self.ua.receive(data, peer)
+
+    def _malformed_stream(self, transport: str) -> None:
+        self.metrics.sip_malformed_total.labels(transport=transport).inc()
+
+    def _on_incoming(self, leg: InboundLeg, trunk: str) -> None:
+        assert self.ua is not None
+        route = self.router.route(leg.called_user, leg.caller_user)
+        services = CallServices(
+            media=self.media,
+            create_outbound=self.ua.create_outbound,
+            recording_path=self._recording_path,
+        )
+        call = Call(leg, route, services, trunk)
+        self.calls[call.id] = call
+        self.metrics.active_calls.inc()
+        task = self.loop.create_task(self._run_call(call))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _recording_path(self, call_id: str, start_time: float) -> Path:
+        return recording_path(self.config.server.recordings_dir, call_id, start_time)
+
+    async def _run_call(self, call: Call) -> None:
+        try:
+            result = await call.run()
+            await self._log_call(result)
+        finally:
+            self.calls.pop(call.id, None)
+            self.metrics.active_calls.dec()
+
+    async def _log_call(self, result: CallResult) -> None:
+        record = call_record_from_result(result)
+        self.metrics.calls_total.labels(disposition=record.disposition.value).inc()
+        if result.recording_bytes:
+            self.metrics.recording_bytes_total.inc(result.recording_bytes)
+        try:
+            await self.store.record_call(record)
+        except Exception:
+            # Never lose a call row silently: it goes to the log in full.
+            log.exception(
+                "could not store call row", extra={"call": record.call_id, "row": repr(record)}
+            )
+
+    def _on_media_event(self, event: MediaEvent) -> None:
+        call = self.calls.get(event.call_id)
+        if call is not None:
+            call.media_event(event)
+
+
+async def serve(config: Config) -> int:
+    """Run until SIGTERM/SIGINT has drained the server. Returns the exit code."""
+    config.server.data_dir.mkdir(parents=True, exist_ok=True)
+    Path(config.server.recordings_dir).mkdir(parents=True, exist_ok=True)
+    server = Server(config)
+    await server.start()
+    server.install_signal_handlers()
+    await server.wait_stopped()
+    return 0

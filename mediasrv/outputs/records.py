@@ -1,0 +1,53 @@
+"""Turn a finished call's :class:`~mediasrv.calls.call.CallResult` into its call-log row."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from mediasrv.calls.call import CallResult, Outcome
+from mediasrv.config import to_e164
+from mediasrv.outputs.calllog import CallRecord, Disposition
+
+_DISPOSITIONS = {
+    Outcome.ANSWERED: Disposition.ANSWERED,
+    Outcome.BUSY: Disposition.BUSY,
+    Outcome.NO_ANSWER: Disposition.NO_ANSWER,
+    Outcome.ABANDONED: Disposition.ABANDONED,
+    Outcome.REJECTED: Disposition.REJECTED,
+    Outcome.FAILED: Disposition.FAILED,
+}
+
+
+def call_record_from_result(result: CallResult) -> CallRecord:
+    media_stats: dict[str, object] = {}
+    if result.media is not None:
+        media_stats = {
+            "engine": result.media.engine,
+            "legs": {role.value: asdict(stats) for role, stats in result.media.legs.items()},
+        }
+    caller = result.caller_number
+    return CallRecord(
+        call_id=result.call_id,
+        inbound_call_id=result.inbound_call_id,
+        tracking_number=result.tracking_number,
+        caller_number=to_e164(caller) or caller,
+        caller_display=result.caller_display,
+        business=result.business,
+        medium=result.medium,
+        campaign=result.campaign,
+        start_time=result.start_time,
+        answer_time=result.answer_time,
+        end_time=result.end_time,
+        ring_seconds=round(result.ring_seconds, 3),
+        talk_seconds=round(result.talk_seconds, 3),
+        disposition=_DISPOSITIONS[result.outcome],
+        sip_code=result.sip_code,
+        end_reason=result.end_reason,
+        operator_uri=result.operator_uri,
+        attempts=[
+            {"uri": a.uri, "code": a.code, "start": a.start, "end": a.end} for a in result.attempts
+        ],
+        dtmf="".join(digit for digit, _leg, _source in result.dtmf),
+        recording_path=str(result.recording) if result.recording is not None else None,
+        media_stats=media_stats,
+    )
