@@ -199,9 +199,7 @@ class Server:
             "mediasrv_sip_transactions", "SIP transactions in progress", self._transactions
         )
         self.metrics.add_gauge_callback("mediasrv_sip_dialogs", "SIP dialogs", self._dialogs)
-        self.metrics.add_gauge_callback(
-            "mediasrv_rtp_ports_in_use", "RTP ports allocated", self._ports
-        )
+        self.metrics.rtp_ports_in_use.set_function(self._ports)
         await self.http.start()
         if not self.config.trunks:
             log.warning("no [[trunks]] configured: accepting INVITEs from any source address")
@@ -312,7 +310,9 @@ class Server:
 
     async def _log_call(self, result: CallResult) -> None:
         record = call_record_from_result(result)
-        self.metrics.calls_total.labels(disposition=record.disposition.value).inc()
+        self.metrics.call_finished(
+            record.disposition.value, record.ring_seconds, record.talk_seconds
+        )
         if result.recording_bytes:
             self.metrics.recording_bytes_total.inc(result.recording_bytes)
         try:

@@ -305,7 +305,7 @@ class Call:
     def _caller_answer(self) -> bytes:
         assert self.caller_media is not None and self.operator_media is not None
         if self.caller_answer is None:
-            codec = self.media.codec(self.operator_media)
+            codec = self.media.codec_of(self.operator_media)
             offer = self.inbound.offer or b""
             self.caller_answer = self.media.answer(
                 self.caller_media, offer, prefer=[codec] if codec else None
@@ -413,7 +413,7 @@ class Call:
             return
         try:
             self.media.accept_answer(other_media, answer)
-            codec = self.media.codec(other_media)
+            codec = self.media.codec_of(other_media)
             mine = self.media.answer(this_media, event.sdp, prefer=[codec] if codec else None)
         except MediaError:
             event.respond(488, None)

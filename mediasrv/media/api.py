@@ -137,7 +137,7 @@ class MediaControl(Protocol):
         """
         ...
 
-    def codec(self, leg: LegMedia) -> str | None:
+    def codec_of(self, leg: LegMedia) -> str | None:
         """The encoding name ("PCMU", "PCMA") negotiated on ``leg``, None before negotiation."""
         ...
 

@@ -207,10 +207,10 @@ class PyPacketPath:
         return self._legs[leg].malformed
 
     def close(self, leg: int) -> None:
-        state = self._legs.pop(leg, None)
-        if state is None:
+        if leg not in self._legs:
             return
         self.unbridge(leg)
+        state = self._legs.pop(leg)
         state.recorder = None
         self._loop.remove_reader(state.sock.fileno())
 
