@@ -253,13 +253,14 @@ class MediaEngine:
         call = self._calls.pop(call_id, None)
         if call is None:
             return report  # idempotent: a second release (BYE and timeout racing) is harmless
+        if call.recorder is not None:
+            # Detach the recorder while the legs still exist, then close the legs.
+            report.recording = call.recorder.path
+            report.recording_bytes = self._stop_recording(call)
         for leg in call.legs:
             stats = self._close_leg(leg)
             if self._better(report.legs.get(leg.media.role), stats, leg):
                 report.legs[leg.media.role] = stats
-        if call.recorder is not None:
-            report.recording = call.recorder.path
-            report.recording_bytes = self._stop_recording(call)
         if not self._calls:
             self._stop_timer()
         return report
