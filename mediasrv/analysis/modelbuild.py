@@ -71,7 +71,7 @@ SILERO_VAD_SHA256 = "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8
 
 GENDER_FILE = "gender.onnx"
 # sha256 of mediasrv/analysis/data/gender.onnx as produced by models/train_gender.py.
-GENDER_SHA256 = "__GENDER_SHA256__"
+GENDER_SHA256 = "ca7e2bb9c4c2a5cb41ec75b0f47878b21552c6bb44b0ac2e069b10580d19d65f"
 
 ALL_MODELS = ("vad", "gender", "whisper-tiny.en", "whisper-base")
 

@@ -1,0 +1,120 @@
+"""The whole post-call analysis of one recording: WAV in -> AnalysisResult out.
+
+Pure: reads a file, runs ONNX models, returns a result; no database, no event loop.
+Channel 0 of a stereo recording is the caller, channel 1 the operator (configurable);
+a mono file is treated as the caller only.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .audio import Audio, read_wav
+from .gender import GenderClassifier, GenderParams, GenderResult
+from .labels import DEFAULT_RULES, LabelSet, OutcomeResult, classify
+from .manifest import Manifest, default_models_dir
+from .stt import Channel, ChannelStats, SttParams, Transcriber, Utterance
+from .vad import SileroVad, VadParams
+from .whisper import WhisperOnnx
+
+RESULT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    models_dir: Path = field(default_factory=default_models_dir)
+    whisper_model: str = "whisper-base"
+    language: str | None = "ja"
+    beam_size: int = 5
+    threads: int = 1
+    caller_channel: int = 0
+    business: str = "default"
+    label_rules: dict[str, Any] = field(default_factory=lambda: DEFAULT_RULES)
+    verify_checksums: bool = True
+    vad: VadParams = field(default_factory=VadParams)
+    gender: GenderParams = field(default_factory=GenderParams)
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    timeline: list[Utterance]
+    gender: GenderResult
+    outcome: OutcomeResult
+    audio_seconds: float
+    cpu_seconds: float
+    model: str
+    language: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "version": RESULT_VERSION,
+            "model": self.model,
+            "language": self.language,
+            "timeline": [u.to_dict() for u in self.timeline],
+            "gender": self.gender.to_dict(),
+            "outcome": self.outcome.to_dict(),
+            "audio_seconds": round(self.audio_seconds, 2),
+            "cpu_seconds": round(self.cpu_seconds, 2),
+        }
+
+
+class Analyzer:
+    """Models loaded once (per worker process); ``analyze`` may be called many times."""
+
+    def __init__(self, config: AnalysisConfig) -> None:
+        self.config = config
+        d = config.models_dir
+        manifest = Manifest.load(d)
+        check = config.verify_checksums
+        name = config.whisper_model
+        for f in ("encoder.onnx", "decoder.onnx", "vocabulary.txt", "config.json"):
+            manifest.verified_path(d, name, f"{name}/{f}", check)
+        whisper = WhisperOnnx(d / name, threads=config.threads)
+        vad = SileroVad(manifest.verified_path(d, "vad", "silero_vad.onnx", check))
+        language = config.language if whisper.multilingual else "en"
+        self.language = language
+        self.transcriber = Transcriber(
+            whisper, vad, SttParams(language=language, beam_size=config.beam_size), config.vad)
+        self.gender = GenderClassifier(manifest.verified_path(d, "gender", "gender.onnx", check),
+                                       config.gender)
+        self.labels = LabelSet.from_config(config.business, config.label_rules)
+
+    def analyze(self, path: Path) -> AnalysisResult:
+        t0 = time.process_time()
+        audio = read_wav(path)
+        return self.analyze_audio(audio, t0)
+
+    def analyze_audio(self, audio: Audio, t0: float | None = None) -> AnalysisResult:
+        t0 = time.process_time() if t0 is None else t0
+        caller_idx = min(self.config.caller_channel, audio.channels - 1)
+        channels = [(caller_idx, Channel.CALLER)]
+        if audio.channels > 1:
+            channels.append((1 - caller_idx if caller_idx < 2 else 0, Channel.OPERATOR))
+        timeline: list[Utterance] = []
+        gender: GenderResult | None = None
+        for idx, ch in channels:
+            x = audio.samples[idx]
+            regions = self.transcriber.speech(x, audio.rate)
+            if ch is Channel.CALLER:
+                speech = [x[int(r.start * audio.rate) : int(r.end * audio.rate)] for r in regions]
+                gender = self.gender.classify(speech, audio.rate)
+            timeline += self.transcriber.transcribe_channel(x, audio.rate, ch, regions, ChannelStats())
+        timeline.sort(key=lambda u: (u.start, u.channel.value))
+        assert gender is not None  # the caller channel always exists
+        outcome = classify(self.labels, [u.to_dict() for u in timeline])
+        return AnalysisResult(timeline, gender, outcome, audio.duration,
+                              time.process_time() - t0, self.config.whisper_model, self.language)
+
+
+def analyze_file(path: Path, config: AnalysisConfig | None = None) -> AnalysisResult:
+    """One-shot analysis (loads the models, analyses one file)."""
+    return Analyzer(config or AnalysisConfig()).analyze(path)
+
+
+def silence(seconds: float, rate: int = 8000, channels: int = 2) -> Audio:
+    return Audio(np.zeros((channels, int(seconds * rate)), np.float32), rate)
