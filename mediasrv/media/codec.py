@@ -1,16 +1,17 @@
 """G.711 codecs as the media layer sees them: payload type, name, and conversions.
 
-The conversions (ITU-T G.711 µ-law/A-law) come from ``mediasrv.media.kernels`` when that
-package provides them; :mod:`mediasrv.media._g711_local` is the stand-in until then.
+The conversions themselves are the media kernels (``mediasrv.media.kernels.g711``: Cython,
+or the pure-Python reference with ``MEDIASRV_NO_EXTENSIONS=1``).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 
 import numpy as np
 
-from mediasrv.media import _g711_local as _g711
+from mediasrv.media.kernels import g711
 
 
 class Codec(enum.IntEnum):
@@ -26,30 +27,21 @@ class Codec(enum.IntEnum):
 
 _BY_NAME = {c.name: c for c in Codec}
 
-# 256-entry tables: bytes.translate() transcodes a whole payload in C.
-ULAW_TO_ALAW: bytes = _g711.ULAW_TO_ALAW
-ALAW_TO_ULAW: bytes = _g711.ALAW_TO_ULAW
 
-
-def transcode_table(src: Codec, dst: Codec) -> bytes | None:
-    """The translate() table from ``src`` to ``dst`` payloads, None if they are the same."""
+def transcoder(src: Codec, dst: Codec) -> Callable[[bytes], bytes] | None:
+    """PCMU<->PCMA payload conversion (G.711 Tables 3/4), None when the codecs match."""
     if src is dst:
         return None
-    return ULAW_TO_ALAW if src is Codec.PCMU else ALAW_TO_ULAW
+    return g711.ulaw_to_alaw if src is Codec.PCMU else g711.alaw_to_ulaw
 
 
 def decode(codec: Codec, payload: bytes) -> np.ndarray:
     """G.711 payload -> int16 samples."""
-    table = _g711.ULAW_DECODE if codec is Codec.PCMU else _g711.ALAW_DECODE
-    return table[np.frombuffer(payload, dtype=np.uint8)]
+    pcm = g711.ulaw_decode(payload) if codec is Codec.PCMU else g711.alaw_decode(payload)
+    return np.frombuffer(pcm, dtype="<i2")
 
 
 def encode(codec: Codec, pcm: np.ndarray) -> bytes:
     """int16 samples -> G.711 payload."""
-    table = _g711.ULAW_ENCODE if codec is Codec.PCMU else _g711.ALAW_ENCODE
-    return bytes(table[pcm.astype(np.int16).view(np.uint16)])
-
-
-def silence(codec: Codec) -> int:
-    """The code of a zero sample (µ-law 0xFF, A-law 0xD5)."""
-    return 0xFF if codec is Codec.PCMU else 0xD5
+    data = pcm.astype("<i2").tobytes()
+    return g711.ulaw_encode(data) if codec is Codec.PCMU else g711.alaw_encode(data)

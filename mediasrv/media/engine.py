@@ -26,9 +26,11 @@ from mediasrv.media.api import (
     MediaEvent,
     MediaEventSink,
     MediaReport,
+    NoCommonCodec,
     PromptFinished,
     RecordMode,
     RtpTimeout,
+    SdpError,
 )
 from mediasrv.media.codec import Codec
 from mediasrv.media.packet_path import LegParams, PacketEvents, PacketPath
@@ -165,16 +167,24 @@ class MediaEngine:
         return media
 
     def offer(
-        self, leg: LegMedia, like: bytes | None = None, direction: Direction = Direction.SENDRECV
+        self, leg: LegMedia, like: bytes | None = None, direction: Direction | None = None
     ) -> bytes:
         state = self._leg(leg)
         codecs: list[Codec] = list(SUPPORTED)
         te_pt: int | None = sdp.DEFAULT_TE_PT
         if like is not None:
-            mirrored, like_te = sdp.offered_codecs(sdp.parse(like))
-            codecs = [c for c in mirrored if c in SUPPORTED] or codecs
+            model = sdp.parse(like)
+            mirrored, like_te = sdp.offered_codecs(model)
+            if not mirrored:
+                raise NoCommonCodec("the SDP to mirror has no PCMU/PCMA audio stream")
+            codecs = mirrored
             te_pt = like_te if like_te is not None else te_pt
-        offer = sdp.build_offer(leg.local_host, leg.local_port, codecs, te_pt, direction)
+            if direction is None:
+                # A hold re-INVITE on one leg becomes the same hold on the other (RFC 3264 §8.4).
+                direction = sdp.offered_direction(model)
+        offer = sdp.build_offer(
+            leg.local_host, leg.local_port, codecs, te_pt, direction or Direction.SENDRECV
+        )
         state.our_offer = offer
         return state.origin.stamp(offer)
 
@@ -189,7 +199,7 @@ class MediaEngine:
     def accept_answer(self, leg: LegMedia, answer: bytes) -> None:
         state = self._leg(leg)
         if state.our_offer is None:
-            raise sdp.SdpError("an SDP answer arrived but we made no offer on this leg")
+            raise SdpError("an SDP answer arrived but we made no offer on this leg")
         self._apply(state, sdp.accept_answer(state.our_offer, sdp.parse(answer)))
 
     def bridge(self, a: LegMedia, b: LegMedia) -> None:

@@ -18,7 +18,7 @@ import socket
 import struct
 
 from mediasrv.media.api import Direction, LegStats
-from mediasrv.media.codec import Codec, transcode_table
+from mediasrv.media.codec import Codec, transcoder
 from mediasrv.media.packet_path import LegParams, PacketEvents, RecordSink
 
 RTP_VERSION = 2
@@ -340,9 +340,9 @@ class PyPacketPath:
         out = leg.partner
         if out is None or out.prompt or out.params is None or not leg.receives():
             return
-        table = transcode_table(codec, out.params.codec)
-        if table is not None:
-            payload = payload.translate(table)
+        convert = transcoder(codec, out.params.codec)
+        if convert is not None:
+            payload = convert(payload)
         self._relay(out, out.params.pt, marker, seq, ts, ssrc, payload, now)
 
     def _event(

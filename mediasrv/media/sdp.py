@@ -493,6 +493,12 @@ def _remote(sd: SessionDescription, m: MediaDescription) -> tuple[str, int] | No
     return conn.address, m.port
 
 
+def offered_direction(sd: SessionDescription) -> Direction:
+    """The direction the peer declared for its audio stream (c=0.0.0.0 counts as sendonly)."""
+    found = sd.audio()
+    return Direction.SENDRECV if found is None else _peer_direction(sd, found[1])
+
+
 def _peer_direction(sd: SessionDescription, m: MediaDescription) -> Direction:
     """The peer's declared direction; a null c= address means it wants nothing sent to it."""
     d = sd.direction_of(m)
