@@ -234,8 +234,9 @@ class InviteClientTransaction(ClientTransaction):
         if self.reliable:
             self._terminate()
         else:
-            # Timer D: at least 32 s for unreliable transports.
-            self._timeout = self._timers.call_later(max(32.0, 64 * self.cfg.t1), self.timer_d)
+            # Timer D: "> 32 s" for unreliable transports (§17.1.1.2); 64*T1 is 32 s at the
+            # default T1 and scales with a configured T1 like every other timer here.
+            self._timeout = self._timers.call_later(64 * self.cfg.t1, self.timer_d)
 
 
 def make_non2xx_ack(request: Request, response: Response) -> Request:

@@ -377,6 +377,7 @@ class UserAgent:
         """Headers every response of ours carries."""
         if "Server" not in response.headers:
             response.headers.add("Server", self.local.user_agent)
+        self.observer.message_out(response)
         return response
 
     def _sender(self, peer: Peer) -> Callable[[bytes], None]:
@@ -388,7 +389,8 @@ class UserAgent:
         return send
 
     def _send(self, msg: Request | Response, peer: Peer) -> None:
-        self.observer.message_out(msg)
+        if isinstance(msg, Request):
+            self.observer.message_out(msg)  # responses were counted by finish_response
         self._send_to(serialize(msg), peer)
 
     def send_raw_request(self, request: Request, peer: Peer) -> None:
