@@ -350,7 +350,7 @@ def test_reinvite_from_caller_is_offered_to_flow_and_answered() -> None:
     h = Harness()
     h.feed(invite())
     h.legs[0].answer(SDP)
-    ok = [m for m in h.take() if isinstance(m, Response) and m.status == 200][0]
+    ok = next(m for m in h.take() if isinstance(m, Response) and m.status == 200)
     tag = ok.to_tag or ""
     h.feed(in_dialog("ACK", tag, 1, "z9hG4bKa1"))
     reinvite = in_dialog("INVITE", tag, 2, "z9hG4bKre1").replace(

@@ -1,0 +1,134 @@
+"""SIPp through mediasrv: load with zero failures, failure-code mapping, no leaked state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import StartServer
+from peers_plugin import needs_sipp, sipp_scenario
+
+from mediasrv.demo.sipp import SippOptions, SippRun, free_port, run_sipp
+
+pytestmark = [needs_sipp, pytest.mark.e2e]
+
+NUMBER = "0312345678"
+
+
+def number_to(port: int, **extra: object) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "number": NUMBER,
+        "business": "acme",
+        "medium": "web",
+        "destinations": [f"sip:operator@127.0.0.1:{port}"],
+    }
+    entry.update(extra)
+    return entry
+
+
+async def start_uas(tmp_path: Path, scenario: str, port: int, calls: int) -> SippRun:
+    opts = SippOptions(
+        scenario=sipp_scenario(scenario) if scenario.endswith(".xml") else scenario,
+        name="uas",
+        local_port=port,
+        calls=calls,
+        timeout_s=120,
+    )
+    return await SippRun.start(opts, tmp_path / "uas")
+
+
+@pytest.mark.slow
+async def test_1000_calls_through_mediasrv_with_zero_failures(
+    tmp_path: Path, start_server: StartServer
+) -> None:
+    """SIPp uac -> mediasrv -> SIPp uas (built-in uas: Contact with upper-case transport=UDP)."""
+    uas_port = free_port()
+    server = start_server(numbers=[number_to(uas_port)])
+    uas = await start_uas(tmp_path, "uas", uas_port, 1000)
+    try:
+        result = await run_sipp(
+            SippOptions(
+                scenario="uac",
+                name="uac",
+                remote=server.sip_uri_host,
+                service=NUMBER,
+                calls=1000,
+                rate=100,
+                limit=300,
+                hold_ms=200,
+                timeout_s=90,
+            ),
+            tmp_path / "uac",
+        )
+    finally:
+        uas_result = await uas.wait(30)
+    assert result.stats.successful == 1000, result.describe() + result.errors_tail()
+    assert result.stats.failed == 0
+    assert uas_result.stats.successful == 1000, uas_result.describe()
+    leaks = server.wait_idle(20)
+    assert not any(leaks.values()), leaks
+    answered = [c for c in server.calls(1000) if c["disposition"] == "answered"]
+    assert len(answered) == 1000
+    row = answered[0]
+    assert row["tracking_number"] == NUMBER and row["medium"] == "web"
+    assert row["sip_code"] == 200 and row["end_reason"] == "caller-bye"
+
+
+@pytest.mark.parametrize(
+    ("uas_scenario", "expected_code", "disposition"),
+    [("uas_486.xml", 486, "busy"), ("uas_noanswer.xml", 480, "no-answer")],
+)
+async def test_operator_failures_are_mapped_back_to_the_caller(
+    tmp_path: Path,
+    start_server: StartServer,
+    uas_scenario: str,
+    expected_code: int,
+    disposition: str,
+) -> None:
+    uas_port = free_port()
+    server = start_server(numbers=[number_to(uas_port, ring_timeout=1.0)])
+    uas = await start_uas(tmp_path, uas_scenario, uas_port, 3)
+    try:
+        result = await run_sipp(
+            SippOptions(
+                scenario=sipp_scenario("uac_expect_failure.xml"),
+                name="uac",
+                remote=server.sip_uri_host,
+                service=NUMBER,
+                calls=3,
+                rate=5,
+                timeout_s=30,
+                trace_logs=True,
+            ),
+            tmp_path / "uac",
+        )
+    finally:
+        await uas.stop()
+    assert result.final_codes() == [expected_code] * 3, result.describe() + result.errors_tail()
+    leaks = server.wait_idle(20)
+    assert not any(leaks.values()), leaks
+    rows = server.calls(10)
+    assert [r["disposition"] for r in rows] == [disposition] * 3
+    assert all(r["sip_code"] == expected_code for r in rows)
+
+
+async def test_unknown_number_gets_404_and_is_logged(
+    tmp_path: Path, start_server: StartServer
+) -> None:
+    server = start_server(numbers=[number_to(free_port())])
+    result = await run_sipp(
+        SippOptions(
+            scenario=sipp_scenario("uac_expect_failure.xml"),
+            name="uac",
+            remote=server.sip_uri_host,
+            service="0399999999",
+            calls=1,
+            timeout_s=20,
+            trace_logs=True,
+        ),
+        tmp_path / "uac",
+    )
+    assert result.final_codes() == [404], result.describe()
+    rows = server.calls(10)
+    assert len(rows) == 1 and rows[0]["disposition"] == "rejected" and rows[0]["sip_code"] == 404
+    assert not any(server.wait_idle(20).values())
