@@ -177,7 +177,9 @@ class MediaEngine:
             mirrored, like_te = sdp.offered_codecs(model)
             if not mirrored:
                 raise NoCommonCodec("the SDP to mirror has no PCMU/PCMA audio stream")
-            codecs = mirrored
+            # The other leg's codecs first (no transcoding if the peer takes one), then the
+            # rest of ours: we transcode PCMU<->PCMA rather than fail the call.
+            codecs = mirrored + [c for c in SUPPORTED if c not in mirrored]
             te_pt = like_te if like_te is not None else te_pt
             if direction is None:
                 # A hold re-INVITE on one leg becomes the same hold on the other (RFC 3264 §8.4).

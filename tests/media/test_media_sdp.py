@@ -152,7 +152,9 @@ def test_origin_version_increments_only_when_sdp_changes() -> None:
     origin = sdp.OriginState(42, "127.0.0.1")
     first = sdp.parse(origin.stamp(sdp.build_offer("127.0.0.1", 30000)))
     again = sdp.parse(origin.stamp(sdp.build_offer("127.0.0.1", 30000)))
-    hold = sdp.parse(origin.stamp(sdp.build_offer("127.0.0.1", 30000, direction=Direction.SENDONLY)))
+    hold = sdp.parse(
+        origin.stamp(sdp.build_offer("127.0.0.1", 30000, direction=Direction.SENDONLY))
+    )
     resume = sdp.parse(origin.stamp(sdp.build_offer("127.0.0.1", 30000)))
     assert first.origin.sess_id == hold.origin.sess_id == 42
     assert again.origin.sess_version == first.origin.sess_version
@@ -182,7 +184,10 @@ def test_bare_lf_accepted() -> None:
         (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nc=IN IP6 1.2.3.4\r\n", "does not match"),
         (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nm=audio x RTP/AVP 0\r\n", "m= port is not a number"),
         (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nm=audio 70000 RTP/AVP 0\r\n", "out of range"),
-        (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nm=audio 1 RTP/AVP 0\r\na=rtpmap:0 PCMU\r\n", "encoding/clock"),
+        (
+            b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nm=audio 1 RTP/AVP 0\r\na=rtpmap:0 PCMU\r\n",
+            "encoding/clock",
+        ),
         (b"v=0\r\nthis is not sdp\r\n", "not 'x=value'"),
         (b"\xff\xfe", "not UTF-8"),
     ],
