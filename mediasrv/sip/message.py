@@ -7,11 +7,12 @@ From/To tags, CSeq) are parsed on demand by the convenience properties.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from mediasrv.sip.uri import SipParseError, Via, parse_name_addr, parse_via
+from mediasrv.sip.uri import SipParseError, Via, parse_name_addr, parse_via, split_params
 
 __all__ = [
     "REASON_PHRASES",
@@ -106,27 +107,34 @@ LIST_HEADERS = frozenset(
 )
 
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
-_NAME_CACHE: dict[str, str] = {}
-_NAME_CACHE_MAX = 2048  # bounded: header names come from the network
 
 
+# Memoised (bounded LRU: header names come from the network) -- names repeat in every message.
+@functools.lru_cache(maxsize=1024)
 def canonical_name(name: str) -> str:
     """Canonical spelling of a header name: compact forms expanded, known names as in the RFC,
     others Title-Cased per dash (``x-my-hdr`` -> ``X-My-Hdr``)."""
-    cached = _NAME_CACHE.get(name)
-    if cached is not None:
-        return cached
     lower = name.strip().lower()
     canon = _KNOWN.get(lower)
     if canon is None:
         canon = "-".join(part[:1].upper() + part[1:] for part in lower.split("-"))
-    if len(_NAME_CACHE) < _NAME_CACHE_MAX:
-        _NAME_CACHE[name] = canon
     return canon
 
 
+@functools.lru_cache(maxsize=1024)
+def checked_name(raw: str) -> str | None:
+    """Canonical name for a header name read off the wire, None if it is not a token.
+
+    HCOLON allows whitespace before the colon (RFC 3261 §25.1), so it is stripped first.
+    """
+    name = raw.strip(" \t")
+    if not is_token(name):
+        return None
+    return canonical_name(name)
+
+
 def is_token(name: str) -> bool:
-    """RFC 3261 §25.1 token (header names must be tokens)."""
+    """RFC 3261 §25.1 token (header names and methods must be tokens)."""
     return bool(name) and all(c in _TOKEN_CHARS for c in name)
 
 
@@ -265,8 +273,11 @@ class Headers:
 class _MessageMixin:
     """Convenience accessors shared by Request and Response (parsed on demand)."""
 
-    __slots__ = ()
+    # _top caches (raw Via line, its parsed top element); not a dataclass field, so it
+    # takes no part in __init__, __eq__ or __repr__
+    __slots__ = ("_top",)
     headers: Headers
+    _top: tuple[str, Via]
 
     def _required(self, name: str) -> str:
         value = self.headers.get(name)
@@ -284,11 +295,11 @@ class _MessageMixin:
 
     @property
     def from_tag(self) -> str | None:
-        return parse_name_addr(self._required("From")).tag
+        return header_tag(self._required("From"))
 
     @property
     def to_tag(self) -> str | None:
-        return parse_name_addr(self._required("To")).tag
+        return header_tag(self._required("To"))
 
     @property
     def vias(self) -> list[Via]:
@@ -296,15 +307,38 @@ class _MessageMixin:
 
     @property
     def top_via(self) -> Via:
-        value = self._required("Via")
+        """The first Via element (parsed once per Via line; treat the result as read-only)."""
+        raw = self._required("Via")
+        cached = getattr(self, "_top", None)
+        if cached is not None and cached[0] is raw:
+            return cached[1]
         # only the first element of a possibly combined line is the top Via
-        if "," in value:
-            value = split_list(value)[0]
-        return parse_via(value)
+        via = parse_via(split_list(raw)[0] if "," in raw else raw)
+        self._top = (raw, via)
+        return via
 
     @property
     def branch(self) -> str | None:
         return self.top_via.branch
+
+
+def header_tag(value: str) -> str | None:
+    """The ``tag`` of a From/To value (RFC 3261 §19.3) without parsing its URI (hot path)."""
+    if '"' in value:
+        return parse_name_addr(value).tag  # quoted strings: take the careful path
+    lt = value.find("<")
+    if lt >= 0:
+        gt = value.find(">", lt)
+        if gt < 0:
+            raise SipParseError("unterminated <uri>")
+        tail = value[gt + 1 :]
+    else:
+        # addr-spec: every ";" parameter is a header parameter (§20.10)
+        semi = value.find(";")
+        if semi < 0:
+            return None
+        tail = value[semi:]
+    return split_params(tail).get("tag") if ";" in tail else None
 
 
 def parse_cseq(value: str) -> tuple[int, str]:

@@ -8,11 +8,13 @@ lazily by the message properties.
 
 from __future__ import annotations
 
+import re
+
 from mediasrv.sip.message import (
     Headers,
     Request,
     Response,
-    canonical_name,
+    checked_name,
     is_token,
     parse_cseq,
     split_list,
@@ -24,24 +26,29 @@ __all__ = ["MAX_HEADERS", "MAX_MESSAGE", "SipParseError", "StreamFramer", "parse
 MAX_MESSAGE = 256 * 1024  # far above any sane SIP message; larger input is rejected unread
 MAX_HEADERS = 256  # header lines per message
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")  # RFC 3261 §8.1.1
+_MANDATORY_SET = frozenset(_MANDATORY)
+_BAD_URI_CHARS = frozenset('<>"')
+_FOLD = re.compile(r"[ \t]*\r?\n[ \t]+")  # LWS with a line break inside (§7.3.1, §25.1)
 
 
 def _find_header_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
     """(end of header block, start of body), or (-1, -1) when no empty line yet.
 
-    The empty line is CRLF CRLF, but a bare LF line ending is tolerated, so also accept
-    LF LF and LF CRLF; whichever occurs first ends the headers.
+    The empty line is CRLF CRLF, but a bare LF line ending is tolerated, so LF LF and
+    LF CRLF end the headers too; whichever occurs first wins.
     """
     crlf = data.find(b"\n\r\n", start)
-    lf = data.find(b"\n\n", start)
-    if crlf < 0 and lf < 0:
-        return -1, -1
-    if lf < 0 or (0 <= crlf < lf):
+    # a bare-LF blank line can only matter if it comes first: search before ``crlf`` only
+    lf = data.find(b"\n\n", start, crlf + 1 if crlf >= 0 else len(data))
+    if lf >= 0:
+        return lf, lf + 2
+    if crlf >= 0:
         return crlf, crlf + 3
-    return lf, lf + 2
+    return -1, -1
 
 
-def _parse_start_line(line: str) -> Request | Response:
+def _parse_start_line(line: str) -> tuple[str, str, str]:
+    """("request", method, uri) or ("response", code, reason)."""
     if line[:4].upper() == "SIP/":
         version, _, rest = line.partition(" ")
         code, _, reason = rest.partition(" ")
@@ -49,7 +56,7 @@ def _parse_start_line(line: str) -> Request | Response:
             raise SipParseError("unsupported SIP version")
         if len(code) != 3 or not (code.isascii() and code.isdigit()) or code[0] not in "123456":
             raise SipParseError("bad status code")
-        return Response(status=int(code), reason=reason.strip(), headers=Headers())
+        return "response", code, reason.strip()
     parts = line.split(" ")
     if len(parts) != 3:
         raise SipParseError("bad request line")
@@ -58,9 +65,29 @@ def _parse_start_line(line: str) -> Request | Response:
         raise SipParseError("bad method")
     if version.upper() != "SIP/2.0":
         raise SipParseError("unsupported SIP version")
-    if ":" not in uri or any(c in uri for c in '<>\t"') or not uri.isprintable():
+    # isprintable() is False for TAB and other controls
+    if ":" not in uri or not uri.isprintable() or not _BAD_URI_CHARS.isdisjoint(uri):
         raise SipParseError("bad Request-URI")
-    return Request(method=method, uri=uri, headers=Headers())
+    return "request", method, uri
+
+
+def _split_lines(head: str) -> list[str]:
+    """Unfold and split the header block into lines.
+
+    CRLF is the line end; a bare LF is tolerated; a bare CR is an error. Folding (a line end
+    followed by SP/HTAB) is replaced by one SP before splitting (§7.3.1), so the per-line
+    loop never sees continuation lines.
+    """
+    if "\n " in head or "\n\t" in head:
+        head = _FOLD.sub(" ", head)
+    lines = head.split("\r\n")
+    n_lf = head.count("\n")
+    if n_lf == len(lines) - 1 and head.count("\r") == n_lf:
+        return lines
+    head = head.replace("\r\n", "\n")
+    if "\r" in head:
+        raise SipParseError("bare CR in headers")
+    return head.split("\n")
 
 
 def _parse_header_lines(lines: list[str]) -> tuple[list[tuple[str, str]], str | None]:
@@ -69,27 +96,16 @@ def _parse_header_lines(lines: list[str]) -> tuple[list[tuple[str, str]], str | 
     Parsing continues past a bad line so that a 400 can still be formed (§21.4.1).
     """
     items: list[tuple[str, str]] = []
+    append = items.append
     problem: str | None = None
     for line in lines:
-        if line[:1] in (" ", "\t"):
-            # folding: a continuation line's LWS is equivalent to one SP (§7.3.1)
-            if items:
-                name, value = items[-1]
-                items[-1] = (name, f"{value} {line.strip()}".strip())
-            elif problem is None:
-                problem = "continuation line before any header"
-            continue
         name, colon, value = line.partition(":")
-        if not colon:
-            if problem is None and line.strip():
-                problem = "header line without colon"
-            continue
-        canon = canonical_name(name)
-        if canon is not name and not is_token(name.strip()):
+        canon = checked_name(name)
+        if canon is None or not colon:
             if problem is None:
-                problem = "bad header name"
+                problem = "header line without colon" if not colon else "bad header name"
             continue
-        items.append((canon, value.strip()))
+        append((canon, value.strip()))
     if len(items) > MAX_HEADERS:
         problem = "too many headers"
     return items, problem
@@ -124,9 +140,10 @@ def _partial(msg: Request | Response) -> Request | None:
 
 def _check_mandatory(msg: Request | Response) -> str | None:
     h = msg.headers
-    for name in _MANDATORY:
-        if h.get(name) is None:
-            return f"missing {name}"
+    present = {n for n, _ in h._items}
+    if not _MANDATORY_SET <= present:
+        missing = next(n for n in _MANDATORY if n not in present)
+        return f"missing {missing}"
     try:
         _, method = parse_cseq(h.get("CSeq") or "")
     except SipParseError as exc:
@@ -169,21 +186,22 @@ def parse_message(data: bytes, max_size: int = MAX_MESSAGE) -> Request | Respons
         # keep going with replacement characters only to offer a partial request for a 400
         encoding_problem = "non-UTF-8 header bytes"
         head = data[start:end].decode("utf-8", "replace")
-    if "\r" in head:
-        head = head.replace("\r\n", "\n")
-        if "\r" in head:
-            raise SipParseError("bare CR in headers")
     if "\x00" in head:
         raise SipParseError("NUL in headers")
-    lines = head.split("\n")
+    lines = _split_lines(head)
     try:
-        msg = _parse_start_line(lines[0].strip())
+        kind, first, second = _parse_start_line(lines[0].strip())
     except SipParseError:
         if encoding_problem:
             raise SipParseError(encoding_problem) from None
         raise
     items, problem = _parse_header_lines(lines[1:])
-    msg.headers = Headers._from_canonical(items)
+    headers = Headers._from_canonical(items)
+    msg: Request | Response
+    if kind == "request":
+        msg = Request(first, second, headers)
+    else:
+        msg = Response(int(first), second, headers)
     problem = encoding_problem or problem
     if problem is None:
         problem = _check_mandatory(msg)

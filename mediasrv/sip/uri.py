@@ -40,6 +40,7 @@ class SipParseError(ValueError):
 
 
 _SCHEMES = frozenset(("sip", "sips", "tel"))
+_BAD_HOST_CHARS = frozenset(' \t"<>@[],;?')
 _DEFAULT_PORTS = {"sip": 5060, "sips": 5061, "tel": 5060}
 
 
@@ -121,7 +122,7 @@ def _split_host_port(text: str) -> tuple[str, int | None]:
             raise SipParseError("bad host")
         return host, _parse_port(rest[1:])
     host, colon, port = text.partition(":")
-    if not host or any(c in host for c in ' \t"<>@[]'):
+    if not host or not _BAD_HOST_CHARS.isdisjoint(host):
         raise SipParseError("bad host")
     return host, (_parse_port(port) if colon else None)
 
