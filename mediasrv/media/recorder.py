@@ -41,6 +41,7 @@ LEFT, RIGHT = 0, 1  # caller, operator
 WINDOW = RATE // 5  # 200 ms jitter window: later than this and a packet is dropped
 CAPACITY = RATE * 3 // 4  # 0.75 s of stereo int16 in memory (24 KB per recorded call)
 RESYNC = RATE  # a timestamp 1 s away from arrival time re-anchors the channel
+SETTLE = WINDOW // 2  # a channel's first 100 ms refine its anchor (still in the window)
 HEADER_EVERY = 1.0  # seconds between header updates while recording
 
 
@@ -216,7 +217,7 @@ class StereoRecorder:
         if self._t0 is None:
             self._t0 = now
             self._buf = np.zeros((CAPACITY, CHANNELS), dtype=np.int16)
-        pos = self._position(self._channels[channel], ssrc, ts, now)
+        pos = self._position(channel, ssrc, ts, now)
         samples = g711.decode(codec, payload)
         n = len(samples)
         if pos + n > self._base + CAPACITY:
@@ -232,8 +233,9 @@ class StereoRecorder:
         self._buf[start : start + len(samples), channel] = samples
         self._end = max(self._end, pos + len(samples))
 
-    def _position(self, ch: _Channel, ssrc: int, ts: int, now: float) -> int:
+    def _position(self, channel: int, ssrc: int, ts: int, now: float) -> int:
         assert self._t0 is not None
+        ch = self._channels[channel]
         expected = round((now - self._t0) * RATE)
         if ch.ssrc != ssrc:
             ch.ssrc, ch.first_ts, ch.offset = ssrc, ts, expected
@@ -242,12 +244,29 @@ class StereoRecorder:
         if rel >= 0x80000000:
             rel -= 0x100000000  # a packet from before the anchor (reordered)
         pos = ch.offset + rel
+        if pos > expected and rel < SETTLE:
+            # While the channel is young, a packet less delayed than the one we anchored on
+            # tells its true start better: both channels converge on the network's minimum
+            # delay, so their relative alignment does not carry the first packets' jitter.
+            # What the channel already has in the window moves with its anchor, so the
+            # audio stays sample-continuous.
+            self._shift(channel, pos - expected)
+            ch.offset -= pos - expected
+            return expected
         if abs(pos - expected) > RESYNC:
             # The peer's clock jumped (restart after hold, a new stream with the same SSRC):
             # trust arrival time again rather than leave a huge gap or overlap.
             ch.first_ts, ch.offset = ts, expected
             return expected
         return pos
+
+    def _shift(self, channel: int, d: int) -> None:
+        """Move the channel's uncommitted samples ``d`` samples earlier."""
+        assert self._buf is not None
+        col = self._buf[:, channel]
+        d = min(d, CAPACITY)
+        col[: CAPACITY - d] = col[d:].copy()
+        col[CAPACITY - d :] = 0
 
     def tick(self, now: float) -> None:
         """Commit what is older than the jitter window; refresh the header once a second."""
