@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 ENV_SWITCH = "MEDIASRV_NO_EXTENSIONS"
-KERNELS = ("g711", "rfc4733", "rtp")
+KERNELS = ("dtmf", "g711", "rfc4733", "rtp")
 
 
 def use_python_kernels() -> bool:
@@ -42,12 +42,24 @@ ENGINE: str = "python" if use_python_kernels() else "cython"
 
 if TYPE_CHECKING:
     # mypy checks callers against the reference twins; the cext .pyi stubs mirror them.
+    from . import dtmf_py as dtmf
     from . import g711_py as g711
     from . import rfc4733_py as rfc4733
     from . import rtp_py as rtp
 else:
+    dtmf = load_kernel("dtmf", python=ENGINE == "python")
     g711 = load_kernel("g711", python=ENGINE == "python")
     rfc4733 = load_kernel("rfc4733", python=ENGINE == "python")
     rtp = load_kernel("rtp", python=ENGINE == "python")
 
-__all__ = ["ENGINE", "ENV_SWITCH", "KERNELS", "g711", "load_kernel", "rfc4733", "rtp", "use_python_kernels"]
+__all__ = [
+    "ENGINE",
+    "ENV_SWITCH",
+    "KERNELS",
+    "dtmf",
+    "g711",
+    "load_kernel",
+    "rfc4733",
+    "rtp",
+    "use_python_kernels",
+]

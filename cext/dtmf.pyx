@@ -1,0 +1,298 @@
+# cython: language_level=3
+"""In-band DTMF detection (Goertzel, ITU-T Q.23/Q.24); twin of kernels/dtmf_py.py.
+
+See the reference twin for the algorithm and thresholds. Floating-point operations are
+written in the same order as the reference so both give identical results.
+"""
+
+from libc.math cimport cos, M_PI, fabs
+from libc.string cimport memcpy
+
+from cext.g711 cimport ulaw_to_linear, alaw_to_linear
+
+SAMPLE_RATE = 8000
+BLOCK = DTMF_BLOCK
+WINDOW = DTMF_WINDOW
+
+cdef double ROWS[4]
+cdef double COLS[4]
+ROWS[:] = [697.0, 770.0, 852.0, 941.0]
+COLS[:] = [1209.0, 1336.0, 1477.0, 1633.0]
+cdef const char* KEYPAD = b"123A456B789C*0#D"
+
+cdef double MIN_TONE_POWER = 3.1862025e8
+cdef double GROUP_DOMINANCE = 2.0
+cdef double BLOCK_TWIST_LIMIT = 15.848931924611133
+cdef double BLOCK_FRACTION = 0.5
+cdef double VERIFY_STEP = 0.005
+cdef int VERIFY_SPAN = 8
+cdef double MAX_DEVIATION = 0.025
+cdef double TWIST_FORWARD = 3.9810717055349722
+cdef double TWIST_REVERSE = 10.0
+cdef double VERIFY_FRACTION = 0.7
+cdef int VERIFY_BLOCKS = 3
+cdef int MAX_VERIFY_HIT = 5
+cdef int MISSES_TO_END = 2
+
+cdef double ROW_COEFFS[4]
+cdef double COL_COEFFS[4]
+cdef double HANN[DTMF_WINDOW]
+cdef double HANN_GAIN
+
+
+cdef double goertzel_coefficient(double freq) noexcept nogil:
+    return 2.0 * cos(2.0 * M_PI * freq / 8000.0)
+
+
+cdef void _init_tables() noexcept nogil:
+    global HANN_GAIN
+    cdef int i
+    cdef double sum_w = 0.0, sum_w2 = 0.0
+    for i in range(4):
+        ROW_COEFFS[i] = goertzel_coefficient(ROWS[i])
+        COL_COEFFS[i] = goertzel_coefficient(COLS[i])
+    for i in range(DTMF_WINDOW):
+        HANN[i] = 0.5 - 0.5 * cos(2.0 * M_PI * i / (DTMF_WINDOW - 1))
+    for i in range(DTMF_WINDOW):
+        sum_w += HANN[i]
+        sum_w2 += HANN[i] * HANN[i]
+    HANN_GAIN = 2.0 * sum_w2 / (sum_w * sum_w)
+
+
+_init_tables()
+
+
+cdef double windowed_power(const double* x, double coeff) noexcept nogil:
+    cdef double s1 = 0.0, s2 = 0.0, s
+    cdef int n
+    for n in range(DTMF_WINDOW):
+        s = x[n] + coeff * s1 - s2
+        s2 = s1
+        s1 = s
+    return s1 * s1 + s2 * s2 - coeff * s1 * s2
+
+
+cdef double measure_tone(const double* x, double nominal, double* peak) noexcept nogil:
+    """Relative frequency deviation of the tone near ``nominal`` (1.0: no peak in grid)."""
+    cdef double powers[17]
+    cdef int k, best = 0, i
+    cdef double left, mid, right, denom, shift
+    for k in range(-VERIFY_SPAN, VERIFY_SPAN + 1):
+        powers[k + VERIFY_SPAN] = windowed_power(
+            x, goertzel_coefficient(nominal * (1.0 + k * VERIFY_STEP)))
+    for i in range(1, 2 * VERIFY_SPAN + 1):
+        if powers[i] > powers[best]:
+            best = i
+    peak[0] = powers[best]
+    if best == 0 or best == 2 * VERIFY_SPAN:
+        return 1.0
+    left = powers[best - 1]
+    mid = powers[best]
+    right = powers[best + 1]
+    denom = left - 2.0 * mid + right
+    shift = 0.5 * (left - right) / denom if denom != 0.0 else 0.0
+    return fabs((best - VERIFY_SPAN + shift) * VERIFY_STEP)
+
+
+cdef bint verify_digit(const double* samples, int row, int col) noexcept nogil:
+    cdef double x[DTMF_WINDOW]
+    cdef double energy = 0.0, row_power, col_power, row_dev, col_dev
+    cdef int n
+    for n in range(DTMF_WINDOW):
+        x[n] = samples[n] * HANN[n]
+    for n in range(DTMF_WINDOW):
+        energy += x[n] * x[n]
+    if energy <= 0.0:
+        return False
+    row_dev = measure_tone(x, ROWS[row], &row_power)
+    col_dev = measure_tone(x, COLS[col], &col_power)
+    if row_dev > MAX_DEVIATION or col_dev > MAX_DEVIATION:
+        return False
+    if col_power > row_power * TWIST_FORWARD or row_power > col_power * TWIST_REVERSE:
+        return False
+    return (row_power + col_power) * HANN_GAIN >= VERIFY_FRACTION * energy
+
+
+cdef inline int strongest(const double* powers) noexcept nogil:
+    cdef int best = 0, i
+    for i in range(1, 4):
+        if powers[i] > powers[best]:
+            best = i
+    return best
+
+
+cdef class DtmfDetector:
+    """Streaming in-band DTMF detector over 8 kHz 16-bit PCM (see the reference twin)."""
+
+    def __init__(self):
+        cdef int i
+        for i in range(8):
+            self.s1[i] = 0.0
+            self.s2[i] = 0.0
+        for i in range(DTMF_WINDOW):
+            self.history[i] = 0.0
+        self.energy = 0.0
+        self.fill = 0
+        self.position = 0
+        self.ring = 0
+        self.digit = -1
+        self.hits = 0
+        self.misses = 0
+        self.verified = False
+        self.start = 0
+        self.end = 0
+        self.n_events = 0
+        self.events_dropped = 0
+
+    def feed_pcm(self, pcm):
+        cdef const unsigned char[::1] buf = bytes(pcm)
+        cdef Py_ssize_t nbytes = buf.shape[0], i
+        cdef short sample
+        if nbytes % 2:
+            raise ValueError(f"16-bit PCM must have an even length, got {nbytes} bytes")
+        for i in range(nbytes // 2):
+            sample = <short>(buf[2 * i] | (buf[2 * i + 1] << 8))
+            self.feed_one(<double>sample)
+        return self._drain()
+
+    def feed_ulaw(self, data):
+        cdef const unsigned char[::1] buf = bytes(data)
+        if buf.shape[0]:
+            self.feed_ulaw_buf(&buf[0], buf.shape[0])
+        return self._drain()
+
+    def feed_alaw(self, data):
+        cdef const unsigned char[::1] buf = bytes(data)
+        if buf.shape[0]:
+            self.feed_alaw_buf(&buf[0], buf.shape[0])
+        return self._drain()
+
+    def feed_samples(self, samples):
+        for sample in samples:
+            self.feed_one(<double><short>sample)
+        return self._drain()
+
+    def flush(self):
+        self.end_run()
+        return self._drain()
+
+    cdef list _drain(self):
+        cdef int i
+        out = []
+        for i in range(self.n_events):
+            out.append((chr(self.events[i].digit), self.events[i].start, self.events[i].duration))
+        self.n_events = 0
+        return out
+
+    cdef void feed_buf(self, const short* samples, Py_ssize_t n) noexcept nogil:
+        cdef Py_ssize_t i
+        for i in range(n):
+            self.feed_one(<double>samples[i])
+
+    cdef void feed_ulaw_buf(self, const unsigned char* data, Py_ssize_t n) noexcept nogil:
+        cdef Py_ssize_t i
+        for i in range(n):
+            self.feed_one(<double>ulaw_to_linear(data[i]))
+
+    cdef void feed_alaw_buf(self, const unsigned char* data, Py_ssize_t n) noexcept nogil:
+        cdef Py_ssize_t i
+        for i in range(n):
+            self.feed_one(<double>alaw_to_linear(data[i]))
+
+    cdef void feed_one(self, double x) noexcept nogil:
+        cdef int i
+        cdef double s
+        self.history[self.ring] = x
+        self.ring = (self.ring + 1) % DTMF_WINDOW
+        self.energy += x * x
+        for i in range(4):
+            s = x + ROW_COEFFS[i] * self.s1[i] - self.s2[i]
+            self.s2[i] = self.s1[i]
+            self.s1[i] = s
+            s = x + COL_COEFFS[i] * self.s1[i + 4] - self.s2[i + 4]
+            self.s2[i + 4] = self.s1[i + 4]
+            self.s1[i + 4] = s
+        self.fill += 1
+        self.position += 1
+        if self.fill == DTMF_BLOCK:
+            self.block_done()
+
+    cdef void block_done(self) noexcept nogil:
+        cdef int digit = self.block_digit()
+        cdef int i
+        for i in range(8):
+            self.s1[i] = 0.0
+            self.s2[i] = 0.0
+        self.energy = 0.0
+        self.fill = 0
+        self.track(digit)
+
+    cdef int block_digit(self) noexcept nogil:
+        cdef double rows[4]
+        cdef double cols[4]
+        cdef double pr, pc, a, b
+        cdef int i, r, c
+        for i in range(4):
+            a = self.s1[i]
+            b = self.s2[i]
+            rows[i] = a * a + b * b - ROW_COEFFS[i] * a * b
+            a = self.s1[i + 4]
+            b = self.s2[i + 4]
+            cols[i] = a * a + b * b - COL_COEFFS[i] * a * b
+        r = strongest(rows)
+        c = strongest(cols)
+        pr = rows[r]
+        pc = cols[c]
+        if pr < MIN_TONE_POWER or pc < MIN_TONE_POWER:
+            return -1
+        if pc > pr * BLOCK_TWIST_LIMIT or pr > pc * BLOCK_TWIST_LIMIT:
+            return -1
+        for i in range(4):
+            if i != r and rows[i] * GROUP_DOMINANCE > pr:
+                return -1
+            if i != c and cols[i] * GROUP_DOMINANCE > pc:
+                return -1
+        if (pr + pc) * 2.0 < BLOCK_FRACTION * self.energy * DTMF_BLOCK:
+            return -1
+        return r * 4 + c
+
+    cdef void track(self, int digit) noexcept nogil:
+        cdef double window[DTMF_WINDOW]
+        cdef int n
+        if digit >= 0 and digit == self.digit:
+            self.hits += 1
+            self.misses = 0
+            self.end = self.position
+        elif digit >= 0:
+            self.end_run()
+            self.digit = digit
+            self.hits = 1
+            self.misses = 0
+            self.verified = False
+            self.start = self.position - DTMF_BLOCK
+            self.end = self.position
+        elif self.digit >= 0:
+            self.misses += 1
+            if self.misses >= MISSES_TO_END:
+                self.end_run()
+            return
+        else:
+            return
+        if not self.verified and VERIFY_BLOCKS <= self.hits <= MAX_VERIFY_HIT:
+            for n in range(DTMF_WINDOW):
+                window[n] = self.history[(self.ring + n) % DTMF_WINDOW]
+            self.verified = verify_digit(window, self.digit // 4, self.digit % 4)
+
+    cdef void end_run(self) noexcept nogil:
+        if self.digit >= 0 and self.verified:
+            if self.n_events < DTMF_MAX_EVENTS:
+                self.events[self.n_events].digit = KEYPAD[self.digit]
+                self.events[self.n_events].start = self.start
+                self.events[self.n_events].duration = self.end - self.start
+                self.n_events += 1
+            else:
+                self.events_dropped += 1
+        self.digit = -1
+        self.hits = 0
+        self.misses = 0
+        self.verified = False
