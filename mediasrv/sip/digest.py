@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mediasrv.sip.uri import SipParseError
+from mediasrv.sip.uri import SipParseError, unquote
 
 __all__ = [
     "DigestAlgorithm",
@@ -74,20 +74,6 @@ def _hex(algorithm: str, text: str) -> str:
     return hashlib.new(_HASH_NAMES[algorithm], text.encode("utf-8")).hexdigest()
 
 
-def _unq(value: str) -> str:
-    """Remove the quotes and quoted-pair escapes of a quoted-string (RFC 3261 §25.1)."""
-    out: list[str] = []
-    i = 1
-    while i < len(value) - 1:
-        ch = value[i]
-        if ch == "\\" and i + 1 < len(value) - 1:
-            i += 1
-            ch = value[i]
-        out.append(ch)
-        i += 1
-    return "".join(out)
-
-
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -124,7 +110,7 @@ def parse_digest_params(value: str) -> dict[str, str]:
                 j += 2 if rest[j] == "\\" else 1
             if j >= n:
                 raise SipParseError("unterminated quoted string")
-            params[name] = _unq(rest[i : j + 1])
+            params[name] = unquote(rest[i : j + 1])
             i = j + 1
         else:
             j = rest.find(",", i)

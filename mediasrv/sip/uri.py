@@ -23,6 +23,7 @@ __all__ = [
     "parse_uri",
     "parse_via",
     "split_params",
+    "unquote",
 ]
 
 
@@ -243,6 +244,15 @@ class NameAddr:
         return self.params.get("tag")
 
     @property
+    def display_name(self) -> str | None:
+        """The display name as text: quotes and quoted-pair escapes removed (caller-ID display)."""
+        if self.display is None:
+            return None
+        if len(self.display) >= 2 and self.display[0] == '"' and self.display[-1] == '"':
+            return unquote(self.display)
+        return self.display
+
+    @property
     def expires(self) -> int | None:
         value = self.params.get("expires")
         if value is None or not (value.isascii() and value.isdigit()):
@@ -254,6 +264,21 @@ class NameAddr:
             return "*"
         display = f"{self.display} " if self.display else ""
         return f"{display}<{self.uri}>{_format_params(self.params)}"
+
+
+def unquote(value: str) -> str:
+    """Text of a quoted-string: surrounding quotes and backslash quoted-pairs removed (§25.1)."""
+    inner = value[1:-1]
+    if "\\" not in inner:
+        return inner
+    out: list[str] = []
+    i = 0
+    while i < len(inner):
+        if inner[i] == "\\" and i + 1 < len(inner):
+            i += 1
+        out.append(inner[i])
+        i += 1
+    return "".join(out)
 
 
 def _quoted_end(text: str, start: int) -> int:
@@ -345,8 +370,11 @@ def parse_via(text: str) -> Via:
     if len(parts) == 2 and parts[0].count("/") == 2:
         proto, sent_by = parts
     else:
-        # sent-protocol allows LWS around each "/" (RFC 3261 §25.1 SLASH = SWS "/" SWS).
-        compact = " ".join(parts).replace(" /", "/").replace("/ ", "/")
+        # LWS is allowed around each "/" of sent-protocol and the ":" of sent-by
+        # (RFC 3261 §25.1: SLASH = SWS "/" SWS, COLON = SWS ":" SWS).
+        compact = " ".join(parts)
+        for sep in ("/", ":"):
+            compact = compact.replace(f" {sep}", sep).replace(f"{sep} ", sep)
         pieces = compact.split()
         if len(pieces) != 2 or pieces[0].count("/") != 2:
             raise SipParseError("bad Via")
