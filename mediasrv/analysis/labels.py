@@ -19,7 +19,7 @@ from typing import Any
 
 UNDETERMINED = "undetermined"
 DEFAULT_NEGATIONS = ("ない", "ません", "なかった", "ず", "無理", "できな", "not", "no", "dont", "cant")
-_NEGATION_WINDOW = 6  # characters after the phrase where a negation cancels it
+_NEGATION_WINDOW = 10  # characters after the phrase where a negation cancels it
 
 _KANJI_DIGITS = {"〇": 0, "零": 0, "一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6,
                  "七": 7, "八": 8, "九": 9}

