@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 ENV_SWITCH = "MEDIASRV_NO_EXTENSIONS"
-KERNELS = ("dtmf", "g711", "rfc4733", "rtp")
+KERNELS = ("dtmf", "g711", "mix", "rfc4733", "rtcp", "rtp")
 
 
 def use_python_kernels() -> bool:
@@ -44,12 +44,16 @@ if TYPE_CHECKING:
     # mypy checks callers against the reference twins; the cext .pyi stubs mirror them.
     from . import dtmf_py as dtmf
     from . import g711_py as g711
+    from . import mix_py as mix
     from . import rfc4733_py as rfc4733
+    from . import rtcp_py as rtcp
     from . import rtp_py as rtp
 else:
     dtmf = load_kernel("dtmf", python=ENGINE == "python")
     g711 = load_kernel("g711", python=ENGINE == "python")
+    mix = load_kernel("mix", python=ENGINE == "python")
     rfc4733 = load_kernel("rfc4733", python=ENGINE == "python")
+    rtcp = load_kernel("rtcp", python=ENGINE == "python")
     rtp = load_kernel("rtp", python=ENGINE == "python")
 
 __all__ = [
@@ -59,7 +63,9 @@ __all__ = [
     "dtmf",
     "g711",
     "load_kernel",
+    "mix",
     "rfc4733",
+    "rtcp",
     "rtp",
     "use_python_kernels",
 ]
