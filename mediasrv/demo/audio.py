@@ -209,3 +209,55 @@ def correlate_aligned(ref: npt.ArrayLike, received: npt.ArrayLike, rate: int = R
     scores = np.where(valid, dots / np.sqrt(np.where(valid, energy, 1.0)), -np.inf)
     best = int(np.argmax(scores))
     return float(scores[best]), float(lags[best]) / rate
+
+
+@dataclass(frozen=True)
+class PiecewiseMatch:
+    """How well ``ref`` survived a trip through a real phone, window by window."""
+
+    score: float  # energy-weighted mean of the windows' peak correlations
+    lags: tuple[float, ...]  # seconds, per window that was compared
+    windows: int
+
+    @property
+    def slips(self) -> int:
+        """How often the delay changed by more than 1 ms (jitter-buffer adjustments)."""
+        return sum(1 for a, b in zip(self.lags, self.lags[1:], strict=False)
+                   if abs(a - b) > 0.001)
+
+
+def correlate_piecewise(ref: npt.ArrayLike, received: npt.ArrayLike, rate: int = RATE,
+                        window_s: float = 0.5, search_s: float = 0.3,
+                        silence_db: float = -50.0) -> PiecewiseMatch:
+    """Correlate ``ref`` with ``received`` in windows, each aligned on its own.
+
+    A phone's adaptive jitter buffer may drop or insert a frame now and then (seen here on a
+    loaded machine: one 10 ms slip in 4 s), which shifts everything after it and lowers a
+    single whole-signal correlation although the audio arrived intact. Here the whole-signal
+    lag is found first; then every ``window_s`` window of ``ref`` that is not silent is
+    matched within ``search_s`` of it. Windows past the end of ``received`` are skipped.
+    """
+    r = np.asarray(ref, dtype=np.float64)
+    x = np.asarray(received, dtype=np.float64)
+    _, lag0 = correlate_aligned(r, x, rate)
+    width, search = int(window_s * rate), int(search_s * rate)
+    shift = round(lag0 * rate)
+    scores: list[float] = []
+    weights: list[float] = []
+    lags: list[float] = []
+    for start in range(0, len(r) - width + 1, width):
+        window = r[start:start + width]
+        if level_db(window) < silence_db:
+            continue
+        lo = max(0, start + shift - search)
+        hi = min(len(x), start + shift + width + search)
+        if hi - lo < width:
+            continue
+        corr, lag = correlate_aligned(window, x[lo:hi], rate, min_overlap_s=window_s)
+        scores.append(corr)
+        weights.append(float(np.sum(window * window)))
+        lags.append(lo / rate + lag - start / rate)
+    if not scores:
+        return PiecewiseMatch(score=0.0, lags=(), windows=0)
+    score = float(np.average(scores, weights=weights))
+    return PiecewiseMatch(score=score, lags=tuple(lags), windows=len(scores))

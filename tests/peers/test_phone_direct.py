@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from peers_plugin import StartPhone
 
-from mediasrv.demo.audio import correlate_aligned, read_wav
+from mediasrv.demo.audio import correlate_piecewise, read_wav
 from mediasrv.demo.phones import PhoneError, PhoneProcess
 
 pytestmark = [pytest.mark.e2e]
@@ -43,13 +43,13 @@ async def test_known_audio_arrives_both_ways(
     op_rec = read_wav(heard_by_operator)
     caller_rec = read_wav(heard_by_caller)
     assert op_rec.rate == caller_rec.rate == 8000
-    corr_up, lag_up = correlate_aligned(said_by_caller, op_rec.samples)
-    corr_down, lag_down = correlate_aligned(said_by_operator, caller_rec.samples)
-    assert corr_up >= 0.9, (corr_up, lag_up)
-    assert corr_down >= 0.9, (corr_down, lag_down)
+    up = correlate_piecewise(said_by_caller, op_rec.samples)
+    down = correlate_piecewise(said_by_operator, caller_rec.samples)
+    assert up.windows >= 6 and down.windows >= 6  # nearly all of the 4 s arrived
+    assert up.score >= 0.9, up
+    assert down.score >= 0.9, down
     # The check tells the directions apart: the caller never hears its own audio.
-    wrong, _ = correlate_aligned(said_by_caller, caller_rec.samples)
-    assert wrong < 0.3
+    assert correlate_piecewise(said_by_caller, caller_rec.samples).score < 0.4
 
 
 async def test_rfc4733_digits_arrive(start_phone: StartPhone) -> None:
