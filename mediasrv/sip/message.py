@@ -12,7 +12,14 @@ import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from mediasrv.sip.uri import SipParseError, Via, parse_name_addr, parse_via, split_params
+from mediasrv.sip.uri import (
+    SipParseError,
+    Via,
+    is_token,
+    parse_name_addr,
+    parse_via,
+    split_params,
+)
 
 __all__ = [
     "REASON_PHRASES",
@@ -106,8 +113,6 @@ LIST_HEADERS = frozenset(
     )
 )
 
-_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
-
 
 # Memoised (bounded LRU: header names come from the network) -- names repeat in every message.
 @functools.lru_cache(maxsize=1024)
@@ -131,11 +136,6 @@ def checked_name(raw: str) -> str | None:
     if not is_token(name):
         return None
     return canonical_name(name)
-
-
-def is_token(name: str) -> bool:
-    """RFC 3261 §25.1 token (header names and methods must be tokens)."""
-    return bool(name) and all(c in _TOKEN_CHARS for c in name)
 
 
 def split_list(value: str) -> list[str]:

@@ -19,6 +19,7 @@ __all__ = [
     "SipParseError",
     "SipUri",
     "Via",
+    "is_token",
     "parse_name_addr",
     "parse_uri",
     "parse_via",
@@ -40,9 +41,18 @@ class SipParseError(ValueError):
         self.partial = partial
 
 
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 _SCHEMES = frozenset(("sip", "sips", "tel"))
 _BAD_HOST_CHARS = frozenset(' \t"<>@[],;?')
+_BAD_URI_CHARS = frozenset(' \t"<>\\{}|^`\r\n')
+# RFC 3966 §3: phonedigit-hex, visual separators, "+" of a global number
+_TEL_CHARS = frozenset("0123456789abcdefABCDEF*#+-.()")
 _DEFAULT_PORTS = {"sip": 5060, "sips": 5061, "tel": 5060}
+
+
+def is_token(name: str) -> bool:
+    """RFC 3261 §25.1 token (header names, methods and parameter names are tokens)."""
+    return bool(name) and _TOKEN_CHARS.issuperset(name)
 
 
 def split_params(text: str) -> dict[str, str | None]:
@@ -60,6 +70,8 @@ def split_params(text: str) -> dict[str, str | None]:
         name = name.strip().lower()
         if not name:
             continue  # tolerate ";;" and a trailing ";"
+        if not is_token(name):
+            raise SipParseError("bad parameter name")
         params[name] = value.strip() if eq else None
     return params
 
@@ -90,6 +102,8 @@ def _split_quoted(text: str, sep: str) -> list[str]:
             out.append(text[start:i])
             start = i + 1
         i += 1
+    if in_quote:
+        raise SipParseError("unterminated quoted string")
     out.append(text[start:])
     return out
 
@@ -191,10 +205,13 @@ def parse_uri(text: str) -> SipUri:
     scheme = scheme.lower()
     if not colon or scheme not in _SCHEMES:
         raise SipParseError("unsupported URI scheme")
+    if not _BAD_URI_CHARS.isdisjoint(rest):
+        # none of these may appear unescaped anywhere in a SIP URI (RFC 3261 §25.1)
+        raise SipParseError("bad character in URI")
     if scheme == "tel":
         number, _, params = rest.partition(";")
-        if not number:
-            raise SipParseError("empty tel URI")
+        if not number or not _TEL_CHARS.issuperset(number):
+            raise SipParseError("bad tel URI number")
         return SipUri(scheme="tel", user=number, params=split_params(params))
     user: str | None = None
     password: str | None = None

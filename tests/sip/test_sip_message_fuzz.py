@@ -105,11 +105,26 @@ def test_mutated_fixtures(base: bytes, data: st.DataObject) -> None:
 def test_sip_shaped_text(lines: list[str]) -> None:
     check("\r\n".join(lines).encode())
     for line in lines:
-        for fn in (parse_uri, parse_name_addr, parse_via):
-            try:
-                fn(line)
-            except SipParseError:
-                pass
+        check_value(line)
+
+
+def check_value(text: str) -> None:
+    """URI / name-addr / Via parsers: SipParseError, or a value whose str() parses back equal."""
+    for fn in (parse_uri, parse_name_addr, parse_via):
+        try:
+            value = fn(text)
+        except SipParseError:
+            continue
+        assert fn(str(value)) == value, (fn.__name__, text, str(value))
+
+
+@FUZZ
+@given(
+    st.sampled_from(["sip:", "sips:", "tel:", "SIP:", "<sip:", '"A" <sip:', "SIP/2.0/UDP "]),
+    st.text(alphabet=st.sampled_from(list('ab1.:@;=?&<>[]" ,%+-_~*')), max_size=40),
+)
+def test_value_round_trip(prefix: str, rest: str) -> None:
+    check_value(prefix + rest)
 
 
 @pytest.mark.parametrize("index", range(len(VALID)))
