@@ -47,9 +47,28 @@ class Peer:
         self.sock.sendto(packet if isinstance(packet, bytes) else packet.to_bytes(), to)
 
     async def recv(self, timeout: float = 1.0) -> Rtp:
+        # add_reader rather than loop.sock_recvfrom, which uvloop does not implement.
+        try:
+            return Rtp.parse(self.sock.recv(2048))
+        except BlockingIOError:
+            pass
         loop = asyncio.get_running_loop()
-        data, _ = await asyncio.wait_for(loop.sock_recvfrom(self.sock, 2048), timeout)
-        return Rtp.parse(data)
+        fut: asyncio.Future[bytes] = loop.create_future()
+
+        def readable() -> None:
+            if fut.done():
+                return  # leave further datagrams in the socket for the next recv()
+            try:
+                data = self.sock.recv(2048)
+            except BlockingIOError:
+                return
+            fut.set_result(data)
+
+        loop.add_reader(self.sock.fileno(), readable)
+        try:
+            return Rtp.parse(await asyncio.wait_for(fut, timeout))
+        finally:
+            loop.remove_reader(self.sock.fileno())
 
     async def recv_all(self, quiet: float = 0.15) -> list[Rtp]:
         """Everything that arrives until the line is quiet for ``quiet`` seconds."""

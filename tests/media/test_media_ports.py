@@ -1,0 +1,69 @@
+"""RTP port pool: even pairs, skipping ports the OS refuses, O(1) reuse, exhaustion."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from mediasrv.media.api import PortsExhausted
+from mediasrv.media.ports import PortPool
+
+HOST = "127.0.0.1"
+
+
+def test_pairs_are_even_rtp_with_rtcp_next_to_it() -> None:
+    pool = PortPool(HOST, 46001, 46020)  # odd minimum rounds up
+    pairs = [pool.allocate() for _ in range(5)]
+    try:
+        for pair in pairs:
+            assert pair.port % 2 == 0 and 46002 <= pair.port < 46020
+            assert pair.rtp.getsockname() == (HOST, pair.port)
+            assert pair.rtcp.getsockname() == (HOST, pair.port + 1)
+        assert pool.in_use() == 5
+    finally:
+        for pair in pairs:
+            pool.free(pair)
+    assert pool.in_use() == 0
+
+
+def test_ports_taken_by_someone_else_are_skipped() -> None:
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    squatter.bind((HOST, 46103))  # the RTCP port of the first pair
+    pool = PortPool(HOST, 46102, 46108)
+    try:
+        pair = pool.allocate()
+        assert pair.port == 46104
+        pool.free(pair)
+    finally:
+        squatter.close()
+
+
+def test_exhaustion_and_reuse_order() -> None:
+    pool = PortPool(HOST, 46200, 46205)  # 46200/1, 46202/3, 46204/5 (the maximum is inclusive)
+    pairs = [pool.allocate(), pool.allocate(), pool.allocate()]
+    assert pool.capacity() == 3
+    with pytest.raises(PortsExhausted, match="no free RTP port pair"):
+        pool.allocate()
+    pool.free(pairs[0])
+    again = pool.allocate()
+    assert again.port == pairs[0].port
+    for pair in (again, *pairs[1:]):
+        pool.free(pair)
+    pool.free(again)  # freeing twice is harmless
+    assert pool.in_use() == 0
+
+
+def test_ipv6_pool() -> None:
+    try:
+        pool = PortPool("::1", 46300, 46310)
+        pair = pool.allocate()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    assert pair.rtp.family == socket.AF_INET6
+    pool.free(pair)
+
+
+def test_bad_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="bad RTP port range"):
+        PortPool(HOST, 5000, 5000)

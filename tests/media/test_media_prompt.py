@@ -1,0 +1,151 @@
+"""Prompts: WAV to 20 ms RTP paced by sample count, to one leg only, PromptFinished at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from media_peers import HOST, Peer, Rtp, answer_sdp, offer_sdp
+
+from mediasrv.media import codec as g711
+from mediasrv.media.api import LegRole, MediaEvent, PromptFinished
+from mediasrv.media.codec import Codec
+from mediasrv.media.engine import MediaEngine
+from mediasrv.media.prompt import PromptError
+
+PORTS = (45000, 45998)
+
+
+def write_wav(path: Path, pcm: np.ndarray, rate: int = 8000, channels: int = 1) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.astype("<i2").tobytes())
+    return path
+
+
+def ramp(n: int) -> np.ndarray:
+    return ((np.arange(n) * 37) % 20000 - 10000).astype(np.int16)
+
+
+async def test_prompt_is_paced_encoded_and_finishes(tmp_path: Path) -> None:
+    pcm = ramp(4000)  # 0.5 s: 25 frames
+    wav = write_wav(tmp_path / "hello.wav", pcm)
+    events: list[MediaEvent] = []
+    engine = MediaEngine(asyncio.get_running_loop(), HOST, *PORTS, events.append)
+    peer = Peer()
+    leg = engine.allocate("p", LegRole.CALLER)
+    engine.answer(leg, offer_sdp(peer.port, [Codec.PCMA]))
+    await engine.preload(wav)
+    start = time.monotonic()
+    engine.play(leg, wav)
+    got: list[tuple[float, Rtp]] = []
+    while len(got) < 25:
+        got.append((time.monotonic(), await peer.recv()))
+    span = got[-1][0] - start
+    await asyncio.sleep(0.1)
+    packets = [p for _, p in got]
+    assert b"".join(p.payload for p in packets) == g711.encode(Codec.PCMA, pcm)
+    assert {p.pt for p in packets} == {8} and packets[0].marker
+    assert [(p.seq - packets[0].seq) & 0xFFFF for p in packets] == list(range(25))
+    assert [(p.ts - packets[0].ts) & 0xFFFFFFFF for p in packets] == [160 * i for i in range(25)]
+    assert 0.4 <= span <= 0.8, span  # 24 frame intervals of 20 ms after the first
+    assert events == [PromptFinished("p", LegRole.CALLER, "hello.wav")]
+    engine.release("p")
+    await engine.close()
+    peer.close()
+
+
+async def test_prompt_on_a_bridged_leg_pauses_relay_toward_it_only(tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "whisper.wav", ramp(1600))  # 0.2 s
+    events: list[MediaEvent] = []
+    engine = MediaEngine(asyncio.get_running_loop(), HOST, *PORTS, events.append)
+    a, b = Peer(), Peer()
+    caller = engine.allocate("w", LegRole.CALLER)
+    operator = engine.allocate("w", LegRole.OPERATOR)
+    engine.answer(caller, offer_sdp(a.port))
+    engine.accept_answer(operator, answer_sdp(engine.offer(operator), b.port))
+    engine.bridge(caller, operator)
+    engine.play(operator, wav)  # a whisper to the operator
+    a.send(Rtp(0, 1, 160, 0xA, b"\x11" * 160), (HOST, caller.local_port))
+    b.send(Rtp(0, 1, 160, 0xB, b"\x22" * 160), (HOST, operator.local_port))
+    to_operator = await b.recv_all(0.3)
+    assert len(to_operator) == 10 and all(p.payload != b"\x11" * 160 for p in to_operator)
+    assert [p.payload for p in await a.recv_all()] == [b"\x22" * 160]  # caller never hears it
+    assert events == [PromptFinished("w", LegRole.OPERATOR, "whisper.wav")]
+    a.send(Rtp(0, 2, 320, 0xA, b"\x33" * 160), (HOST, caller.local_port))
+    after = await b.recv()
+    assert after.payload == b"\x33" * 160
+    assert after.seq == (to_operator[-1].seq + 1) & 0xFFFF  # one continuous outgoing stream
+    assert after.ssrc == to_operator[-1].ssrc
+    engine.release("w")
+    await engine.close()
+    a.close()
+    b.close()
+
+
+async def test_looping_prompt_runs_until_release(tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "moh.wav", ramp(800))  # 0.1 s, looped
+    events: list[MediaEvent] = []
+    engine = MediaEngine(asyncio.get_running_loop(), HOST, *PORTS, events.append)
+    peer = Peer()
+    leg = engine.allocate("l", LegRole.CALLER)
+    engine.answer(leg, offer_sdp(peer.port))
+    engine.play(leg, wav, loop=True)
+    await asyncio.sleep(0.35)
+    engine.release("l")
+    got = await peer.recv_all()
+    assert len(got) >= 14  # three and a half loops of 5 frames
+    assert events == []
+    assert engine.active_ports() == 0
+    await engine.close()
+    peer.close()
+
+
+@pytest.mark.parametrize(
+    ("rate", "channels", "message"),
+    [(16000, 1, "16000 Hz"), (8000, 2, "2 channel")],
+)
+async def test_wrong_prompt_formats_are_refused(
+    tmp_path: Path, rate: int, channels: int, message: str
+) -> None:
+    wav = write_wav(tmp_path / "bad.wav", ramp(1600), rate, channels)
+    engine = MediaEngine(asyncio.get_running_loop(), HOST, *PORTS, lambda e: None)
+    peer = Peer()
+    leg = engine.allocate("b", LegRole.CALLER)
+    engine.answer(leg, offer_sdp(peer.port))
+    with pytest.raises(PromptError, match=message):
+        engine.play(leg, wav)
+    with pytest.raises(PromptError, match="cannot read"):
+        engine.play(leg, tmp_path / "missing.wav")
+    (tmp_path / "text.wav").write_text("hello")
+    with pytest.raises(PromptError, match="cannot read"):
+        engine.play(leg, tmp_path / "text.wav")
+    engine.release("b")
+    await engine.close()
+    peer.close()
+
+
+async def test_real_asterisk_prompt_plays_whole(tmp_path: Path) -> None:
+    wav = Path("/usr/share/asterisk/sounds/en/hello-world.wav")
+    if not wav.exists():
+        pytest.skip("asterisk-core-sounds-en-wav is not installed")
+    with wave.open(str(wav)) as w:
+        frames = w.getnframes()
+    events: list[MediaEvent] = []
+    engine = MediaEngine(asyncio.get_running_loop(), HOST, *PORTS, events.append)
+    peer = Peer()
+    leg = engine.allocate("r", LegRole.CALLER)
+    engine.answer(leg, offer_sdp(peer.port))
+    engine.play(leg, wav)
+    got = await peer.recv_all(0.3)
+    assert len(got) == -(-frames // 160)
+    assert events == [PromptFinished("r", LegRole.CALLER, "hello-world.wav")]
+    engine.release("r")
+    await engine.close()
+    peer.close()
