@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mediasrv.sip.uri import SipParseError, unquote
+from mediasrv.sip.uri import SipParseError, parse_uri, unquote
 
 __all__ = [
     "DigestAlgorithm",
@@ -302,7 +302,7 @@ class DigestServer:
             return _failed("missing digest parameter", username)
         if params.get("realm") != self.realm:
             return _failed("wrong realm", username)
-        if request_uri is not None and uri != request_uri:
+        if request_uri is not None and not _same_uri(uri, request_uri):
             return _failed("uri does not match Request-URI", username)
         algorithm = params.get("algorithm", "MD5").upper()
         if algorithm not in {a.value for a in self.algorithms}:
@@ -330,6 +330,16 @@ class DigestServer:
         if age > self.nonce_ttl or age < -5.0:
             return DigestResult(DigestStatus.STALE, username, "nonce expired")
         return DigestResult(DigestStatus.OK, username)
+
+
+def _same_uri(a: str, b: str) -> bool:
+    """digest-uri vs Request-URI (RFC 2617 §3.2.2.5), tolerating case in scheme and host."""
+    if a == b:
+        return True
+    try:
+        return parse_uri(a) == parse_uri(b)
+    except SipParseError:
+        return False
 
 
 def _failed(reason: str, username: str | None = None) -> DigestResult:

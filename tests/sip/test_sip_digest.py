@@ -88,6 +88,9 @@ def test_round_trip(algorithm: DigestAlgorithm) -> None:
     assert server.verify(auth, "BYE", passwords.get).status is DigestStatus.FAILED
     other = server.verify(auth, "INVITE", passwords.get, request_uri="sip:other@10.0.0.1")
     assert other.reason == "uri does not match Request-URI"
+    # scheme and host are case-insensitive (RFC 3261 §19.1.4), the user part is not
+    same = server.verify(auth, "INVITE", passwords.get, request_uri="SIP:0312345678@10.0.0.1")
+    assert same.ok
 
 
 def test_challenges_sha256_first_and_stale_flag() -> None:
