@@ -176,6 +176,13 @@ def split_list(value: str) -> list[str]:
     return out
 
 
+def _clean(value: str) -> str:
+    """Refuse a line break in a header value: serialised, it would inject headers."""
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"line break in SIP header value: {value[:40]!r}")
+    return value
+
+
 class Headers:
     """Ordered header list with case-insensitive names and compact forms expanded.
 
@@ -185,7 +192,7 @@ class Headers:
     __slots__ = ("_items",)
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str]] = [(canonical_name(n), v) for n, v in items]
+        self._items: list[tuple[str, str]] = [(canonical_name(n), _clean(v)) for n, v in items]
 
     @classmethod
     def _from_canonical(cls, items: list[tuple[str, str]]) -> Headers:
@@ -221,21 +228,21 @@ class Headers:
         items = self._items
         for i, (n, _) in enumerate(items):
             if n == key:
-                items[i] = (key, value)
+                items[i] = (key, _clean(value))
                 self._items = items[: i + 1] + [it for it in items[i + 1 :] if it[0] != key]
                 return
-        items.append((key, value))
+        items.append((key, _clean(value)))
 
     def add(self, name: str, value: str) -> None:
-        self._items.append((canonical_name(name), value))
+        self._items.append((canonical_name(name), _clean(value)))
 
     def prepend(self, name: str, value: str) -> None:
         key = canonical_name(name)
         for i, (n, _) in enumerate(self._items):
             if n == key:
-                self._items.insert(i, (key, value))
+                self._items.insert(i, (key, _clean(value)))
                 return
-        self._items.insert(0, (key, value))
+        self._items.insert(0, (key, _clean(value)))
 
     def remove(self, name: str) -> None:
         key = canonical_name(name)

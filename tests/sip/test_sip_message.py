@@ -349,6 +349,16 @@ def test_headers_api() -> None:
     ]
 
 
+def test_header_injection_refused() -> None:
+    h = Headers()
+    for call in (h.add, h.set, h.prepend):
+        with pytest.raises(ValueError, match="line break"):
+            call("Subject", "x\r\nVia: SIP/2.0/UDP evil")
+    with pytest.raises(ValueError):
+        Headers([("Subject", "a\nb")])
+    assert len(h) == 0
+
+
 def test_get_all_respects_quotes_and_brackets() -> None:
     h = Headers([("Contact", '"Doe, John" <sip:j@h;x="a,b">;q=0.5, <sip:k@h>')])
     assert h.get_all("Contact") == ['"Doe, John" <sip:j@h;x="a,b">;q=0.5', "<sip:k@h>"]
