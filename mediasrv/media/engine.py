@@ -95,6 +95,12 @@ def _session_id(leg_id: int) -> int:
     return 3_900_000_000 + leg_id
 
 
+def _expects_rtp(leg: _Leg) -> bool:
+    """Whether the peer should be sending: not while it holds us (RFC 3264 §8.4)."""
+    n = leg.negotiated
+    return n is None or n.direction in (Direction.SENDRECV, Direction.RECVONLY)
+
+
 class _Events:
     """Adapter from packet-path callbacks to the engine (keeps them off its public API)."""
 
@@ -316,6 +322,10 @@ class MediaEngine:
 
     def _apply(self, leg: _Leg, negotiated: sdp.Negotiated) -> None:
         leg.negotiated = negotiated
+        if leg.bridged_at is not None:
+            # A re-INVITE (hold, resume) restarts the no-RTP clock: the peer may have been
+            # silent on purpose until now.
+            leg.bridged_at, leg.timed_out = self._loop.time(), False
         self._path.configure(
             leg.id,
             LegParams(
@@ -405,7 +415,7 @@ class MediaEngine:
     def _check_rtp(self, now: float) -> None:
         """Emit RtpTimeout once for a bridged leg silent for ``no_rtp_timeout`` seconds."""
         for leg in list(self._by_id.values()):
-            if leg.bridged_at is None:
+            if leg.bridged_at is None or not _expects_rtp(leg):
                 continue
             last = max(self._path.last_rx(leg.id), leg.bridged_at)
             silent = now - last

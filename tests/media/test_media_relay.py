@@ -258,3 +258,22 @@ async def test_ports_return_to_zero_after_many_calls() -> None:
     assert engine.active_ports() == 0
     assert engine.release("c0").legs == {}  # a second release is harmless
     await engine.close()
+
+
+async def test_no_rtp_timeout_waits_while_the_peer_holds_us() -> None:
+    c = await make_call(no_rtp_timeout=0.3)
+    try:
+        # The caller holds with a=inactive: it will send nothing, on purpose.
+        c.engine.answer(c.caller, offer_sdp(c.a.port, direction=Direction.INACTIVE))
+        for i in range(6):
+            c.b.send(Rtp(0, i, 160 * i, 0xB, voice(i)), c.to_operator_leg)
+            await asyncio.sleep(0.1)
+        assert [e for e in c.events if isinstance(e, RtpTimeout)] == []
+        c.engine.answer(c.caller, offer_sdp(c.a.port))  # resume: the clock starts again
+        for i in range(6, 12):
+            c.b.send(Rtp(0, i, 160 * i, 0xB, voice(i)), c.to_operator_leg)
+            await asyncio.sleep(0.1)
+        timeouts = [e for e in c.events if isinstance(e, RtpTimeout)]
+        assert [t.role for t in timeouts] == [LegRole.CALLER]
+    finally:
+        await _finish(c)
