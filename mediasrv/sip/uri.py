@@ -8,6 +8,7 @@ layer; ``mediasrv.sip.parser`` re-exports it as the public name.
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -192,10 +193,47 @@ class SipUri:
         value = self.params.get("maddr")
         return value.lower() if value else None
 
+    def equivalent(self, other: SipUri) -> bool:
+        """URI comparison of RFC 3261 §19.1.4 (not string equality).
+
+        Scheme and host compare case-insensitively, the user part case-sensitively, escapes
+        are decoded first; an absent port differs from an explicit 5060; user, ttl, method,
+        maddr and transport must match when either side has them, other parameters only
+        when both do (values case-insensitive); URI headers must all match.
+        """
+        if self.scheme != other.scheme or self.host != other.host or self.port != other.port:
+            return False
+        if _unescape(self.user) != _unescape(other.user):
+            return False
+        if _unescape(self.password) != _unescape(other.password):
+            return False
+        mine, theirs = _norm_params(self.params), _norm_params(other.params)
+        for key in mine.keys() | theirs.keys():
+            if key in _MUST_MATCH_PARAMS or (key in mine and key in theirs):
+                if mine.get(key, _ABSENT) != theirs.get(key, _ABSENT):
+                    return False
+        return _norm_headers(self.headers) == _norm_headers(other.headers)
+
     def host_port(self) -> tuple[str, int]:
         """Host without IPv6 brackets and the port, defaulting per scheme (RFC 3261 §19.1.2)."""
         host = self.host[1:-1] if self.host.startswith("[") else self.host
         return host, self.port if self.port is not None else _DEFAULT_PORTS[self.scheme]
+
+
+_MUST_MATCH_PARAMS = frozenset(("user", "ttl", "method", "maddr", "transport"))
+_ABSENT = "\x00absent"
+
+
+def _unescape(value: str | None) -> str | None:
+    return None if value is None else urllib.parse.unquote(value)
+
+
+def _norm_params(params: dict[str, str | None]) -> dict[str, str | None]:
+    return {k: None if v is None else urllib.parse.unquote(v).lower() for k, v in params.items()}
+
+
+def _norm_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {urllib.parse.unquote(k).lower(): urllib.parse.unquote(v) for k, v in headers.items()}
 
 
 def parse_uri(text: str) -> SipUri:

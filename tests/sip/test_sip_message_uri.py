@@ -188,3 +188,46 @@ def test_dataclass_defaults_are_independent() -> None:
     na = NameAddr(uri=a)
     na.params["tag"] = "t"
     assert NameAddr(uri=b).params == {}
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        # RFC 3261 §19.1.4 examples of equivalent URIs
+        ("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"),
+        ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
+        ("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;newparam=5"),
+        (
+            "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+            "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com",
+        ),
+        (
+            "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+            "sip:alice@atlanta.com?priority=urgent&subject=project%20x",
+        ),
+        # SIPp's upper-case transport value
+        ("sip:sipp@127.0.0.1:5998;transport=UDP", "sip:sipp@127.0.0.1:5998;transport=udp"),
+    ],
+)
+def test_equivalent_uris(a: str, b: str) -> None:
+    assert parse_uri(a).equivalent(parse_uri(b))
+    assert parse_uri(b).equivalent(parse_uri(a))
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        # RFC 3261 §19.1.4 examples of URIs that are not equivalent
+        ("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"),
+        ("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
+        ("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"),
+        ("sip:bob@biloxi.com", "sip:bob@biloxi.com:6000;transport=tcp"),
+        ("sip:carol@chicago.com", "sip:carol@chicago.com?Subject=next%20meeting"),
+        ("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"),
+        ("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;security=off"),
+        ("sip:a@b", "sips:a@b"),
+    ],
+)
+def test_not_equivalent_uris(a: str, b: str) -> None:
+    assert not parse_uri(a).equivalent(parse_uri(b))
+    assert not parse_uri(b).equivalent(parse_uri(a))
