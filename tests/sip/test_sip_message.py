@@ -373,3 +373,34 @@ def test_identifiers() -> None:
     assert len({new_tag() for _ in range(100)}) == 100
     cid = new_call_id("10.0.0.1")
     assert cid.endswith("@10.0.0.1") and len(cid) > 20
+
+
+def test_size_limits() -> None:
+    wire = load("sipp_invite.sip")
+    with pytest.raises(SipParseError, match="message too large"):
+        parse_message(wire + b"x" * 300_000)
+    many = wire.replace(b"Max-Forwards: 70\r\n", b"X-A: 1\r\n" * 300)
+    with pytest.raises(SipParseError, match="too many headers") as info:
+        parse_message(many)
+    assert info.value.partial is not None  # still answerable with a 400
+
+
+def test_conflicting_content_length() -> None:
+    wire = load("sipp_invite.sip").replace(b"Max-Forwards", b"l: 3\r\nMax-Forwards")
+    with pytest.raises(SipParseError, match="conflicting Content-Length"):
+        parse_message(wire)
+    same = load("sipp_invite.sip").replace(b"Max-Forwards", b"l: 129\r\nMax-Forwards")
+    assert len(parse_message(same).body) == 129
+
+
+def test_unusable_via_gives_no_partial() -> None:
+    wire = load("sipp_invite.sip").replace(b"Via: SIP/2.0/UDP 127.0.0.1:5998", b"Via: garbage")
+    with pytest.raises(SipParseError, match="bad Via") as info:
+        parse_message(wire)
+    assert info.value.partial is None  # nowhere to send a 400 (§18.2.2 needs the top Via)
+
+
+def test_empty_and_whitespace_input() -> None:
+    for data in (b"", b"\r\n", b"\r\n\r\n", b"   ", b"\x00"):
+        with pytest.raises(SipParseError):
+            parse_message(data)
