@@ -113,7 +113,8 @@ def test_wrong_password() -> None:
     )
     result = server.verify(auth, "INVITE", {"u": "right"}.get)
     assert result.status is DigestStatus.FAILED and result.reason == "wrong response"
-    assert server.verify(auth, "INVITE", {}.get).reason == "unknown user"
+    nobody: dict[str, str] = {}
+    assert server.verify(auth, "INVITE", nobody.get).reason == "unknown user"
 
 
 def test_expired_nonce_is_stale_only_with_the_right_password() -> None:
