@@ -26,7 +26,7 @@ from mediasrv.outputs.metrics import Metrics
 from mediasrv.outputs.recordings import recording_path
 from mediasrv.outputs.records import call_record_from_result
 from mediasrv.sip.dialog import LocalContact, Peer
-from mediasrv.sip.digest import DigestAlgorithm, DigestCredentials, DigestServer
+from mediasrv.sip.digest import DigestAlgorithm, DigestCredentials, DigestServer, DigestStatus
 from mediasrv.sip.legs import InboundLeg
 from mediasrv.sip.message import Request, Response
 from mediasrv.sip.transaction import TimerConfig
@@ -102,7 +102,7 @@ class TrunkAdmission:
         )
         if result.ok:
             return Admission.accept(trunk.name)
-        if result.stale:
+        if result.status is DigestStatus.STALE:
             return Admission.reject(
                 401, None, tuple(("WWW-Authenticate", c) for c in server.challenges(stale=True))
             )
@@ -315,6 +315,10 @@ class Server:
         )
         if result.recording_bytes:
             self.metrics.recording_bytes_total.inc(result.recording_bytes)
+        if result.media is not None:
+            for stats in result.media.legs.values():
+                self.metrics.rtp_packets_total.labels(direction="in").inc(stats.packets_in)
+                self.metrics.rtp_packets_total.labels(direction="out").inc(stats.packets_out)
         try:
             await self.store.record_call(record)
         except Exception:

@@ -94,9 +94,13 @@ class ServerProcess:
         return f"127.0.0.1:{self.sip_port}"
 
     def write_config(self) -> None:
-        server = {"log_format": "json", "log_level": "info", "drain_timeout": 10.0}
+        server: dict[str, object] = {
+            "log_format": "json",
+            "log_level": "info",
+            "drain_timeout": 10.0,
+        }
         server.update(self.spec.server)
-        media = {"rtp_port_min": 30000, "rtp_port_max": 39999}
+        media: dict[str, object] = {"rtp_port_min": 30000, "rtp_port_max": 39999}
         media.update(self.spec.media)
         sections: dict[str, dict[str, object]] = {"server": server, "media": media}
         if self.spec.sip:

@@ -343,6 +343,12 @@ class ServerTransaction(Transaction):
     def final_sent(self) -> bool:
         return self.state not in (State.TRYING, State.PROCEEDING)
 
+    def respond(self, response: Response) -> None:
+        raise NotImplementedError
+
+    def retransmission(self) -> None:
+        raise NotImplementedError
+
 
 class InviteServerTransaction(ServerTransaction):
     """§17.2.1 (figure 7), with RFC 6026 §7.1 Accepted state: 2xx is retransmitted (§13.3.1.4)

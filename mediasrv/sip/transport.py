@@ -12,6 +12,7 @@ import itertools
 import logging
 import socket
 from collections.abc import Callable
+from typing import cast
 
 from .dialog import Peer
 from .parser import SipParseError, StreamFramer
@@ -30,7 +31,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, owner: SipTransport) -> None:
         self.owner = owner
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         if len(data) < 4 or data.strip(b"\r\n\x00 ") == b"":
             return  # RFC 5626 §3.5.1 CRLF keep-alive (or empty): nothing to parse
         self.owner.receive(data, Peer("UDP", str(addr[0]), int(addr[1])))
@@ -50,13 +51,13 @@ class _TcpConnection(asyncio.Protocol):
         self.pending: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCP transport is not a subclass of asyncio.Transport, but has its methods.
+        self.transport = cast(asyncio.Transport, transport)
         host, port = _addr(transport.get_extra_info("peername"))
         self.peer = Peer("TCP", host, port, self.conn_id)
         self.owner.register_connection(self)
         for data in self.pending:
-            transport.write(data)
+            self.transport.write(data)
         self.pending.clear()
 
     def data_received(self, data: bytes) -> None:

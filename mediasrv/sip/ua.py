@@ -166,6 +166,12 @@ class UserAgent:
             self.observer.malformed(peer.transport)
             if isinstance(msg, Request) and msg.method != "ACK":
                 self._reply_raw(msg, peer, 400, str(exc)[:80] or None)
+        except Exception:
+            # A bug of ours must cost one message, never the server: log it with the stack
+            # and answer 500 where a response can be formed (§21.5.1).
+            log.exception("internal error handling SIP message", extra={"peer": peer.host})
+            if isinstance(msg, Request) and msg.method != "ACK":
+                self._fail_request(msg, peer)
 
     def _on_malformed(self, exc: SipParseError, peer: Peer) -> None:
         self.observer.malformed(peer.transport)
@@ -174,6 +180,18 @@ class UserAgent:
         if partial is not None and partial.method != "ACK":
             # §21.4.1: 400 Bad Request, with the reason in the phrase.
             self._reply_raw(partial, peer, 400, f"Bad Request ({exc.reason[:60]})")
+
+    def _fail_request(self, request: Request, peer: Peer) -> None:
+        """500 through the request's transaction if one was created, so none is left behind."""
+        try:
+            txn = self.server_transactions.get(self._server_key(request, request.method))
+        except (ValueError, LookupError):
+            txn = None
+        if txn is not None and not txn.final_sent:
+            response = make_response(request, 500, "Server Internal Error", to_tag=new_tag())
+            txn_respond(txn, self.finish_response(response))
+        elif txn is None:
+            self._reply_raw(request, peer, 500, "Server Internal Error")
 
     def _reply_raw(self, request: Request, peer: Peer, code: int, reason: str | None) -> None:
         try:

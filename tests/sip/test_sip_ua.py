@@ -368,3 +368,14 @@ def test_reinvite_from_caller_is_offered_to_flow_and_answered() -> None:
     h.feed(in_dialog("ACK", tag, 2, "z9hG4bKa2"))
     h.clock.advance(5)
     assert h.take() == []  # the re-INVITE's 2xx stopped after its ACK
+
+
+def test_a_bug_in_admission_costs_one_call_not_the_server() -> None:
+    def broken(_req: Request, _peer: Peer) -> Admission:
+        raise RuntimeError("boom")
+
+    h = Harness(admission=broken)
+    h.feed(invite())
+    assert statuses(h.take()) == [100, 500]
+    h.clock.advance(40)
+    assert h.idle()
