@@ -109,8 +109,10 @@ class _Events:
     def __init__(self, engine: MediaEngine) -> None:
         self._engine = engine
 
-    def on_dtmf(self, leg: int, digit: str, start: float, duration: float) -> None:
-        self._engine._dtmf(leg, digit, start, duration)
+    def on_dtmf(
+        self, leg: int, digit: str, start: float, duration: float, source: str = "rfc4733"
+    ) -> None:
+        self._engine._dtmf(leg, digit, start, duration, source)
 
     def on_latched(self, leg: int, addr: tuple[str, int]) -> None:
         log.debug("leg %d latched to %s:%d", leg, addr[0], addr[1])
@@ -379,11 +381,11 @@ class MediaEngine:
         self._path.set_prompt(leg.id, False)
         self._emit(PromptFinished(leg.media.call_id, leg.media.role, prompt.name))
 
-    def _dtmf(self, leg_id: int, digit: str, start: float, duration: float) -> None:
+    def _dtmf(self, leg_id: int, digit: str, start: float, duration: float, source: str) -> None:
         leg = self._by_id.get(leg_id)
         if leg is not None:
             m = leg.media
-            self._emit(DtmfEvent(m.call_id, m.role, digit, start, duration, "rfc4733"))
+            self._emit(DtmfEvent(m.call_id, m.role, digit, start, duration, source))
 
     def _emit(self, event: MediaEvent) -> None:
         try:

@@ -46,8 +46,13 @@ class RecordSink(Protocol):
 class PacketEvents(Protocol):
     """Rare per-leg events from the packet path back to the control plane."""
 
-    def on_dtmf(self, leg: int, digit: str, start: float, duration: float) -> None:
-        """One RFC 4733 digit, reported once when its end packet arrives (RFC 4733 §2.5.1.4)."""
+    def on_dtmf(
+        self, leg: int, digit: str, start: float, duration: float, source: str = "rfc4733"
+    ) -> None:
+        """One digit, reported once: an RFC 4733 event when its end packet arrives
+        (RFC 4733 §2.5.1.4), or an in-band tone (``source="inband"``) when it ends.
+        In-band detection runs only on legs that negotiated no telephone-event, so a phone
+        that sends both never yields a digit twice."""
         ...
 
     def on_latched(self, leg: int, addr: tuple[str, int]) -> None:

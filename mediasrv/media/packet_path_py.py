@@ -17,6 +17,7 @@ import random
 import socket
 import struct
 
+from mediasrv.media import kernels
 from mediasrv.media.api import Direction, LegStats
 from mediasrv.media.codec import Codec, transcoder
 from mediasrv.media.packet_path import LegParams, PacketEvents, RecordSink
@@ -51,6 +52,7 @@ class _Leg:
         "dtmf_done_ts",
         "first_ts",
         "id",
+        "inband",
         "jitter",
         "last_out_time",
         "last_rx",
@@ -96,6 +98,7 @@ class _Leg:
         self.dtmf_cur_ts: int | None = None
         self.dtmf_cur_event = 0
         self.dtmf_done_ts: int | None = None
+        self.inband: kernels.dtmf.DtmfDetector | None = None  # only without telephone-event
         # Outgoing stream: our SSRC and the offsets that map the source onto it.
         self.ssrc_out = ssrc_out
         self.src_ssrc: int | None = None  # source SSRC the deltas are valid for
@@ -141,6 +144,10 @@ class PyPacketPath:
         if old is not None and old.remote != params.remote:
             state.latched = None  # a re-INVITE moved the peer: latch again (RFC 4961 §4)
         state.params = params
+        if params.te_pt is not None:
+            state.inband = None  # the phone signals digits as RFC 4733 events
+        elif state.inband is None:
+            state.inband = kernels.dtmf.DtmfDetector()
 
     def bridge(self, a: int, b: int) -> None:
         la, lb = self._legs[a], self._legs[b]
@@ -335,6 +342,8 @@ class PyPacketPath:
                 leg.jitter += (d - leg.jitter) / 16.0
         leg.last_transit = transit
         payload = data[hlen:end]
+        if leg.inband is not None:
+            self._inband(leg, codec, payload)
         if leg.recorder is not None:
             leg.recorder.feed(leg.channel, ssrc, ts, codec, payload, now)
         out = leg.partner
@@ -357,6 +366,16 @@ class PyPacketPath:
         if out is None or out.params is None or out.params.te_pt is None or not leg.receives():
             return
         self._relay(out, out.params.te_pt, data[1] & 0x80, seq, ts, ssrc, data[hlen:end], now)
+
+    def _inband(self, leg: _Leg, codec: Codec, payload: bytes) -> None:
+        """Goertzel detection on the audio of a leg without telephone-event (ITU-T Q.24)."""
+        assert leg.inband is not None
+        if codec is Codec.PCMU:
+            found = leg.inband.feed_ulaw(payload)
+        else:
+            found = leg.inband.feed_alaw(payload)
+        for digit, start, duration in found:
+            self._events.on_dtmf(leg.id, digit, start / CLOCK, duration / CLOCK, "inband")
 
     def _dtmf(self, leg: _Leg, event: int, ended: bool, duration: int, ts: int) -> None:
         """Report each event once (RFC 4733 §2.5.1.4: the end packet is sent three times)."""

@@ -7,6 +7,7 @@ import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 from media_peers import HOST, Peer, Rtp, answer_sdp, offer_sdp
 
@@ -47,7 +48,7 @@ async def make_call(
     caller_codec: Codec = Codec.PCMU,
     operator_codec: Codec = Codec.PCMU,
     no_rtp_timeout: float = 60.0,
-    caller_te: int = 101,
+    caller_te: int | None = 101,
     operator_te: int = 101,
 ) -> Call:
     events: list[MediaEvent] = []
@@ -277,3 +278,39 @@ async def test_no_rtp_timeout_waits_while_the_peer_holds_us() -> None:
         assert [t.role for t in timeouts] == [LegRole.CALLER]
     finally:
         await _finish(c)
+
+
+def dtmf_tone(row_hz: float, col_hz: float, ms: int) -> np.ndarray:
+    t = np.arange(ms * 8) / 8000
+    return (6000 * np.sin(2 * np.pi * row_hz * t) + 6000 * np.sin(2 * np.pi * col_hz * t)).astype(
+        np.int16
+    )
+
+
+async def test_inband_dtmf_on_a_leg_without_telephone_event() -> None:
+    # A phone that negotiated no telephone-event (SIPp's default uac SDP) dials "7" as tones.
+    c = await make_call(caller_te=None)
+    try:
+        audio = np.concatenate(
+            [np.zeros(800, np.int16), dtmf_tone(852, 1209, 100), np.zeros(1600, np.int16)]
+        )
+        for i in range(len(audio) // 160):
+            payload = g711.ulaw_encode(audio[i * 160 : (i + 1) * 160].astype("<i2").tobytes())
+            c.a.send(Rtp(0, i, 160 * i, 0xA, payload), c.to_caller_leg)
+            await asyncio.sleep(0.002)
+        await c.b.recv_all()
+        digits = [e for e in c.events if isinstance(e, DtmfEvent)]
+        assert [(d.digit, d.source) for d in digits] == [("7", "inband")]
+        assert digits[0].start == pytest.approx(0.1, abs=0.02)
+        assert digits[0].duration == pytest.approx(0.1, abs=0.03)
+    finally:
+        await _finish(c)
+
+
+async def test_no_inband_detection_when_rfc4733_is_negotiated(call: Call) -> None:
+    audio = dtmf_tone(852, 1209, 100)
+    for i in range(5):
+        payload = g711.ulaw_encode(audio[i * 160 : (i + 1) * 160].astype("<i2").tobytes())
+        call.a.send(Rtp(0, i, 160 * i, 0xA, payload), call.to_caller_leg)
+    await call.b.recv_all()
+    assert [e for e in call.events if isinstance(e, DtmfEvent)] == []
