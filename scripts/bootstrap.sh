@@ -53,7 +53,7 @@ case "$cmd" in
         # Run pytest from the venv's entry point (not `python -m`), so the installed package,
         # not the source tree, is what gets imported.
         set +e
-        "$VENV/bin/pytest" -p no:cacheprovider "$@"
+        MEDIASRV_TEST_INSTALLED=1 "$VENV/bin/pytest" -p no:cacheprovider "$@"
         rc=$?
         set -e
         if [ $rc -eq 5 ]; then
