@@ -95,6 +95,15 @@ def _session_id(leg_id: int) -> int:
     return 3_900_000_000 + leg_id
 
 
+def default_packet_path() -> PacketPathFactory:
+    """The packet path used when the caller names none: today the pure-Python reference.
+
+    The Cython packet path (issue 3) is to be chosen here, in this one place, following
+    ``mediasrv.media.kernels.ENGINE`` (``MEDIASRV_NO_EXTENSIONS=1`` keeps the reference).
+    """
+    return PyPacketPath
+
+
 def _expects_rtp(leg: _Leg) -> bool:
     """Whether the peer should be sending: not while it holds us (RFC 3264 §8.4)."""
     n = leg.negotiated
@@ -129,7 +138,7 @@ class MediaEngine:
         port_max: int,
         on_event: MediaEventSink,
         no_rtp_timeout: float = 60.0,
-        packet_path_factory: PacketPathFactory = PyPacketPath,
+        packet_path_factory: PacketPathFactory | None = None,
         recording_format: str = "pcm16",
     ) -> None:
         self._loop = loop
@@ -137,7 +146,8 @@ class MediaEngine:
         self._on_event = on_event
         self._timeout = no_rtp_timeout
         self._ports = PortPool(host, port_min, port_max)
-        self._path = packet_path_factory(loop, _Events(self))
+        factory = packet_path_factory or default_packet_path()
+        self._path = factory(loop, _Events(self))
         self.engine_name: str = self._path.name
         self._format = RecordingFormat(recording_format)
         self._writer = RecordingWriter()
