@@ -130,9 +130,10 @@ def canonical_name(name: str) -> str:
 def checked_name(raw: str) -> str | None:
     """Canonical name for a header name read off the wire, None if it is not a token.
 
-    HCOLON allows whitespace before the colon (RFC 3261 §25.1), so it is stripped first.
+    HCOLON allows whitespace before the colon (RFC 3261 §25.1), so trailing whitespace is
+    stripped; leading whitespace marks a folded continuation line, which is not a name.
     """
-    name = raw.strip(" \t")
+    name = raw.rstrip(" \t")
     if not is_token(name):
         return None
     return canonical_name(name)

@@ -71,20 +71,23 @@ def _parse_start_line(line: str) -> tuple[str, str, str]:
     return "request", method, uri
 
 
-def _split_lines(head: str) -> list[str]:
-    """Unfold and split the header block into lines.
+class _Folded(Exception):
+    """Internal: the header block has folded lines; take the unfolding slow path."""
 
-    CRLF is the line end; a bare LF is tolerated; a bare CR is an error. Folding (a line end
-    followed by SP/HTAB) is replaced by one SP before splitting (§7.3.1), so the per-line
-    loop never sees continuation lines.
-    """
-    if "\n " in head or "\n\t" in head:
-        head = _FOLD.sub(" ", head)
+
+def _split_lines(head: str) -> list[str] | None:
+    """Split the header block on CRLF; None if it has bare LF or CR line ends (slow path)."""
     lines = head.split("\r\n")
-    n_lf = head.count("\n")
-    if n_lf == len(lines) - 1 and head.count("\r") == n_lf:
+    breaks = len(lines) - 1
+    if head.count("\n") == breaks and head.count("\r") == breaks:
         return lines
-    head = head.replace("\r\n", "\n")
+    return None
+
+
+def _split_lines_lenient(head: str) -> list[str]:
+    """Unfold (§7.3.1: a line end followed by SP/HTAB is one SP), then split on CRLF or a
+    tolerated bare LF; a bare CR is an error."""
+    head = _FOLD.sub(" ", head).replace("\r\n", "\n")
     if "\r" in head:
         raise SipParseError("bare CR in headers")
     return head.split("\n")
@@ -94,6 +97,7 @@ def _parse_header_lines(lines: list[str]) -> tuple[list[tuple[str, str]], str | 
     """Header lines -> canonical (name, value) list, plus the first problem seen (if any).
 
     Parsing continues past a bad line so that a 400 can still be formed (§21.4.1).
+    Raises _Folded at a continuation line (the caller unfolds and starts again).
     """
     items: list[tuple[str, str]] = []
     append = items.append
@@ -102,6 +106,8 @@ def _parse_header_lines(lines: list[str]) -> tuple[list[tuple[str, str]], str | 
         name, colon, value = line.partition(":")
         canon = checked_name(name)
         if canon is None or not colon:
+            if line[:1] in (" ", "\t"):
+                raise _Folded
             if problem is None:
                 problem = "header line without colon" if not colon else "bad header name"
             continue
@@ -109,6 +115,21 @@ def _parse_header_lines(lines: list[str]) -> tuple[list[tuple[str, str]], str | 
     if len(items) > MAX_HEADERS:
         problem = "too many headers"
     return items, problem
+
+
+def _parse_head(head: str, lines: list[str]) -> tuple[Request | Response, str | None]:
+    """Start line and headers -> message (no body yet) and the first problem seen."""
+    kind, first, second = _parse_start_line(lines[0].strip())
+    try:
+        items, problem = _parse_header_lines(lines[1:])
+    except _Folded:
+        lines = _split_lines_lenient(head)
+        kind, first, second = _parse_start_line(lines[0].strip())
+        items, problem = _parse_header_lines(lines[1:])  # no folds are left to raise
+    headers = Headers._from_canonical(items)
+    if kind == "request":
+        return Request(first, second, headers), problem
+    return Response(int(first), second, headers), problem
 
 
 def _content_length(headers: Headers) -> int | None:
@@ -157,6 +178,14 @@ def _check_mandatory(msg: Request | Response) -> str | None:
     return None
 
 
+def _decode(raw: bytes) -> tuple[str, str | None]:
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        # keep going with replacement characters only to offer a partial request for a 400
+        return raw.decode("utf-8", "replace"), "non-UTF-8 header bytes"
+
+
 def parse_message(data: bytes, max_size: int = MAX_MESSAGE) -> Request | Response:
     """Parse one whole SIP message; raise SipParseError on any defect.
 
@@ -172,36 +201,32 @@ def parse_message(data: bytes, max_size: int = MAX_MESSAGE) -> Request | Respons
         start += 1
     if start == n:
         raise SipParseError("empty message")
-    end, body_start = _find_header_end(data, start)
-    if end < 0:
-        if data[-1:] != b"\n":
-            raise SipParseError("truncated message")
-        end, body_start = n, n
-    if end > start and data[end - 1] == 13:
-        end -= 1  # the CR of the last header line's CRLF
-    encoding_problem: str | None = None
-    try:
-        head = data[start:end].decode("utf-8")
-    except UnicodeDecodeError:
-        # keep going with replacement characters only to offer a partial request for a 400
-        encoding_problem = "non-UTF-8 header bytes"
-        head = data[start:end].decode("utf-8", "replace")
+    # Fast path: CRLF line ends throughout, so the headers end at the first CRLF CRLF.
+    lines: list[str] | None = None
+    end = data.find(b"\r\n\r\n", start)
+    if end >= 0:
+        body_start = end + 4
+        head, encoding_problem = _decode(data[start:end])
+        lines = _split_lines(head)
+    if lines is None:
+        # Bare LF (or CR) line ends: the blank line may be LF LF, LF CRLF or CRLF CRLF.
+        end, body_start = _find_header_end(data, start)
+        if end < 0:
+            if data[-1:] != b"\n":
+                raise SipParseError("truncated message")
+            end, body_start = n, n
+        if end > start and data[end - 1] == 13:
+            end -= 1  # the CR of the last header line's CRLF
+        head, encoding_problem = _decode(data[start:end])
+        lines = _split_lines_lenient(head)
     if "\x00" in head:
         raise SipParseError("NUL in headers")
-    lines = _split_lines(head)
     try:
-        kind, first, second = _parse_start_line(lines[0].strip())
+        msg, problem = _parse_head(head, lines)
     except SipParseError:
         if encoding_problem:
             raise SipParseError(encoding_problem) from None
         raise
-    items, problem = _parse_header_lines(lines[1:])
-    headers = Headers._from_canonical(items)
-    msg: Request | Response
-    if kind == "request":
-        msg = Request(first, second, headers)
-    else:
-        msg = Response(int(first), second, headers)
     problem = encoding_problem or problem
     if problem is None:
         problem = _check_mandatory(msg)

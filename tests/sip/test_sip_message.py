@@ -404,3 +404,21 @@ def test_empty_and_whitespace_input() -> None:
     for data in (b"", b"\r\n", b"\r\n\r\n", b"   ", b"\x00"):
         with pytest.raises(SipParseError):
             parse_message(data)
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_bare_lf_and_folding_paths_agree(name: str) -> None:
+    """The CRLF fast path and the lenient path (bare LF, folding) give the same message."""
+    msg = parse_message(load(name))
+    wire = serialize(msg)
+    head, _, body = wire.partition(b"\r\n\r\n")
+    lf = parse_message(head.replace(b"\r\n", b"\n") + b"\n\n" + body)
+    assert lf == msg
+    # fold every header value after its first word (§7.3.1): same message once unfolded
+    folded_lines = [head.split(b"\r\n")[0]]
+    for line in head.split(b"\r\n")[1:]:
+        name_part, _, value = line.partition(b": ")
+        first, sp, rest = value.partition(b" ")
+        folded_lines.append(name_part + b": " + first + (b"\r\n\t " + rest if sp else b""))
+    folded = parse_message(b"\r\n".join(folded_lines) + b"\r\n\r\n" + body)
+    assert folded == msg
