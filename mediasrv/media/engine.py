@@ -283,10 +283,12 @@ class MediaEngine:
         call = self._calls.pop(call_id, None)
         if call is None:
             return report  # idempotent: a second release (BYE and timeout racing) is harmless
-        if call.recorder is not None:
+        recorder = call.recorder
+        if recorder is not None:
             # Detach the recorder while the legs still exist, then close the legs.
-            report.recording = call.recorder.path
-            report.recording_bytes = self._stop_recording(call)
+            size = self._stop_recording(call)
+            if not recorder.failed:  # never point the call log at a file that failed
+                report.recording, report.recording_bytes = recorder.path, size
         for leg in call.legs:
             stats = self._close_leg(leg)
             if self._better(report.legs.get(leg.media.role), stats, leg):

@@ -205,6 +205,11 @@ class StereoRecorder:
         writer.submit(self._file, self._file.open)
 
     @property
+    def failed(self) -> bool:
+        """The file could not be created or written (logged); the call goes on without it."""
+        return self._file.failed
+
+    @property
     def data_bytes(self) -> int:
         """Bytes of audio committed so far (what the file holds once written)."""
         return self._base * _block_align(self._file.fmt)

@@ -289,3 +289,20 @@ def test_kill_9_mid_recording_leaves_a_repairable_file(tmp_path: Path) -> None:
     recorded = len(audio) / RATE
     assert recorded >= (killed_at - started) - 1.0, (recorded, killed_at - started)
     assert np.abs(audio[: len(audio) - 400, 0]).max() > 3000
+
+
+async def test_unwritable_recording_is_left_out_of_the_report(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the recordings directory should be")
+    engine = MediaEngine(asyncio.get_running_loop(), HOST, 43000, 43998, lambda e: None)
+    peer = Peer()
+    leg = engine.allocate("f", LegRole.CALLER)
+    engine.answer(leg, offer_sdp(peer.port))
+    engine.record("f", blocker / "call.wav", RecordMode.BOTH)
+    await engine.flush_recordings()
+    peer.send(Rtp(0, 1, 160, 1, b"\xff" * 160), (HOST, leg.local_port))
+    await asyncio.sleep(0.05)
+    report = engine.release("f")
+    assert (report.recording, report.recording_bytes) == (None, 0)
+    await engine.close()
+    peer.close()
