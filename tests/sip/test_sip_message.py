@@ -28,6 +28,10 @@ def load(name: str) -> bytes:
 
 VALID = [
     "pjsua2_invite.sip",
+    "pjsua2_100_trying.sip",
+    "pjsua2_180_ringing.sip",
+    "pjsua2_200_ok_sdp.sip",
+    "pjsua2_bye_200_ok.sip",
     "sipp_invite.sip",
     "sipp_invite_transport_upper.sip",
     "sipp_180_ringing.sip",
@@ -85,6 +89,23 @@ def test_pjsua2_invite() -> None:
     assert msg.headers.get_all("Supported") == ["replaces", "100rel", "timer", "norefersub"]
     contact = parse_name_addr(msg.headers.get("Contact") or "")
     assert contact.uri.params == {"ob": None}
+
+
+def test_pjsua2_responses() -> None:
+    trying, ringing, ok, bye_ok = (
+        parse_message(load(f"pjsua2_{n}.sip"))
+        for n in ("100_trying", "180_ringing", "200_ok_sdp", "bye_200_ok")
+    )
+    assert isinstance(ok, Response) and isinstance(bye_ok, Response)
+    assert [m.status for m in (trying, ringing, ok, bye_ok)] == [100, 180, 200, 200]
+    assert trying.to_tag is None
+    assert ringing.to_tag == ok.to_tag == "PDlo0cnSVgPsBJtX4pmhp3YRd5TwT22U"
+    assert ok.top_via.received == "127.0.0.1"
+    assert ok.branch == "z9hG4bK-6210-1-0"
+    assert ok.cseq == (1, "INVITE") and bye_ok.cseq == (2, "BYE")
+    assert parse_name_addr(ok.headers.get("Contact") or "").uri.host_port() == ("127.0.0.1", 5995)
+    assert parse_name_addr(ok.headers.get("From") or "").display_name == "sipp"
+    assert len(ok.body) == 251 and ok.body.endswith(b"cname:1b7d0f330d65ea30\r\n")
 
 
 def test_sipp_upper_case_transport_is_case_insensitive() -> None:
