@@ -10,7 +10,7 @@ from sip_fakeclock import FakeClock
 
 from mediasrv.sip.dialog import LocalContact, Peer
 from mediasrv.sip.digest import DigestCredentials, DigestServer
-from mediasrv.sip.events import Answered, Failed, Hangup, LegEvent, ReOffer, Ringing
+from mediasrv.sip.events import Answered, Dtmf, Failed, Hangup, LegEvent, ReOffer, Ringing
 from mediasrv.sip.legs import InboundLeg
 from mediasrv.sip.message import Request, Response, serialize
 from mediasrv.sip.parser import parse_message
@@ -378,4 +378,87 @@ def test_a_bug_in_admission_costs_one_call_not_the_server() -> None:
     h.feed(invite())
     assert statuses(h.take()) == [100, 500]
     h.clock.advance(40)
+    assert h.idle()
+
+
+def confirmed_inbound(h: Harness) -> tuple[InboundLeg, str]:
+    h.feed(invite())
+    leg = h.legs[0]
+    leg.answer(SDP)
+    ok = next(m for m in h.take() if isinstance(m, Response) and m.status == 200)
+    tag = ok.to_tag or ""
+    h.feed(in_dialog("ACK", tag, 1, "z9hG4bKack"))
+    return leg, tag
+
+
+def test_bye_timer_e_doubles_to_t2_and_timer_f_gives_up() -> None:
+    """§17.1.2.2: E at T1, 2T1, 4T1, then every T2; F ends the transaction at 64*T1."""
+    h = Harness()
+    leg, _tag = confirmed_inbound(h)
+    leg.bye()
+    assert statuses(h.take()) == ["BYE"]
+    times = []
+    while h.clock.now < 40:
+        h.clock.advance(0.25)
+        if h.take():
+            times.append(round(h.clock.now, 2))
+    gaps = [round(b - a, 2) for a, b in zip([0.0, *times], times, strict=False)]
+    assert gaps[:4] == [0.5, 1.0, 2.0, 4.0]
+    assert set(gaps[4:]) == {4.0}  # capped at T2
+    assert h.idle()
+
+
+def test_bye_answered_then_timer_k_cleans_up() -> None:
+    h = Harness()
+    leg, _tag = confirmed_inbound(h)
+    leg.bye()
+    bye = h.take()[0]
+    assert isinstance(bye, Request)
+    h.feed(response_to(bye, 200, to_tag=None))
+    h.clock.advance(5.1)  # timer K = T4
+    assert h.ua.transaction_count() <= 1  # the INVITE server transaction may linger (timer L)
+    h.clock.advance(40)
+    assert h.idle()
+
+
+def test_retransmitted_bye_gets_the_same_200_from_timer_j_state() -> None:
+    h = Harness()
+    _leg, tag = confirmed_inbound(h)
+    bye = in_dialog("BYE", tag, 2, "z9hG4bKbye9")
+    h.feed(bye)
+    assert statuses(h.take()) == [200]
+    h.feed(bye)  # the caller did not get our 200: same response again (§17.2.2)
+    assert statuses(h.take()) == [200]
+    h.clock.advance(64 * 0.5 + 0.1)  # timer J
+    assert h.idle()
+
+
+def test_info_dtmf_relay_becomes_a_dtmf_event() -> None:
+    h = Harness()
+    _leg, tag = confirmed_inbound(h)
+    body = b"Signal=5\r\nDuration=160\r\n"
+    info = in_dialog("INFO", tag, 2, "z9hG4bKinfo").replace(
+        b"Content-Length: 0\r\n\r\n",
+        b"Content-Type: application/dtmf-relay\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body,
+    )
+    h.feed(info)
+    assert statuses(h.take()) == [200]
+    assert Dtmf("5", 160) in h.events
+
+
+def test_non_2xx_ack_moves_to_confirmed_and_timer_i_ends_it() -> None:
+    h = Harness()
+    h.feed(invite())
+    h.legs[0].reject(486)
+    busy = next(m for m in h.take() if isinstance(m, Response) and m.status == 486)
+    ack = in_dialog("ACK", busy.to_tag or "", 1, "z9hG4bKinv1").replace(
+        b"ACK sip:mediasrv", b"ACK sip:0312345678"
+    )
+    h.feed(ack)
+    h.clock.advance(0.6)
+    assert h.take() == []  # no more 486 retransmissions after the ACK (Confirmed)
+    h.clock.advance(5.0)  # timer I = T4
     assert h.idle()
