@@ -1,0 +1,632 @@
+# cython: language_level=3
+"""The Cython RTP packet path: per-datagram work in C, driven by event-loop readiness.
+
+``Relay.on_readable(leg)`` is registered with ``loop.add_reader`` for each RTP socket; it
+drains the socket with ``recvfrom`` until EAGAIN (at most ``BATCH`` datagrams, so one busy
+leg cannot starve the others) and handles every datagram in C: RFC 3550 §5.1 validation,
+symmetric-RTP latching (RFC 4961), receiver statistics (RFC 3550 A.1, A.8), RFC 4733 digit
+reporting (once per event), and relay to the bridged leg with our own SSRC and continuous
+sequence numbers/timestamps, payload-type mapping and PCMU<->PCMA transcoding (G.711 Tables
+3/4). No Python object is created per packet; Python is called only for rare events (a
+latch, a digit) and, while a leg is recorded, to hand its payload to the recorder.
+
+Semantics mirror mediasrv/media/packet_path_py.py (the pure-Python reference).
+"""
+
+from libc.stdlib cimport realloc, free
+from libc.string cimport memcpy, memset, memcmp
+from libc.stdint cimport uint16_t, uint32_t
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+from cpython.bytes cimport PyBytes_FromStringAndSize
+
+from cext.g711 cimport ulaw_to_alaw_buf, alaw_to_ulaw_buf
+from cext.rtp cimport rtp_payload_bounds, rtp_get_u32, rtp_put_u32
+from cext.dtmf cimport DtmfDetector
+
+DTMF_DIGITS = "0123456789*#ABCD"  # RFC 4733 §3.2 events 0-15
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    ctypedef unsigned short sa_family_t
+    struct sockaddr:
+        sa_family_t sa_family
+    struct sockaddr_storage:
+        sa_family_t ss_family
+    ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* addr, socklen_t* addrlen)
+    ssize_t sendto(int fd, const void* buf, size_t n, int flags, const sockaddr* addr, socklen_t addrlen)
+    int MSG_DONTWAIT
+    int AF_INET
+    int AF_INET6
+
+cdef extern from "<netinet/in.h>" nogil:
+    struct in_addr:
+        uint32_t s_addr
+    struct sockaddr_in:
+        sa_family_t sin_family
+        uint16_t sin_port
+        in_addr sin_addr
+    struct in6_addr:
+        unsigned char s6_addr[16]
+    struct sockaddr_in6:
+        sa_family_t sin6_family
+        uint16_t sin6_port
+        in6_addr sin6_addr
+    uint16_t htons(uint16_t)
+    uint16_t ntohs(uint16_t)
+
+cdef extern from "<arpa/inet.h>" nogil:
+    int inet_pton(int af, const char* src, void* dst)
+    const char* inet_ntop(int af, const void* src, char* dst, socklen_t size)
+
+BATCH = 64
+cdef int C_BATCH = 64
+
+cdef enum:
+    MAX_DATAGRAM = 2048
+    CLOCK = 8000
+    CODEC_NONE = -1
+    CODEC_PCMU = 0
+    CODEC_PCMA = 8
+
+
+cdef struct leg_t:
+    bint used
+    bint configured
+    int fd
+    int partner
+    # negotiated parameters
+    int send_codec
+    int send_pt
+    int te_pt
+    signed char rx_codec[128]
+    bint sends
+    bint receives
+    bint have_remote
+    sockaddr_storage remote
+    socklen_t remote_len
+    bint is_latched
+    sockaddr_storage latched
+    socklen_t latched_len
+    bint prompt
+    bint recording
+    bint inband_on
+    int channel
+    double last_rx
+    # incoming stream: RFC 3550 A.1 / A.8
+    bint have_ssrc_in
+    uint32_t ssrc_in
+    bint have_first_ts
+    uint32_t first_ts
+    uint32_t base_seq
+    uint32_t max_seq
+    long long cycles
+    int bad_seq
+    long long received
+    long long lost_before
+    bint have_transit
+    double last_transit
+    double jitter
+    # RFC 4733 report-once state
+    bint have_dtmf_cur
+    uint32_t dtmf_cur_ts
+    int dtmf_cur_event
+    bint have_dtmf_done
+    uint32_t dtmf_done_ts
+    # outgoing stream
+    uint32_t ssrc_out
+    bint have_src
+    uint32_t src_ssrc
+    uint32_t seq_delta
+    uint32_t ts_delta
+    uint32_t last_seq_out
+    uint32_t last_ts_out
+    bint have_out_time
+    double last_out_time
+    # counters
+    long long packets_in
+    long long packets_out
+    long long bytes_in
+    long long bytes_out
+    long long malformed
+    long long dropped
+
+
+cdef inline double monotonic() noexcept nogil:
+    cdef timespec t
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return t.tv_sec + t.tv_nsec * 1e-9
+
+
+cdef bint same_addr(const sockaddr_storage* a, const sockaddr_storage* b) noexcept nogil:
+    cdef const sockaddr_in* a4
+    cdef const sockaddr_in* b4
+    cdef const sockaddr_in6* a6
+    cdef const sockaddr_in6* b6
+    if a.ss_family != b.ss_family:
+        return False
+    if a.ss_family == AF_INET:
+        a4 = <const sockaddr_in*>a
+        b4 = <const sockaddr_in*>b
+        return a4.sin_port == b4.sin_port and a4.sin_addr.s_addr == b4.sin_addr.s_addr
+    a6 = <const sockaddr_in6*>a
+    b6 = <const sockaddr_in6*>b
+    return a6.sin6_port == b6.sin6_port and memcmp(&a6.sin6_addr, &b6.sin6_addr, 16) == 0
+
+
+cdef object addr_tuple(const sockaddr_storage* a):
+    cdef char text[64]
+    if a.ss_family == AF_INET:
+        inet_ntop(AF_INET, &(<const sockaddr_in*>a).sin_addr, text, 64)
+        return (text.decode(), ntohs((<const sockaddr_in*>a).sin_port))
+    inet_ntop(AF_INET6, &(<const sockaddr_in6*>a).sin6_addr, text, 64)
+    return (text.decode(), ntohs((<const sockaddr_in6*>a).sin6_port))
+
+
+cdef int fill_addr(sockaddr_storage* out, socklen_t* out_len, str host, int port) except -1:
+    cdef bytes h = host.encode()
+    memset(out, 0, sizeof(sockaddr_storage))
+    if ":" in host:
+        (<sockaddr_in6*>out).sin6_family = AF_INET6
+        (<sockaddr_in6*>out).sin6_port = htons(port)
+        if inet_pton(AF_INET6, h, &(<sockaddr_in6*>out).sin6_addr) != 1:
+            raise ValueError(f"not an IPv6 address: {host!r}")
+        out_len[0] = sizeof(sockaddr_in6)
+    else:
+        (<sockaddr_in*>out).sin_family = AF_INET
+        (<sockaddr_in*>out).sin_port = htons(port)
+        if inet_pton(AF_INET, h, &(<sockaddr_in*>out).sin_addr) != 1:
+            raise ValueError(f"not an IPv4 address: {host!r}")
+        out_len[0] = sizeof(sockaddr_in)
+    return 0
+
+
+cdef class Relay:
+    """All legs of one engine, in a C array indexed by the engine's small leg ids."""
+
+    cdef leg_t* legs
+    cdef int capacity
+    cdef unsigned char rx_buf[MAX_DATAGRAM]
+    cdef unsigned char tx_buf[MAX_DATAGRAM]
+    cdef object on_latched
+    cdef object on_dtmf
+    cdef object on_record
+    cdef list inband  # per leg: a cext.dtmf.DtmfDetector on legs without telephone-event
+    cdef public long long callbacks
+
+    def __cinit__(self):
+        self.legs = NULL
+        self.capacity = 0
+
+    def __init__(self, on_latched, on_dtmf, on_record):
+        """Callbacks: on_latched(leg, (host, port));
+        on_dtmf(leg, digit, start_s, duration_s, inband) once per digit;
+        on_record(leg, channel, ssrc, ts, codec, payload, now) while a leg is recorded."""
+        self.inband = []
+        self.on_latched = on_latched
+        self.on_dtmf = on_dtmf
+        self.on_record = on_record
+        self.callbacks = 0
+
+    def __dealloc__(self):
+        free(self.legs)
+
+    cdef leg_t* get(self, int leg) except NULL:
+        if leg < 0 or leg >= self.capacity or not self.legs[leg].used:
+            raise KeyError(leg)
+        return &self.legs[leg]
+
+    cdef void grow(self, int leg) except *:
+        cdef int cap = self.capacity or 64
+        cdef leg_t* p
+        while cap <= leg:
+            cap *= 2
+        if cap == self.capacity:
+            return
+        p = <leg_t*>realloc(self.legs, cap * sizeof(leg_t))
+        if p == NULL:
+            raise MemoryError()
+        memset(p + self.capacity, 0, (cap - self.capacity) * sizeof(leg_t))
+        self.inband.extend([None] * (cap - self.capacity))
+        self.legs = p
+        self.capacity = cap
+
+    # ---- control (rare, Python objects are fine here) ----------------------------------
+
+    def open(self, int leg, int fd, unsigned int ssrc_out, unsigned int seq_out, unsigned int ts_out):
+        cdef leg_t* s
+        cdef int i
+        self.grow(leg)
+        s = &self.legs[leg]
+        memset(s, 0, sizeof(leg_t))
+        s.used = True
+        s.fd = fd
+        s.partner = -1
+        s.te_pt = -1
+        for i in range(128):
+            s.rx_codec[i] = CODEC_NONE
+        s.ssrc_out = ssrc_out
+        s.last_seq_out = seq_out & 0xFFFF
+        s.last_ts_out = ts_out
+        s.bad_seq = -1
+
+    def configure(self, int leg, int send_codec, int send_pt, dict rx_pts, int te_pt,
+                  object remote, bint sends, bint receives):
+        """rx_pts: {payload type: codec (0 PCMU, 8 PCMA)}; remote: (host, port) or None."""
+        cdef leg_t* s = self.get(leg)
+        cdef sockaddr_storage addr
+        cdef socklen_t addr_len = 0
+        cdef int i
+        cdef bint have_remote = remote is not None
+        if have_remote:
+            fill_addr(&addr, &addr_len, remote[0], remote[1])
+        if s.configured and (have_remote != s.have_remote or
+                             (have_remote and not same_addr(&addr, &s.remote))):
+            s.is_latched = False  # a re-INVITE moved the peer: latch again (RFC 4961 §4)
+        s.have_remote = have_remote
+        if have_remote:
+            s.remote = addr
+            s.remote_len = addr_len
+        for i in range(128):
+            s.rx_codec[i] = CODEC_NONE
+        for pt, codec in rx_pts.items():
+            if 0 <= pt < 128:
+                s.rx_codec[pt] = codec
+        s.send_codec = send_codec
+        s.send_pt = send_pt
+        s.te_pt = te_pt
+        # In-band Goertzel detection only where the phone negotiated no telephone-event, so a
+        # phone sending both never yields a digit twice.
+        if te_pt >= 0:
+            self.inband[leg] = None
+        elif self.inband[leg] is None:
+            self.inband[leg] = DtmfDetector()
+        s.inband_on = te_pt < 0
+        s.sends = sends
+        s.receives = receives
+        s.configured = True
+
+    def bridge(self, int a, int b):
+        cdef leg_t* la = self.get(a)
+        cdef leg_t* lb = self.get(b)
+        if la.partner >= 0:
+            self.legs[la.partner].partner = -1
+        if lb.partner >= 0:
+            self.legs[lb.partner].partner = -1
+        la.partner = b
+        lb.partner = a
+        la.have_src = False  # resync both outgoing streams
+        lb.have_src = False
+
+    def unbridge(self, int leg):
+        cdef leg_t* s = self.get(leg)
+        if s.partner >= 0:
+            self.legs[s.partner].partner = -1
+            s.partner = -1
+
+    def set_recording(self, int leg, bint on, int channel):
+        cdef leg_t* s = self.get(leg)
+        s.recording = on
+        s.channel = channel
+
+    def set_prompt(self, int leg, bint active):
+        cdef leg_t* s = self.get(leg)
+        s.prompt = active
+        s.have_src = False  # relay resumes continuing our stream after the prompt
+
+    def send_payload(self, int leg, const unsigned char[::1] payload, int samples, bint marker):
+        """Send our own audio frame (prompts) on the leg's outgoing stream."""
+        cdef leg_t* s = self.get(leg)
+        cdef double now = monotonic()
+        cdef long long step = samples
+        cdef Py_ssize_t n = payload.shape[0]
+        if n + 12 > MAX_DATAGRAM or not self.can_send(s):
+            return False
+        if marker and s.have_out_time:
+            step = <long long>((now - s.last_out_time) * CLOCK + 0.5)
+            if step < samples:
+                step = samples
+        s.last_seq_out = (s.last_seq_out + 1) & 0xFFFF
+        s.last_ts_out = <uint32_t>(s.last_ts_out + step)
+        s.last_out_time = now
+        s.have_out_time = True
+        self.tx_buf[0] = 0x80
+        self.tx_buf[1] = (0x80 if marker else 0) | (s.send_pt & 0x7F)
+        self.tx_buf[2] = s.last_seq_out >> 8
+        self.tx_buf[3] = s.last_seq_out & 0xFF
+        rtp_put_u32(self.tx_buf + 4, s.last_ts_out)
+        rtp_put_u32(self.tx_buf + 8, s.ssrc_out)
+        if n:
+            memcpy(self.tx_buf + 12, &payload[0], n)
+        return self.send(s, self.tx_buf, n + 12)
+
+    def last_rx(self, int leg):
+        return self.get(leg).last_rx
+
+    def stats(self, int leg):
+        """(packets_in, packets_out, bytes_in, bytes_out, lost, jitter_ms, latched addr|None)."""
+        cdef leg_t* s = self.get(leg)
+        cdef long long lost = s.lost_before + max(0, self.expected(s) - s.received)
+        latched = addr_tuple(&s.latched) if s.is_latched else None
+        return (s.packets_in, s.packets_out, s.bytes_in, s.bytes_out, lost,
+                s.jitter * 1000.0 / CLOCK, latched)
+
+    def malformed(self, int leg):
+        return self.get(leg).malformed
+
+    def dropped(self, int leg):
+        return self.get(leg).dropped
+
+    def close(self, int leg):
+        if leg < 0 or leg >= self.capacity or not self.legs[leg].used:
+            return
+        self.unbridge(leg)
+        self.legs[leg].used = False
+        self.inband[leg] = None
+
+    # ---- per datagram (no Python objects) -------------------------------------------------
+
+    def on_readable(self, int leg):
+        """Drain one RTP socket: the ``loop.add_reader`` callback."""
+        cdef leg_t* s
+        cdef ssize_t n
+        cdef sockaddr_storage src
+        cdef socklen_t src_len
+        cdef int i
+        if leg < 0 or leg >= self.capacity or not self.legs[leg].used:
+            return
+        for i in range(C_BATCH):
+            s = &self.legs[leg]  # re-read: a Python callback may have grown the array
+            src_len = sizeof(sockaddr_storage)
+            n = recvfrom(s.fd, self.rx_buf, MAX_DATAGRAM, MSG_DONTWAIT, <sockaddr*>&src, &src_len)
+            if n < 0:
+                return  # EAGAIN: drained; other errors (ICMP) leave nothing to read either
+            self.datagram(leg, self.rx_buf, n, &src)
+
+    cdef void datagram(self, int leg, unsigned char* data, Py_ssize_t n,
+                       const sockaddr_storage* src) except *:
+        cdef leg_t* s = &self.legs[leg]
+        cdef Py_ssize_t plen
+        cdef Py_ssize_t hlen = rtp_payload_bounds(data, n, &plen)
+        cdef int pt, codec
+        cdef uint32_t seq, ts, ssrc
+        cdef double now
+        if hlen < 0:
+            s.malformed += 1
+            return
+        pt = data[1] & 0x7F
+        if 72 <= pt <= 76:
+            s.malformed += 1  # RTCP multiplexed on the RTP port (RFC 5761 §4)
+            return
+        seq = (data[2] << 8) | data[3]
+        ts = rtp_get_u32(data + 4)
+        ssrc = rtp_get_u32(data + 8)
+        if not self.latch(leg, src, ssrc, seq, ts):
+            s = &self.legs[leg]
+            s.dropped += 1
+            return
+        s = &self.legs[leg]
+        if not s.configured:
+            s.dropped += 1
+            return
+        now = monotonic()
+        s.last_rx = now
+        s.packets_in += 1
+        s.bytes_in += n
+        update_seq(s, seq)
+        codec = s.rx_codec[pt]
+        if codec != CODEC_NONE:
+            self.audio(leg, data, hlen, plen, seq, ts, ssrc, codec, data[1] & 0x80, now)
+        elif pt == s.te_pt:
+            self.event(leg, data, hlen, plen, seq, ts, ssrc, now)
+        else:
+            s.dropped += 1
+
+    cdef bint latch(self, int leg, const sockaddr_storage* src, uint32_t ssrc, uint32_t seq,
+                    uint32_t ts) except -1:
+        """Symmetric RTP (RFC 4961): send where the peer sends from; re-latch on a new SSRC."""
+        cdef leg_t* s = &self.legs[leg]
+        cdef bint new_ssrc = not s.have_ssrc_in or ssrc != s.ssrc_in
+        if not s.is_latched or (not same_addr(src, &s.latched) and new_ssrc):
+            s.latched = src[0]
+            s.is_latched = True
+            if new_ssrc:
+                self.new_source(s, ssrc, seq, ts)
+            self.callbacks += 1
+            self.on_latched(leg, addr_tuple(src))
+            return True
+        if not same_addr(src, &s.latched):
+            return False
+        if new_ssrc:
+            self.new_source(s, ssrc, seq, ts)
+        return True
+
+    cdef void new_source(self, leg_t* s, uint32_t ssrc, uint32_t seq, uint32_t ts) noexcept nogil:
+        if s.have_ssrc_in:
+            s.lost_before += max(0, self.expected(s) - s.received)
+        s.have_ssrc_in = True
+        s.ssrc_in = ssrc
+        if not s.have_first_ts:
+            s.have_first_ts = True
+            s.first_ts = ts
+        s.base_seq = seq
+        s.max_seq = seq
+        s.cycles = 0
+        s.received = 0
+        s.bad_seq = -1
+        s.have_transit = False
+        s.have_dtmf_cur = False
+        s.have_dtmf_done = False
+        if s.partner >= 0:
+            self.legs[s.partner].have_src = False
+
+    cdef long long expected(self, leg_t* s) noexcept nogil:
+        """RFC 3550 A.3: extended highest sequence number - base + 1."""
+        if not s.have_ssrc_in:
+            return 0
+        return s.cycles + s.max_seq - s.base_seq + 1
+
+    cdef void audio(self, int leg, unsigned char* data, Py_ssize_t hlen, Py_ssize_t plen,
+                    uint32_t seq, uint32_t ts, uint32_t ssrc, int codec, int marker,
+                    double now) except *:
+        cdef leg_t* s = &self.legs[leg]
+        cdef leg_t* out
+        cdef double transit = now * CLOCK - ts, d
+        if s.have_transit:
+            d = transit - s.last_transit  # RFC 3550 A.8, timestamp units
+            if d < 0:
+                d = -d
+            if d < 2147483648.0:
+                s.jitter += (d - s.jitter) / 16.0
+        s.have_transit = True
+        s.last_transit = transit
+        if s.inband_on:
+            self.detect_inband(leg, data + hlen, plen, codec)
+            s = &self.legs[leg]
+        if s.recording:
+            self.callbacks += 1
+            self.on_record(leg, s.channel, ssrc, ts, codec,
+                           PyBytes_FromStringAndSize(<char*>data + hlen, plen), now)
+            s = &self.legs[leg]
+        if s.partner < 0 or not s.receives:
+            return
+        out = &self.legs[s.partner]
+        if out.prompt or not out.configured:
+            return
+        self.relay(out, out.send_pt, marker, seq, ts, ssrc, data + hlen, plen, codec, now)
+
+    cdef void detect_inband(self, int leg, const unsigned char* payload, Py_ssize_t plen,
+                            int codec) except *:
+        """Goertzel detection (ITU-T Q.24) on the leg's audio; a digit is reported at its end."""
+        cdef DtmfDetector det = <DtmfDetector>self.inband[leg]
+        if codec == CODEC_PCMU:
+            det.feed_ulaw_buf(payload, plen)
+        else:
+            det.feed_alaw_buf(payload, plen)
+        if det.n_events:
+            for digit, start, duration in det._drain():
+                self.callbacks += 1
+                self.on_dtmf(leg, digit, start / <double>CLOCK, duration / <double>CLOCK, True)
+
+    cdef void event(self, int leg, unsigned char* data, Py_ssize_t hlen, Py_ssize_t plen,
+                    uint32_t seq, uint32_t ts, uint32_t ssrc, double now) except *:
+        cdef leg_t* s = &self.legs[leg]
+        cdef leg_t* out
+        cdef int ev
+        if plen < 4:
+            s.malformed += 1
+            return
+        ev = data[hlen]
+        self.dtmf(leg, ev, (data[hlen + 1] & 0x80) != 0, (data[hlen + 2] << 8) | data[hlen + 3], ts)
+        s = &self.legs[leg]
+        if s.partner < 0 or not s.receives:
+            return
+        out = &self.legs[s.partner]
+        if not out.configured or out.te_pt < 0:
+            return
+        self.relay(out, out.te_pt, data[1] & 0x80, seq, ts, ssrc, data + hlen, plen, -1, now)
+
+    cdef void dtmf(self, int leg, int ev, bint ended, int duration, uint32_t ts) except *:
+        """Report each event once (RFC 4733 §2.5.1.4: the end packet is sent three times)."""
+        cdef leg_t* s = &self.legs[leg]
+        if s.have_dtmf_cur and ts != s.dtmf_cur_ts:
+            if not s.have_dtmf_done or s.dtmf_done_ts != s.dtmf_cur_ts:
+                self.report(leg, s.dtmf_cur_event, s.dtmf_cur_ts, 0)  # its end was lost
+                s = &self.legs[leg]
+        s.have_dtmf_cur = True
+        s.dtmf_cur_ts = ts
+        s.dtmf_cur_event = ev
+        if ended and (not s.have_dtmf_done or s.dtmf_done_ts != ts):
+            self.report(leg, ev, ts, duration)
+
+    cdef void report(self, int leg, int ev, uint32_t ts, int duration) except *:
+        cdef leg_t* s = &self.legs[leg]
+        cdef uint32_t first
+        s.have_dtmf_done = True
+        s.dtmf_done_ts = ts
+        if ev >= 16:
+            return  # flash (16) and other non-digit events are relayed, not reported
+        first = s.first_ts if s.have_first_ts else ts
+        self.callbacks += 1
+        self.on_dtmf(leg, DTMF_DIGITS[ev], <uint32_t>(ts - first) / <double>CLOCK,
+                     duration / <double>CLOCK, False)
+
+    cdef bint can_send(self, leg_t* out) noexcept nogil:
+        return out.configured and out.sends and (out.is_latched or out.have_remote)
+
+    cdef void relay(self, leg_t* out, int pt, int marker, uint32_t seq, uint32_t ts,
+                    uint32_t ssrc, const unsigned char* payload, Py_ssize_t plen, int codec,
+                    double now) noexcept nogil:
+        cdef long long elapsed
+        cdef uint32_t seq_out, ts_out
+        if not self.can_send(out) or plen + 12 > MAX_DATAGRAM:
+            return  # the leg is on hold or inactive: keep receiving, send nothing
+        if not out.have_src or out.src_ssrc != ssrc:
+            # A new source on this outgoing stream: continue our seq/ts (RFC 3550 §5.1).
+            elapsed = CLOCK // 50
+            if out.have_out_time:
+                elapsed = max(elapsed, <long long>((now - out.last_out_time) * CLOCK + 0.5))
+            out.seq_delta = (out.last_seq_out + 1 - seq) & 0xFFFF
+            out.ts_delta = <uint32_t>(out.last_ts_out + elapsed - ts)
+            out.src_ssrc = ssrc
+            out.have_src = True
+            marker = 0x80
+        seq_out = (seq + out.seq_delta) & 0xFFFF
+        ts_out = <uint32_t>(ts + out.ts_delta)
+        if ((seq_out - out.last_seq_out) & 0xFFFF) < 0x8000:
+            out.last_seq_out = seq_out
+        if <uint32_t>(ts_out - out.last_ts_out) < 0x80000000u:
+            out.last_ts_out = ts_out
+        out.last_out_time = now
+        out.have_out_time = True
+        self.tx_buf[0] = 0x80
+        self.tx_buf[1] = (0x80 if marker else 0) | (pt & 0x7F)
+        self.tx_buf[2] = seq_out >> 8
+        self.tx_buf[3] = seq_out & 0xFF
+        rtp_put_u32(self.tx_buf + 4, ts_out)
+        rtp_put_u32(self.tx_buf + 8, out.ssrc_out)
+        if codec == CODEC_PCMU and out.send_codec == CODEC_PCMA:
+            ulaw_to_alaw_buf(payload, plen, self.tx_buf + 12)
+        elif codec == CODEC_PCMA and out.send_codec == CODEC_PCMU:
+            alaw_to_ulaw_buf(payload, plen, self.tx_buf + 12)
+        elif plen:
+            memcpy(self.tx_buf + 12, payload, plen)
+        self.send(out, self.tx_buf, plen + 12)
+
+    cdef bint send(self, leg_t* out, const unsigned char* packet, Py_ssize_t n) noexcept nogil:
+        cdef const sockaddr_storage* dest
+        cdef socklen_t dest_len
+        if out.is_latched:
+            dest = &out.latched
+            dest_len = sizeof(sockaddr_in) if out.latched.ss_family == AF_INET else sizeof(sockaddr_in6)
+        elif out.have_remote:
+            dest = &out.remote
+            dest_len = out.remote_len
+        else:
+            return False
+        if not out.sends:
+            return False
+        if sendto(out.fd, packet, n, MSG_DONTWAIT, <const sockaddr*>dest, dest_len) < 0:
+            out.dropped += 1  # socket buffer full or unreachable: drop, as a router would
+            return False
+        out.packets_out += 1
+        out.bytes_out += n
+        return True
+
+
+cdef void update_seq(leg_t* s, uint32_t seq) noexcept nogil:
+    """RFC 3550 A.1 update_seq() without probation (we latch on the first packet)."""
+    cdef uint32_t udelta = (seq - s.max_seq) & 0xFFFF
+    if udelta < 3000:
+        if seq < s.max_seq:
+            s.cycles += 0x10000
+        s.max_seq = seq
+    elif udelta <= 0x10000 - 100:
+        if <int>seq == s.bad_seq:  # two sequential packets: the peer restarted
+            s.base_seq = seq
+            s.max_seq = seq
+            s.cycles = 0
+            s.received = 0
+        else:
+            s.bad_seq = (seq + 1) & 0xFFFF
+            return
+    s.received += 1

@@ -1,0 +1,131 @@
+"""The Cython packet path: :class:`CyPacketPath` adapts ``cext.relay.Relay`` to
+:class:`~mediasrv.media.packet_path.PacketPath`.
+
+Per-datagram work runs in C inside ``Relay.on_readable`` (registered with
+``loop.add_reader`` per RTP socket; it drains the socket with ``recvfrom`` until EAGAIN).
+No Python object is created per packet; this adapter is only called for control operations
+and rare events (latch, digit), and per packet only while a leg is being recorded (the
+recorder is a Python object; see bench/RESULTS_media.md for what that costs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+
+from cext import relay as _relay
+from mediasrv.media.api import Direction, LegStats
+from mediasrv.media.codec import Codec
+from mediasrv.media.packet_path import LegParams, PacketEvents, RecordSink
+
+_SENDS = (Direction.SENDRECV, Direction.SENDONLY)
+_RECEIVES = (Direction.SENDRECV, Direction.RECVONLY)
+
+
+class CyPacketPath:
+    """The Cython :class:`~mediasrv.media.packet_path.PacketPath` (event-loop callbacks)."""
+
+    name = "cython"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, events: PacketEvents) -> None:
+        self._loop = loop
+        self._events = events
+        self._fds: dict[int, int] = {}
+        self._codecs: dict[int, Codec] = {}
+        self._sinks: dict[int, RecordSink] = {}
+        self._relay = _relay.Relay(self._on_latched, self._on_dtmf, self._on_record)
+
+    def _clock_offset(self) -> float:
+        """loop.time() minus the C side's CLOCK_MONOTONIC seconds."""
+        return self._loop.time() - time.monotonic()
+
+    # ---- PacketPath -----------------------------------------------------------------------
+
+    def open(self, leg: int, sock: socket.socket) -> None:
+        fd = sock.fileno()
+        self._relay.open(
+            leg, fd, random.getrandbits(32), random.getrandbits(16), random.getrandbits(32)
+        )
+        self._fds[leg] = fd
+        self._loop.add_reader(fd, self._relay.on_readable, leg)
+
+    def configure(self, leg: int, params: LegParams) -> None:
+        rx = {pt: int(codec) for pt, codec in params.rx_pts.items()}
+        te_pt = params.te_pt if params.te_pt is not None else -1
+        self._relay.configure(
+            leg,
+            int(params.codec),
+            params.pt,
+            rx,
+            te_pt,
+            params.remote,
+            params.direction in _SENDS,
+            params.direction in _RECEIVES,
+        )
+        self._codecs[leg] = params.codec
+
+    def bridge(self, a: int, b: int) -> None:
+        self._relay.bridge(a, b)
+
+    def unbridge(self, leg: int) -> None:
+        self._relay.unbridge(leg)
+
+    def set_recorder(self, leg: int, sink: RecordSink | None, channel: int) -> None:
+        if sink is None:
+            self._sinks.pop(leg, None)
+        else:
+            self._sinks[leg] = sink
+        self._relay.set_recording(leg, sink is not None, channel)
+
+    def set_prompt(self, leg: int, active: bool) -> None:
+        self._relay.set_prompt(leg, active)
+
+    def send_payload(self, leg: int, payload: bytes, samples: int, marker: bool) -> bool:
+        return bool(self._relay.send_payload(leg, payload, samples, marker))
+
+    def last_rx(self, leg: int) -> float:
+        t = float(self._relay.last_rx(leg))
+        return t + self._clock_offset() if t else 0.0
+
+    def stats(self, leg: int) -> LegStats:
+        pin, pout, bin_, bout, lost, jitter_ms, latched = self._relay.stats(leg)
+        codec = self._codecs.get(leg)
+        return LegStats(
+            packets_in=pin,
+            packets_out=pout,
+            bytes_in=bin_,
+            bytes_out=bout,
+            packets_lost=lost,
+            jitter_ms=jitter_ms,
+            codec=codec.name if codec is not None else "",
+            remote=f"{latched[0]}:{latched[1]}" if latched else "",
+        )
+
+    def malformed(self, leg: int) -> int:
+        return int(self._relay.malformed(leg))
+
+    def close(self, leg: int) -> None:
+        fd = self._fds.pop(leg, None)
+        if fd is None:
+            return
+        self._loop.remove_reader(fd)
+        self._relay.close(leg)
+        self._sinks.pop(leg, None)
+        self._codecs.pop(leg, None)
+
+    # ---- rare events from C ---------------------------------------------------------------
+
+    def _on_latched(self, leg: int, addr: tuple[str, int]) -> None:
+        self._events.on_latched(leg, addr)
+
+    def _on_dtmf(self, leg: int, digit: str, start: float, duration: float, inband: bool) -> None:
+        self._events.on_dtmf(leg, digit, start, duration, "inband" if inband else "rfc4733")
+
+    def _on_record(
+        self, leg: int, channel: int, ssrc: int, ts: int, codec: int, payload: bytes, now: float
+    ) -> None:
+        sink = self._sinks.get(leg)
+        if sink is not None:
+            sink.feed(channel, ssrc, ts, Codec(codec), payload, now + self._clock_offset())
