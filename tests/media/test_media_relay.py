@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -314,3 +315,20 @@ async def test_no_inband_detection_when_rfc4733_is_negotiated(call: Call) -> Non
         call.a.send(Rtp(0, i, 160 * i, 0xA, payload), call.to_caller_leg)
     await call.b.recv_all()
     assert [e for e in call.events if isinstance(e, DtmfEvent)] == []
+
+
+async def test_pjsua2_hold_passes_to_the_other_leg(call: Call) -> None:
+    # The B2BUA's re-INVITE pass-through: the caller's hold offer is mirrored to the operator.
+    data = Path(__file__).parent / "data"
+    hold = (data / "pjsua2_hold.sdp").read_bytes()
+    mirrored = call.engine.offer(call.operator, like=hold)
+    assert b"a=sendonly\r\n" in mirrored
+    call.engine.accept_answer(call.operator, answer_sdp(mirrored, call.b.port))
+    call.engine.answer(call.caller, hold, prefer=[call.engine.codec_of(call.operator) or "PCMU"])
+    call.b.send(Rtp(0, 1, 160, 0xB, voice(1)), call.to_operator_leg)
+    assert await call.a.recv_all() == []  # nothing toward the holding phone
+    resume = (data / "pjsua2_resume.sdp").read_bytes()
+    again = call.engine.offer(call.operator, like=resume)
+    assert b"a=sendrecv\r\n" in again
+    call.engine.accept_answer(call.operator, answer_sdp(again, call.b.port))
+    call.engine.answer(call.caller, resume, prefer=["PCMU"])

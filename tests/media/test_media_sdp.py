@@ -21,7 +21,7 @@ def load(name: str) -> bytes:
 
 def test_pjsua2_offer_parses_with_its_telephone_event_at_8000() -> None:
     offer = sdp.parse(load("pjsua2_offer.sdp"))
-    assert offer.origin.sess_id == 4004306007
+    assert offer.origin.sess_version == offer.origin.sess_id  # pjmedia starts there
     found = offer.audio()
     assert found is not None
     _, m = found
@@ -220,3 +220,17 @@ def test_fuzz_never_raises_anything_but_media_errors(body: bytes) -> None:
         sdp.accept_answer(sdp.build_offer("127.0.0.1", 2), offer)
     except (SdpError, NoCommonCodec):
         pass
+
+
+def test_pjsua2_hold_and_resume_reinvites() -> None:
+    offer = sdp.parse(load("pjsua2_offer.sdp"))
+    hold = sdp.parse(load("pjsua2_hold.sdp"))
+    resume = sdp.parse(load("pjsua2_resume.sdp"))
+    # pjsua2 follows RFC 3264 §8: same o= session, version +1 per change.
+    assert hold.origin.sess_id == offer.origin.sess_id == resume.origin.sess_id
+    assert resume.origin.sess_version == hold.origin.sess_version + 1
+    assert sdp.offered_direction(hold) is Direction.SENDONLY
+    _, on_hold = sdp.answer_offer(hold, "127.0.0.1", 20000, prefer=["PCMU"])
+    assert (on_hold.direction, on_hold.remote) == (Direction.RECVONLY, ("127.0.0.1", 4000))
+    _, resumed = sdp.answer_offer(resume, "127.0.0.1", 20000, prefer=["PCMU"])
+    assert resumed.direction is Direction.SENDRECV
