@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -332,3 +333,26 @@ async def test_pjsua2_hold_passes_to_the_other_leg(call: Call) -> None:
     assert b"a=sendrecv\r\n" in again
     call.engine.accept_answer(call.operator, answer_sdp(again, call.b.port))
     call.engine.answer(call.caller, resume, prefer=["PCMU"])
+
+
+async def test_random_datagrams_never_break_the_relay(call: Call) -> None:
+    errors: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
+    rng = random.Random(4733)
+    for i in range(600):
+        if i % 3 == 0:
+            data = rng.randbytes(rng.randrange(0, 64))
+        else:  # version 2 with random flags, PT, CSRC count, extension and padding bytes
+            data = bytes([0x80 | rng.randrange(64), rng.randrange(256)]) + rng.randbytes(
+                rng.randrange(0, 200)
+            )
+        call.a.send(data, call.to_caller_leg)
+        call.b.send(data, call.to_operator_leg)
+        if i % 50 == 0:
+            await asyncio.sleep(0.005)
+    await call.a.recv_all(0.1)
+    await call.b.recv_all(0.1)
+    call.a.send(Rtp(0, 7, 1120, 0xA, voice(9)), call.to_caller_leg)
+    got = await call.b.recv_all()
+    assert voice(9) in [p.payload for p in got]
+    assert errors == []
