@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .dialog import Dialog, DialogState, Peer
-from .digest import DigestClient, DigestCredentials
+from .digest import DigestClient, DigestCredentials, DigestError, choose_challenge
 from .events import Answered, Dtmf, Failed, Hangup, LegEvent, LegEventSink, ReOffer, Ringing
 from .message import Headers, Request, Response, make_response, new_branch, new_tag
 from .transaction import InviteClientTransaction, InviteServerTransaction
@@ -415,14 +415,18 @@ class OutboundLeg(Leg):
         if self.credentials is None or self._auth_tried or self._cancel_wanted or self._cancel_sent:
             return False
         name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-        challenge = response.headers.get(name)
+        # RFC 8760 §2.4: of several challenges, answer the strongest algorithm we support.
+        challenge = choose_challenge(response.headers.get_all(name))
         if not challenge or self.credentials is None:
             return False
         self._auth_tried = True
         request = self.request
-        authorization = DigestClient().authorization(
-            challenge, "INVITE", request.uri, self.credentials
-        )
+        try:
+            authorization = DigestClient().authorization(
+                challenge, "INVITE", request.uri, self.credentials
+            )
+        except DigestError:
+            return False  # a challenge we cannot answer: the failure goes to the flow
         headers = request.headers.copy()
         headers.set("Via", self.ua.local.via(self.peer.transport, new_branch()))
         headers.set("CSeq", f"{request.cseq[0] + 1} INVITE")
