@@ -10,7 +10,6 @@ Python reference is the default, a Cython twin plugs in the same way.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -158,7 +157,6 @@ class MediaEngine:
         self._next_id = 1
         self._timer: asyncio.TimerHandle | None = None
         self._ticks = 0
-        self._closing: dict[Path, concurrent.futures.Future[None]] = {}
 
     # ---- MediaControl ---------------------------------------------------------------------
 
@@ -167,15 +165,15 @@ class MediaEngine:
         leg_id = self._next_id
         self._next_id += 1
         media = LegMedia(call_id, role, self._host, pair.port)
-        call = self._calls.get(call_id)
-        if call is None:
-            call = self._calls[call_id] = _Call(call_id)
-        leg = _Leg(leg_id, media, pair, call)
         try:
             self._path.open(leg_id, pair.rtp)
         except Exception:
             self._ports.free(pair)
             raise
+        call = self._calls.get(call_id)
+        if call is None:
+            call = self._calls[call_id] = _Call(call_id)
+        leg = _Leg(leg_id, media, pair, call)
         call.legs.append(leg)
         self._legs[media] = leg
         self._by_id[leg_id] = leg
@@ -236,6 +234,9 @@ class MediaEngine:
         for other in call.legs:
             if other not in (la, lb):
                 other.bridged_at = None
+                if other.media.role is LegRole.OPERATOR:
+                    # An earlier operator leg must not keep feeding the right channel.
+                    self._path.set_recorder(other.id, None, 0)
         if call.recorder is not None:
             for leg in (la, lb):
                 self._attach_recorder(call, leg)

@@ -19,6 +19,7 @@ from mediasrv.media.api import (
     LegMedia,
     LegRole,
     MediaEvent,
+    RecordMode,
     RtpTimeout,
 )
 from mediasrv.media.codec import Codec
@@ -356,3 +357,28 @@ async def test_random_datagrams_never_break_the_relay(call: Call) -> None:
     got = await call.b.recv_all()
     assert voice(9) in [p.payload for p in got]
     assert errors == []
+
+
+async def test_sequential_forwarding_frees_the_failed_attempts_leg(tmp_path: Path) -> None:
+    events: list[MediaEvent] = []
+    engine = MediaEngine(asyncio.get_running_loop(), HOST, PORT_MIN, PORT_MAX, events.append)
+    a, b = Peer(), Peer()
+    caller = engine.allocate("f", LegRole.CALLER)
+    engine.record("f", tmp_path / "f.wav", RecordMode.BOTH)
+    first = engine.allocate("f", LegRole.OPERATOR)  # rang, busy
+    engine.offer(first)
+    engine.release_leg(first)
+    assert engine.active_ports() == 1
+    second = engine.allocate("f", LegRole.OPERATOR)
+    engine.answer(caller, offer_sdp(a.port))
+    engine.accept_answer(second, answer_sdp(engine.offer(second), b.port))
+    engine.bridge(caller, second)
+    b.send(Rtp(0, 1, 160, 0xB, voice(1)), (HOST, second.local_port))
+    assert (await a.recv()).payload == voice(1)
+    report = engine.release("f")
+    assert report.legs[LegRole.OPERATOR].packets_in == 1
+    assert report.recording == tmp_path / "f.wav"
+    assert engine.active_ports() == 0
+    await engine.close()
+    a.close()
+    b.close()
