@@ -1,0 +1,388 @@
+"""Media relay benchmark: mediasrv's engine against rtpengine userspace, in the same run.
+
+N concurrent bridged calls on loopback: each call has two legs and two fake phones; every
+phone sends 50 packets/s of 172-byte PCMU (RTP header + 160 bytes) to its leg and receives
+the other phone's stream relayed back (both directions, symmetric RTP). The phones are
+``bench/rtpload.c`` (C, bounded in time, compiled at run time), pinned to CPU 0; the relay
+under test runs pinned to CPU 1. We measure the relay process's CPU share over the load
+window (utime+stime from /proc), loss, one-way latency p99 through the relay (send time in
+the payload), and RSS per call. Runs, each with fresh processes:
+
+1. mediasrv, Cython packet path (``cext.relay`` via ``loop.add_reader``), no recording
+2. the same with stereo recording of every call (``RecordMode.BOTH``)
+3. rtpengine userspace (Debian ``rtpengine-daemon``, ``--table=-1``), sessions opened with
+   its ng protocol (bencode over UDP)
+(optionally 4. mediasrv with the pure-Python reference packet path, ``--python``)
+
+Last line: ``RESULT media calls=N cpu_per_100_streams=.. rtpengine_cpu_per_100_streams=..
+ratio=.. loss=.. p99_ms=.. recorded=yes|no`` for the recorded mediasrv run (or the plain run
+with ``--no-record``). A stream is one direction of one call (2 per call).
+
+Usage: python bench/media.py [--calls 500] [--seconds 20] [--no-record] [--no-rtpengine]
+       [--python]; needs gcc, taskset and (for the comparison) rtpengine on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+HOST = "127.0.0.1"
+ENGINE_PORTS = (20000, 39998)  # the relay's RTP port range (RTP+RTCP pairs)
+PHONE_BASE = 56000  # phones use 56000.. (2 per call)
+NG_PORT = 22223
+RTPE_PORTS = (30000, 39999)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class RunResult:
+    name: str
+    calls: int
+    cpu_pct: float
+    loss: float
+    p50_ms: float
+    p99_ms: float
+    rss_per_call_kb: float
+    load_line: str
+
+    @property
+    def streams(self) -> int:
+        return 2 * self.calls
+
+    @property
+    def cpu_per_100_streams(self) -> float:
+        return self.cpu_pct * 100.0 / self.streams
+
+
+# ---- the relay under test: mediasrv's MediaEngine in its own process -----------------------
+
+
+def serve(calls: int, path_name: str, record_dir: str | None, portfile: str) -> None:
+    """Build N bridged calls in a MediaEngine and relay until stdin closes."""
+    import uvloop
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    uvloop.run(_serve(calls, path_name, record_dir, portfile))
+
+
+async def _serve(calls: int, path_name: str, record_dir: str | None, portfile: str) -> None:
+    from mediasrv.media import sdp
+    from mediasrv.media.api import Direction, LegRole, RecordMode
+    from mediasrv.media.codec import Codec
+    from mediasrv.media.engine import MediaEngine
+
+    if path_name == "cython":
+        from mediasrv.media.packet_path_cy import CyPacketPath as factory
+    else:
+        from mediasrv.media.packet_path_py import PyPacketPath as factory  # type: ignore[assignment]
+
+    loop = asyncio.get_running_loop()
+    rss_base = _rss_kb(os.getpid())
+    engine = MediaEngine(
+        loop, HOST, *ENGINE_PORTS, lambda _e: None, no_rtp_timeout=3600.0,
+        packet_path_factory=factory,
+    )  # fmt: skip
+    lines = []
+    for k in range(calls):
+        call_id = f"bench-{k}"
+        caller_phone, operator_phone = PHONE_BASE + 2 * k, PHONE_BASE + 2 * k + 1
+        caller = engine.allocate(call_id, LegRole.CALLER)
+        operator = engine.allocate(call_id, LegRole.OPERATOR)
+        offer = sdp.build_offer(HOST, caller_phone, [Codec.PCMU], 101, Direction.SENDRECV)
+        caller_offer = offer.to_bytes()
+        operator_offer = engine.offer(operator, like=caller_offer)
+        answer, _ = sdp.answer_offer(sdp.parse(operator_offer), HOST, operator_phone, [Codec.PCMU])
+        engine.accept_answer(operator, answer.to_bytes())
+        engine.answer(caller, caller_offer, prefer=["PCMU"])
+        engine.bridge(caller, operator)
+        if record_dir:
+            engine.record(call_id, Path(record_dir) / f"{call_id}.wav", RecordMode.BOTH)
+        lines.append(
+            f"{caller_phone} {caller.local_port}\n{operator_phone} {operator.local_port}\n"
+        )
+    Path(portfile).write_text("".join(lines))
+    print(f"READY engine={engine.engine_name} rss_base_kb={rss_base}", flush=True)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_reader(sys.stdin.fileno(), stop.set)
+    await stop.wait()
+    recorded = 0
+    for k in range(calls):
+        report = engine.release(f"bench-{k}")
+        recorded += report.recording_bytes
+    await engine.close()
+    print(f"DONE recorded_bytes={recorded}", flush=True)
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _cpu_ticks(pid: int) -> int:
+    """utime+stime of a process, all threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+# ---- rtpengine, driven over its ng protocol ------------------------------------------------
+
+
+def bencode(x: object) -> bytes:
+    if isinstance(x, int):
+        return b"i%de" % x
+    if isinstance(x, str):
+        x = x.encode()
+    if isinstance(x, bytes):
+        return b"%d:%s" % (len(x), x)
+    if isinstance(x, list):
+        return b"l" + b"".join(bencode(i) for i in x) + b"e"
+    if isinstance(x, dict):
+        return b"d" + b"".join(bencode(k) + bencode(v) for k, v in sorted(x.items())) + b"e"
+    raise TypeError(x)
+
+
+def bdecode(b: bytes, i: int = 0) -> tuple[object, int]:
+    c = b[i : i + 1]
+    if c == b"i":
+        j = b.index(b"e", i)
+        return int(b[i + 1 : j]), j + 1
+    if c in (b"l", b"d"):
+        i += 1
+        items: list[object] = []
+        while b[i : i + 1] != b"e":
+            v, i = bdecode(b, i)
+            items.append(v)
+        if c == b"l":
+            return items, i + 1
+        pairs = zip(items[::2], items[1::2], strict=True)
+        return {bytes(k).decode(): v for k, v in pairs}, i + 1  # type: ignore[call-overload]
+    j = b.index(b":", i)
+    n = int(b[i:j])
+    return b[j + 1 : j + 1 + n], j + 1 + n
+
+
+class Ng:
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.settimeout(2)
+        self.seq = 0
+
+    def __call__(self, cmd: dict[str, object]) -> dict[str, object]:
+        self.seq += 1
+        cookie = b"%d_%d" % (os.getpid(), self.seq)
+        self.sock.sendto(cookie + b" " + bencode(cmd), (HOST, NG_PORT))
+        data = self.sock.recv(65535)
+        got, rest = data.split(b" ", 1)
+        assert got == cookie, (got, cookie)
+        reply, _ = bdecode(rest)
+        assert isinstance(reply, dict) and reply.get("result") == b"ok", reply
+        return reply
+
+
+def _sdp(port: int) -> str:
+    return (
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+    )
+
+
+def _media_port(sdp: object) -> int:
+    assert isinstance(sdp, bytes)
+    for line in sdp.decode().splitlines():
+        if line.startswith("m=audio"):
+            return int(line.split()[1])
+    raise ValueError("no m=audio line in rtpengine's SDP")
+
+
+def rtpengine_sessions(calls: int, portfile: Path) -> None:
+    ng = Ng()
+    lines = []
+    for k in range(calls):
+        caller_phone, operator_phone = PHONE_BASE + 2 * k, PHONE_BASE + 2 * k + 1
+        cid = f"bench-{k}"
+        r1 = ng(
+            {"command": "offer", "call-id": cid, "from-tag": f"ft{k}", "sdp": _sdp(caller_phone)}
+        )
+        r2 = ng({
+            "command": "answer", "call-id": cid, "from-tag": f"ft{k}", "to-tag": f"tt{k}",
+            "sdp": _sdp(operator_phone),
+        })  # fmt: skip
+        # The operator sends to the port in the offer rtpengine forwarded; the caller to the
+        # port in the answer.
+        lines.append(f"{caller_phone} {_media_port(r2['sdp'])}\n")
+        lines.append(f"{operator_phone} {_media_port(r1['sdp'])}\n")
+    portfile.write_text("".join(lines))
+
+
+# ---- one run -------------------------------------------------------------------------------
+
+
+def parse_load(line: str) -> dict[str, float]:
+    out = {}
+    for part in line.split():
+        key, _, value = part.partition("=")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            continue
+    return out
+
+
+def run_load(rtpload: Path, portfile: Path, seconds: float, pid: int) -> tuple[float, str]:
+    """Run the phones on CPU 0; return (relay CPU % of one core, rtpload's figures line)."""
+    c0, t0 = _cpu_ticks(pid), time.monotonic()
+    out = subprocess.run(
+        ["taskset", "-c", "0", str(rtpload), str(portfile), str(seconds), "50", "1"],
+        capture_output=True, text=True, check=False, timeout=seconds + 30,
+    )  # fmt: skip
+    if out.returncode:
+        raise RuntimeError(f"rtpload failed: {out.stderr.strip()}")
+    c1, t1 = _cpu_ticks(pid), time.monotonic()
+    cpu = 100.0 * (c1 - c0) / CLK_TCK / (t1 - t0)
+    return cpu, out.stdout.strip()
+
+
+def run_mediasrv(
+    rtpload: Path, work: Path, calls: int, seconds: float, path_name: str, record: bool
+) -> RunResult:
+    portfile = work / f"ports-{path_name}-{int(record)}.txt"
+    record_dir = work / f"rec-{path_name}"
+    cmd = [
+        "taskset",
+        "-c",
+        "1",
+        sys.executable,
+        str(Path(__file__)),
+        "serve",
+        str(calls),
+        path_name,
+        str(portfile),
+    ]
+    if record:
+        record_dir.mkdir(exist_ok=True)
+        cmd.append(str(record_dir))
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent))
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        ready = proc.stdout.readline().strip()
+        if not ready.startswith("READY"):
+            raise RuntimeError(f"mediasrv relay failed to start: {ready!r}")
+        rss_base = int(parse_load(ready)["rss_base_kb"])
+        time.sleep(0.5)
+        cpu, line = run_load(rtpload, portfile, seconds, proc.pid)
+        rss = _rss_kb(proc.pid)
+        proc.stdin.close()
+        done = proc.stdout.readline().strip()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    figures = parse_load(line)
+    name = f"mediasrv-{path_name}{'+rec' if record else ''}"
+    print(f"  {name}: cpu={cpu:.1f}% {line} {done}", flush=True)
+    if record:
+        shutil.rmtree(record_dir, ignore_errors=True)
+    return RunResult(name, calls, cpu, figures["loss"], figures["p50_ms"], figures["p99_ms"],
+                     (rss - rss_base) / calls, line)  # fmt: skip
+
+
+def run_rtpengine(rtpload: Path, work: Path, calls: int, seconds: float) -> RunResult | None:
+    binary = shutil.which("rtpengine")
+    if binary is None:
+        print("  rtpengine not found (apt-get install rtpengine-daemon): no comparison")
+        return None
+    log = (work / "rtpengine.log").open("w")
+    cmd = [
+        "taskset", "-c", "1", binary, "--config-file=none", "-f", "-E", "--table=-1",
+        f"--interface={HOST}", f"--listen-ng={HOST}:{NG_PORT}",
+        f"--port-min={RTPE_PORTS[0]}", f"--port-max={RTPE_PORTS[1]}", "-L", "4", "--timeout=600",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(1.5)
+        portfile = work / "ports-rtpengine.txt"
+        rss_base = _rss_kb(proc.pid)
+        rtpengine_sessions(calls, portfile)
+        time.sleep(0.5)
+        cpu, line = run_load(rtpload, portfile, seconds, proc.pid)
+        rss = _rss_kb(proc.pid)
+    finally:
+        proc.kill()  # rtpengine's SIGTERM shutdown is slow; nothing to keep
+        proc.wait()
+        log.close()
+    figures = parse_load(line)
+    print(f"  rtpengine: cpu={cpu:.1f}% {line}", flush=True)
+    return RunResult("rtpengine", calls, cpu, figures["loss"], figures["p50_ms"], figures["p99_ms"],
+                     (rss - rss_base) / calls, line)  # fmt: skip
+
+
+def build_rtpload(work: Path) -> Path:
+    out = work / "rtpload"
+    subprocess.run(["gcc", "-O2", "-o", str(out), str(HERE / "rtpload.c")], check=True)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["serve"]:
+        calls, path_name, portfile = int(argv[1]), argv[2], argv[3]
+        serve(calls, path_name, argv[4] if len(argv) > 4 else None, portfile)
+        return 0
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--calls", type=int, default=500)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--no-record", action="store_true", help="skip the recorded run")
+    ap.add_argument("--no-rtpengine", action="store_true")
+    ap.add_argument("--python", action="store_true", help="also run the pure-Python packet path")
+    args = ap.parse_args(argv)
+    if 2 * args.calls > 65000 - PHONE_BASE or 4 * args.calls > ENGINE_PORTS[1] - ENGINE_PORTS[0]:
+        ap.error("too many calls for the port ranges")
+    print(f"media bench: {args.calls} calls = {2 * args.calls} streams, {args.seconds:.0f} s each run, "
+          f"relay on CPU 1, phones on CPU 0", flush=True)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="mediabench-") as tmp:
+        work = Path(tmp)
+        rtpload = build_rtpload(work)
+        results = [run_mediasrv(rtpload, work, args.calls, args.seconds, "cython", False)]
+        if not args.no_record:
+            results.append(run_mediasrv(rtpload, work, args.calls, args.seconds, "cython", True))
+        if args.python:
+            results.append(run_mediasrv(rtpload, work, args.calls, args.seconds, "python", False))
+        rtpe = None if args.no_rtpengine else run_rtpengine(rtpload, work, args.calls, args.seconds)
+    print(
+        f"{'run':<22}{'cpu%':>7}{'cpu/100 streams':>17}{'loss':>10}{'p50 ms':>9}{'p99 ms':>9}{'KB/call':>9}"
+    )
+    for r in [*results, *([rtpe] if rtpe else [])]:
+        print(f"{r.name:<22}{r.cpu_pct:>7.1f}{r.cpu_per_100_streams:>17.2f}{r.loss:>10.5f}"
+              f"{r.p50_ms:>9.3f}{r.p99_ms:>9.3f}{r.rss_per_call_kb:>9.1f}")  # fmt: skip
+    main_run = results[0] if args.no_record else results[1]
+    rtpe_cpu = rtpe.cpu_per_100_streams if rtpe else float("nan")
+    ratio = main_run.cpu_per_100_streams / rtpe_cpu if rtpe else float("nan")
+    print(
+        f"RESULT media calls={args.calls} cpu_per_100_streams={main_run.cpu_per_100_streams:.2f} "
+        f"rtpengine_cpu_per_100_streams={rtpe_cpu:.2f} ratio={ratio:.2f} loss={main_run.loss:.5f} "
+        f"p99_ms={main_run.p99_ms:.3f} recorded={'no' if args.no_record else 'yes'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
