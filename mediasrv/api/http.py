@@ -1,0 +1,252 @@
+"""The ops and call-log HTTP endpoints, served by aiohttp inside the server's event loop.
+
+Routes:
+    GET /health                          200 {"status": "ok", ...} or 503 while draining
+    GET /ready                           200 when accepting calls and the store answers, else 503
+    GET /metrics                         Prometheus text format
+    GET /api/v1/calls                    ?limit=&offset=&tracking_number=&since=&until=&disposition=
+    GET /api/v1/calls/{call_id}          one call, or 404
+    GET /api/v1/calls/{call_id}/recording  the WAV file, or 404
+
+Errors are JSON ``{"error": "..."}`` with a fitting status; a bad query parameter is a 400
+that names the parameter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from mediasrv.outputs.calllog import CallLog, Disposition
+from mediasrv.outputs.metrics import CONTENT_TYPE, Metrics
+from mediasrv.outputs.recordings import is_within
+
+__all__ = ["MAX_LIMIT", "HttpServer"]
+
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 1000
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class BadParam(ValueError):
+    """A query parameter could not be understood (answer 400)."""
+
+
+def _json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except BadParam as e:
+        return _json_error(400, str(e))
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return _json_error(e.status, e.reason)
+    except Exception:
+        log.exception("HTTP %s %s failed", request.method, request.path)
+        return _json_error(500, "internal error")
+
+
+def _int_param(q: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = q.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParam(f"{name}: expected an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise BadParam(f"{name}: must be from {lo} to {hi}, got {value}")
+    return value
+
+
+_SPACED_OFFSET = re.compile(r" (\d\d:?\d\d)$")
+
+
+def _time_param(q: Mapping[str, str], name: str) -> float | None:
+    """Unix seconds (``1700000000.5``) or ISO 8601 (``2026-11-22T03:00:00+09:00``; naive = UTC)."""
+    raw = q.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        # a "+09:00" offset arrives as " 09:00" when the client did not escape the '+'
+        dt = datetime.fromisoformat(_SPACED_OFFSET.sub(r"+\1", raw.replace("Z", "+00:00")))
+    except ValueError:
+        raise BadParam(f"{name}: expected unix seconds or ISO 8601, got {raw!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def _disposition_param(q: Mapping[str, str]) -> Disposition | None:
+    raw = q.get("disposition")
+    if raw is None or raw == "":
+        return None
+    try:
+        return Disposition(raw.lower())
+    except ValueError:
+        choices = ", ".join(d.value for d in Disposition)
+        raise BadParam(f"disposition: unknown value {raw!r}; expected one of {choices}") from None
+
+
+class HttpServer:
+    """``/health``, ``/ready``, ``/metrics`` and the call-log API on one aiohttp site."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        metrics: Metrics,
+        store: CallLog,
+        health: Callable[[], dict[str, object]],
+        recordings_dir: Path | None = None,
+    ) -> None:
+        self.host = host
+        self._port = port
+        self._metrics = metrics
+        self._store = store
+        self._health = health
+        # When set, a recording is served only from inside this directory.
+        self._recordings_dir = recordings_dir
+        self._runner: web.AppRunner | None = None
+        self.app = self._build_app()
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when constructed with port 0)."""
+        if self._runner is not None:
+            for addr in self._runner.addresses:
+                if isinstance(addr, tuple) and len(addr) >= 2:
+                    return int(addr[1])
+        return self._port
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(middlewares=[_errors_as_json])
+        app.router.add_get("/health", self._get_health)
+        app.router.add_get("/ready", self._get_ready)
+        app.router.add_get("/metrics", self._get_metrics)
+        app.router.add_get("/api/v1/calls", self._list_calls)
+        app.router.add_get("/api/v1/calls/{call_id}", self._get_call)
+        app.router.add_get("/api/v1/calls/{call_id}/recording", self._get_recording)
+        return app
+
+    async def start(self) -> None:
+        # handle_signals=False: SIGTERM belongs to the server's drain logic, not to aiohttp.
+        runner = web.AppRunner(
+            self.app, handle_signals=False, access_log=None, shutdown_timeout=2.0
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self._port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        log.info("HTTP listening", extra={"host": self.host, "port": self.port})
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    # ---------------------------------------------------------------- ops
+
+    def _health_state(self) -> dict[str, object]:
+        state = dict(self._health())
+        state.setdefault("status", "ok")
+        return state
+
+    async def _get_health(self, request: web.Request) -> web.Response:
+        state = self._health_state()
+        return web.json_response(state, status=200 if state["status"] == "ok" else 503)
+
+    async def _get_ready(self, request: web.Request) -> web.Response:
+        state = self._health_state()
+        reasons: list[str] = []
+        if state["status"] != "ok":
+            reasons.append(f"status is {state['status']}")
+        try:
+            await self._store.count_calls()
+        except Exception as e:
+            reasons.append(f"call log unavailable: {e}")
+        body: dict[str, Any] = {"ready": not reasons, "status": state["status"]}
+        if reasons:
+            body["reasons"] = reasons
+        return web.json_response(body, status=503 if reasons else 200)
+
+    async def _get_metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    # ---------------------------------------------------------------- calls
+
+    async def _list_calls(self, request: web.Request) -> web.Response:
+        q = request.query
+        limit = _int_param(q, "limit", 100, 1, MAX_LIMIT)
+        offset = _int_param(q, "offset", 0, 0, 2**62)
+        filters: dict[str, Any] = {
+            "tracking_number": q.get("tracking_number") or None,
+            "since": _time_param(q, "since"),
+            "until": _time_param(q, "until"),
+            "disposition": _disposition_param(q),
+        }
+        calls = await self._store.list_calls(limit=limit, offset=offset, **filters)
+        total = await self._store.count_calls(**filters)
+        return web.json_response(
+            {
+                "calls": [c.to_dict() for c in calls],
+                "limit": limit,
+                "offset": offset,
+                "total": total,
+            }
+        )
+
+    async def _get_call(self, request: web.Request) -> web.Response:
+        call_id = request.match_info["call_id"]
+        rec = await self._store.get_call(call_id)
+        if rec is None:
+            return _json_error(404, f"call {call_id!r} not found")
+        return web.json_response(rec.to_dict())
+
+    async def _get_recording(self, request: web.Request) -> web.StreamResponse:
+        call_id = request.match_info["call_id"]
+        rec = await self._store.get_call(call_id)
+        if rec is None:
+            return _json_error(404, f"call {call_id!r} not found")
+        if not rec.recording_path:
+            return _json_error(404, f"call {call_id!r} has no recording")
+        path = Path(rec.recording_path)
+        problem = await asyncio.to_thread(self._recording_problem, path)  # stat off the loop
+        if problem:
+            log.warning("recording not served: %s", problem, extra={"call_id": call_id})
+            return _json_error(404, f"the recording of call {call_id!r} is {problem}")
+        return web.FileResponse(
+            path,
+            headers={
+                "Content-Type": "audio/wav",
+                "Content-Disposition": f'attachment; filename="{call_id}.wav"',
+            },
+        )
+
+    def _recording_problem(self, path: Path) -> str:
+        if self._recordings_dir is not None and not is_within(path, self._recordings_dir):
+            return "outside the recordings directory"
+        if not path.is_file():
+            return "missing"
+        return ""
