@@ -45,3 +45,8 @@ def encode(codec: Codec, pcm: np.ndarray) -> bytes:
     """int16 samples -> G.711 payload."""
     data = pcm.astype("<i2").tobytes()
     return g711.ulaw_encode(data) if codec is Codec.PCMU else g711.alaw_encode(data)
+
+
+def encode_pcm(codec: Codec, pcm: bytes) -> bytes:
+    """16-bit little-endian PCM bytes -> G.711 payload."""
+    return g711.ulaw_encode(pcm) if codec is Codec.PCMU else g711.alaw_encode(pcm)

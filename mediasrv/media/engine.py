@@ -14,7 +14,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from mediasrv.media import sdp
+from mediasrv.media import codec as g711
+from mediasrv.media import kernels, sdp
 from mediasrv.media.api import (
     Direction,
     DtmfEvent,
@@ -32,10 +33,10 @@ from mediasrv.media.api import (
     SdpError,
 )
 from mediasrv.media.codec import Codec
-from mediasrv.media.packet_path import LegParams, PacketEvents, PacketPath
+from mediasrv.media.packet_path import LegParams, MixingPacketPath, PacketEvents, PacketPath
 from mediasrv.media.packet_path_py import PyPacketPath
 from mediasrv.media.ports import PortPair, PortPool
-from mediasrv.media.prompt import Prompt, PromptCache, PromptPlayer
+from mediasrv.media.prompt import FRAME, Prompt, PromptCache, PromptPlayer
 from mediasrv.media.recorder import RecordingFormat, RecordingWriter, StereoRecorder
 
 log = logging.getLogger(__name__)
@@ -255,20 +256,39 @@ class MediaEngine:
                 self._attach_recorder(call, leg)
 
     def play(self, leg: LegMedia, wav: Path, loop: bool = False) -> None:
+        """Play to ``leg`` only. On a bridged leg the prompt is mixed with what the other
+        leg says (a whisper: the operator hears both, the caller hears neither the prompt nor
+        a gap); on an unbridged leg the prompt is all the leg hears."""
         state = self._leg(leg)
         if state.negotiated is None:
             raise MediaError(f"play: leg {leg.call_id}/{leg.role.value} has no negotiated media")
         prompt = self._prompts.load(wav)
         self._stop_player(state)
-        self._path.set_prompt(state.id, True)
+        codec, leg_id, path = state.negotiated.codec, state.id, self._path
+        send: Callable[[int, bool], object]
+        if state.bridged_at is not None and isinstance(path, MixingPacketPath):
+            path.set_prompt(leg_id, True, mix=True)
+            pcm = prompt.pcm_frames()
+
+            def send(index: int, marker: bool) -> object:
+                mixed = bytearray(path.take_mixed(leg_id, FRAME))
+                kernels.mix.mix_into(mixed, pcm[index])
+                return path.send_payload(
+                    leg_id, g711.encode_pcm(codec, bytes(mixed)), FRAME, marker
+                )
+
+        else:
+            if state.bridged_at is not None:
+                log.warning("packet path %s cannot mix: the prompt replaces the relay", path.name)
+            path.set_prompt(leg_id, True)
+            encoded = prompt.frames(codec)
+
+            def send(index: int, marker: bool) -> object:
+                payload = encoded[index]
+                return path.send_payload(leg_id, payload, len(payload), marker)
+
         state.player = PromptPlayer(
-            self._loop,
-            prompt.frames(state.negotiated.codec),
-            loop,
-            send=lambda payload, marker: self._path.send_payload(
-                state.id, payload, len(payload), marker
-            ),
-            done=lambda: self._prompt_done(state, prompt),
+            self._loop, len(prompt), loop, send, lambda: self._prompt_done(state, prompt)
         )
 
     def stop_play(self, leg: LegMedia) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from mediasrv.media.api import Direction, LegStats
 from mediasrv.media.codec import Codec
@@ -105,4 +105,20 @@ class PacketPath(Protocol):
 
     def close(self, leg: int) -> None:
         """Stop receiving on ``leg`` and forget it (the engine closes the socket)."""
+        ...
+
+
+@runtime_checkable
+class MixingPacketPath(PacketPath, Protocol):
+    """A packet path that can mix a prompt into a bridged leg (a whisper, SPEC F4).
+
+    While ``set_prompt(leg, True, mix=True)`` is on, audio relayed toward ``leg`` is not sent
+    but decoded into a short FIFO (about 60 ms); the engine's prompt timer takes 20 ms of it
+    with :meth:`take_mixed`, adds the prompt and sends the sum on the leg's own stream.
+    """
+
+    def set_prompt(self, leg: int, active: bool, mix: bool = False) -> None: ...
+
+    def take_mixed(self, leg: int, samples: int) -> bytes:
+        """``samples`` of the partner's audio as 16-bit PCM (silence where there is none)."""
         ...

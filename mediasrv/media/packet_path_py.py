@@ -28,6 +28,7 @@ MAX_DATAGRAM = 2048
 BATCH = 64  # datagrams drained per readiness callback, so one busy leg cannot starve others
 MAX_DROPOUT = 3000  # RFC 3550 A.1
 MAX_MISORDER = 100
+MIX_FIFO_BYTES = 2 * 480  # 60 ms of partner audio kept for a whisper mix
 DTMF_DIGITS = "0123456789*#ABCD"  # RFC 4733 §3.2 events 0-15
 _HEADER = struct.Struct("!BBHII")
 _SEQ_TS_SSRC = struct.Struct("!HII")
@@ -63,6 +64,8 @@ class _Leg:
         "lost_before",
         "malformed",
         "max_seq",
+        "mix_fifo",
+        "mix_primed",
         "packets_in",
         "packets_out",
         "params",
@@ -87,6 +90,8 @@ class _Leg:
         self.recorder: RecordSink | None = None
         self.channel = 0
         self.prompt = False
+        self.mix_fifo: bytearray | None = None  # partner audio (PCM) while a whisper plays
+        self.mix_primed = False
         self.last_rx = 0.0
         # Incoming stream (RFC 3550 A.1 sequence tracking, A.8 jitter).
         self.ssrc_in: int | None = None
@@ -168,10 +173,29 @@ class PyPacketPath:
         state.recorder = sink
         state.channel = channel
 
-    def set_prompt(self, leg: int, active: bool) -> None:
+    def set_prompt(self, leg: int, active: bool, mix: bool = False) -> None:
         state = self._legs[leg]
         state.prompt = active
+        state.mix_fifo = bytearray() if active and mix else None
+        state.mix_primed = False
         state.src_ssrc = None  # relay resumes continuing our stream after the prompt
+
+    def take_mixed(self, leg: int, samples: int) -> bytes:
+        state = self._legs[leg]
+        fifo = state.mix_fifo
+        want = 2 * samples
+        if fifo is None:
+            return bytes(want)
+        if not state.mix_primed:
+            # Wait for two frames before taking any, so that jitter does not starve us.
+            if len(fifo) < 2 * want:
+                return bytes(want)
+            state.mix_primed = True
+        out = bytes(fifo[:want])
+        del fifo[:want]
+        if not fifo:
+            state.mix_primed = False
+        return out + bytes(want - len(out))
 
     def send_payload(self, leg: int, payload: bytes, samples: int, marker: bool) -> bool:
         state = self._legs[leg]
@@ -188,6 +212,7 @@ class PyPacketPath:
         first = 0x80 if marker else 0
         packet = _HEADER.pack(0x80, first | state.params.pt, seq, ts, state.ssrc_out) + payload
         state.last_seq_out, state.last_ts_out, state.last_out_time = seq, ts, now
+        state.src_ssrc = None  # a relayed packet after ours must continue from here
         return self._send(state, packet, dest)
 
     def last_rx(self, leg: int) -> float:
@@ -347,12 +372,26 @@ class PyPacketPath:
         if leg.recorder is not None:
             leg.recorder.feed(leg.channel, ssrc, ts, codec, payload, now)
         out = leg.partner
-        if out is None or out.prompt or out.params is None or not leg.receives():
+        if out is None or out.params is None or not leg.receives():
+            return
+        if out.prompt:
+            if out.mix_fifo is not None:
+                self._to_mix(out.mix_fifo, codec, payload)
             return
         convert = transcoder(codec, out.params.codec)
         if convert is not None:
             payload = convert(payload)
         self._relay(out, out.params.pt, marker, seq, ts, ssrc, payload, now)
+
+    @staticmethod
+    def _to_mix(fifo: bytearray, codec: Codec, payload: bytes) -> None:
+        fifo += (
+            kernels.g711.ulaw_decode(payload)
+            if codec is Codec.PCMU
+            else (kernels.g711.alaw_decode(payload))
+        )
+        if len(fifo) > MIX_FIFO_BYTES:
+            del fifo[: len(fifo) - MIX_FIFO_BYTES]  # a fast sender cannot grow it without end
 
     def _event(
         self, leg: _Leg, data: bytes, hlen: int, end: int, seq: int, ts: int, ssrc: int, now: float

@@ -30,12 +30,26 @@ class PromptError(MediaError):
 
 
 class Prompt:
-    __slots__ = ("_encoded", "name", "pcm")
+    __slots__ = ("_encoded", "_pcm_frames", "name", "pcm")
 
     def __init__(self, name: str, pcm: np.ndarray) -> None:
         self.name = name
         self.pcm = pcm
         self._encoded: dict[Codec, list[bytes]] = {}
+        self._pcm_frames: list[bytes] | None = None
+
+    def __len__(self) -> int:
+        """Number of 20 ms frames."""
+        return -(-len(self.pcm) // FRAME)
+
+    def pcm_frames(self) -> list[bytes]:
+        """16-bit little-endian PCM per 20 ms frame (for mixing into live audio)."""
+        if self._pcm_frames is None:
+            pad = (-len(self.pcm)) % FRAME
+            data = np.concatenate([self.pcm, np.zeros(pad, dtype=np.int16)]).astype("<i2")
+            raw = data.tobytes()
+            self._pcm_frames = [raw[i : i + 2 * FRAME] for i in range(0, len(raw), 2 * FRAME)]
+        return self._pcm_frames
 
     def frames(self, codec: Codec) -> list[bytes]:
         frames = self._encoded.get(codec)
@@ -86,16 +100,16 @@ class PromptCache:
 
 
 class PromptPlayer:
-    """Sends ``frames`` through ``send`` at 50 frames/s; calls ``done`` at the end."""
+    """Calls ``send(frame index, marker)`` at 50 frames/s for ``frames`` frames; then ``done``."""
 
     __slots__ = ("_done", "_frames", "_handle", "_loop", "_repeat", "_send", "_sent", "_t0")
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        frames: list[bytes],
+        frames: int,
         repeat: bool,
-        send: Callable[[bytes, bool], bool],
+        send: Callable[[int, bool], object],
         done: Callable[[], None],
     ) -> None:
         self._loop = loop
@@ -120,12 +134,12 @@ class PromptPlayer:
             # The loop stalled: skip what is hopelessly late rather than burst it.
             self._t0 += (due - self._sent - MAX_CATCH_UP) * FRAME_S
             due = self._sent + MAX_CATCH_UP
-        total = len(self._frames)
+        total = self._frames
         while self._sent < due:
             if self._sent >= total and not self._repeat:
                 self._done()
                 return
-            self._send(self._frames[self._sent % total], self._sent == 0)
+            self._send(self._sent % total, self._sent == 0)
             self._sent += 1
         if self._sent >= total and not self._repeat:
             # Finish when the last frame's 20 ms have played out, not when it left.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import wave
 from pathlib import Path
@@ -15,6 +16,7 @@ from mediasrv.media import codec as g711
 from mediasrv.media.api import LegRole, MediaEvent, PromptFinished
 from mediasrv.media.codec import Codec
 from mediasrv.media.engine import MediaEngine
+from mediasrv.media.packet_path import MixingPacketPath
 from mediasrv.media.prompt import PromptError
 
 PORTS = (45000, 45998)
@@ -61,28 +63,71 @@ async def test_prompt_is_paced_encoded_and_finishes(tmp_path: Path) -> None:
     peer.close()
 
 
-async def test_prompt_on_a_bridged_leg_pauses_relay_toward_it_only(tmp_path: Path) -> None:
-    wav = write_wav(tmp_path / "whisper.wav", ramp(1600))  # 0.2 s
+def tone(hz: float, samples: int, amplitude: float = 6000.0) -> np.ndarray:
+    return (amplitude * np.sin(2 * np.pi * hz * np.arange(samples) / 8000)).astype(np.int16)
+
+
+def level(pcm: np.ndarray, hz: float) -> float:
+    """Amplitude of the ``hz`` component."""
+    t = np.arange(len(pcm)) / 8000
+    return float(np.hypot(pcm @ np.cos(2 * np.pi * hz * t), pcm @ np.sin(2 * np.pi * hz * t)))
+
+
+async def test_whisper_is_mixed_into_the_bridged_leg_only(tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "whisper.wav", tone(1000, 2400))  # 0.3 s at 1 kHz
     events: list[MediaEvent] = []
     engine = MediaEngine(asyncio.get_running_loop(), HOST, *PORTS, events.append)
+    if not isinstance(engine._path, MixingPacketPath):
+        await engine.close()
+        pytest.skip(f"the {engine.engine_name} packet path cannot mix yet (take_mixed)")
     a, b = Peer(), Peer()
     caller = engine.allocate("w", LegRole.CALLER)
     operator = engine.allocate("w", LegRole.OPERATOR)
     engine.answer(caller, offer_sdp(a.port))
     engine.accept_answer(operator, answer_sdp(engine.offer(operator), b.port))
     engine.bridge(caller, operator)
-    engine.play(operator, wav)  # a whisper to the operator
-    a.send(Rtp(0, 1, 160, 0xA, b"\x11" * 160), (HOST, caller.local_port))
-    b.send(Rtp(0, 1, 160, 0xB, b"\x22" * 160), (HOST, operator.local_port))
-    to_operator = await b.recv_all(0.3)
-    assert len(to_operator) == 10 and all(p.payload != b"\x11" * 160 for p in to_operator)
-    assert [p.payload for p in await a.recv_all()] == [b"\x22" * 160]  # caller never hears it
+    caller_voice, operator_voice = tone(300, 8000), tone(500, 8000)
+    t0 = time.monotonic()
+    for i in range(10):  # 200 ms of talk on both sides before the whisper
+        frame = slice(160 * i, 160 * (i + 1))
+        a.send(
+            Rtp(0, i, 160 * i, 0xA, g711.encode(Codec.PCMU, caller_voice[frame])),
+            (HOST, caller.local_port),
+        )
+        b.send(
+            Rtp(0, i, 160 * i, 0xB, g711.encode(Codec.PCMU, operator_voice[frame])),
+            (HOST, operator.local_port),
+        )
+        await asyncio.sleep(max(0.0, t0 + 0.02 * (i + 1) - time.monotonic()))
+    await b.recv_all(0.05)
+    await a.recv_all(0.05)
+    engine.play(operator, wav)  # the whisper: the operator hears who is calling
+    for i in range(10, 35):
+        frame = slice(160 * i, 160 * (i + 1))
+        a.send(
+            Rtp(0, i, 160 * i, 0xA, g711.encode(Codec.PCMU, caller_voice[frame])),
+            (HOST, caller.local_port),
+        )
+        b.send(
+            Rtp(0, i, 160 * i, 0xB, g711.encode(Codec.PCMU, operator_voice[frame])),
+            (HOST, operator.local_port),
+        )
+        await asyncio.sleep(max(0.0, t0 + 0.02 * (i + 1) - time.monotonic()))
+    to_operator = await b.recv_all(0.2)
+    to_caller = await a.recv_all(0.05)
     assert events == [PromptFinished("w", LegRole.OPERATOR, "whisper.wav")]
-    a.send(Rtp(0, 2, 320, 0xA, b"\x33" * 160), (HOST, caller.local_port))
-    after = await b.recv()
-    assert after.payload == b"\x33" * 160
-    assert after.seq == (to_operator[-1].seq + 1) & 0xFFFF  # one continuous outgoing stream
-    assert after.ssrc == to_operator[-1].ssrc
+    heard = np.concatenate([g711.decode(Codec.PCMU, p.payload) for p in to_operator]).astype(float)
+    caller_heard = np.concatenate([g711.decode(Codec.PCMU, p.payload) for p in to_caller]).astype(
+        float
+    )
+    # The operator hears the whisper and the caller at once; the caller never hears it.
+    assert level(heard, 1000) > 0.3 * level(tone(1000, len(heard)).astype(float), 1000)
+    assert level(heard, 300) > 0.3 * level(tone(300, len(heard)).astype(float), 300)
+    assert level(caller_heard, 1000) < 0.01 * level(caller_heard, 500)
+    # One continuous outgoing stream toward the operator: relay, whisper, relay.
+    seqs = [p.seq for p in to_operator]
+    assert all((y - x) & 0xFFFF == 1 for x, y in itertools.pairwise(seqs))
+    assert len({p.ssrc for p in to_operator}) == 1
     engine.release("w")
     await engine.close()
     a.close()
