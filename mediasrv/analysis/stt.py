@@ -5,7 +5,8 @@ Hallucination guards (Whisper invents text on silence, noise and music):
 2. No-speech: a segment is dropped when ``no_speech_prob`` is high and the text unlikely
    (openai/whisper transcribe.py: no_speech_threshold 0.6 with logprob_threshold -1.0), or
    when the average log-probability is very low on its own.
-3. Repetition: gzip compression ratio above 2.4 means a looping decode; dropped.
+3. Repetition: gzip compression ratio above 2.4, or a phrase repeated three times in a row,
+   means a looping decode; dropped.
 4. Known phantom phrases (subtitle credits, "thanks for watching") are dropped when they
    are the whole segment.
 """
@@ -13,6 +14,7 @@ Hallucination guards (Whisper invents text on silence, noise and music):
 from __future__ import annotations
 
 import enum
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -35,7 +37,7 @@ class SttParams:
     beam_size: int = 5
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
-    min_avg_logprob: float = -1.6
+    min_avg_logprob: float = -1.2
     max_compression_ratio: float = 2.4
     min_rms_db: float = -50.0
 
@@ -66,6 +68,11 @@ _PHANTOMS = frozenset({
 _WEAK_PHANTOMS = frozenset({"you", "thankyou", "bye", "ありがとうございました", "はい"})
 
 
+# A unit of 3+ characters said three times in a row ("もう一回もう一回もう一回"): a
+# decoding loop; short back-channel repeats like はいはいはい are left alone.
+_LOOP = re.compile(r"(.{3,}?)\1\1")
+
+
 def _squash(text: str) -> str:
     t = unicodedata.normalize("NFKC", text).lower()
     return "".join(ch for ch in t if unicodedata.category(ch)[0] in "LN")
@@ -79,7 +86,7 @@ def rejected(r: DecodeResult, p: SttParams) -> str | None:
         return "no speech"
     if r.avg_logprob < p.min_avg_logprob:
         return "low confidence"
-    if r.compression_ratio > p.max_compression_ratio:
+    if r.compression_ratio > p.max_compression_ratio or _LOOP.search(_squash(r.text)):
         return "repetition"
     squashed = _squash(r.text)
     if squashed in _PHANTOMS:

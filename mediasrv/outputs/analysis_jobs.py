@@ -278,6 +278,20 @@ def _init_noop(config: Any) -> None:
     del config
 
 
+def _terminate_workers(executor: ProcessPoolExecutor) -> None:
+    """Stop the worker processes now (a job takes minutes; its lease brings it back).
+
+    ProcessPoolExecutor gains ``terminate_workers()`` only in Python 3.14; before that the
+    process table is the private ``_processes`` mapping.
+    """
+    terminate = getattr(executor, "terminate_workers", None)
+    if callable(terminate):
+        terminate()
+        return
+    for proc in list(getattr(executor, "_processes", {}).values()):
+        proc.terminate()
+
+
 @dataclass
 class _Inflight:
     job: AnalysisJob
@@ -346,12 +360,15 @@ class AnalysisWorkerPool:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        busy = bool(self._inflight)
         for f in self._inflight.values():
             f.task.cancel()
+        self._inflight.clear()
         if self._executor is not None:
-            executor = self._executor
+            executor, self._executor = self._executor, None
+            if busy:
+                _terminate_workers(executor)
             await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
-        self._executor = None
 
     def notify(self) -> None:
         """Call after ``queue.enqueue`` to start the job without waiting for the next poll."""

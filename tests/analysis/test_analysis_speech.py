@@ -34,6 +34,7 @@ from mediasrv.analysis.gender import Gender
 from mediasrv.analysis.manifest import Manifest, ModelError
 from mediasrv.analysis.scoring import cer, corpus_rate
 from mediasrv.analysis.stt import Channel
+from mediasrv.analysis.vad import Region
 
 pytestmark = pytest.mark.slow
 
@@ -177,3 +178,19 @@ def test_analyze_cli_json_and_bad_input(models_dir: Path, tmp_path: Path) -> Non
                          capture_output=True, text=True, check=False, timeout=120)
     assert out.returncode == 2
     assert "not a RIFF/WAVE file" in out.stderr
+
+
+def test_whisper_guards_drop_music_and_noise_even_past_the_vad(ja_analyzer: Analyzer) -> None:
+    """Second line of defence: force non-speech through Whisper as if the VAD had let it in."""
+    rng = np.random.default_rng(3)
+    t = ja_analyzer.transcriber
+    for x in (hold_music(20.0), rng.normal(0, 0.05, 10 * 8000).astype(np.float32)):
+        whole = [Region(0.0, x.size / 8000)]
+        assert t.transcribe_channel(x, 8000, Channel.CALLER, whole) == []
+
+
+def test_guards_keep_real_speech(ja_analyzer: Analyzer) -> None:
+    x = mono(DATA / "ja_m1.wav")
+    kept = ja_analyzer.transcriber.transcribe_channel(x, 8000, Channel.OPERATOR,
+                                                      [Region(0.0, x.size / 8000)])
+    assert len(kept) == 1 and kept[0].channel is Channel.OPERATOR
