@@ -24,7 +24,14 @@ import aiosqlite
 
 from mediasrv.outputs.sqlite import Migration, Synchronous, connect, migrate
 
-__all__ = ["CALLS_MIGRATIONS", "CallLog", "CallLogStore", "CallRecord", "Disposition"]
+__all__ = [
+    "CALLS_MIGRATIONS",
+    "CallLog",
+    "CallLogStore",
+    "CallRecord",
+    "Disposition",
+    "StoreClosed",
+]
 
 log = logging.getLogger(__name__)
 

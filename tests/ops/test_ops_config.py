@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -367,3 +368,31 @@ def test_config_is_constructible_directly() -> None:
     )
     assert cfg.trunk_for_source("127.0.0.1") is cfg.trunks[0]
     assert cfg.number_for("+81312345678") is cfg.numbers[0]
+
+
+def test_every_key_of_the_example_is_located_on_its_own_line() -> None:
+    """Break each key of the example file in turn: the error must point at that key's line."""
+    path = REPO / "conf" / "mediasrv.example.toml"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    checked = 0
+    for i, line in enumerate(lines):
+        m = re.match(r"^([a-z_0-9]+) = ", line)
+        if not m:
+            continue
+        broken = [*lines]
+        broken[i] = f"{m.group(1)} = {{ nested = 1 }}"  # a table where a scalar/list belongs
+        with pytest.raises(ConfigError) as exc:
+            load_config_text("\n".join(broken))
+        assert exc.value.line == i + 1, (line, str(exc.value))
+        assert exc.value.key.endswith(m.group(1))
+        checked += 1
+    assert checked >= 25
+
+
+def load_config_text(text: str) -> Config:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "x.toml"
+        p.write_text(text, encoding="utf-8")
+        return load_config(p)
