@@ -183,7 +183,7 @@ def test_mypy_clean() -> None:
 def test_tests_run_against_the_installed_package_with_compiled_extensions() -> None:
     package_dir = Path(mediasrv.__file__).resolve().parent
     assert "site-packages" in package_dir.parts, package_dir
-    assert REPO not in package_dir.parents
+    assert package_dir != SOURCE.resolve()
     from mediasrv.media import kernels
 
     assert kernels.ENGINE == "cython"
