@@ -4,7 +4,9 @@ Routes:
     GET /health                          200 {"status": "ok", ...} or 503 while draining
     GET /ready                           200 when accepting calls and the store answers, else 503
     GET /metrics                         Prometheus text format
+    GET /api/v1/openapi.json             the OpenAPI 3.1 description of these routes
     GET /api/v1/calls                    ?limit=&offset=&tracking_number=&since=&until=&disposition=
+    GET /api/v1/calls.csv                the same filters, as CSV (``bom=1`` for Excel)
     GET /api/v1/calls/{call_id}          one call, or 404
     GET /api/v1/calls/{call_id}/recording  the WAV file, or 404
 
@@ -24,15 +26,19 @@ from typing import Any
 
 from aiohttp import web
 
+from mediasrv.api.csv_export import csv_header, csv_rows
+from mediasrv.api.openapi import openapi_document
 from mediasrv.outputs.calllog import CallLog, Disposition
 from mediasrv.outputs.metrics import CONTENT_TYPE, Metrics
 from mediasrv.outputs.recordings import is_within
 
-__all__ = ["MAX_LIMIT", "HttpServer"]
+__all__ = ["MAX_EXPORT", "MAX_LIMIT", "HttpServer"]
 
 log = logging.getLogger(__name__)
 
-MAX_LIMIT = 1000
+MAX_LIMIT = 1000  # rows per JSON page
+MAX_EXPORT = 100_000  # rows per CSV export
+EXPORT_PAGE = 1000  # rows fetched from the store at a time while streaming CSV
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -94,6 +100,15 @@ def _time_param(q: Mapping[str, str], name: str) -> float | None:
     return dt.timestamp()
 
 
+def _filters(q: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "tracking_number": q.get("tracking_number") or None,
+        "since": _time_param(q, "since"),
+        "until": _time_param(q, "until"),
+        "disposition": _disposition_param(q),
+    }
+
+
 def _disposition_param(q: Mapping[str, str]) -> Disposition | None:
     raw = q.get("disposition")
     if raw is None or raw == "":
@@ -141,7 +156,9 @@ class HttpServer:
         app.router.add_get("/health", self._get_health)
         app.router.add_get("/ready", self._get_ready)
         app.router.add_get("/metrics", self._get_metrics)
+        app.router.add_get("/api/v1/openapi.json", self._get_openapi)
         app.router.add_get("/api/v1/calls", self._list_calls)
+        app.router.add_get("/api/v1/calls.csv", self._export_calls)
         app.router.add_get("/api/v1/calls/{call_id}", self._get_call)
         app.router.add_get("/api/v1/calls/{call_id}/recording", self._get_recording)
         return app
@@ -191,6 +208,9 @@ class HttpServer:
             body["reasons"] = reasons
         return web.json_response(body, status=503 if reasons else 200)
 
+    async def _get_openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_document(MAX_LIMIT))
+
     async def _get_metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
@@ -200,12 +220,7 @@ class HttpServer:
         q = request.query
         limit = _int_param(q, "limit", 100, 1, MAX_LIMIT)
         offset = _int_param(q, "offset", 0, 0, 2**62)
-        filters: dict[str, Any] = {
-            "tracking_number": q.get("tracking_number") or None,
-            "since": _time_param(q, "since"),
-            "until": _time_param(q, "until"),
-            "disposition": _disposition_param(q),
-        }
+        filters = _filters(q)
         calls = await self._store.list_calls(limit=limit, offset=offset, **filters)
         total = await self._store.count_calls(**filters)
         return web.json_response(
@@ -216,6 +231,33 @@ class HttpServer:
                 "total": total,
             }
         )
+
+    async def _export_calls(self, request: web.Request) -> web.StreamResponse:
+        """CSV of the call log, streamed page by page (``bom=1`` for spreadsheet programs)."""
+        q = request.query
+        limit = _int_param(q, "limit", MAX_EXPORT, 1, MAX_EXPORT)
+        offset = _int_param(q, "offset", 0, 0, 2**62)
+        filters = _filters(q)
+        bom = q.get("bom", "") in ("1", "true", "yes")
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": "text/csv; charset=utf-8",
+                "Content-Disposition": 'attachment; filename="calls.csv"',
+            }
+        )
+        await resp.prepare(request)
+        await resp.write(("\ufeff" if bom else "").encode() + csv_header())
+        done = 0
+        while done < limit:
+            page = await self._store.list_calls(
+                limit=min(EXPORT_PAGE, limit - done), offset=offset + done, **filters
+            )
+            if not page:
+                break
+            await resp.write(csv_rows(page))
+            done += len(page)
+        await resp.write_eof()
+        return resp
 
     async def _get_call(self, request: web.Request) -> web.Response:
         call_id = request.match_info["call_id"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -11,6 +14,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mediasrv.api import http as http_module
 from mediasrv.api.http import HttpServer
 from mediasrv.outputs.calllog import CallLogStore, CallRecord, Disposition
 from mediasrv.outputs.metrics import Metrics
@@ -241,3 +245,55 @@ async def test_ipv6_loopback(tmp_path: Path) -> None:
     finally:
         await server.stop()
         await store.close()
+
+
+async def test_openapi_describes_exactly_the_routes(env: Env) -> None:
+    status, doc = await env.get("/api/v1/openapi.json")
+    assert status == 200 and isinstance(doc, dict)
+    assert doc["openapi"].startswith("3.")
+    routed = {
+        (r.method, r.resource.canonical)
+        for r in env.server.app.router.routes()
+        if r.resource is not None and r.method != "HEAD"
+    }
+    described = {(m.upper(), path) for path, ops in doc["paths"].items() for m in ops}
+    assert routed == described
+    props = set(doc["components"]["schemas"]["Call"]["properties"])
+    assert props == set(CallRecord.__dataclass_fields__)
+
+
+async def test_csv_export(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_module, "EXPORT_PAGE", 3)  # force several pages
+    for n in range(8):
+        await env.store.record_call(call(n))
+    await env.store.record_call(
+        call(
+            20,
+            caller_display='=HYPERLINK("http://x")',
+            caller_number="+81312345678",
+            attempts=[{"uri": "sip:a@b", "code": 486}],
+            answer_time=None,
+        )
+    )
+    async with env.client.get(env.url("/api/v1/calls.csv")) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/csv")
+        text = (await resp.read()).decode("utf-8")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["call_id"] for r in rows] == ["call0020"] + [f"call{n:04d}" for n in range(7, -1, -1)]
+    top = rows[0]
+    assert top["caller_display"] == '\'=HYPERLINK("http://x")'  # formula neutralised
+    assert top["caller_number"] == "+81312345678"  # a phone number is left alone
+    assert json.loads(top["attempts"]) == [{"uri": "sip:a@b", "code": 486}]
+    assert top["answer_time"] == "" and float(top["start_time"]) == T0 + 20
+    assert top["disposition"] == "answered"
+
+    async with env.client.get(
+        env.url("/api/v1/calls.csv"), params={"disposition": "busy", "limit": "2", "bom": "1"}
+    ) as resp:
+        raw = await resp.read()
+    assert raw.startswith("\ufeff".encode())
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
+    assert [r["call_id"] for r in rows] == ["call0006", "call0003"]
+    status, body = await env.get("/api/v1/calls.csv", since="nope")
+    assert status == 400 and "since" in str(body["error"])  # type: ignore[index]

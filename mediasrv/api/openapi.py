@@ -1,0 +1,193 @@
+"""OpenAPI 3 description of the HTTP API, served at ``/api/v1/openapi.json``.
+
+Built in code next to the handlers so that tests can check that every route is described and
+every described route exists, and that the call schema lists exactly the call record's fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mediasrv import __version__
+from mediasrv.outputs.calllog import Disposition
+
+__all__ = ["openapi_document"]
+
+_NUMBER_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
+
+# JSON Schema of a call (mediasrv.outputs.calllog.CallRecord.to_dict()).
+CALL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["call_id", "tracking_number", "caller_number", "start_time", "disposition"],
+    "properties": {
+        "call_id": {"type": "string", "description": "our id for the call (uuid4 hex)"},
+        "inbound_call_id": {"type": "string", "description": "SIP Call-ID of the caller leg"},
+        "tracking_number": {"type": "string"},
+        "caller_number": {
+            "type": "string",
+            "description": "E.164 when derivable, else as received; 'anonymous' when withheld",
+        },
+        "caller_display": {"type": "string"},
+        "business": {"type": "string"},
+        "medium": {"type": "string"},
+        "campaign": {"type": "string"},
+        "start_time": {"type": "number", "description": "unix seconds, INVITE received"},
+        "answer_time": _NUMBER_OR_NULL,
+        "end_time": _NUMBER_OR_NULL,
+        "ring_seconds": {"type": "number"},
+        "talk_seconds": {"type": "number"},
+        "disposition": {"type": "string", "enum": [d.value for d in Disposition]},
+        "sip_code": {"type": "integer", "description": "final SIP code the caller got"},
+        "end_reason": {"type": "string"},
+        "operator_uri": {"type": "string"},
+        "attempts": {
+            "type": "array",
+            "items": {"type": "object", "description": "uri, code, start, end"},
+        },
+        "dtmf": {"type": "string"},
+        "recording_path": {"type": ["string", "null"]},
+        "media_stats": {"type": "object"},
+        "analysis": {"type": ["object", "null"]},
+        "flags": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+def _param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_TIME = {"oneOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]}
+_CALL_ID = {"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def openapi_document(max_limit: int) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the routes :class:`~mediasrv.api.http.HttpServer` serves."""
+    list_params = [
+        _param(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": max_limit, "default": 100},
+            "page size",
+        ),
+        _param("offset", {"type": "integer", "minimum": 0, "default": 0}, "rows to skip"),
+        _param("tracking_number", {"type": "string"}, "only calls to this tracking number"),
+        _param("since", _TIME, "start_time >= since (unix seconds or ISO 8601; naive = UTC)"),
+        _param("until", _TIME, "start_time < until"),
+        _param(
+            "disposition",
+            {"type": "string", "enum": [d.value for d in Disposition]},
+            "only this outcome",
+        ),
+    ]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "mediasrv", "version": __version__},
+        "paths": {
+            "/health": {
+                "get": {
+                    "summary": "Liveness and drain state",
+                    "responses": {
+                        "200": _json({"type": "object"}, "serving"),
+                        "503": _json({"type": "object"}, "draining (SIGTERM received)"),
+                    },
+                }
+            },
+            "/ready": {
+                "get": {
+                    "summary": "Accepting new calls and the call log answers",
+                    "responses": {
+                        "200": _json({"type": "object"}, "ready"),
+                        "503": _json({"type": "object"}, "not ready; 'reasons' says why"),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (text exposition format 0.0.4)",
+                    "responses": {"200": {"description": "OK", "content": {"text/plain": {}}}},
+                }
+            },
+            "/api/v1/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": _json({"type": "object"})},
+                }
+            },
+            "/api/v1/calls": {
+                "get": {
+                    "summary": "The call log, newest first",
+                    "parameters": list_params,
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/CallList"}),
+                        "400": _error("a query parameter is invalid"),
+                    },
+                }
+            },
+            "/api/v1/calls.csv": {
+                "get": {
+                    "summary": "The call log as CSV (same filters; limit up to the export maximum)",
+                    "parameters": list_params,
+                    "responses": {
+                        "200": {"description": "OK", "content": {"text/csv": {}}},
+                        "400": _error("a query parameter is invalid"),
+                    },
+                }
+            },
+            "/api/v1/calls/{call_id}": {
+                "get": {
+                    "summary": "One call",
+                    "parameters": [_CALL_ID],
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/Call"}),
+                        "404": _error("no such call"),
+                    },
+                }
+            },
+            "/api/v1/calls/{call_id}/recording": {
+                "get": {
+                    "summary": "The call's stereo WAV recording (caller left, operator right)",
+                    "parameters": [_CALL_ID],
+                    "responses": {
+                        "200": {"description": "OK", "content": {"audio/wav": {}}},
+                        "404": _error("no such call, or it has no recording"),
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Call": CALL_SCHEMA,
+                "CallList": {
+                    "type": "object",
+                    "properties": {
+                        "calls": {"type": "array", "items": {"$ref": "#/components/schemas/Call"}},
+                        "limit": {"type": "integer"},
+                        "offset": {"type": "integer"},
+                        "total": {"type": "integer", "description": "rows matching the filters"},
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "string"}},
+                },
+            }
+        },
+    }
