@@ -400,7 +400,8 @@ def mediasrv_command() -> list[str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="short trials for a smoke test")
-    p.add_argument("--targets", default="mediasrv,sippy", help="comma list: mediasrv,sippy")
+    p.add_argument("--targets", default="mediasrv,sippy",
+                   help="CPS search for these (comma list: mediasrv,sippy; '' for none)")
     p.add_argument("--duration", type=float, help="seconds per trial (default 20; quick 5)")
     p.add_argument("--hold-ms", type=int, default=1000)
     p.add_argument("--start", type=int, help="first rate (default 100; quick 50)")
@@ -454,8 +455,14 @@ async def bench(args: argparse.Namespace) -> int:
                 best[name] = 0
             print(f"{name}: max {best[name]} calls/s ({target.describe()})", flush=True)
         per_call = 0.0
-        if "mediasrv" in names and concurrent > 0:
-            rate = args.concurrent_rate or max(20, min(500, int(best.get("mediasrv", 0) * 0.8)))
+        if concurrent > 0:
+            found = best.get("mediasrv", 0)
+            rate = args.concurrent_rate or (max(20, min(500, int(found * 0.8))) if found
+                                            else 200)
+            if nofile < 4 * concurrent + 100:
+                print(f"# note: open-files limit {nofile} < 4 sockets (RTP+RTCP, 2 legs) x "
+                      f"{concurrent} calls: at most ~{(nofile - 100) // 4} anchored calls "
+                      "fit in one process here", flush=True)
             try:
                 held = await hold_calls(mediasrv, concurrent, rate, cfg)
                 per_call = held.per_call_kb

@@ -154,3 +154,25 @@ async def test_wait_event_raises_when_the_phone_dies() -> None:
 async def test_phone_rejects_bad_options(tmp_path: Path) -> None:
     with pytest.raises(PhoneError):
         await PhoneProcess.start("x", play=tmp_path / "missing.wav")
+
+
+async def test_call_over_tcp(start_phone: StartPhone) -> None:
+    caller = await start_phone("caller", tcp=True)
+    operator = await start_phone("operator", auto_answer="200", tcp=True)
+    await caller.dial(f"{operator.uri};transport=tcp")
+    await operator.wait_event("incoming")
+    await caller.wait_event("state", state="CONFIRMED", timeout=10)
+    await caller.command("hangup")
+    assert (await operator.wait_event("disconnected", timeout=5))["code"] == 200
+
+
+async def test_five_calls_to_one_phone_hit_its_limit(start_phone: StartPhone) -> None:
+    # pjsua2 holds at most 4 calls per process (TOOLS.md): the 5th is refused, not lost.
+    operator = await start_phone("operator", auto_answer="200")
+    callers = [await start_phone(f"caller{i}") for i in range(5)]
+    for caller in callers[:4]:
+        await caller.dial(operator.uri)
+        await caller.wait_event("state", state="CONFIRMED", timeout=10)
+    await callers[4].dial(operator.uri)
+    refused = await callers[4].wait_event("disconnected", timeout=10)
+    assert refused["code"] >= 400
