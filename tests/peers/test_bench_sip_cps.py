@@ -35,7 +35,7 @@ async def test_search_finds_the_capacity(sip_cps: ModuleType, capacity: int) -> 
 
     found = await sip_cps.find_max_rate(check, start=50, grow=1.5, max_rate=5000, refine=8)
     assert found <= capacity
-    assert capacity - found <= max(5, capacity // 20) or found == 0 and capacity < 50
+    assert capacity - found <= max(5, capacity // 20) or (found == 0 and capacity < 50)
     assert len(tried) < 20
 
 
