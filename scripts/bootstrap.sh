@@ -51,9 +51,10 @@ case "$cmd" in
     test)
         need_debs; setup_venv; build_models
         # Run pytest from the venv's entry point (not `python -m`), so the installed package,
-        # not the source tree, is what gets imported.
+        # not the source tree, is what gets imported; PYTHONSAFEPATH keeps child interpreters
+        # (`python -c`, `python -m mediasrv`) from putting the checkout on sys.path too.
         set +e
-        MEDIASRV_TEST_INSTALLED=1 "$VENV/bin/pytest" -p no:cacheprovider "$@"
+        PYTHONSAFEPATH=1 MEDIASRV_TEST_INSTALLED=1 "$VENV/bin/pytest" -p no:cacheprovider "$@"
         rc=$?
         set -e
         if [ $rc -eq 5 ]; then
