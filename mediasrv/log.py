@@ -12,9 +12,42 @@ import logging
 import sys
 import time
 import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import IO, Any
 
-__all__ = ["JsonFormatter", "TextFormatter", "setup_logging"]
+__all__ = ["JsonFormatter", "TextFormatter", "bind_log_context", "log_context", "setup_logging"]
+
+# Fields added to every record logged in the current context (asyncio task). A call's task
+# binds its call_id once, and every line it logs carries it without passing extra= each time.
+_context: ContextVar[Mapping[str, object] | None] = ContextVar("mediasrv_log_context", default=None)
+
+
+@contextmanager
+def log_context(**fields: object) -> Iterator[None]:
+    """Add ``fields`` to every record logged inside the ``with`` block (this task only)."""
+    token = _context.set({**(_context.get() or {}), **fields})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def bind_log_context(**fields: object) -> None:
+    """Add ``fields`` for the rest of the current task (each asyncio task has its own copy)."""
+    _context.set({**(_context.get() or {}), **fields})
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = _context.get()
+        if fields:
+            for key, value in fields.items():
+                if key not in record.__dict__:  # an explicit extra= wins
+                    record.__dict__[key] = value
+        return True
+
 
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = frozenset(
@@ -141,6 +174,7 @@ def setup_logging(fmt: str = "json", level: str = "info", stream: IO[str] | None
             h.close()
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt_name == "json" else TextFormatter())
+    handler.addFilter(_ContextFilter())
     setattr(handler, _HANDLER_MARK, True)
     root.addHandler(handler)
     root.setLevel(_LEVELS[level_name])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -9,7 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from mediasrv.log import JsonFormatter, TextFormatter, setup_logging
+from mediasrv.log import (
+    JsonFormatter,
+    TextFormatter,
+    bind_log_context,
+    log_context,
+    setup_logging,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -100,3 +107,29 @@ def test_bad_settings_are_refused() -> None:
 def test_text_formatter_survives_bad_arguments() -> None:
     bad = logging.LogRecord("mediasrv.test", logging.INFO, "f", 1, "wrong %d", ("x",), None)
     assert "wrong %d ('x',)" in TextFormatter().format(bad)
+
+
+async def test_context_fields_follow_each_task() -> None:
+    buf = io.StringIO()
+    setup_logging("json", "info", stream=buf)
+    log = logging.getLogger("mediasrv.test")
+
+    async def call_task(cid: str) -> None:
+        bind_log_context(call_id=cid)
+        await asyncio.sleep(0)
+        log.info("ringing")
+        with log_context(leg="operator"):
+            log.info("answered")
+            log.info("explicit", extra={"call_id": "override"})
+        log.info("after")
+
+    await asyncio.gather(call_task("a"), call_task("b"))
+    log.info("outside")
+    recs = lines(buf)
+    by_call: dict[object, list[tuple[object, object]]] = {}
+    for r in recs:
+        by_call.setdefault(r.get("call_id"), []).append((r["msg"], r.get("leg")))
+    for cid in ("a", "b"):
+        assert by_call[cid] == [("ringing", None), ("answered", "operator"), ("after", None)]
+    assert by_call["override"] == [("explicit", "operator"), ("explicit", "operator")]
+    assert by_call[None] == [("outside", None)]
