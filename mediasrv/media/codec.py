@@ -41,6 +41,11 @@ def decode(codec: Codec, payload: bytes) -> np.ndarray:
     return np.frombuffer(pcm, dtype="<i2")
 
 
+def decode_pcm(codec: Codec, payload: bytes) -> bytes:
+    """G.711 payload -> 16-bit little-endian PCM bytes."""
+    return g711.ulaw_decode(payload) if codec is Codec.PCMU else g711.alaw_decode(payload)
+
+
 def encode(codec: Codec, pcm: np.ndarray) -> bytes:
     """int16 samples -> G.711 payload."""
     data = pcm.astype("<i2").tobytes()

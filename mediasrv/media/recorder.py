@@ -39,7 +39,7 @@ RATE = 8000
 CHANNELS = 2
 LEFT, RIGHT = 0, 1  # caller, operator
 WINDOW = RATE // 5  # 200 ms jitter window: later than this and a packet is dropped
-CAPACITY = RATE * 3 // 4  # 0.75 s of stereo int16 in memory (24 KB per recorded call)
+CAPACITY = RATE * 3 // 4  # 0.75 s of 16-bit PCM per channel in memory (24 KB per call)
 RESYNC = RATE  # a timestamp 1 s away from arrival time re-anchors the channel
 SETTLE = WINDOW // 2  # a channel's first 100 ms refine its anchor (still in the window)
 HEADER_EVERY = 1.0  # seconds between header updates while recording
@@ -167,7 +167,7 @@ class StereoRecorder:
 
     __slots__ = (
         "_base",
-        "_buf",
+        "_bufs",
         "_channels",
         "_closed",
         "_enabled",
@@ -195,7 +195,8 @@ class StereoRecorder:
             mode in (RecordMode.BOTH, RecordMode.OPERATOR),
         )
         self._channels = (_Channel(), _Channel())
-        self._buf: np.ndarray | None = None  # allocated at the first packet
+        # One 16-bit PCM window per channel, allocated at the first packet.
+        self._bufs: tuple[bytearray, bytearray] = (bytearray(), bytearray())
         self._t0: float | None = None
         self._base = 0  # timeline sample of _buf[0]; everything before is on its way to disk
         self._end = 0  # one past the last sample placed
@@ -221,10 +222,10 @@ class StereoRecorder:
             return
         if self._t0 is None:
             self._t0 = now
-            self._buf = np.zeros((CAPACITY, CHANNELS), dtype=np.int16)
+            self._bufs = (bytearray(2 * CAPACITY), bytearray(2 * CAPACITY))
         pos = self._position(channel, ssrc, ts, now)
-        samples = g711.decode(codec, payload)
-        n = len(samples)
+        pcm = g711.decode_pcm(codec, payload)
+        n = len(pcm) // 2
         if pos + n > self._base + CAPACITY:
             self._commit(pos + n - CAPACITY)
         skip = self._base - pos
@@ -232,11 +233,12 @@ class StereoRecorder:
             self._channels[channel].late += 1
             return
         if skip > 0:
-            samples, pos = samples[skip:], self._base
-        start = pos - self._base
-        assert self._buf is not None
-        self._buf[start : start + len(samples), channel] = samples
-        self._end = max(self._end, pos + len(samples))
+            pcm, pos = pcm[2 * skip :], self._base
+        start = 2 * (pos - self._base)
+        # Same-size slice assignment: the bytearray never resizes here (per-packet cost is
+        # a memcpy, no numpy object per packet).
+        self._bufs[channel][start : start + len(pcm)] = pcm
+        self._end = max(self._end, pos + len(pcm) // 2)
 
     def _position(self, channel: int, ssrc: int, ts: int, now: float) -> int:
         assert self._t0 is not None
@@ -267,11 +269,10 @@ class StereoRecorder:
 
     def _shift(self, channel: int, d: int) -> None:
         """Move the channel's uncommitted samples ``d`` samples earlier."""
-        assert self._buf is not None
-        col = self._buf[:, channel]
+        buf = self._bufs[channel]
         d = min(d, CAPACITY)
-        col[: CAPACITY - d] = col[d:].copy()
-        col[CAPACITY - d :] = 0
+        del buf[: 2 * d]
+        buf.extend(bytes(2 * d))
 
     def tick(self, now: float) -> None:
         """Commit what is older than the jitter window; refresh the header once a second."""
@@ -287,26 +288,27 @@ class StereoRecorder:
         if not self._closed:
             self._commit(self._end)
             self._closed = True
-            self._buf = None
+            self._bufs = (bytearray(), bytearray())
             self.closed_future = self._writer.submit(self._file, self._file.close)
         return len(wav_header(self._file.fmt, 0)) + self.data_bytes
 
     def _commit(self, upto: int) -> None:
-        buf = self._buf
-        if buf is None:
+        left, right = self._bufs
+        if not left:
             return
         while self._base < upto:
             n = min(upto - self._base, CAPACITY)
-            chunk = self._encode(buf[:n])
-            buf[: CAPACITY - n] = buf[n:]
-            buf[CAPACITY - n :] = 0
+            frames = np.empty((n, CHANNELS), dtype="<i2")
+            frames[:, LEFT] = np.frombuffer(bytes(left[: 2 * n]), dtype="<i2")
+            frames[:, RIGHT] = np.frombuffer(bytes(right[: 2 * n]), dtype="<i2")
+            for buf in (left, right):
+                del buf[: 2 * n]  # cheap at the front of a bytearray
+                buf.extend(bytes(2 * n))
             self._base += n
+            chunk = frames.tobytes()
+            if self._file.fmt is RecordingFormat.ULAW:
+                chunk = g711.encode_pcm(Codec.PCMU, chunk)
             self._writer.submit(self._file, functools.partial(self._file.append, chunk))
-
-    def _encode(self, frames: np.ndarray) -> bytes:
-        if self._file.fmt is RecordingFormat.PCM16:
-            return frames.astype("<i2").tobytes()
-        return g711.encode(Codec.PCMU, frames.reshape(-1))
 
 
 # --------------------------------------------------------------------------------------------
