@@ -46,6 +46,9 @@ class Disposition(enum.Enum):
     VOICEMAIL = "voicemail"
     FAILED = "failed"
     REJECTED = "rejected"  # refused before routing: ACL 403, auth, unknown number, draining 503
+    # Written when a call starts and replaced by its final row when it ends; a row still
+    # in progress at startup was cut off by a crash (see CallLogStore.mark_unfinished).
+    IN_PROGRESS = "in-progress"
 
 
 @dataclass
@@ -103,6 +106,8 @@ class CallLog(Protocol):
     ) -> list[CallRecord]: ...
 
     async def update_analysis(self, call_id: str, analysis: dict[str, object]) -> None: ...
+
+    async def mark_unfinished(self, end_reason: str = "server-restart") -> int: ...
 
     async def count_calls(
         self,
@@ -286,6 +291,19 @@ class CallLogStore:
         )
         if changed == 0:
             raise KeyError(call_id)
+
+    async def mark_unfinished(self, end_reason: str = "server-restart") -> int:
+        """Mark calls left ``in-progress`` (the process died mid-call) as failed; run at start.
+
+        They keep what was known when they started, get ``end_reason`` and the flag
+        ``"unfinished"``; returns how many there were.
+        """
+        return await self._write(
+            "UPDATE calls SET disposition = ?, end_reason = ?, flags = CASE WHEN json_valid(flags) "
+            "THEN json_insert(flags, '$[#]', 'unfinished') ELSE '[\"unfinished\"]' END "
+            "WHERE disposition = ?",
+            (Disposition.FAILED.value, end_reason, Disposition.IN_PROGRESS.value),
+        )
 
     async def _write(self, sql: str, params: tuple[object, ...]) -> int:
         if self._writer is None or self._closing:

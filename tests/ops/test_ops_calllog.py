@@ -276,3 +276,26 @@ def test_recording_path(tmp_path: Path) -> None:
             recording_path(tmp_path, bad, 0.0)
     assert is_within(p, tmp_path)
     assert not is_within(tmp_path / ".." / "x.wav", tmp_path)
+
+
+async def test_calls_cut_off_by_a_crash_are_marked_at_restart(tmp_path: Path) -> None:
+    path = tmp_path / "mediasrv.db"
+    s = CallLogStore(path)
+    await s.open()
+    live = make(1, disposition=Disposition.IN_PROGRESS, flags=["valid"])
+    done = make(2, disposition=Disposition.ANSWERED)
+    await s.record_call(live)
+    await s.record_call(done)
+    await s.close()
+    await s.open()  # "after the restart"
+    try:
+        assert await s.mark_unfinished() == 1
+        got = await s.get_call(live.call_id)
+        assert got is not None
+        assert got.disposition is Disposition.FAILED and got.end_reason == "server-restart"
+        assert got.flags == ["valid", "unfinished"]
+        untouched = await s.get_call(done.call_id)
+        assert untouched == done
+        assert await s.mark_unfinished() == 0  # idempotent
+    finally:
+        await s.close()
