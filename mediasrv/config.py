@@ -369,6 +369,11 @@ class _LineIndex:
             p = p[:-1]
         return None
 
+    def key_at(self, line: int) -> str:
+        """The key defined on ``line`` (the most specific one), or "" if none."""
+        paths = [p for p, n in self._lines.items() if n == line]
+        return _key_name(max(paths, key=len)) if paths else ""
+
     def _record(self, path: Path_, line: int) -> None:
         for i in range(1, len(path) + 1):
             self._lines.setdefault(path[:i], line)
@@ -534,6 +539,8 @@ class _Table:
 
     def str_(self, key: str, default: str, allow_empty: bool = True) -> str:
         v = self.data.get(key, default)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            raise self.err(key, f'expected a string, got {_typename(v)} (quote it: "{v}")')
         if not isinstance(v, str):
             raise self.err(key, f"expected a string, got {_typename(v)}")
         if not allow_empty and not v.strip():
@@ -824,17 +831,14 @@ def load_config(path: str | Path | None, overrides: Mapping[str, object] | None 
         msg = str(e)
         m = _TOML_POS_RE.search(msg)
         if m:
-            raise ConfigError(
-                source, int(m[1]), "", f"TOML syntax error: {msg[: m.start()]} (column {m[2]})"
-            ) from None
+            line = int(m[1])
+            key = _LineIndex(text).key_at(line)
+            detail = f"TOML syntax error: {msg[: m.start()]} (column {m[2]})"
+            raise ConfigError(source, line, key, detail) from None
         if msg.endswith("(at end of document)"):
             line = text.count("\n") + 1
-            raise ConfigError(
-                source,
-                line,
-                "",
-                f"TOML syntax error: {msg[: -len(' (at end of document)')]} (at end of file)",
-            ) from None
+            detail = f"TOML syntax error: {msg[: -len(' (at end of document)')]} (at end of file)"
+            raise ConfigError(source, line, "", detail) from None
         raise ConfigError(source, None, "", f"TOML syntax error: {msg}") from None
     ctx = _Ctx(source, _LineIndex(text), set())
     if overrides:

@@ -204,8 +204,12 @@ def test_missing_file() -> None:
 
 def test_toml_syntax_error_has_line(tmp_path: Path) -> None:
     e = error_of(tmp_path, '[server]\nsip_listen = "a"\nhttp_listen = \n')
-    assert e.line == 3
-    assert str(e).startswith(f"{tmp_path / 'x.toml'}:3: TOML syntax error")
+    assert e.line == 3 and e.key == "server.http_listen"
+    assert str(e).startswith(f"{tmp_path / 'x.toml'}:3: server.http_listen: TOML syntax error")
+    e = error_of(tmp_path, '[server]\nsip_listen = "a"\n[[numbers]]\nnumber = 03\n')
+    assert (e.line, e.key) == (4, "numbers[0].number")
+    e = error_of(tmp_path, "[server\n")
+    assert e.line == 1 and e.key == "server" and "TOML syntax error" in e.message
 
 
 def test_not_utf8(tmp_path: Path) -> None:
