@@ -17,7 +17,8 @@ import numpy as np
 from .audio import Audio, read_wav
 from .gender import GenderClassifier, GenderParams, GenderResult
 from .labels import DEFAULT_RULES, LabelSet, OutcomeResult, classify
-from .manifest import Manifest, default_models_dir
+from .manifest import Manifest, ModelError, default_models_dir
+from .modelbuild import WHISPER_GRAPH_VERSION
 from .stt import Channel, ChannelStats, SttParams, Transcriber, Utterance
 from .vad import SileroVad, VadParams
 from .whisper import WhisperOnnx
@@ -74,6 +75,9 @@ class Analyzer:
         name = config.whisper_model
         for f in ("encoder.onnx", "decoder.onnx", "vocabulary.txt", "config.json"):
             manifest.verified_path(d, name, f"{name}/{f}", check)
+        if manifest.models[name].extra.get("graph_version") != WHISPER_GRAPH_VERSION:
+            raise ModelError(f"{d / name} was built by an older mediasrv; "
+                             "run `mediasrv models build`")
         whisper = WhisperOnnx(d / name, threads=config.threads)
         vad = SileroVad(manifest.verified_path(d, "vad", "silero_vad.onnx", check))
         language = config.language if whisper.multilingual else "en"

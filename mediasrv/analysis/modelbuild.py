@@ -23,6 +23,10 @@ from pathlib import Path
 from .manifest import Manifest, ModelEntry, default_models_dir, sha256_file
 from .sources import PackageFile, SourceError, fetch
 
+# Same value as whisper_graph.GRAPH_VERSION (not imported here: that module needs `onnx`,
+# a build-time package, and this one is imported at run time by the CLI).
+WHISPER_GRAPH_VERSION = "2"
+
 
 @dataclass(frozen=True)
 class WhisperSource:
@@ -94,6 +98,8 @@ def _is_current(manifest: Manifest, out: Path, name: str) -> bool:
     entry = manifest.models.get(name)
     if entry is None:
         return False
+    if name in WHISPER_MODELS and entry.extra.get("graph_version") != WHISPER_GRAPH_VERSION:
+        return False
     return all((out / f).exists() and sha256_file(out / f) == h for f, h in entry.files.items())
 
 
@@ -101,7 +107,7 @@ def build_whisper(src: WhisperSource, out: Path, wheels: Path, quantize: bool = 
     import onnx
 
     from .ct2 import read_ct2_model
-    from .whisper_graph import build_decoder, build_encoder, dims_from_weights
+    from .whisper_graph import GRAPH_VERSION, build_decoder, build_encoder, dims_from_weights
 
     target = out / src.name
     target.mkdir(parents=True, exist_ok=True)
@@ -138,7 +144,8 @@ def build_whisper(src: WhisperSource, out: Path, wheels: Path, quantize: bool = 
         source_sha256=src.sha256, license=src.license, validated_on=src.validated_on,
         notes=f"ONNX opset 17 built from CTranslate2 weights with the onnx package; "
               f"{'int8 dynamic quantisation (MatMul, Gather)' if quantize else 'float32'}",
-        extra={"d_model": str(dims.d_model), "layers": str(dims.dec_layers),
+        extra={"graph_version": GRAPH_VERSION, "d_model": str(dims.d_model),
+               "layers": str(dims.dec_layers),
                "n_vocab": str(dims.n_vocab)},
     )
 

@@ -5,10 +5,12 @@ CTranslate2 weights (build time only). Architecture as in OpenAI's Whisper (mode
 pre-LayerNorm transformer blocks, exact (erf) GELU, sinusoidal/learned position tables.
 
 Graphs:
-- encoder: ``mel [1, n_mels, 3000]`` -> ``cross_k, cross_v [L, 1, H, 1500, Dh]`` (the
-  cross-attention keys/values of every decoder layer, computed once per 30 s window).
+- encoder: ``mel [1, n_mels, 3000]`` -> per decoder layer i ``cross_k{i} [1, H, Dh, 1500]``
+  (keys pre-transposed) and ``cross_v{i} [1, H, 1500, Dh]``: the cross-attention keys and
+  values, computed once per 30 s window. One input per layer, so that no decoder step
+  copies them (a Gather from a stacked tensor would copy ~3 MB per layer per step).
 - decoder: ``tokens [B, T]``, ``self_k, self_v [L, B, H, P, Dh]`` (cache, P may be 0),
-  ``cross_k, cross_v [L, 1, H, 1500, Dh]`` (broadcast over the B beams) ->
+  ``cross_k{i}, cross_v{i}`` (batch 1, broadcast over the B beams by MatMul) ->
   ``logits [B, T, V]``, ``new_self_k, new_self_v [L, B, H, P+T, Dh]``.
 """
 
@@ -23,6 +25,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
+# Bumped whenever the graphs' inputs/outputs change; the manifest records it and the
+# run time refuses (and `models build` rebuilds) models of another version.
+GRAPH_VERSION = "2"
 _NEG_INF = -1e9
 
 
@@ -126,9 +131,10 @@ class _Builder:
         t = self.op1("Transpose", [x], perm=[0, 2, 1, 3])
         return self.op1("Reshape", [t, self.i64([0, 0, dims.d_model])])
 
-    def attend(self, q: str, k: str, v: str, dims: WhisperDims, mask: str | None) -> str:
+    def attend(self, q: str, k: str, v: str, dims: WhisperDims, mask: str | None,
+               k_transposed: bool = False) -> str:
         """softmax(q k^T / sqrt(Dh) + mask) v over [B, H, T, Dh] tensors."""
-        kt = self.op1("Transpose", [k], perm=[0, 1, 3, 2])
+        kt = k if k_transposed else self.op1("Transpose", [k], perm=[0, 1, 3, 2])
         s = self.op1("MatMul", [q, kt], "scores")
         s = self.op1("Mul", [s, self.f32(np.array(1.0 / math.sqrt(dims.d_head)), "scale")])
         if mask is not None:
@@ -173,19 +179,18 @@ def build_encoder(w: dict[str, np.ndarray], dims: WhisperDims) -> onnx.ModelProt
         x = b.op1("Add", [x, h], "res")
         x = b.ffn(x, w, f"encoder/layer_{i}/ffn")
     x = b.layer_norm(x, w, "encoder/layer_norm")
-    ks: list[str] = []
-    vs: list[str] = []
+    outputs: list[onnx.ValueInfoProto] = []
     for i in range(dims.dec_layers):
         p = f"decoder/layer_{i}/attention/linear_1"
         kv = b.linear(x, w[p + "/weight"], w[p + "/bias"], "cross_kv")
         k, v = b.op("Split", [kv, b.i64([dims.d_model, dims.d_model], "split")], "kv", 2, axis=-1)
-        ks.append(b.op1("Unsqueeze", [b.split_heads(k, dims), b.i64([0], "ax")]))
-        vs.append(b.op1("Unsqueeze", [b.split_heads(v, dims), b.i64([0], "ax")]))
-    b.nodes.append(helper.make_node("Concat", ks, ["cross_k"], axis=0))
-    b.nodes.append(helper.make_node("Concat", vs, ["cross_v"], axis=0))
-    kv_shape: list[int | str] = [dims.dec_layers, 1, dims.n_heads, 1500, dims.d_head]
-    return _model(b, "whisper_encoder", [_f("mel", [1, dims.n_mels, 3000])],
-                  [_f("cross_k", kv_shape), _f("cross_v", kv_shape)])
+        # Keys stored transposed, [1, H, Dh, 1500], so no decoder step transposes them.
+        kt = b.op1("Reshape", [k, b.i64([0, 0, dims.n_heads, dims.d_head])])
+        b.nodes.append(helper.make_node("Transpose", [kt], [f"cross_k{i}"], perm=[0, 2, 3, 1]))
+        b.nodes.append(helper.make_node("Identity", [b.split_heads(v, dims)], [f"cross_v{i}"]))
+        outputs += [_f(f"cross_k{i}", [1, dims.n_heads, dims.d_head, 1500]),
+                    _f(f"cross_v{i}", [1, dims.n_heads, 1500, dims.d_head])]
+    return _model(b, "whisper_encoder", [_f("mel", [1, dims.n_mels, 3000])], outputs)
 
 
 def _causal_mask(b: _Builder, tokens: str, past: str) -> tuple[str, str]:
@@ -237,9 +242,8 @@ def build_decoder(w: dict[str, np.ndarray], dims: WhisperDims) -> onnx.ModelProt
         h = b.layer_norm(x, w, p + "/attention/layer_norm")
         q = b.split_heads(b.linear(h, w[p + "/attention/linear_0/weight"],
                                    w[p + "/attention/linear_0/bias"], "cross_q"), dims)
-        ck = b.op1("Squeeze", [b.op1("Gather", ["cross_k", idx], axis=0), b.i64([0])])
-        cv = b.op1("Squeeze", [b.op1("Gather", ["cross_v", idx], axis=0), b.i64([0])])
-        ctx = b.merge_heads(b.attend(q, ck, cv, dims, None), dims)
+        ctx = b.merge_heads(b.attend(q, f"cross_k{i}", f"cross_v{i}", dims, None,
+                                     k_transposed=True), dims)
         h = b.linear(ctx, w[p + "/attention/linear_2/weight"],
                      w[p + "/attention/linear_2/bias"], "cross_out")
         x = b.op1("Add", [x, h], "res")
@@ -254,9 +258,9 @@ def build_decoder(w: dict[str, np.ndarray], dims: WhisperDims) -> onnx.ModelProt
         _f("tokens", ["B", "T"], TensorProto.INT64),
         _f("self_k", [L, "B", H, "P", Dh]),
         _f("self_v", [L, "B", H, "P", Dh]),
-        _f("cross_k", [L, 1, H, 1500, Dh]),
-        _f("cross_v", [L, 1, H, 1500, Dh]),
     ]
+    for i in range(L):
+        inputs += [_f(f"cross_k{i}", [1, H, Dh, 1500]), _f(f"cross_v{i}", [1, H, 1500, Dh])]
     outputs = [
         _f("logits", ["B", "T", dims.n_vocab]),
         _f("new_self_k", [L, "B", H, "PT", Dh]),

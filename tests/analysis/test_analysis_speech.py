@@ -194,3 +194,18 @@ def test_guards_keep_real_speech(ja_analyzer: Analyzer) -> None:
     kept = ja_analyzer.transcriber.transcribe_channel(x, 8000, Channel.OPERATOR,
                                                       [Region(0.0, x.size / 8000)])
     assert len(kept) == 1 and kept[0].channel is Channel.OPERATOR
+
+
+def test_timestamped_decoding_splits_a_window_at_the_pauses(ja_analyzer: Analyzer) -> None:
+    texts = ja_transcripts()
+    names = ("ja_f1", "ja_m1", "jsut_basic5000_0001")
+    clips = [mono(DATA / f"{n}.wav", 16000) for n in names]
+    gap = np.zeros(16000, np.float32)
+    window = np.concatenate([clips[0], gap, clips[1], gap, clips[2]])
+    pieces, no_speech = ja_analyzer.transcriber.whisper.transcribe_pieces(window, "ja", 5)
+    assert no_speech < 0.5
+    assert len(pieces) == 3
+    starts = [0.0, clips[0].size / 16000 + 1.0, (clips[0].size + clips[1].size) / 16000 + 2.0]
+    for piece, start, name in zip(pieces, starts, names, strict=True):
+        assert abs(piece.start - start) < 1.1
+        assert cer(texts[name]["text"], piece.text) < 0.35, piece

@@ -214,3 +214,11 @@ def _python() -> str:
 
 def test_audio_duration() -> None:
     assert Audio(np.zeros((2, 16000), np.float32), 8000).duration == 2.0
+
+
+def test_graph_version_is_the_same_in_builder_and_run_time() -> None:
+    pytest.importorskip("onnx")
+    from mediasrv.analysis.modelbuild import WHISPER_GRAPH_VERSION
+    from mediasrv.analysis.whisper_graph import GRAPH_VERSION
+
+    assert GRAPH_VERSION == WHISPER_GRAPH_VERSION
