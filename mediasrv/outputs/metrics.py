@@ -155,6 +155,16 @@ class Metrics:
         if talk_seconds > 0:
             self.call_talk_seconds.observe(talk_seconds)
 
+    def leg_finished(
+        self, packets_in: int, packets_out: int, packets_lost: int = 0, jitter_ms: float = 0.0
+    ) -> None:
+        """Count a finished call leg's RTP (from the media report's per-leg stats)."""
+        self.rtp_packets_total.labels(direction="in").inc(max(0, packets_in))
+        self.rtp_packets_total.labels(direction="out").inc(max(0, packets_out))
+        self.rtp_packets_lost_total.inc(max(0, packets_lost))
+        if packets_in > 0:  # no jitter estimate without packets
+            self.rtp_jitter_seconds.observe(max(0.0, jitter_ms) / 1000.0)
+
     def sip_request(self, method: str, direction: str) -> None:
         self.sip_requests_total.labels(method=method, direction=direction).inc()
 

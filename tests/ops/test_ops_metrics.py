@@ -84,3 +84,16 @@ def test_callback_gauges_read_live_values_and_survive_errors() -> None:
     m.add_gauge_callback("sip_dialogs", "Dialogs alive", lambda: 1.0)
     assert samples(m)[("mediasrv_sip_dialogs", ())] == 1
     assert "mediasrv_sip_dialogs" in set(m.names())
+
+
+def test_leg_stats_feed_packets_loss_and_jitter() -> None:
+    m = Metrics()
+    m.leg_finished(packets_in=1000, packets_out=990, packets_lost=10, jitter_ms=12.0)
+    m.leg_finished(packets_in=0, packets_out=0, packets_lost=-3, jitter_ms=0.0)  # silent leg
+    s = samples(m)
+    assert s[("mediasrv_rtp_packets_total", (("direction", "in"),))] == 1000
+    assert s[("mediasrv_rtp_packets_total", (("direction", "out"),))] == 990
+    assert s[("mediasrv_rtp_packets_lost_total", ())] == 10
+    assert s[("mediasrv_rtp_jitter_seconds_count", ())] == 1
+    assert s[("mediasrv_rtp_jitter_seconds_bucket", (("le", "0.01"),))] == 0
+    assert s[("mediasrv_rtp_jitter_seconds_bucket", (("le", "0.02"),))] == 1
