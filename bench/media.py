@@ -10,9 +10,11 @@ the payload), and RSS per call. Runs, each with fresh processes:
 
 1. mediasrv, Cython packet path (``cext.relay`` via ``loop.add_reader``), no recording
 2. the same with stereo recording of every call (``RecordMode.BOTH``)
-3. rtpengine userspace (Debian ``rtpengine-daemon``, ``--table=-1``), sessions opened with
+3. the same with the recorder's in-memory half in the ``recbuf`` kernel ("rec-kernel", a
+   prototype of the proposed recorder change, fed from C)
+4. rtpengine userspace (Debian ``rtpengine-daemon``, ``--table=-1``), sessions opened with
    its ng protocol (bencode over UDP)
-(optionally 4. mediasrv with the pure-Python reference packet path, ``--python``)
+(optionally 5. mediasrv with the pure-Python reference packet path, ``--python``)
 
 Last line: ``RESULT media calls=N cpu_per_100_streams=.. rtpengine_cpu_per_100_streams=..
 ratio=.. loss=.. p99_ms=.. recorded=yes|no`` for the recorded mediasrv run (or the plain run
@@ -45,6 +47,9 @@ PHONE_BASE = 56000  # phones use 56000.. (2 per call)
 NG_PORT = 22223
 RTPE_PORTS = (30000, 39999)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The phones share this many sockets with sendmmsg/recvmmsg (see rtpload.c), so that the load
+# generator is not the bottleneck; the relays latch to them (symmetric RTP).
+PHONE_SOCKETS = 32
 
 
 @dataclass
@@ -70,6 +75,65 @@ class RunResult:
 # ---- the relay under test: mediasrv's MediaEngine in its own process -----------------------
 
 
+def kernel_recorder() -> type:
+    """A prototype: StereoRecorder with its in-memory half in the ``recbuf`` kernel.
+
+    Its output is byte-identical to StereoRecorder's (tests/kernels/test_kernels_recbuf.py),
+    and because it exposes the kernel object as ``timeline``, the Cython packet path feeds it
+    from C with no Python call per packet. This is the change proposed for
+    mediasrv/media/recorder.py; the bench runs it as "rec-kernel" next to the product's.
+    """
+    import functools
+
+    from mediasrv.media import recorder
+    from mediasrv.media.api import RecordMode
+    from mediasrv.media.kernels import recbuf
+
+    class KernelStereoRecorder(recorder.StereoRecorder):
+        __slots__ = ("timeline",)
+
+        def __init__(self, path: Path, writer: recorder.RecordingWriter, mode: RecordMode = RecordMode.BOTH,
+                     fmt: recorder.RecordingFormat = recorder.RecordingFormat.PCM16) -> None:  # fmt: skip
+            super().__init__(path, writer, mode, fmt)
+            self.timeline = recbuf.StereoTimeline(
+                mode in (RecordMode.BOTH, RecordMode.CALLER),
+                mode in (RecordMode.BOTH, RecordMode.OPERATOR),
+                fmt is recorder.RecordingFormat.ULAW,
+            )
+
+        def feed(
+            self, channel: int, ssrc: int, ts: int, codec: object, payload: bytes, now: float
+        ) -> None:
+            self.timeline.feed(channel, ssrc, ts, int(codec), payload, now)  # type: ignore[call-overload]
+
+        def tick(self, now: float) -> None:
+            if self._closed:
+                return
+            self.timeline.tick(now)
+            self._flush()
+            if now - self._last_header >= recorder.HEADER_EVERY:
+                self._last_header = now
+                self._writer.submit(self._file, self._file.update_header)
+
+        def close(self) -> int:
+            if not self._closed:
+                self.timeline.close()
+                self._flush()
+                self._closed = True
+                self.closed_future = self._writer.submit(self._file, self._file.close)
+            return len(recorder.wav_header(self._file.fmt, 0)) + self.data_bytes
+
+        def _flush(self) -> None:
+            chunk = self.timeline.take()
+            if chunk:
+                self._base += len(chunk) // (
+                    4 if self._file.fmt is recorder.RecordingFormat.PCM16 else 2
+                )
+                self._writer.submit(self._file, functools.partial(self._file.append, chunk))
+
+    return KernelStereoRecorder
+
+
 def serve(calls: int, path_name: str, record_dir: str | None, portfile: str) -> None:
     """Build N bridged calls in a MediaEngine and relay until stdin closes."""
     import uvloop
@@ -80,11 +144,15 @@ def serve(calls: int, path_name: str, record_dir: str | None, portfile: str) -> 
 
 
 async def _serve(calls: int, path_name: str, record_dir: str | None, portfile: str) -> None:
+    from mediasrv.media import engine as engine_module
     from mediasrv.media import sdp
     from mediasrv.media.api import Direction, LegRole, RecordMode
     from mediasrv.media.codec import Codec
     from mediasrv.media.engine import MediaEngine
 
+    if path_name.endswith("+kernelrec"):
+        path_name = path_name.removesuffix("+kernelrec")
+        engine_module.StereoRecorder = kernel_recorder()  # type: ignore[misc,assignment]
     if path_name == "cython":
         from mediasrv.media.packet_path_cy import CyPacketPath as factory
     else:
@@ -249,7 +317,7 @@ def run_load(rtpload: Path, portfile: Path, seconds: float, pid: int) -> tuple[f
     """Run the phones on CPU 0; return (relay CPU % of one core, rtpload's figures line)."""
     c0, t0 = _cpu_ticks(pid), time.monotonic()
     out = subprocess.run(
-        ["taskset", "-c", "0", str(rtpload), str(portfile), str(seconds), "50", "1"],
+        ["taskset", "-c", "0", str(rtpload), str(portfile), str(seconds), "50", "1", str(PHONE_SOCKETS)],
         capture_output=True, text=True, check=False, timeout=seconds + 30,
     )  # fmt: skip
     if out.returncode:
@@ -260,21 +328,14 @@ def run_load(rtpload: Path, portfile: Path, seconds: float, pid: int) -> tuple[f
 
 
 def run_mediasrv(
-    rtpload: Path, work: Path, calls: int, seconds: float, path_name: str, record: bool
-) -> RunResult:
+    rtpload: Path, work: Path, calls: int, seconds: float, path_name: str, record: bool,
+    kernel_rec: bool = False,
+) -> RunResult:  # fmt: skip
     portfile = work / f"ports-{path_name}-{int(record)}.txt"
     record_dir = work / f"rec-{path_name}"
-    cmd = [
-        "taskset",
-        "-c",
-        "1",
-        sys.executable,
-        str(Path(__file__)),
-        "serve",
-        str(calls),
-        path_name,
-        str(portfile),
-    ]
+    serve_path = path_name + ("+kernelrec" if kernel_rec else "")
+    cmd = [sys.executable, str(Path(__file__)), "serve", str(calls), serve_path, str(portfile)]
+    cmd = ["taskset", "-c", "1", *cmd]
     if record:
         record_dir.mkdir(exist_ok=True)
         cmd.append(str(record_dir))
@@ -296,7 +357,7 @@ def run_mediasrv(
         if proc.poll() is None:
             proc.kill()
     figures = parse_load(line)
-    name = f"mediasrv-{path_name}{'+rec' if record else ''}"
+    name = f"mediasrv-{path_name}{('+rec-kernel' if kernel_rec else '+rec') if record else ''}"
     print(f"  {name}: cpu={cpu:.1f}% {line} {done}", flush=True)
     if record:
         shutil.rmtree(record_dir, ignore_errors=True)
@@ -364,6 +425,9 @@ def main(argv: list[str]) -> int:
         results = [run_mediasrv(rtpload, work, args.calls, args.seconds, "cython", False)]
         if not args.no_record:
             results.append(run_mediasrv(rtpload, work, args.calls, args.seconds, "cython", True))
+            results.append(
+                run_mediasrv(rtpload, work, args.calls, args.seconds, "cython", True, True)
+            )
         if args.python:
             results.append(run_mediasrv(rtpload, work, args.calls, args.seconds, "python", False))
         rtpe = None if args.no_rtpengine else run_rtpengine(rtpload, work, args.calls, args.seconds)

@@ -22,6 +22,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from cext.g711 cimport ulaw_to_alaw_buf, alaw_to_ulaw_buf
 from cext.rtp cimport rtp_payload_bounds, rtp_get_u32, rtp_put_u32
 from cext.dtmf cimport DtmfDetector
+from cext.recbuf cimport StereoTimeline
 
 DTMF_DIGITS = "0123456789*#ABCD"  # RFC 4733 §3.2 events 0-15
 
@@ -89,6 +90,7 @@ cdef struct leg_t:
     socklen_t latched_len
     bint prompt
     bint recording
+    bint has_timeline
     bint inband_on
     int channel
     double last_rx
@@ -191,6 +193,8 @@ cdef class Relay:
     cdef object on_dtmf
     cdef object on_record
     cdef list inband  # per leg: a cext.dtmf.DtmfDetector on legs without telephone-event
+    cdef list timelines  # per leg: the call's cext.recbuf.StereoTimeline while recorded
+    cdef double clock_offset  # recorder clock (loop.time()) minus CLOCK_MONOTONIC
     cdef public long long callbacks
 
     def __cinit__(self):
@@ -202,6 +206,8 @@ cdef class Relay:
         on_dtmf(leg, digit, start_s, duration_s, inband) once per digit;
         on_record(leg, channel, ssrc, ts, codec, payload, now) while a leg is recorded."""
         self.inband = []
+        self.timelines = []
+        self.clock_offset = 0.0
         self.on_latched = on_latched
         self.on_dtmf = on_dtmf
         self.on_record = on_record
@@ -227,6 +233,7 @@ cdef class Relay:
             raise MemoryError()
         memset(p + self.capacity, 0, (cap - self.capacity) * sizeof(leg_t))
         self.inband.extend([None] * (cap - self.capacity))
+        self.timelines.extend([None] * (cap - self.capacity))
         self.legs = p
         self.capacity = cap
 
@@ -308,6 +315,15 @@ cdef class Relay:
         s.recording = on
         s.channel = channel
 
+    def set_timeline(self, int leg, StereoTimeline timeline, int channel, double clock_offset):
+        """Record what ``leg`` receives straight into ``timeline`` (C, no callback per packet);
+        None stops. ``clock_offset`` maps CLOCK_MONOTONIC to the timeline's clock."""
+        cdef leg_t* s = self.get(leg)
+        self.timelines[leg] = timeline
+        s.has_timeline = timeline is not None
+        s.channel = channel
+        self.clock_offset = clock_offset
+
     def set_prompt(self, int leg, bint active):
         cdef leg_t* s = self.get(leg)
         s.prompt = active
@@ -362,6 +378,7 @@ cdef class Relay:
         self.unbridge(leg)
         self.legs[leg].used = False
         self.inband[leg] = None
+        self.timelines[leg] = None
 
     # ---- per datagram (no Python objects) -------------------------------------------------
 
@@ -482,7 +499,10 @@ cdef class Relay:
         if s.inband_on:
             self.detect_inband(leg, data + hlen, plen, codec)
             s = &self.legs[leg]
-        if s.recording:
+        if s.has_timeline:
+            (<StereoTimeline>self.timelines[leg]).feed_c(
+                s.channel, ssrc, ts, codec, data + hlen, plen, now + self.clock_offset)
+        elif s.recording:
             self.callbacks += 1
             self.on_record(leg, s.channel, ssrc, ts, codec,
                            PyBytes_FromStringAndSize(<char*>data + hlen, plen), now)

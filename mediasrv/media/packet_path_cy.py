@@ -16,6 +16,7 @@ import socket
 import time
 
 from cext import relay as _relay
+from cext.recbuf import StereoTimeline
 from mediasrv.media.api import Direction, LegStats
 from mediasrv.media.codec import Codec
 from mediasrv.media.packet_path import LegParams, PacketEvents, RecordSink
@@ -73,6 +74,15 @@ class CyPacketPath:
         self._relay.unbridge(leg)
 
     def set_recorder(self, leg: int, sink: RecordSink | None, channel: int) -> None:
+        """A sink exposing a ``cext.recbuf.StereoTimeline`` as ``timeline`` is fed from C with
+        no Python call per packet; any other sink gets ``feed`` calls (one per packet)."""
+        timeline = getattr(sink, "timeline", None)
+        if isinstance(timeline, StereoTimeline):
+            self._sinks.pop(leg, None)
+            self._relay.set_recording(leg, False, channel)
+            self._relay.set_timeline(leg, timeline, channel, self._clock_offset())
+            return
+        self._relay.set_timeline(leg, None, channel, 0.0)
         if sink is None:
             self._sinks.pop(leg, None)
         else:
