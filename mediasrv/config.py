@@ -714,6 +714,24 @@ def _number(ctx: _Ctx, i: int, data: object, sip: SipConfig, media: MediaConfig)
     )
 
 
+_WILDCARDS = ("0.0.0.0", "::")
+
+
+def _check_ports(ctx: _Ctx, server: ServerConfig) -> None:
+    """Catch at load time a port clash that would otherwise fail at bind time.
+
+    (An RTP range containing the SIP port is allowed: the port pool skips ports in use, and
+    test harnesses pick the SIP port among the ephemeral ports.)
+    """
+    sip_host, sip_port = server.sip_hostport
+    http_host, http_port = server.http_hostport
+    overlap = sip_host == http_host or sip_host in _WILDCARDS or http_host in _WILDCARDS
+    if sip_port and sip_port == http_port and overlap:  # SIP listens on TCP too
+        raise ctx.error(
+            ("server", "http_listen"), f"TCP port {http_port} is also sip_listen's port"
+        )
+
+
 _SECTIONS = ("server", "sip", "media", "trunks", "numbers")
 
 
@@ -731,6 +749,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
                 f"duplicate trunk {tr.name!r} (also trunks[{seen_trunks[tr.name]}])",
             )
         seen_trunks[tr.name] = i
+    _check_ports(ctx, server)
     numbers = tuple(_number(ctx, i, d, sip, media) for i, d in enumerate(top.tables("numbers")))
     seen: dict[str, int] = {}
     for i, num in enumerate(numbers):

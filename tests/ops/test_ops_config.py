@@ -245,6 +245,12 @@ def test_not_utf8(tmp_path: Path) -> None:
             "media.rtp_port_min",
             "below rtp_port_max",
         ),
+        (
+            '[server]\nsip_listen = "0.0.0.0:8080"\nhttp_listen = "127.0.0.1:8080"\n',
+            3,
+            "server.http_listen",
+            "also sip_listen's port",
+        ),
         ('[media]\nrecord = "stereo"\n', 2, "media.record", "both, caller, operator, off"),
         ("[sip]\nt1 = 5.0\nt2 = 4.0\n", 3, "sip.t2", "at least t1"),
     ],
