@@ -7,6 +7,7 @@ Every fixture reaps what it started, whatever the test did.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -66,8 +67,8 @@ async def start_phone(tmp_path: Path) -> AsyncIterator[StartPhone]:
     try:
         yield start
     finally:
-        for phone in phones:
-            await phone.stop()
+        # In parallel: each pjsua2 shutdown takes about a second.
+        await asyncio.gather(*(phone.stop() for phone in phones))
 
 
 @pytest.fixture
