@@ -237,6 +237,11 @@ class _Write:
     done: asyncio.Future[int]  # resolves to the statement's rowcount once committed
 
 
+def _consume(fut: asyncio.Future[int]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
 class StoreClosed(RuntimeError):
     """The store is not open (never opened, or closed)."""
 
@@ -309,6 +314,9 @@ class CallLogStore:
         if self._writer is None or self._closing:
             raise StoreClosed(f"call log {self.path} is not open")
         item = _Write(sql, params, asyncio.get_running_loop().create_future())
+        # A caller cancelled while waiting never reads the outcome; the error is logged by
+        # _flush, so mark it retrieved instead of "Future exception was never retrieved".
+        item.done.add_done_callback(_consume)
         self._pending.append(item)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="calllog-flush")
@@ -348,6 +356,7 @@ class CallLogStore:
         try:
             (count,) = await self._commit([item])
         except Exception as e:
+            log.error("call log write failed: %s", e, extra={"sql": item.sql.split(" ", 3)[:3]})
             if not item.done.done():
                 item.done.set_exception(e)
         else:

@@ -299,3 +299,18 @@ async def test_calls_cut_off_by_a_crash_are_marked_at_restart(tmp_path: Path) ->
         assert await s.mark_unfinished() == 0  # idempotent
     finally:
         await s.close()
+
+
+async def test_one_bad_row_does_not_sink_its_batch(store: CallLogStore) -> None:
+    good = [make(i) for i in range(5)]
+    bad = make(99, start_time=object())  # sqlite cannot bind this: the write fails
+    results = await asyncio.gather(
+        *(store.record_call(r) for r in good[:2]),
+        store.record_call(bad),
+        *(store.record_call(r) for r in good[2:]),
+        return_exceptions=True,
+    )
+    assert [r is None for r in results] == [True, True, False, True, True, True]
+    assert isinstance(results[2], sqlite3.Error)
+    assert await store.count_calls() == 5
+    assert await store.get_call(bad.call_id) is None
