@@ -128,3 +128,32 @@ def test_missing_scenario_and_stats_are_clear_errors(tmp_path: Path) -> None:
         SippOptions(scenario=tmp_path / "nope.xml").scenario_args()
     with pytest.raises(SippError, match="no SIPp statistics"):
         SippStats.from_csv(tmp_path / "missing.csv")
+
+
+async def test_media_uac_streams_pcma_to_the_answered_port(start_sipp: StartSipp) -> None:
+    import socket
+
+    from mediasrv.demo.sipp import free_port_block
+
+    sink_port = free_port_block(2)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", sink_port))
+        sink.setblocking(False)
+        server = await start_sipp("uas_sink.xml", name="uas", keys={"sink_port": str(sink_port)},
+                                  timeout_s=20)
+        client = await start_sipp("uac_media.xml", name="uac", keys={"pcap": PCAP},
+                                  remote=f"127.0.0.1:{server.opts.local_port}", hold_ms=1000,
+                                  timeout_s=20)
+        done = await client.wait()
+        await server.stop()
+        packets = []
+        while True:
+            try:
+                packets.append(sink.recv(2048))
+            except BlockingIOError:
+                break
+    assert done.ok, done.errors_tail()
+    # 30 ms PCMA frames for about the 1 s hold (RFC 3550 header, then 240 bytes of A-law).
+    assert len(packets) >= 25
+    assert {p[1] & 0x7F for p in packets} == {8}
+    assert {len(p) for p in packets} == {12 + 240}
