@@ -50,6 +50,12 @@ def _json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def _route(request: web.Request) -> str:
+    """The matched route's pattern (bounded label values), not the raw path."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
 @web.middleware
 async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -151,8 +157,15 @@ class HttpServer:
                     return int(addr[1])
         return self._port
 
+    @web.middleware
+    async def _count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        resp = await handler(request)
+        self._metrics.http_requests_total.labels(route=_route(request), code=str(resp.status)).inc()
+        return resp
+
     def _build_app(self) -> web.Application:
-        app = web.Application(middlewares=[_errors_as_json])
+        # _count is outermost so that it sees the status the error middleware produced.
+        app = web.Application(middlewares=[self._count, _errors_as_json])
         app.router.add_get("/health", self._get_health)
         app.router.add_get("/ready", self._get_ready)
         app.router.add_get("/metrics", self._get_metrics)

@@ -123,6 +123,9 @@ class Metrics:
         self.notify_deliveries_total = Counter(
             f"{p}notify_deliveries", "HTTP notification attempts", ["result"], registry=r
         )
+        self.http_requests_total = Counter(
+            f"{p}http_requests", "HTTP requests served", ["route", "code"], registry=r
+        )
         self._callbacks: dict[str, Gauge] = {}
         self._prefill()
 

@@ -297,3 +297,19 @@ async def test_csv_export(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     assert [r["call_id"] for r in rows] == ["call0006", "call0003"]
     status, body = await env.get("/api/v1/calls.csv", since="nope")
     assert status == 400 and "since" in str(body["error"])  # type: ignore[index]
+
+
+async def test_requests_are_counted_by_route_pattern(env: Env) -> None:
+    await env.get("/health")
+    await env.get("/api/v1/calls/abc")
+    await env.get("/api/v1/calls/def")
+    await env.get("/no/such/thing")
+
+    def count(route: str, code: str) -> float | None:
+        return env.metrics.registry.get_sample_value(
+            "mediasrv_http_requests_total", {"route": route, "code": code}
+        )
+
+    assert count("/health", "200") == 1
+    assert count("/api/v1/calls/{call_id}", "404") == 2
+    assert count("unmatched", "404") == 1
