@@ -6,12 +6,12 @@ commands from stdin, one JSON object per line::
     {"cmd": "dial", "uri": "sip:0312345678@127.0.0.1:5060"}
     {"cmd": "answer", "code": 200}        {"cmd": "hangup"}
     {"cmd": "dtmf", "digits": "123#"}     {"cmd": "hold"}   {"cmd": "unhold"}
-    {"cmd": "quit"}
+    {"cmd": "stats"}                      {"cmd": "quit"}
 
 Every command may name a call with ``"call": <id>``; without it the most recent live call is
 used. The phone reports on stdout, one JSON object per line, with ``"event"`` set to one of
 ``ready``, ``incoming``, ``calling``, ``state``, ``media_active``, ``dtmf``, ``hold_state``,
-``disconnected``, ``recorded``, ``error``, ``bye``.
+``stats``, ``disconnected``, ``recorded``, ``error``, ``bye``.
 
 pjsua2 facts this module relies on (see ../../shared/TOOLS.md): one ``Endpoint`` per process,
 at most 4 calls, the null audio device, worker-thread mode for clean audio, and every Python
@@ -415,6 +415,21 @@ class Phone:
         prm.opt.flag = pj.PJSUA_CALL_UNHOLD
         self._live(call_id).call.reinvite(prm)
 
+    def stats(self, call_id: int | None) -> None:
+        """Report RTP counters of a call's audio stream (RTCP-level, as pjmedia sees them)."""
+        slot = self._live(call_id)
+        info = slot.call.getInfo()
+        index = next((m.index for m in info.media if m.type == pj.PJMEDIA_TYPE_AUDIO), -1)
+        if index < 0:
+            raise ValueError("call has no audio stream")
+        stat = slot.call.getStreamStat(index)
+        rx, tx, jb = stat.rtcp.rxStat, stat.rtcp.txStat, stat.jbuf
+        self.emitter.emit("stats", call=slot.call_id, rx_packets=rx.pkt, rx_bytes=rx.bytes,
+                          rx_loss=rx.loss, rx_discard=rx.discard, rx_reorder=rx.reorder,
+                          rx_dup=rx.dup, rx_jitter_ms=rx.jitterUsec.mean / 1000.0,
+                          tx_packets=tx.pkt, tx_bytes=tx.bytes, jb_lost=jb.lost,
+                          jb_discard=jb.discard, jb_empty=jb.empty)
+
     def find(self, call_id: int | None) -> CallSlot | None:
         with self.lock:
             if call_id is not None:
@@ -487,6 +502,8 @@ def run_command(phone: Phone, command: dict[str, Any]) -> None:
         phone.hold(call)
     elif name == "unhold":
         phone.unhold(call)
+    elif name == "stats":
+        phone.stats(call)
     elif name == "quit":
         phone.running = False
     else:

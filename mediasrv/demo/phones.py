@@ -204,6 +204,12 @@ class PhoneProcess:
         event = await self.wait_event("calling", timeout=5.0, uri=uri)
         return int(event["call"])
 
+    async def stats(self, call: int | None = None, timeout: float = 5.0) -> dict[str, Any]:
+        """RTP counters of a live call (``rx_packets``, ``rx_loss``, ``tx_packets`` ...)."""
+        args = {} if call is None else {"call": call}
+        await self.command("stats", **args)
+        return await self.wait_event("stats", timeout=timeout)
+
     # ---- shutdown -----------------------------------------------------------------------
     async def stop(self, timeout: float = 8.0) -> int:
         """Quit the phone; escalate to SIGTERM and SIGKILL. Always reaps the process."""

@@ -64,6 +64,19 @@ async def test_rfc4733_digits_arrive(start_phone: StartPhone) -> None:
     assert caller.digits() == ""
 
 
+async def test_rtp_counters_of_a_live_call(start_phone: StartPhone) -> None:
+    caller = await start_phone("caller")
+    operator = await start_phone("operator", auto_answer="200")
+    await _connected(caller, operator)
+    await caller.wait_event("media_active")
+    await asyncio.sleep(1.0)
+    stats = await caller.stats()
+    # 20 ms packets both ways for about a second (no VAD: silence is sent too).
+    assert stats["tx_packets"] >= 30
+    assert stats["rx_packets"] >= 30
+    assert stats["rx_loss"] == 0
+
+
 async def test_busy_operator_gives_486(start_phone: StartPhone) -> None:
     caller = await start_phone("caller")
     operator = await start_phone("operator", auto_answer="486", answer_delay=0.2)
