@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +20,11 @@ from mediasrv.api.http import HttpServer
 from mediasrv.calls.call import Call, CallResult, CallServices
 from mediasrv.calls.routing import Destination, Route
 from mediasrv.config import Config, NumberConfig, TrunkConfig
+from mediasrv.log import bind_log_context
 from mediasrv.media.api import MediaEvent, RecordMode
 from mediasrv.media.engine import MediaEngine
-from mediasrv.outputs.calllog import CallLogStore
+from mediasrv.media.recorder import repair_wav
+from mediasrv.outputs.calllog import CallLogStore, Disposition
 from mediasrv.outputs.metrics import Metrics
 from mediasrv.outputs.recordings import recording_path
 from mediasrv.outputs.records import call_record_from_result
@@ -157,6 +160,7 @@ class Server:
         self.metrics = Metrics()
         self.store = CallLogStore(config.server.db_path)
         self.calls: dict[str, Call] = {}
+        self._progress_writes: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
         self._draining = False
@@ -177,11 +181,21 @@ class Server:
         self.router = ConfigRouter(config)
         self.admission = TrunkAdmission(config.trunks, secrets.token_bytes(32))
         hh, hp = config.server.http_hostport
-        self.http = HttpServer(hh, hp, self.metrics, self.store, self.health)
+        self.http = HttpServer(
+            hh, hp, self.metrics, self.store, self.health, config.server.recordings_dir
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.store.open()
+        cut_off = await self.store.mark_unfinished()
+        if cut_off:
+            log.warning("calls cut off by the previous run marked failed", extra={"calls": cut_off})
+        repaired = await self.loop.run_in_executor(
+            None, repair_recordings, self.config.server.recordings_dir
+        )
+        if repaired:
+            log.warning("recordings repaired after an unclean stop", extra={"files": repaired})
         self.metrics.set_engine(self.media.engine_name)
         await self.transport.start()
         local = LocalContact(self.advertised, self.transport.port, self.config.sip.user_agent)
@@ -289,6 +303,7 @@ class Server:
             media=self.media,
             create_outbound=self.ua.create_outbound,
             recording_path=self._recording_path,
+            progress=self._progress,
         )
         call = Call(leg, route, services, trunk)
         self.calls[call.id] = call
@@ -301,12 +316,34 @@ class Server:
         return recording_path(self.config.server.recordings_dir, call_id, start_time)
 
     async def _run_call(self, call: Call) -> None:
+        bind_log_context(call_id=call.id)
         try:
+            # The row exists from the first moment (in-progress), so that a crash mid-call
+            # leaves a trace that the next start marks as cut off (F13: nothing lost).
+            self._progress(call.result)
             result = await call.run()
+            await self._progress_writes.pop(call.id)
             await self._log_call(result)
         finally:
             self.calls.pop(call.id, None)
             self.metrics.active_calls.dec()
+
+    def _progress(self, result: CallResult) -> None:
+        """Write the call's in-progress row now, after any earlier write of the same call."""
+        previous = self._progress_writes.get(result.call_id)
+        self._progress_writes[result.call_id] = self.loop.create_task(
+            self._log_progress(result, previous)
+        )
+
+    async def _log_progress(self, result: CallResult, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await previous
+        record = call_record_from_result(result)
+        record.disposition = Disposition.IN_PROGRESS
+        try:
+            await self.store.record_call(record)
+        except Exception:
+            log.exception("could not store in-progress call row", extra={"call": record.call_id})
 
     async def _log_call(self, result: CallResult) -> None:
         record = call_record_from_result(result)
@@ -317,8 +354,9 @@ class Server:
             self.metrics.recording_bytes_total.inc(result.recording_bytes)
         if result.media is not None:
             for stats in result.media.legs.values():
-                self.metrics.rtp_packets_total.labels(direction="in").inc(stats.packets_in)
-                self.metrics.rtp_packets_total.labels(direction="out").inc(stats.packets_out)
+                self.metrics.leg_finished(
+                    stats.packets_in, stats.packets_out, stats.packets_lost, stats.jitter_ms
+                )
         try:
             await self.store.record_call(record)
         except Exception:
@@ -331,6 +369,25 @@ class Server:
         call = self.calls.get(event.call_id)
         if call is not None:
             call.media_event(event)
+
+
+def repair_recordings(root: Path) -> int:
+    """Fix the WAV headers of recordings cut off by a kill (runs in an executor at start).
+
+    Only files modified in the last two days are looked at: older ones were closed cleanly
+    or repaired by an earlier start.
+    """
+    if not root.is_dir():
+        return 0
+    horizon = time.time() - 2 * 86400
+    repaired = 0
+    for path in root.rglob("*.wav"):
+        try:
+            if path.stat().st_mtime >= horizon and repair_wav(path):
+                repaired += 1
+        except OSError as exc:
+            log.warning("cannot check recording", extra={"path": str(path), "error": str(exc)})
+    return repaired
 
 
 async def serve(config: Config) -> int:

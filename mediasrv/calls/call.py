@@ -103,6 +103,9 @@ class CallServices:
     create_outbound: Callable[..., OutboundLeg]
     recording_path: Callable[[str, float], Path]  # (call id, start time) -> WAV path
     wall_clock: Callable[[], float] = time.time
+    # Called when the call changes state worth keeping at once (start, answer), so the log
+    # has the call even if the process dies before it ends.
+    progress: Callable[[CallResult], None] = lambda _result: None
 
 
 class Stop(enum.Enum):
@@ -335,6 +338,7 @@ class Call:
         self.result.outcome = Outcome.ANSWERED
         self.result.sip_code = 200
         self._start_recording()
+        self.services.progress(self.result)
 
     def _start_recording(self) -> None:
         mode = self.route.record if self.route is not None else RecordMode.BOTH

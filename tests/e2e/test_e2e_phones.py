@@ -197,3 +197,34 @@ async def test_hold_and_resume_pass_through_to_the_operator(
     # Audio flows again after the resume.
     assert float(np.sqrt(np.mean(heard[-4000:].astype(np.float64) ** 2))) > 100.0
     await assert_idle(server)
+
+
+async def test_kill_9_mid_call_keeps_the_row_and_a_valid_recording(
+    start_server: StartServer, start_phone: StartPhone, speech_wavs: dict[str, Path]
+) -> None:
+    """F13/F12: a crash loses nothing: the call row is there (marked cut off) after the
+    restart, and the recording is a valid WAV holding the audio up to the kill."""
+    operator = await start_phone(
+        "operator", auto_answer="200", play=speech_wavs["operator"], play_loop=True
+    )
+    caller = await start_phone("caller", play=speech_wavs["caller"], play_loop=True)
+    server = start_server(numbers=route_to(operator))
+    await caller.dial(tracking_uri(server))
+    await caller.wait_event("state", state="CONFIRMED", timeout=10)
+    await asyncio.sleep(3.0)
+    server.kill()  # SIGKILL: no drain, no header update
+    killed_at_s = 3.0
+    await caller.command("hangup")
+    # Restart on the same data directory: rows cut off are marked, WAV headers repaired.
+    restarted = start_server(numbers=route_to(operator), workdir=server.spec.workdir)
+    rows = await asyncio.to_thread(restarted.calls, 10)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["disposition"] == "failed" and row["end_reason"] == "server-restart"
+    recording = Path(str(row["recording_path"]))
+    wav = read_wav(recording)  # the wave module refuses a broken header
+    assert wav.channels == 2 and wav.rate == 8000
+    seconds = len(wav.samples) / 8000
+    assert killed_at_s - 1.0 <= seconds <= killed_at_s + 1.0, seconds
+    left = wav.samples[:, 0].astype(np.float64)
+    assert float(np.sqrt(np.mean(left**2))) > 100.0  # real audio, not a silent file
