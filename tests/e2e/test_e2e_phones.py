@@ -11,7 +11,7 @@ import pytest
 from conftest import StartServer
 from peers_plugin import StartPhone
 
-from mediasrv.demo.audio import correlate_aligned, read_wav
+from mediasrv.demo.audio import correlate_aligned, correlate_piecewise, read_wav
 from mediasrv.demo.phones import PhoneProcess
 from mediasrv.demo.server import ServerProcess
 
@@ -85,10 +85,13 @@ async def test_bridged_call_audio_both_ways_dtmf_and_stereo_recording(
 
     said_by_caller = read_wav(speech_wavs["caller"]).samples
     said_by_operator = read_wav(speech_wavs["operator"]).samples
-    corr_up, _ = correlate_aligned(said_by_caller, read_wav(heard_by_operator).samples)
-    corr_down, _ = correlate_aligned(said_by_operator, read_wav(heard_by_caller).samples)
-    assert corr_up >= 0.9, corr_up
-    assert corr_down >= 0.9, corr_down
+    # Each phone's adaptive jitter buffer may slip a frame on a loaded machine, which shifts
+    # the rest of the audio: align window by window (correlate_piecewise) for what the phones
+    # heard. The server's own recording below is checked as one whole signal.
+    up = correlate_piecewise(said_by_caller, read_wav(heard_by_operator).samples)
+    down = correlate_piecewise(said_by_operator, read_wav(heard_by_caller).samples)
+    assert up.score >= 0.9 and up.windows >= 6, up
+    assert down.score >= 0.9 and down.windows >= 6, down
     assert operator.digits() == "1234"
 
     rows = await wait_rows(server, 1)
