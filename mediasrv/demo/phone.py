@@ -256,7 +256,10 @@ class Phone:
         with self.lock:
             live = [s for s in self.slots.values() if not s.disconnected]
         for slot in live:
-            self._hangup_slot(slot, 0)
+            try:
+                self._hangup_slot(slot, 0)
+            except pj.Error:
+                pass  # already ending (the peer's BYE crossed ours): nothing left to do
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline:
             with self.lock:

@@ -68,7 +68,11 @@ async def start_phone(tmp_path: Path) -> AsyncIterator[StartPhone]:
         yield start
     finally:
         # In parallel: each pjsua2 shutdown takes about a second.
-        await asyncio.gather(*(phone.stop() for phone in phones))
+        codes = await asyncio.gather(*(phone.stop() for phone in phones))
+        # A clean quit exits 0; pjsua2 aborts (e.g. a Call outliving libDestroy) do not.
+        bad = {p.name: (code, p.stderr_tail()) for p, code in zip(phones, codes, strict=True)
+               if code != 0}
+        assert not bad, f"phones did not exit cleanly: {bad}"
 
 
 @pytest.fixture
