@@ -13,7 +13,7 @@ latch, a digit) and, while a leg is recorded, to hand its payload to the recorde
 Semantics mirror mediasrv/media/packet_path_py.py (the pure-Python reference).
 """
 
-from libc.stdlib cimport realloc, free
+from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memset, memcmp
 from libc.stdint cimport uint16_t, uint32_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
@@ -54,6 +54,36 @@ cdef extern from "<netinet/in.h>" nogil:
         in6_addr sin6_addr
     uint16_t htons(uint16_t)
     uint16_t ntohs(uint16_t)
+
+cdef extern from "<sys/epoll.h>" nogil:
+    union epoll_data_t:
+        int fd
+        unsigned int u32
+    struct epoll_event:
+        unsigned int events
+        epoll_data_t data
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event* event)
+    int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
+    int EPOLL_CTL_ADD
+    int EPOLLIN
+
+cdef extern from "<unistd.h>" nogil:
+    int close(int fd)
+
+cdef extern from "<sys/socket.h>" nogil:
+    struct iovec:
+        void* iov_base
+        size_t iov_len
+    struct msghdr:
+        void* msg_name
+        socklen_t msg_namelen
+        iovec* msg_iov
+        size_t msg_iovlen
+    struct mmsghdr:
+        msghdr msg_hdr
+        unsigned int msg_len
+    int recvmmsg(int fd, mmsghdr* msgs, unsigned int vlen, int flags, void* timeout)
 
 cdef extern from "<arpa/inet.h>" nogil:
     int inet_pton(int af, const char* src, void* dst)
@@ -189,6 +219,7 @@ cdef class Relay:
     cdef int capacity
     cdef unsigned char rx_buf[MAX_DATAGRAM]
     cdef unsigned char tx_buf[MAX_DATAGRAM]
+    cdef unsigned char* many
     cdef object on_latched
     cdef object on_dtmf
     cdef object on_record
@@ -199,6 +230,7 @@ cdef class Relay:
 
     def __cinit__(self):
         self.legs = NULL
+        self.many = NULL
         self.capacity = 0
 
     def __init__(self, on_latched, on_dtmf, on_record):
@@ -215,6 +247,7 @@ cdef class Relay:
 
     def __dealloc__(self):
         free(self.legs)
+        free(self.many)
 
     cdef leg_t* get(self, int leg) except NULL:
         if leg < 0 or leg >= self.capacity or not self.legs[leg].used:
@@ -379,6 +412,56 @@ cdef class Relay:
         self.legs[leg].used = False
         self.inband[leg] = None
         self.timelines[leg] = None
+
+    # ---- the alternative engine shape, for measurement (bench/media.py "epoll") -----------
+
+    def run_epoll(self, double seconds):
+        """Relay every open leg from one C loop (epoll + recvmmsg) for ``seconds``.
+
+        This is the core of the "own engine thread" design, run on the calling thread so
+        that bench/media.py can compare its cost per packet with the ``loop.add_reader``
+        design; it blocks the event loop and is not used by the server.
+        """
+        cdef int ep = epoll_create1(0)
+        cdef epoll_event ev
+        cdef epoll_event events[256]
+        cdef mmsghdr msgs[16]
+        cdef iovec iovs[16]
+        cdef sockaddr_storage addrs[16]
+        cdef unsigned char (*bufs)[MAX_DATAGRAM]
+        cdef int leg, n, i, j, got
+        cdef double end = monotonic() + seconds
+        bufs = <unsigned char (*)[MAX_DATAGRAM]>self.rx_buf_many()
+        for leg in range(self.capacity):
+            if self.legs[leg].used:
+                ev.events = EPOLLIN
+                ev.data.u32 = leg
+                epoll_ctl(ep, EPOLL_CTL_ADD, self.legs[leg].fd, &ev)
+        while monotonic() < end:
+            n = epoll_wait(ep, events, 256, 50)
+            for i in range(n):
+                leg = events[i].data.u32
+                if not self.legs[leg].used:
+                    continue
+                for j in range(16):
+                    iovs[j].iov_base = bufs[j]
+                    iovs[j].iov_len = MAX_DATAGRAM
+                    memset(&msgs[j].msg_hdr, 0, sizeof(msghdr))
+                    msgs[j].msg_hdr.msg_iov = &iovs[j]
+                    msgs[j].msg_hdr.msg_iovlen = 1
+                    msgs[j].msg_hdr.msg_name = &addrs[j]
+                    msgs[j].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
+                got = recvmmsg(self.legs[leg].fd, msgs, 16, MSG_DONTWAIT, NULL)
+                for j in range(got):
+                    self.datagram(leg, bufs[j], msgs[j].msg_len, &addrs[j])
+        close(ep)
+
+    cdef void* rx_buf_many(self) except NULL:
+        if self.many == NULL:
+            self.many = <unsigned char*>malloc(16 * MAX_DATAGRAM)
+            if self.many == NULL:
+                raise MemoryError()
+        return self.many
 
     # ---- per datagram (no Python objects) -------------------------------------------------
 
