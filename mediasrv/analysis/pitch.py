@@ -20,7 +20,9 @@ class PitchParams:
     fmax: float = 400.0
     frame_s: float = 0.040
     hop_s: float = 0.010
-    threshold: float = 0.15  # CMND dip below which a frame is voiced (paper: 0.1-0.15)
+    # CMND dip below which a frame is voiced. The paper uses 0.1-0.15 on wideband speech;
+    # G.711 quantisation noise lifts the dips, 0.2 keeps more voiced phone frames.
+    threshold: float = 0.2
     min_rms_db: float = -45.0  # quieter frames are not judged
 
 

@@ -270,7 +270,7 @@ def run_analysis_job(job: AnalysisJob) -> JobOutcome:
     if _worker_analyzer is None:
         raise RuntimeError("analysis worker not initialised")
     t0 = time.process_time()
-    result = _worker_analyzer.analyze(Path(job.wav_path))
+    result = _worker_analyzer.analyze(Path(job.wav_path), job.business or "default")
     return JobOutcome(result.to_dict(), result.audio_seconds, time.process_time() - t0)
 
 

@@ -209,3 +209,23 @@ def test_timestamped_decoding_splits_a_window_at_the_pauses(ja_analyzer: Analyze
     for piece, start, name in zip(pieces, starts, names, strict=True):
         assert abs(piece.start - start) < 1.1
         assert cer(texts[name]["text"], piece.text) < 0.35, piece
+
+
+def test_label_rules_are_per_business(models_dir: Path, tmp_path: Path) -> None:
+    path, _ = _call(tmp_path)
+    rules = {"clinic": {"labels": [{"label": "greeted", "rules": [
+        {"name": "clinic_name", "speaker": "operator", "any": ["ありがとうございます"]}]}]}}
+    rules_file = tmp_path / "rules.json"
+    rules_file.write_text(json.dumps(rules, ensure_ascii=False), encoding="utf-8")
+    args = [sys.executable, "-m", "mediasrv.analysis.cli", str(path), "--json",
+            "--models-dir", str(models_dir), "--rules", str(rules_file)]
+    clinic = subprocess.run([*args, "--business", "clinic"], capture_output=True, text=True,
+                            check=False, timeout=300)
+    assert clinic.returncode == 0, clinic.stderr
+    outcome = json.loads(clinic.stdout)["outcome"]
+    assert outcome["label"] == "greeted" and outcome["rule"] == "clinic_name"
+    assert outcome["evidence"]["channel"] == "operator"
+    # Another business has no rules here (and no default in this file): undetermined.
+    other = subprocess.run([*args, "--business", "garage"], capture_output=True, text=True,
+                           check=False, timeout=300)
+    assert json.loads(other.stdout)["outcome"]["label"] == "undetermined"
