@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client import Counter
+
 from mediasrv.api.http import HttpServer
 from mediasrv.calls.call import Call, CallResult, CallServices
 from mediasrv.calls.routing import Destination, Route
@@ -113,24 +115,49 @@ class TrunkAdmission:
 
 
 class MetricsObserver:
-    """SIP counters into Prometheus (the UA only knows the SipObserver protocol)."""
+    """SIP counters into Prometheus (the UA only knows the SipObserver protocol).
+
+    The labelled children are cached: ``Counter.labels()`` costs microseconds, and every
+    SIP message passes through here.
+    """
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self._req_in = metrics.sip_requests_total
-        self._resp = metrics.sip_responses_total
+        self._requests: dict[tuple[str, str], Counter] = {}
+        self._responses: dict[tuple[int, str, str], Counter] = {}
+
+    def _request(self, method: str, direction: str) -> Counter:
+        key = (method, direction)
+        child = self._requests.get(key)
+        if child is None:
+            child = self.metrics.sip_requests_total.labels(method=method, direction=direction)
+            if len(self._requests) < 256:  # methods come from the network: stay bounded
+                self._requests[key] = child
+        return child
+
+    def _response(self, msg: Response, direction: str) -> Counter:
+        method = _cseq_method(msg)
+        key = (msg.status, method, direction)
+        child = self._responses.get(key)
+        if child is None:
+            child = self.metrics.sip_responses_total.labels(
+                code=str(msg.status), method=method, direction=direction
+            )
+            if len(self._responses) < 1024:
+                self._responses[key] = child
+        return child
 
     def message_in(self, msg: Request | Response) -> None:
         if isinstance(msg, Request):
-            self._req_in.labels(method=msg.method, direction="in").inc()
+            self._request(msg.method, "in").inc()
         else:
-            self._resp.labels(code=str(msg.status), method=_cseq_method(msg), direction="in").inc()
+            self._response(msg, "in").inc()
 
     def message_out(self, msg: Request | Response) -> None:
         if isinstance(msg, Request):
-            self._req_in.labels(method=msg.method, direction="out").inc()
+            self._request(msg.method, "out").inc()
         else:
-            self._resp.labels(code=str(msg.status), method=_cseq_method(msg), direction="out").inc()
+            self._response(msg, "out").inc()
 
     def malformed(self, transport: str) -> None:
         self.metrics.sip_malformed_total.labels(transport=transport).inc()

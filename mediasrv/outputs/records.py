@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from mediasrv.calls.call import CallResult, Outcome
 from mediasrv.config import to_e164
+from mediasrv.media.api import LegStats
 from mediasrv.outputs.calllog import CallRecord, Disposition
 
 _DISPOSITIONS = {
@@ -18,12 +17,26 @@ _DISPOSITIONS = {
 }
 
 
+def _leg_stats(stats: LegStats) -> dict[str, object]:
+    # Not dataclasses.asdict: it deep-copies, and this runs for every call.
+    return {
+        "packets_in": stats.packets_in,
+        "packets_out": stats.packets_out,
+        "bytes_in": stats.bytes_in,
+        "bytes_out": stats.bytes_out,
+        "packets_lost": stats.packets_lost,
+        "jitter_ms": round(stats.jitter_ms, 3),
+        "codec": stats.codec,
+        "remote": stats.remote,
+    }
+
+
 def call_record_from_result(result: CallResult) -> CallRecord:
     media_stats: dict[str, object] = {}
     if result.media is not None:
         media_stats = {
             "engine": result.media.engine,
-            "legs": {role.value: asdict(stats) for role, stats in result.media.legs.items()},
+            "legs": {role.value: _leg_stats(stats) for role, stats in result.media.legs.items()},
         }
     caller = result.caller_number
     return CallRecord(

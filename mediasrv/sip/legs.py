@@ -470,9 +470,13 @@ class OutboundLeg(Leg):
 
 def strip_tag(value: str) -> str:
     """A From/To value without its tag parameter (the dialog stores tags separately)."""
-    addr = parse_name_addr(value)
-    addr.params.pop("tag", None)
-    return str(addr)
+    head, bracket, params = value.rpartition(">")
+    if not bracket:  # addr-spec form: let the parser tell URI and header parameters apart
+        addr = parse_name_addr(value)
+        addr.params.pop("tag", None)
+        return str(addr)
+    kept = [p for p in params.split(";") if p.strip() and p.strip()[:4].lower() != "tag="]
+    return head + bracket + "".join(";" + p.strip() for p in kept)
 
 
 def parse_request_user(uri: str) -> str | None:

@@ -462,3 +462,18 @@ def test_non_2xx_ack_moves_to_confirmed_and_timer_i_ends_it() -> None:
     assert h.take() == []  # no more 486 retransmissions after the ACK (Confirmed)
     h.clock.advance(5.0)  # timer I = T4
     assert h.idle()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('"Alice" <sip:a@h>;tag=abc', '"Alice" <sip:a@h>'),
+        ("<sip:a@h;transport=tcp>;TAG=x;foo=bar", "<sip:a@h;transport=tcp>;foo=bar"),
+        ("<sip:a@h>", "<sip:a@h>"),
+        ("sip:a@h;tag=zz", "<sip:a@h>"),
+    ],
+)
+def test_strip_tag(value: str, expected: str) -> None:
+    from mediasrv.sip.legs import strip_tag
+
+    assert strip_tag(value) == expected
