@@ -288,6 +288,8 @@ cdef class Relay:
         s.last_seq_out = seq_out & 0xFFFF
         s.last_ts_out = ts_out
         s.bad_seq = -1
+        self.inband[leg] = None  # a reused leg id starts clean
+        self.timelines[leg] = None
 
     def configure(self, int leg, int send_codec, int send_pt, dict rx_pts, int te_pt,
                   object remote, bint sends, bint receives):
