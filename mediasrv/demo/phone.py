@@ -42,6 +42,9 @@ import pjsua2 as pj
 
 MAX_CALLS = 4
 CLOCK_RATE = 8000
+PJ_EINVALIDOP = 70013  # pj_status_t: "Invalid operation" (e.g. an INVITE still pending)
+REINVITE_RETRY_S = 0.05
+REINVITE_ATTEMPTS = 60
 CODEC_IDS = {"PCMU": "PCMU/8000/1", "PCMA": "PCMA/8000/1"}
 
 
@@ -411,12 +414,37 @@ class Phone:
         slot.call.dialDtmf(digits)  # RFC 4733 by default
 
     def hold(self, call_id: int | None) -> None:
-        self._live(call_id).call.setHold(pj.CallOpParam(True))
+        slot = self._live(call_id)
+        self._reinvite_when_idle(slot, "hold", lambda: slot.call.setHold(pj.CallOpParam(True)))
 
     def unhold(self, call_id: int | None) -> None:
+        slot = self._live(call_id)
         prm = pj.CallOpParam(True)
         prm.opt.flag = pj.PJSUA_CALL_UNHOLD
-        self._live(call_id).call.reinvite(prm)
+        self._reinvite_when_idle(slot, "unhold", lambda: slot.call.reinvite(prm))
+
+    def _reinvite_when_idle(self, slot: CallSlot, what: str, send: Callable[[], None],
+                            attempts: int = REINVITE_ATTEMPTS) -> None:
+        """Send a re-INVITE; while the previous one is still open, try again shortly.
+
+        pjsua refuses a re-INVITE while another INVITE transaction of the dialog is still in
+        progress (PJ_EINVALIDOP; RFC 3261 14.1 forbids overlapping ones), e.g. an unhold sent
+        as soon as the far end has seen the hold but before our side has its 200.
+        """
+        try:
+            send()
+        except pj.Error as exc:
+            if exc.status != PJ_EINVALIDOP or attempts <= 1 or slot.disconnected:
+                raise
+            self.schedule(REINVITE_RETRY_S,
+                          lambda: self._retry_reinvite(slot, what, send, attempts - 1))
+
+    def _retry_reinvite(self, slot: CallSlot, what: str, send: Callable[[], None],
+                        attempts: int) -> None:
+        try:
+            self._reinvite_when_idle(slot, what, send, attempts)
+        except pj.Error as exc:
+            self.emitter.emit("error", command=what, message=exc.info())
 
     def stats(self, call_id: int | None) -> None:
         """Report RTP counters of a call's audio stream (RTCP-level, as pjmedia sees them)."""
