@@ -25,7 +25,7 @@ from .sources import PackageFile, SourceError, fetch
 
 # Same value as whisper_graph.GRAPH_VERSION (not imported here: that module needs `onnx`,
 # a build-time package, and this one is imported at run time by the CLI).
-WHISPER_GRAPH_VERSION = "2"
+WHISPER_GRAPH_VERSION = "4"
 
 
 @dataclass(frozen=True)
@@ -151,10 +151,14 @@ def build_whisper(src: WhisperSource, out: Path, wheels: Path, quantize: bool = 
 
 
 def _quantize(src: Path, dst: Path) -> None:
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # DefaultTensorType: ONNX shape inference cannot type the outputs of the com.microsoft
+    # MultiHeadAttention node; they are float32.
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul", "Gather"], per_channel=False)
+                     op_types_to_quantize=["MatMul", "Gather"], per_channel=False,
+                     extra_options={"DefaultTensorType": TensorProto.FLOAT})
 
 
 def build_vad(out: Path, wheels: Path) -> ModelEntry:

@@ -27,7 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 OPSET = 17
 # Bumped whenever the graphs' inputs/outputs change; the manifest records it and the
 # run time refuses (and `models build` rebuilds) models of another version.
-GRAPH_VERSION = "2"
+GRAPH_VERSION = "4"
 _NEG_INF = -1e9
 
 
@@ -142,6 +142,24 @@ class _Builder:
         p = self.op1("Softmax", [s], axis=-1)
         return self.op1("MatMul", [p, v], "ctx")
 
+    def attend_cross(self, q: str, kt: str, v: str, dims: WhisperDims) -> str:
+        """Cross-attention of all beams against one shared encoder output.
+
+        q [B, H, T, Dh] is regrouped to [1, H, B*T, Dh] so that each head is a single GEMM
+        over the pre-transposed keys kt [1, H, Dh, 1500] (a broadcast batched MatMul would
+        run B separate products and re-read the keys for every beam).
+        """
+        q_shape = self.op1("Shape", [q])
+        rows = self.op1("Reshape", [self.op1("Transpose", [q], perm=[1, 0, 2, 3]),
+                                    self.i64([1, dims.n_heads, -1, dims.d_head])])
+        ctx = self.attend(rows, kt, v, dims, None, k_transposed=True)
+        hbtd = self.op1("Concat", [
+            self.op1("Slice", [q_shape, self.i64([1]), self.i64([2])]),
+            self.op1("Slice", [q_shape, self.i64([0]), self.i64([1])]),
+            self.op1("Slice", [q_shape, self.i64([2]), self.i64([4])]),
+        ], axis=0)
+        return self.op1("Transpose", [self.op1("Reshape", [ctx, hbtd])], perm=[1, 0, 2, 3])
+
     def split3(self, x: str, d: int) -> list[str]:
         return self.op("Split", [x, self.i64([d, d, d], "split")], "qkv", 3, axis=-1)
 
@@ -153,8 +171,8 @@ def _f(name: str, shape: list[int | str], elem: int = TensorProto.FLOAT) -> onnx
 def _model(b: _Builder, name: str, inputs: list[onnx.ValueInfoProto],
            outputs: list[onnx.ValueInfoProto]) -> onnx.ModelProto:
     graph = helper.make_graph(b.nodes, name, inputs, outputs, b.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="mediasrv-modelbuild")
+    opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="mediasrv-modelbuild")
     model.ir_version = 8
     return model
 
@@ -173,8 +191,12 @@ def build_encoder(w: dict[str, np.ndarray], dims: WhisperDims) -> onnx.ModelProt
         p = f"encoder/layer_{i}/self_attention"
         h = b.layer_norm(x, w, p + "/layer_norm")
         qkv = b.linear(h, w[p + "/linear_0/weight"], w[p + "/linear_0/bias"], "qkv")
-        q, k, v = (b.split_heads(t, dims) for t in b.split3(qkv, dims.d_model))
-        ctx = b.merge_heads(b.attend(q, k, v, dims, None), dims)
+        # onnxruntime's fused MultiHeadAttention (com.microsoft): same arithmetic as
+        # softmax(q k^T / sqrt(Dh)) v per head, ~20% faster encoder on one CPU thread.
+        q, k, v = b.split3(qkv, dims.d_model)
+        ctx = b.name("mha")
+        b.nodes.append(helper.make_node("MultiHeadAttention", [q, k, v], [ctx],
+                                        domain="com.microsoft", num_heads=dims.n_heads))
         h = b.linear(ctx, w[p + "/linear_1/weight"], w[p + "/linear_1/bias"], "attn_out")
         x = b.op1("Add", [x, h], "res")
         x = b.ffn(x, w, f"encoder/layer_{i}/ffn")
@@ -242,8 +264,7 @@ def build_decoder(w: dict[str, np.ndarray], dims: WhisperDims) -> onnx.ModelProt
         h = b.layer_norm(x, w, p + "/attention/layer_norm")
         q = b.split_heads(b.linear(h, w[p + "/attention/linear_0/weight"],
                                    w[p + "/attention/linear_0/bias"], "cross_q"), dims)
-        ctx = b.merge_heads(b.attend(q, f"cross_k{i}", f"cross_v{i}", dims, None,
-                                     k_transposed=True), dims)
+        ctx = b.merge_heads(b.attend_cross(q, f"cross_k{i}", f"cross_v{i}", dims), dims)
         h = b.linear(ctx, w[p + "/attention/linear_2/weight"],
                      w[p + "/attention/linear_2/bias"], "cross_out")
         x = b.op1("Add", [x, h], "res")
