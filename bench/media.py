@@ -164,8 +164,9 @@ async def _serve(calls: int, path_name: str, record_dir: str | None, portfile: s
     if path_name.endswith("+kernelrec"):
         path_name = path_name.removesuffix("+kernelrec")
         engine_module.StereoRecorder = kernel_recorder()  # type: ignore[misc,assignment]
-    epoll = path_name == "cython-epoll"
-    if path_name in ("cython", "cython-epoll"):
+    epoll = path_name.startswith("cython-epoll")
+    pace_us = 1000 if path_name == "cython-epoll-paced" else 0
+    if path_name in ("cython", "cython-epoll", "cython-epoll-paced"):
         from mediasrv.media.packet_path_cy import CyPacketPath as factory
     else:
         from mediasrv.media.packet_path_py import PyPacketPath as factory  # type: ignore[assignment]
@@ -204,7 +205,7 @@ async def _serve(calls: int, path_name: str, record_dir: str | None, portfile: s
 
         relay = engine._path._relay  # type: ignore[attr-defined]
         while not select.select([sys.stdin], [], [], 0)[0]:
-            relay.run_epoll(2.0)
+            relay.run_epoll(2.0, pace_us)
     else:
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -457,7 +458,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--python", action="store_true", help="also run the pure-Python packet path")
     ap.add_argument(
         "--epoll", action="store_true",
-        help="also run the relay from one C epoll+recvmmsg loop instead of loop.add_reader",
+        help="also run the relay from one C epoll+recvmmsg loop instead of loop.add_reader "
+        "(as is, and paced: 1 ms sleep between rounds)",
     )  # fmt: skip
     args = ap.parse_args(argv)
     if 2 * args.calls > 65000 - PHONE_BASE or 4 * args.calls > ENGINE_PORTS[1] - ENGINE_PORTS[0]:
@@ -474,17 +476,16 @@ def main(argv: list[str]) -> int:
                 run_mediasrv(rtpload, work, args.calls, args.seconds, "cython", True, True)
             )
         if args.epoll:
-            results.append(
-                run_mediasrv(rtpload, work, args.calls, args.seconds, "cython-epoll", False)
-            )
+            for shape in ("cython-epoll", "cython-epoll-paced"):
+                results.append(run_mediasrv(rtpload, work, args.calls, args.seconds, shape, False))
         if args.python:
             results.append(run_mediasrv(rtpload, work, args.calls, args.seconds, "python", False))
         rtpe = None if args.no_rtpengine else run_rtpengine(rtpload, work, args.calls, args.seconds)
     print(
-        f"{'run':<22}{'cpu%':>7}{'cpu/100 streams':>17}{'loss':>10}{'p50 ms':>9}{'p99 ms':>9}{'KB/call':>9}"
+        f"{'run':<28}{'cpu%':>7}{'cpu/100 streams':>17}{'loss':>10}{'p50 ms':>9}{'p99 ms':>9}{'KB/call':>9}"
     )
     for r in [*results, *([rtpe] if rtpe else [])]:
-        print(f"{r.name:<22}{r.cpu_pct:>7.1f}{r.cpu_per_100_streams:>17.2f}{r.loss:>10.5f}"
+        print(f"{r.name:<28}{r.cpu_pct:>7.1f}{r.cpu_per_100_streams:>17.2f}{r.loss:>10.5f}"
               f"{r.p50_ms:>9.3f}{r.p99_ms:>9.3f}{r.rss_per_call_kb:>9.1f}")  # fmt: skip
     main_run = results[0] if args.no_record else results[1]
     rtpe_cpu = rtpe.cpu_per_100_streams if rtpe else float("nan")

@@ -1,4 +1,6 @@
 # C-level interface of cext.dtmf (in-band DTMF, ITU-T Q.23/Q.24, Goertzel).
+# The detector state is a plain struct so that C code (the packet path) can run it without
+# the GIL; DtmfDetector is the Python-facing owner of one.
 
 cdef enum:
     DTMF_BLOCK = 102
@@ -10,31 +12,35 @@ cdef struct dtmf_event_t:
     long long start
     long long duration
 
+cdef struct dtmf_t:
+    double s1[8]
+    double s2[8]
+    double energy
+    int fill
+    long long position
+    double history[306]
+    int ring
+    int digit
+    int hits
+    int misses
+    bint verified
+    long long start
+    long long end
+    dtmf_event_t events[32]
+    int n_events
+    long long events_dropped
+
+cdef void dtmf_reset(dtmf_t* d) noexcept nogil
+cdef void dtmf_feed_pcm16(dtmf_t* d, const short* samples, Py_ssize_t n) noexcept nogil
+cdef void dtmf_feed_ulaw(dtmf_t* d, const unsigned char* data, Py_ssize_t n) noexcept nogil
+cdef void dtmf_feed_alaw(dtmf_t* d, const unsigned char* data, Py_ssize_t n) noexcept nogil
+cdef void dtmf_feed_one(dtmf_t* d, double x) noexcept nogil
+cdef void dtmf_block_done(dtmf_t* d) noexcept nogil
+cdef int dtmf_block_digit(dtmf_t* d) noexcept nogil
+cdef void dtmf_track(dtmf_t* d, int digit) noexcept nogil
+cdef void dtmf_end_run(dtmf_t* d) noexcept nogil
+
 
 cdef class DtmfDetector:
-    cdef double s1[8]
-    cdef double s2[8]
-    cdef double energy
-    cdef int fill
-    cdef long long position
-    cdef double history[306]
-    cdef int ring
-    cdef int digit
-    cdef int hits
-    cdef int misses
-    cdef bint verified
-    cdef long long start
-    cdef long long end
-    cdef dtmf_event_t events[32]
-    cdef int n_events
-    cdef public long long events_dropped
-
+    cdef dtmf_t st
     cdef list _drain(self)
-    cdef void feed_buf(self, const short* samples, Py_ssize_t n) noexcept nogil
-    cdef void feed_ulaw_buf(self, const unsigned char* data, Py_ssize_t n) noexcept nogil
-    cdef void feed_alaw_buf(self, const unsigned char* data, Py_ssize_t n) noexcept nogil
-    cdef void feed_one(self, double x) noexcept nogil
-    cdef void block_done(self) noexcept nogil
-    cdef int block_digit(self) noexcept nogil
-    cdef void track(self, int digit) noexcept nogil
-    cdef void end_run(self) noexcept nogil

@@ -6,7 +6,7 @@ written in the same order as the reference so both give identical results.
 """
 
 from libc.math cimport cos, M_PI, fabs
-from libc.string cimport memcpy
+from libc.string cimport memset
 
 from cext.g711 cimport ulaw_to_linear, alaw_to_linear
 
@@ -121,28 +121,146 @@ cdef inline int strongest(const double* powers) noexcept nogil:
     return best
 
 
+cdef void dtmf_reset(dtmf_t* d) noexcept nogil:
+    memset(d, 0, sizeof(dtmf_t))
+    d.digit = -1
+
+
+cdef void dtmf_feed_pcm16(dtmf_t* d, const short* samples, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        dtmf_feed_one(d, <double>samples[i])
+
+
+cdef void dtmf_feed_ulaw(dtmf_t* d, const unsigned char* data, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        dtmf_feed_one(d, <double>ulaw_to_linear(data[i]))
+
+
+cdef void dtmf_feed_alaw(dtmf_t* d, const unsigned char* data, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        dtmf_feed_one(d, <double>alaw_to_linear(data[i]))
+
+
+cdef void dtmf_feed_one(dtmf_t* d, double x) noexcept nogil:
+    cdef int i
+    cdef double s
+    d.history[d.ring] = x
+    d.ring = (d.ring + 1) % DTMF_WINDOW
+    d.energy += x * x
+    for i in range(4):
+        s = x + ROW_COEFFS[i] * d.s1[i] - d.s2[i]
+        d.s2[i] = d.s1[i]
+        d.s1[i] = s
+        s = x + COL_COEFFS[i] * d.s1[i + 4] - d.s2[i + 4]
+        d.s2[i + 4] = d.s1[i + 4]
+        d.s1[i + 4] = s
+    d.fill += 1
+    d.position += 1
+    if d.fill == DTMF_BLOCK:
+        dtmf_block_done(d)
+
+
+cdef void dtmf_block_done(dtmf_t* d) noexcept nogil:
+    cdef int digit = dtmf_block_digit(d)
+    cdef int i
+    for i in range(8):
+        d.s1[i] = 0.0
+        d.s2[i] = 0.0
+    d.energy = 0.0
+    d.fill = 0
+    dtmf_track(d, digit)
+
+
+cdef int dtmf_block_digit(dtmf_t* d) noexcept nogil:
+    """The Q.23 digit (row*4+col) this block hits, or -1."""
+    cdef double rows[4]
+    cdef double cols[4]
+    cdef double pr, pc, a, b
+    cdef int i, r, c
+    for i in range(4):
+        a = d.s1[i]
+        b = d.s2[i]
+        rows[i] = a * a + b * b - ROW_COEFFS[i] * a * b
+        a = d.s1[i + 4]
+        b = d.s2[i + 4]
+        cols[i] = a * a + b * b - COL_COEFFS[i] * a * b
+    r = strongest(rows)
+    c = strongest(cols)
+    pr = rows[r]
+    pc = cols[c]
+    if pr < MIN_TONE_POWER or pc < MIN_TONE_POWER:
+        return -1
+    if pc > pr * BLOCK_TWIST_LIMIT or pr > pc * BLOCK_TWIST_LIMIT:
+        return -1
+    for i in range(4):
+        if i != r and rows[i] * GROUP_DOMINANCE > pr:
+            return -1
+        if i != c and cols[i] * GROUP_DOMINANCE > pc:
+            return -1
+    if (pr + pc) * 2.0 < BLOCK_FRACTION * d.energy * DTMF_BLOCK:
+        return -1
+    return r * 4 + c
+
+
+cdef void dtmf_track(dtmf_t* d, int digit) noexcept nogil:
+    cdef double window[DTMF_WINDOW]
+    cdef int n
+    if digit >= 0 and digit == d.digit:
+        d.hits += 1
+        d.misses = 0
+        d.end = d.position
+    elif digit >= 0:
+        dtmf_end_run(d)
+        d.digit = digit
+        d.hits = 1
+        d.misses = 0
+        d.verified = False
+        d.start = d.position - DTMF_BLOCK
+        d.end = d.position
+    elif d.digit >= 0:
+        d.misses += 1
+        if d.misses >= MISSES_TO_END:
+            dtmf_end_run(d)
+        return
+    else:
+        return
+    if not d.verified and VERIFY_BLOCKS <= d.hits <= MAX_VERIFY_HIT:
+        for n in range(DTMF_WINDOW):
+            window[n] = d.history[(d.ring + n) % DTMF_WINDOW]
+        d.verified = verify_digit(window, d.digit // 4, d.digit % 4)
+
+
+cdef void dtmf_end_run(dtmf_t* d) noexcept nogil:
+    """Report the current run if it was verified (the digit ended)."""
+    if d.digit >= 0 and d.verified:
+        if d.n_events < DTMF_MAX_EVENTS:
+            d.events[d.n_events].digit = KEYPAD[d.digit]
+            d.events[d.n_events].start = d.start
+            d.events[d.n_events].duration = d.end - d.start
+            d.n_events += 1
+        else:
+            d.events_dropped += 1
+    d.digit = -1
+    d.hits = 0
+    d.misses = 0
+    d.verified = False
+
+
 cdef class DtmfDetector:
-    """Streaming in-band DTMF detector over 8 kHz 16-bit PCM (see the reference twin)."""
+    """Streaming in-band DTMF detector over 8 kHz 16-bit PCM (see the reference twin).
+
+    The state is a C struct (``st``) so that the packet path can feed it without the GIL.
+    """
 
     def __init__(self):
-        cdef int i
-        for i in range(8):
-            self.s1[i] = 0.0
-            self.s2[i] = 0.0
-        for i in range(DTMF_WINDOW):
-            self.history[i] = 0.0
-        self.energy = 0.0
-        self.fill = 0
-        self.position = 0
-        self.ring = 0
-        self.digit = -1
-        self.hits = 0
-        self.misses = 0
-        self.verified = False
-        self.start = 0
-        self.end = 0
-        self.n_events = 0
-        self.events_dropped = 0
+        dtmf_reset(&self.st)
+
+    @property
+    def events_dropped(self):
+        return self.st.events_dropped
 
     def feed_pcm(self, pcm):
         cdef const unsigned char[::1] buf = bytes(pcm)
@@ -152,147 +270,35 @@ cdef class DtmfDetector:
             raise ValueError(f"16-bit PCM must have an even length, got {nbytes} bytes")
         for i in range(nbytes // 2):
             sample = <short>(buf[2 * i] | (buf[2 * i + 1] << 8))
-            self.feed_one(<double>sample)
+            dtmf_feed_one(&self.st, <double>sample)
         return self._drain()
 
     def feed_ulaw(self, data):
         cdef const unsigned char[::1] buf = bytes(data)
         if buf.shape[0]:
-            self.feed_ulaw_buf(&buf[0], buf.shape[0])
+            dtmf_feed_ulaw(&self.st, &buf[0], buf.shape[0])
         return self._drain()
 
     def feed_alaw(self, data):
         cdef const unsigned char[::1] buf = bytes(data)
         if buf.shape[0]:
-            self.feed_alaw_buf(&buf[0], buf.shape[0])
+            dtmf_feed_alaw(&self.st, &buf[0], buf.shape[0])
         return self._drain()
 
     def feed_samples(self, samples):
         for sample in samples:
-            self.feed_one(<double><short>sample)
+            dtmf_feed_one(&self.st, <double><short>sample)
         return self._drain()
 
     def flush(self):
-        self.end_run()
+        dtmf_end_run(&self.st)
         return self._drain()
 
     cdef list _drain(self):
         cdef int i
         out = []
-        for i in range(self.n_events):
-            out.append((chr(self.events[i].digit), self.events[i].start, self.events[i].duration))
-        self.n_events = 0
+        for i in range(self.st.n_events):
+            out.append((chr(self.st.events[i].digit), self.st.events[i].start,
+                        self.st.events[i].duration))
+        self.st.n_events = 0
         return out
-
-    cdef void feed_buf(self, const short* samples, Py_ssize_t n) noexcept nogil:
-        cdef Py_ssize_t i
-        for i in range(n):
-            self.feed_one(<double>samples[i])
-
-    cdef void feed_ulaw_buf(self, const unsigned char* data, Py_ssize_t n) noexcept nogil:
-        cdef Py_ssize_t i
-        for i in range(n):
-            self.feed_one(<double>ulaw_to_linear(data[i]))
-
-    cdef void feed_alaw_buf(self, const unsigned char* data, Py_ssize_t n) noexcept nogil:
-        cdef Py_ssize_t i
-        for i in range(n):
-            self.feed_one(<double>alaw_to_linear(data[i]))
-
-    cdef void feed_one(self, double x) noexcept nogil:
-        cdef int i
-        cdef double s
-        self.history[self.ring] = x
-        self.ring = (self.ring + 1) % DTMF_WINDOW
-        self.energy += x * x
-        for i in range(4):
-            s = x + ROW_COEFFS[i] * self.s1[i] - self.s2[i]
-            self.s2[i] = self.s1[i]
-            self.s1[i] = s
-            s = x + COL_COEFFS[i] * self.s1[i + 4] - self.s2[i + 4]
-            self.s2[i + 4] = self.s1[i + 4]
-            self.s1[i + 4] = s
-        self.fill += 1
-        self.position += 1
-        if self.fill == DTMF_BLOCK:
-            self.block_done()
-
-    cdef void block_done(self) noexcept nogil:
-        cdef int digit = self.block_digit()
-        cdef int i
-        for i in range(8):
-            self.s1[i] = 0.0
-            self.s2[i] = 0.0
-        self.energy = 0.0
-        self.fill = 0
-        self.track(digit)
-
-    cdef int block_digit(self) noexcept nogil:
-        cdef double rows[4]
-        cdef double cols[4]
-        cdef double pr, pc, a, b
-        cdef int i, r, c
-        for i in range(4):
-            a = self.s1[i]
-            b = self.s2[i]
-            rows[i] = a * a + b * b - ROW_COEFFS[i] * a * b
-            a = self.s1[i + 4]
-            b = self.s2[i + 4]
-            cols[i] = a * a + b * b - COL_COEFFS[i] * a * b
-        r = strongest(rows)
-        c = strongest(cols)
-        pr = rows[r]
-        pc = cols[c]
-        if pr < MIN_TONE_POWER or pc < MIN_TONE_POWER:
-            return -1
-        if pc > pr * BLOCK_TWIST_LIMIT or pr > pc * BLOCK_TWIST_LIMIT:
-            return -1
-        for i in range(4):
-            if i != r and rows[i] * GROUP_DOMINANCE > pr:
-                return -1
-            if i != c and cols[i] * GROUP_DOMINANCE > pc:
-                return -1
-        if (pr + pc) * 2.0 < BLOCK_FRACTION * self.energy * DTMF_BLOCK:
-            return -1
-        return r * 4 + c
-
-    cdef void track(self, int digit) noexcept nogil:
-        cdef double window[DTMF_WINDOW]
-        cdef int n
-        if digit >= 0 and digit == self.digit:
-            self.hits += 1
-            self.misses = 0
-            self.end = self.position
-        elif digit >= 0:
-            self.end_run()
-            self.digit = digit
-            self.hits = 1
-            self.misses = 0
-            self.verified = False
-            self.start = self.position - DTMF_BLOCK
-            self.end = self.position
-        elif self.digit >= 0:
-            self.misses += 1
-            if self.misses >= MISSES_TO_END:
-                self.end_run()
-            return
-        else:
-            return
-        if not self.verified and VERIFY_BLOCKS <= self.hits <= MAX_VERIFY_HIT:
-            for n in range(DTMF_WINDOW):
-                window[n] = self.history[(self.ring + n) % DTMF_WINDOW]
-            self.verified = verify_digit(window, self.digit // 4, self.digit % 4)
-
-    cdef void end_run(self) noexcept nogil:
-        if self.digit >= 0 and self.verified:
-            if self.n_events < DTMF_MAX_EVENTS:
-                self.events[self.n_events].digit = KEYPAD[self.digit]
-                self.events[self.n_events].start = self.start
-                self.events[self.n_events].duration = self.end - self.start
-                self.n_events += 1
-            else:
-                self.events_dropped += 1
-        self.digit = -1
-        self.hits = 0
-        self.misses = 0
-        self.verified = False
