@@ -420,10 +420,13 @@ class AnalysisWorkerPool:
         exc = f.task.exception()
         if exc is None:
             outcome = f.task.result()
-            if await self.queue.complete(f.job.job_id, outcome.result):
+            # job_id inside the result: the idempotency key for whoever consumes the
+            # "analysis done" event (a crash after storing re-delivers the same result).
+            result = {**outcome.result, "job_id": f.job.job_id}
+            if await self.queue.complete(f.job.job_id, result):
                 if self.metrics is not None:
                     self.metrics.analysis_job_done(outcome.audio_seconds, outcome.cpu_seconds)
-                await self._deliver(f.job.job_id, f.job.call_id, outcome.result)
+                await self._deliver(f.job.job_id, f.job.call_id, result)
             else:
                 log.warning("analysis job %d: lease lost, result discarded", f.job.job_id)
             return False

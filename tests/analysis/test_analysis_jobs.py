@@ -184,6 +184,7 @@ async def test_worker_crash_mid_job_is_retried_and_completes_once(tmp_path: Path
     call_id, result = sink.calls[0]
     assert call_id == "c1" and result["pid"] != crashed_pid
     assert row is not None and row["state"] == "done" and row["attempts"] == 2
+    assert result["job_id"] == row["job_id"]
     assert row["delivered"] is True
     assert len(metrics.done) == 1 and metrics.failed == 0
 

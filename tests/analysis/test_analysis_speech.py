@@ -229,3 +229,9 @@ def test_label_rules_are_per_business(models_dir: Path, tmp_path: Path) -> None:
     other = subprocess.run([*args, "--business", "garage"], capture_output=True, text=True,
                            check=False, timeout=300)
     assert json.loads(other.stdout)["outcome"]["label"] == "undetermined"
+
+
+def test_language_auto_detection(ja_analyzer: Analyzer) -> None:
+    w = ja_analyzer.transcriber.whisper
+    assert w.detect_language(mono(ASTERISK_DIR / "agent-alreadyon.wav", 16000)) == "en"
+    assert w.detect_language(mono(DATA / "jsut_basic5000_0001.wav", 16000)) == "ja"
