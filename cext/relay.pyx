@@ -22,7 +22,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from cext.g711 cimport ulaw_to_alaw_buf, alaw_to_ulaw_buf
 from cext.rtp cimport rtp_payload_bounds, rtp_get_u32, rtp_put_u32
 from cext.dtmf cimport DtmfDetector, dtmf_t, dtmf_feed_ulaw, dtmf_feed_alaw
-from cext.recbuf cimport StereoTimeline
+from cext.recbuf cimport StereoTimeline, timeline_t, timeline_feed
 
 DTMF_DIGITS = "0123456789*#ABCD"  # RFC 4733 §3.2 events 0-15
 
@@ -125,6 +125,7 @@ cdef struct leg_t:
     bint has_timeline
     bint inband_on
     dtmf_t* inband_st  # owned by the DtmfDetector kept in Relay.inband
+    timeline_t* timeline  # owned by the StereoTimeline kept in Relay.timelines
     int channel
     double last_rx
     # incoming stream: RFC 3550 A.1 / A.8
@@ -361,6 +362,7 @@ cdef class Relay:
         cdef leg_t* s = self.get(leg)
         self.timelines[leg] = timeline
         s.has_timeline = timeline is not None
+        s.timeline = &timeline.st if timeline is not None else NULL
         s.channel = channel
         self.clock_offset = clock_offset
 
@@ -612,8 +614,8 @@ cdef class Relay:
             self.detect_inband(leg, data + hlen, plen, codec)
             s = &self.legs[leg]
         if s.has_timeline:
-            (<StereoTimeline>self.timelines[leg]).feed_c(
-                s.channel, ssrc, ts, codec, data + hlen, plen, now + self.clock_offset)
+            timeline_feed(s.timeline, s.channel, ssrc, ts, codec, data + hlen, plen,
+                          now + self.clock_offset)
         elif s.recording:
             self.callbacks += 1
             self.on_record(leg, s.channel, ssrc, ts, codec,
