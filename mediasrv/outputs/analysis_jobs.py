@@ -391,6 +391,7 @@ class AnalysisWorkerPool:
             await self._report_depth()
             if time.monotonic() - last_renew > self.lease_seconds / 4:
                 await self.queue.renew(list(self._inflight), self.lease_seconds)
+                await self._deliver_pending()  # results whose sink failed earlier
                 last_renew = time.monotonic()
             await self._wait()
 

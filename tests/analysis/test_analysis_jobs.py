@@ -278,3 +278,29 @@ async def test_real_analysis_updates_the_call_row(models_dir: Path, tmp_path: Pa
     assert rec.analysis["gender"]["gender"] in ("female", "unknown")
     audio_s, cpu_s = metrics.done[0]
     assert audio_s == pytest.approx(1.4, abs=0.1) and cpu_s > 0
+
+
+async def test_failed_delivery_is_retried_with_the_stored_result(tmp_path: Path) -> None:
+    q = AnalysisJobQueue(tmp_path / "mediasrv.db")
+    await q.open()
+    seen: list[dict[str, Any]] = []
+    delivered = asyncio.Event()
+
+    async def flaky_sink(call_id: str, result: dict[str, Any]) -> None:
+        seen.append(result)
+        if len(seen) == 1:
+            raise RuntimeError("call log busy")
+        delivered.set()
+
+    pool = AnalysisWorkerPool(q, None, flaky_sink, None, workers=1, lease_seconds=0.4,
+                              poll_seconds=0.05, job_fn=echo_job, initializer=init_nothing)
+    await pool.start()
+    try:
+        await pool.enqueue("c1", "/rec/c1.wav")
+        await asyncio.wait_for(delivered.wait(), 60)
+    finally:
+        await pool.stop()
+    row = await q.get("c1")
+    await q.close()
+    assert len(seen) == 2 and seen[0] == seen[1]  # the same stored result, not a re-run
+    assert row is not None and row["attempts"] == 1 and row["delivered"] is True
