@@ -298,6 +298,12 @@ async def test_failed_delivery_is_retried_with_the_stored_result(tmp_path: Path)
     try:
         await pool.enqueue("c1", "/rec/c1.wav")
         await asyncio.wait_for(delivered.wait(), 60)
+
+        async def marked() -> bool:
+            row = await q.get("c1")
+            return row is not None and row["delivered"] is True
+
+        await _until(marked, 10)
     finally:
         await pool.stop()
     row = await q.get("c1")
