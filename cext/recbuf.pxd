@@ -2,6 +2,10 @@
 # The state is a plain struct so that C code (the packet path) can feed it without the GIL;
 # StereoTimeline is the Python-facing owner of one.
 
+cdef extern from "<pthread.h>" nogil:
+    ctypedef struct pthread_mutex_t:
+        pass
+
 cdef struct timeline_t:
     bint enabled[2]
     bint ulaw
@@ -20,12 +24,16 @@ cdef struct timeline_t:
     Py_ssize_t out_len
     Py_ssize_t out_cap
     bint out_failed
+    pthread_mutex_t mutex  # feed may come from the engine thread, tick/take from the loop
 
 cdef void timeline_init(timeline_t* t, bint left, bint right, bint ulaw) noexcept nogil
 cdef void timeline_free(timeline_t* t) noexcept nogil
 cdef void timeline_feed(timeline_t* t, int channel, unsigned int ssrc, unsigned int ts,
                         int codec, const unsigned char* payload, Py_ssize_t n,
                         double now) noexcept nogil
+cdef void timeline_place(timeline_t* t, int channel, unsigned int ssrc, unsigned int ts,
+                         int codec, const unsigned char* payload, Py_ssize_t n,
+                         double now) noexcept nogil
 cdef long long timeline_position(timeline_t* t, int channel, unsigned int ssrc, unsigned int ts,
                                  double now) noexcept nogil
 cdef void timeline_shift(timeline_t* t, int channel, long long d) noexcept nogil

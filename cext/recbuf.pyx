@@ -12,6 +12,12 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 
 from cext.g711 cimport ulaw_to_linear, alaw_to_linear, linear_to_ulaw
 
+cdef extern from "<pthread.h>" nogil:
+    int pthread_mutex_init(pthread_mutex_t* m, void* attr)
+    int pthread_mutex_destroy(pthread_mutex_t* m)
+    int pthread_mutex_lock(pthread_mutex_t* m)
+    int pthread_mutex_unlock(pthread_mutex_t* m)
+
 RATE = 8000
 CHANNELS = 2
 WINDOW = 1600
@@ -36,6 +42,7 @@ cdef inline long long round_samples(double seconds) noexcept nogil:
 
 cdef void timeline_init(timeline_t* t, bint left, bint right, bint ulaw) noexcept nogil:
     memset(t, 0, sizeof(timeline_t))
+    pthread_mutex_init(&t.mutex, NULL)
     t.enabled[0] = left
     t.enabled[1] = right
     t.ulaw = ulaw
@@ -46,12 +53,21 @@ cdef void timeline_free(timeline_t* t) noexcept nogil:
     free(t.out)
     t.buf = NULL
     t.out = NULL
+    pthread_mutex_destroy(&t.mutex)
 
 
 cdef void timeline_feed(timeline_t* t, int channel, unsigned int ssrc, unsigned int ts,
                         int codec, const unsigned char* payload, Py_ssize_t n,
                         double now) noexcept nogil:
     """Place one packet's audio by its RTP timestamp (rules: kernels/recbuf_py.py)."""
+    pthread_mutex_lock(&t.mutex)
+    timeline_place(t, channel, ssrc, ts, codec, payload, n, now)
+    pthread_mutex_unlock(&t.mutex)
+
+
+cdef void timeline_place(timeline_t* t, int channel, unsigned int ssrc, unsigned int ts,
+                         int codec, const unsigned char* payload, Py_ssize_t n,
+                         double now) noexcept nogil:
     cdef long long pos, skip, start
     cdef Py_ssize_t first = 0, i
     cdef short* buf
@@ -192,7 +208,7 @@ cdef class StereoTimeline:
 
     def __init__(self, bint record_left=True, bint record_right=True, bint ulaw=False):
         timeline_free(&self.st)
-        timeline_init(&self.st, record_left, record_right, ulaw)
+        timeline_init(&self.st, record_left, record_right, ulaw)  # before any other thread
 
     def __dealloc__(self):
         timeline_free(&self.st)
@@ -226,12 +242,24 @@ cdef class StereoTimeline:
             raise MemoryError("recording buffer")
 
     def tick(self, double now):
-        timeline_tick(&self.st, now)
+        with nogil:
+            pthread_mutex_lock(&self.st.mutex)
+            timeline_tick(&self.st, now)
+            pthread_mutex_unlock(&self.st.mutex)
 
     def close(self):
-        timeline_close(&self.st)
+        with nogil:
+            pthread_mutex_lock(&self.st.mutex)
+            timeline_close(&self.st)
+            pthread_mutex_unlock(&self.st.mutex)
 
     def take(self):
-        cdef bytes out = PyBytes_FromStringAndSize(<char*>self.st.out, self.st.out_len)
-        self.st.out_len = 0
+        cdef bytes out
+        with nogil:
+            pthread_mutex_lock(&self.st.mutex)
+        try:
+            out = PyBytes_FromStringAndSize(<char*>self.st.out, self.st.out_len)
+            self.st.out_len = 0
+        finally:
+            pthread_mutex_unlock(&self.st.mutex)
         return out

@@ -1,14 +1,22 @@
 # cython: language_level=3
-"""The Cython RTP packet path: per-datagram work in C, driven by event-loop readiness.
+"""The Cython RTP packet path: per-datagram work in C, without the GIL.
 
-``Relay.on_readable(leg)`` is registered with ``loop.add_reader`` for each RTP socket; it
-drains the socket with ``recvfrom`` until EAGAIN (at most ``BATCH`` datagrams, so one busy
-leg cannot starve the others) and handles every datagram in C: RFC 3550 §5.1 validation,
+Two ways to drive it (bench/RESULTS_media.md compares them):
+
+* **callbacks**: ``Relay.on_readable(leg)`` is registered with ``loop.add_reader`` for each
+  RTP socket and drains it with ``recvmmsg`` (at most ``BATCH`` datagrams per readiness, so
+  one busy leg cannot starve the others);
+* **engine thread**: ``Relay.start_thread()`` runs one C loop (epoll + recvmmsg) over every
+  socket on its own thread, without the GIL; control calls from the event loop take a lock.
+
+Either way every datagram is handled in C: RFC 3550 §5.1 validation,
 symmetric-RTP latching (RFC 4961), receiver statistics (RFC 3550 A.1, A.8), RFC 4733 digit
 reporting (once per event), and relay to the bridged leg with our own SSRC and continuous
 sequence numbers/timestamps, payload-type mapping and PCMU<->PCMA transcoding (G.711 Tables
-3/4). No Python object is created per packet; Python is called only for rare events (a
-latch, a digit) and, while a leg is recorded, to hand its payload to the recorder.
+3/4), in-band DTMF (cext.dtmf) and recording into a stereo timeline (cext.recbuf). No Python
+object is created per packet: rare events (a latch, a digit; and, for a recorder that is a
+plain Python object, the payload) go into a C queue that the event-loop thread drains and
+turns into Python calls.
 
 Semantics mirror mediasrv/media/packet_path_py.py (the pure-Python reference).
 """
@@ -66,11 +74,27 @@ cdef extern from "<sys/epoll.h>" nogil:
     int epoll_ctl(int epfd, int op, int fd, epoll_event* event)
     int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
     int EPOLL_CTL_ADD
+    int EPOLL_CTL_DEL
     int EPOLLIN
 
 cdef extern from "<unistd.h>" nogil:
     int close(int fd)
     int usleep(unsigned int usec)
+    ssize_t read(int fd, void* buf, size_t n)
+    ssize_t write(int fd, const void* buf, size_t n)
+
+cdef extern from "<sys/eventfd.h>" nogil:
+    int eventfd(unsigned int initval, int flags)
+    int EFD_NONBLOCK
+    int EFD_CLOEXEC
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef struct pthread_mutex_t:
+        pass
+    int pthread_mutex_init(pthread_mutex_t* m, void* attr)
+    int pthread_mutex_destroy(pthread_mutex_t* m)
+    int pthread_mutex_lock(pthread_mutex_t* m)
+    int pthread_mutex_unlock(pthread_mutex_t* m)
 
 cdef extern from "<sys/socket.h>" nogil:
     struct iovec:
@@ -90,16 +114,38 @@ cdef extern from "<arpa/inet.h>" nogil:
     int inet_pton(int af, const char* src, void* dst)
     const char* inet_ntop(int af, const void* src, char* dst, socklen_t size)
 
-BATCH = 64
-cdef int C_BATCH = 64
+BATCH = 64  # datagrams per readiness callback at most
 
 cdef enum:
     MAX_DATAGRAM = 2048
     CLOCK = 8000
-    RX_BATCH = 16  # datagrams per recvmmsg (the scratch area holds 16)
+    RX_BATCH = 16  # datagrams per recvmmsg
+    EV_LATCH = 1
+    EV_DTMF = 2
+    EV_RECORD = 3
+    QUEUE_CAP = 8192  # rare events (and Python-recorder payloads) waiting for the loop
+    DRAIN_CHUNK = 256
+    REC_MAX = 480  # largest payload queued for a Python recorder (60 ms of G.711)
     CODEC_NONE = -1
     CODEC_PCMU = 0
     CODEC_PCMA = 8
+
+
+cdef struct event_t:
+    int kind
+    int leg
+    sockaddr_storage addr
+    char digit
+    bint inband
+    double start
+    double duration
+    int channel
+    uint32_t ssrc
+    uint32_t ts
+    int codec
+    double now
+    int plen
+    unsigned char payload[480]
 
 
 cdef struct leg_t:
@@ -222,7 +268,19 @@ cdef class Relay:
     cdef leg_t* legs
     cdef int capacity
     cdef unsigned char tx_buf[MAX_DATAGRAM]
-    cdef unsigned char* many
+    cdef unsigned char* rx_scratch  # RX_BATCH datagrams, for on_readable (loop thread)
+    cdef unsigned char* thread_scratch  # the same for the engine thread
+    cdef event_t* queue
+    cdef int q_head
+    cdef int q_len
+    cdef event_t* drained
+    cdef public long long events_dropped
+    cdef pthread_mutex_t mutex
+    cdef int epfd
+    cdef int wake_fd
+    cdef bint running
+    cdef int pace_us
+    cdef object thread
     cdef object on_latched
     cdef object on_dtmf
     cdef object on_record
@@ -233,13 +291,25 @@ cdef class Relay:
 
     def __cinit__(self):
         self.legs = NULL
-        self.many = NULL
         self.capacity = 0
+        self.rx_scratch = <unsigned char*>malloc(RX_BATCH * MAX_DATAGRAM)
+        self.thread_scratch = <unsigned char*>malloc(RX_BATCH * MAX_DATAGRAM)
+        self.queue = <event_t*>malloc(QUEUE_CAP * sizeof(event_t))
+        self.drained = <event_t*>malloc(DRAIN_CHUNK * sizeof(event_t))
+        if not (self.rx_scratch and self.thread_scratch and self.queue and self.drained):
+            raise MemoryError()
+        self.q_head = 0
+        self.q_len = 0
+        self.epfd = -1
+        self.wake_fd = -1
+        self.running = False
+        pthread_mutex_init(&self.mutex, NULL)
 
     def __init__(self, on_latched, on_dtmf, on_record):
         """Callbacks: on_latched(leg, (host, port));
         on_dtmf(leg, digit, start_s, duration_s, inband) once per digit;
-        on_record(leg, channel, ssrc, ts, codec, payload, now) while a leg is recorded."""
+        on_record(leg, channel, ssrc, ts, codec, payload, now) for a leg recorded into a
+        Python object (see set_recording; set_timeline needs no callback)."""
         self.inband = []
         self.timelines = []
         self.clock_offset = 0.0
@@ -247,10 +317,28 @@ cdef class Relay:
         self.on_dtmf = on_dtmf
         self.on_record = on_record
         self.callbacks = 0
+        self.events_dropped = 0
+        self.thread = None
 
     def __dealloc__(self):
+        self.running = False
+        if self.epfd >= 0:
+            close(self.epfd)
+        if self.wake_fd >= 0:
+            close(self.wake_fd)
         free(self.legs)
-        free(self.many)
+        free(self.rx_scratch)
+        free(self.thread_scratch)
+        free(self.queue)
+        free(self.drained)
+        pthread_mutex_destroy(&self.mutex)
+
+    cdef void lock(self):
+        with nogil:  # never wait for the engine thread while holding the GIL
+            pthread_mutex_lock(&self.mutex)
+
+    cdef void unlock(self) noexcept:
+        pthread_mutex_unlock(&self.mutex)
 
     cdef leg_t* get(self, int leg) except NULL:
         if leg < 0 or leg >= self.capacity or not self.legs[leg].used:
@@ -273,211 +361,242 @@ cdef class Relay:
         self.legs = p
         self.capacity = cap
 
-    # ---- control (rare, Python objects are fine here) ----------------------------------
+    # ---- control (rare, Python objects are fine here; each holds the lock) ---------------
 
     def open(self, int leg, int fd, unsigned int ssrc_out, unsigned int seq_out, unsigned int ts_out):
         cdef leg_t* s
         cdef int i
-        self.grow(leg)
-        s = &self.legs[leg]
-        memset(s, 0, sizeof(leg_t))
-        s.used = True
-        s.fd = fd
-        s.partner = -1
-        s.te_pt = -1
-        for i in range(128):
-            s.rx_codec[i] = CODEC_NONE
-        s.ssrc_out = ssrc_out
-        s.last_seq_out = seq_out & 0xFFFF
-        s.last_ts_out = ts_out
-        s.bad_seq = -1
-        self.inband[leg] = None  # a reused leg id starts clean
-        self.timelines[leg] = None
+        cdef epoll_event ev
+        self.lock()
+        try:
+            self.grow(leg)
+            s = &self.legs[leg]
+            memset(s, 0, sizeof(leg_t))
+            s.used = True
+            s.fd = fd
+            s.partner = -1
+            s.te_pt = -1
+            for i in range(128):
+                s.rx_codec[i] = CODEC_NONE
+            s.ssrc_out = ssrc_out
+            s.last_seq_out = seq_out & 0xFFFF
+            s.last_ts_out = ts_out
+            s.bad_seq = -1
+            self.inband[leg] = None  # a reused leg id starts clean
+            self.timelines[leg] = None
+            if self.epfd >= 0:
+                ev.events = EPOLLIN
+                ev.data.u32 = leg
+                epoll_ctl(self.epfd, EPOLL_CTL_ADD, fd, &ev)
+        finally:
+            self.unlock()
 
     def configure(self, int leg, int send_codec, int send_pt, dict rx_pts, int te_pt,
                   object remote, bint sends, bint receives):
         """rx_pts: {payload type: codec (0 PCMU, 8 PCMA)}; remote: (host, port) or None."""
-        cdef leg_t* s = self.get(leg)
+        cdef leg_t* s
         cdef sockaddr_storage addr
         cdef socklen_t addr_len = 0
         cdef int i
         cdef bint have_remote = remote is not None
         if have_remote:
             fill_addr(&addr, &addr_len, remote[0], remote[1])
-        if s.configured and (have_remote != s.have_remote or
-                             (have_remote and not same_addr(&addr, &s.remote))):
-            s.is_latched = False  # a re-INVITE moved the peer: latch again (RFC 4961 §4)
-        s.have_remote = have_remote
-        if have_remote:
-            s.remote = addr
-            s.remote_len = addr_len
-        for i in range(128):
-            s.rx_codec[i] = CODEC_NONE
-        for pt, codec in rx_pts.items():
-            if 0 <= pt < 128:
-                s.rx_codec[pt] = codec
-        s.send_codec = send_codec
-        s.send_pt = send_pt
-        s.te_pt = te_pt
-        # In-band Goertzel detection only where the phone negotiated no telephone-event, so a
-        # phone sending both never yields a digit twice.
-        if te_pt >= 0:
-            self.inband[leg] = None
-            s.inband_st = NULL
-        elif self.inband[leg] is None:
-            detector = DtmfDetector()
-            self.inband[leg] = detector
-            s.inband_st = &(<DtmfDetector>detector).st
-        s.inband_on = te_pt < 0
-        s.sends = sends
-        s.receives = receives
-        s.configured = True
+        detector = DtmfDetector() if te_pt < 0 else None
+        self.lock()
+        try:
+            s = self.get(leg)
+            if s.configured and (have_remote != s.have_remote or
+                                 (have_remote and not same_addr(&addr, &s.remote))):
+                s.is_latched = False  # a re-INVITE moved the peer: latch again (RFC 4961 §4)
+            s.have_remote = have_remote
+            if have_remote:
+                s.remote = addr
+                s.remote_len = addr_len
+            for i in range(128):
+                s.rx_codec[i] = CODEC_NONE
+            for pt, codec in rx_pts.items():
+                if 0 <= pt < 128:
+                    s.rx_codec[pt] = codec
+            s.send_codec = send_codec
+            s.send_pt = send_pt
+            s.te_pt = te_pt
+            # In-band Goertzel detection only where the phone negotiated no telephone-event,
+            # so a phone sending both never yields a digit twice.
+            if te_pt >= 0:
+                self.inband[leg] = None
+                s.inband_st = NULL
+            elif self.inband[leg] is None:
+                self.inband[leg] = detector
+                s.inband_st = &(<DtmfDetector>detector).st
+            s.inband_on = te_pt < 0
+            s.sends = sends
+            s.receives = receives
+            s.configured = True
+        finally:
+            self.unlock()
 
     def bridge(self, int a, int b):
-        cdef leg_t* la = self.get(a)
-        cdef leg_t* lb = self.get(b)
-        if la.partner >= 0:
-            self.legs[la.partner].partner = -1
-        if lb.partner >= 0:
-            self.legs[lb.partner].partner = -1
-        la.partner = b
-        lb.partner = a
-        la.have_src = False  # resync both outgoing streams
-        lb.have_src = False
+        cdef leg_t* la
+        cdef leg_t* lb
+        self.lock()
+        try:
+            la = self.get(a)
+            lb = self.get(b)
+            if la.partner >= 0:
+                self.legs[la.partner].partner = -1
+            if lb.partner >= 0:
+                self.legs[lb.partner].partner = -1
+            la.partner = b
+            lb.partner = a
+            la.have_src = False  # resync both outgoing streams
+            lb.have_src = False
+        finally:
+            self.unlock()
 
     def unbridge(self, int leg):
-        cdef leg_t* s = self.get(leg)
+        self.lock()
+        try:
+            self.unbridge_locked(self.get(leg))
+        finally:
+            self.unlock()
+
+    cdef void unbridge_locked(self, leg_t* s) noexcept:
         if s.partner >= 0:
             self.legs[s.partner].partner = -1
             s.partner = -1
 
     def set_recording(self, int leg, bint on, int channel):
-        cdef leg_t* s = self.get(leg)
-        s.recording = on
-        s.channel = channel
+        """Hand what ``leg`` receives to ``on_record`` (queued, called on the loop thread)."""
+        cdef leg_t* s
+        self.lock()
+        try:
+            s = self.get(leg)
+            s.recording = on
+            s.channel = channel
+        finally:
+            self.unlock()
 
     def set_timeline(self, int leg, StereoTimeline timeline, int channel, double clock_offset):
         """Record what ``leg`` receives straight into ``timeline`` (C, no callback per packet);
-        None stops. ``clock_offset`` maps CLOCK_MONOTONIC to the timeline's clock."""
-        cdef leg_t* s = self.get(leg)
-        self.timelines[leg] = timeline
-        s.has_timeline = timeline is not None
-        s.timeline = &timeline.st if timeline is not None else NULL
-        s.channel = channel
-        self.clock_offset = clock_offset
+        None stops. ``clock_offset`` maps CLOCK_MONOTONIC to the timeline's clock. In thread
+        mode the timeline's owner must call ``tick``/``take``/``close`` through ``locked``."""
+        cdef leg_t* s
+        self.lock()
+        try:
+            s = self.get(leg)
+            self.timelines[leg] = timeline
+            s.has_timeline = timeline is not None
+            s.timeline = &timeline.st if timeline is not None else NULL
+            s.channel = channel
+            self.clock_offset = clock_offset
+        finally:
+            self.unlock()
+
+    def locked(self, fn, *args):
+        """Call ``fn(*args)`` while the engine thread cannot touch any leg or timeline."""
+        self.lock()
+        try:
+            return fn(*args)
+        finally:
+            self.unlock()
 
     def set_prompt(self, int leg, bint active):
-        cdef leg_t* s = self.get(leg)
-        s.prompt = active
-        s.have_src = False  # relay resumes continuing our stream after the prompt
+        cdef leg_t* s
+        self.lock()
+        try:
+            s = self.get(leg)
+            s.prompt = active
+            s.have_src = False  # relay resumes continuing our stream after the prompt
+        finally:
+            self.unlock()
 
     def send_payload(self, int leg, const unsigned char[::1] payload, int samples, bint marker):
         """Send our own audio frame (prompts) on the leg's outgoing stream."""
-        cdef leg_t* s = self.get(leg)
+        cdef leg_t* s
         cdef double now = monotonic()
         cdef long long step = samples
         cdef Py_ssize_t n = payload.shape[0]
-        if n + 12 > MAX_DATAGRAM or not self.can_send(s):
+        if n + 12 > MAX_DATAGRAM:
             return False
-        if marker and s.have_out_time:
-            step = <long long>((now - s.last_out_time) * CLOCK + 0.5)
-            if step < samples:
-                step = samples
-        s.last_seq_out = (s.last_seq_out + 1) & 0xFFFF
-        s.last_ts_out = <uint32_t>(s.last_ts_out + step)
-        s.last_out_time = now
-        s.have_out_time = True
-        self.tx_buf[0] = 0x80
-        self.tx_buf[1] = (0x80 if marker else 0) | (s.send_pt & 0x7F)
-        self.tx_buf[2] = s.last_seq_out >> 8
-        self.tx_buf[3] = s.last_seq_out & 0xFF
-        rtp_put_u32(self.tx_buf + 4, s.last_ts_out)
-        rtp_put_u32(self.tx_buf + 8, s.ssrc_out)
-        if n:
-            memcpy(self.tx_buf + 12, &payload[0], n)
-        return self.send(s, self.tx_buf, n + 12)
+        self.lock()
+        try:
+            s = self.get(leg)
+            if not can_send(s):
+                return False
+            if marker and s.have_out_time:
+                step = <long long>((now - s.last_out_time) * CLOCK + 0.5)
+                if step < samples:
+                    step = samples
+            s.last_seq_out = (s.last_seq_out + 1) & 0xFFFF
+            s.last_ts_out = <uint32_t>(s.last_ts_out + step)
+            s.last_out_time = now
+            s.have_out_time = True
+            self.tx_buf[0] = 0x80
+            self.tx_buf[1] = (0x80 if marker else 0) | (s.send_pt & 0x7F)
+            self.tx_buf[2] = s.last_seq_out >> 8
+            self.tx_buf[3] = s.last_seq_out & 0xFF
+            rtp_put_u32(self.tx_buf + 4, s.last_ts_out)
+            rtp_put_u32(self.tx_buf + 8, s.ssrc_out)
+            if n:
+                memcpy(self.tx_buf + 12, &payload[0], n)
+            return send_packet(s, self.tx_buf, n + 12)
+        finally:
+            self.unlock()
 
     def last_rx(self, int leg):
-        return self.get(leg).last_rx
+        self.lock()
+        try:
+            return self.get(leg).last_rx
+        finally:
+            self.unlock()
 
     def stats(self, int leg):
         """(packets_in, packets_out, bytes_in, bytes_out, lost, jitter_ms, latched addr|None)."""
-        cdef leg_t* s = self.get(leg)
-        cdef long long lost = s.lost_before + max(0, self.expected(s) - s.received)
-        latched = addr_tuple(&s.latched) if s.is_latched else None
-        return (s.packets_in, s.packets_out, s.bytes_in, s.bytes_out, lost,
-                s.jitter * 1000.0 / CLOCK, latched)
+        cdef leg_t* s
+        cdef long long lost
+        self.lock()
+        try:
+            s = self.get(leg)
+            lost = s.lost_before + max(0, expected(s) - s.received)
+            latched = addr_tuple(&s.latched) if s.is_latched else None
+            return (s.packets_in, s.packets_out, s.bytes_in, s.bytes_out, lost,
+                    s.jitter * 1000.0 / CLOCK, latched)
+        finally:
+            self.unlock()
 
     def malformed(self, int leg):
-        return self.get(leg).malformed
+        self.lock()
+        try:
+            return self.get(leg).malformed
+        finally:
+            self.unlock()
 
     def dropped(self, int leg):
-        return self.get(leg).dropped
+        self.lock()
+        try:
+            return self.get(leg).dropped
+        finally:
+            self.unlock()
 
     def close(self, int leg):
-        if leg < 0 or leg >= self.capacity or not self.legs[leg].used:
-            return
-        self.unbridge(leg)
-        self.legs[leg].used = False
-        self.inband[leg] = None
-        self.timelines[leg] = None
+        cdef leg_t* s
+        self.lock()
+        try:
+            if leg < 0 or leg >= self.capacity or not self.legs[leg].used:
+                return
+            s = &self.legs[leg]
+            if self.epfd >= 0:
+                epoll_ctl(self.epfd, EPOLL_CTL_DEL, s.fd, NULL)
+            self.unbridge_locked(s)
+            s.used = False
+            s.inband_st = NULL
+            s.timeline = NULL
+            self.inband[leg] = None
+            self.timelines[leg] = None
+        finally:
+            self.unlock()
 
-    # ---- the alternative engine shape, for measurement (bench/media.py "epoll") -----------
-
-    def run_epoll(self, double seconds, int pace_us=0):
-        """Relay every open leg from one C loop (epoll + recvmmsg) for ``seconds``.
-
-        ``pace_us`` > 0 sleeps that long after each round of events, so that one wake-up
-        serves many sockets (fewer wake-ups, at most ``pace_us`` more latency).
-
-        This is the core of the "own engine thread" design, run on the calling thread so
-        that bench/media.py can compare its cost per packet with the ``loop.add_reader``
-        design; it blocks the event loop and is not used by the server.
-        """
-        cdef int ep = epoll_create1(0)
-        cdef epoll_event ev
-        cdef epoll_event events[256]
-        cdef mmsghdr msgs[16]
-        cdef iovec iovs[16]
-        cdef sockaddr_storage addrs[16]
-        cdef unsigned char (*bufs)[MAX_DATAGRAM]
-        cdef int leg, n, i, j, got
-        cdef double end = monotonic() + seconds
-        bufs = <unsigned char (*)[MAX_DATAGRAM]>self.rx_buf_many()
-        for leg in range(self.capacity):
-            if self.legs[leg].used:
-                ev.events = EPOLLIN
-                ev.data.u32 = leg
-                epoll_ctl(ep, EPOLL_CTL_ADD, self.legs[leg].fd, &ev)
-        while monotonic() < end:
-            n = epoll_wait(ep, events, 256, 50)
-            for i in range(n):
-                leg = events[i].data.u32
-                if not self.legs[leg].used:
-                    continue
-                for j in range(16):
-                    iovs[j].iov_base = bufs[j]
-                    iovs[j].iov_len = MAX_DATAGRAM
-                    memset(&msgs[j].msg_hdr, 0, sizeof(msghdr))
-                    msgs[j].msg_hdr.msg_iov = &iovs[j]
-                    msgs[j].msg_hdr.msg_iovlen = 1
-                    msgs[j].msg_hdr.msg_name = &addrs[j]
-                    msgs[j].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
-                got = recvmmsg(self.legs[leg].fd, msgs, 16, MSG_DONTWAIT, NULL)
-                for j in range(got):
-                    self.datagram(leg, bufs[j], msgs[j].msg_len, &addrs[j])
-            if pace_us > 0 and n < 256:
-                usleep(pace_us)
-        close(ep)
-
-    cdef void* rx_buf_many(self) except NULL:
-        if self.many == NULL:
-            self.many = <unsigned char*>malloc(16 * MAX_DATAGRAM)
-            if self.many == NULL:
-                raise MemoryError()
-        return self.many
-
-    # ---- per datagram (no Python objects) -------------------------------------------------
+    # ---- driving it from the event loop ---------------------------------------------------
 
     def on_readable(self, int leg):
         """Drain one RTP socket: the ``loop.add_reader`` callback.
@@ -486,35 +605,161 @@ cdef class Relay:
         socket was empty a moment ago, so we return without the extra call that would only
         say EAGAIN (the loop's readiness is level-triggered and reports anything newer).
         """
+        cdef int rounds, got
+        self.lock()
+        for rounds in range(BATCH_ROUNDS):
+            if leg < 0 or leg >= self.capacity or not self.legs[leg].used:
+                break
+            got = self.receive(leg, self.rx_scratch)
+            if got < RX_BATCH:
+                break
+        self.unlock()
+        if self.q_len:
+            self.drain_events()
+
+    def drain_events(self):
+        """Turn queued rare events into Python calls (on the event-loop thread)."""
+        cdef unsigned long long counter
+        cdef int n, i
+        if self.wake_fd >= 0:
+            read(self.wake_fd, &counter, 8)
+        while True:
+            self.lock()
+            n = min(self.q_len, DRAIN_CHUNK)
+            for i in range(n):
+                self.drained[i] = self.queue[(self.q_head + i) % QUEUE_CAP]
+            self.q_head = (self.q_head + n) % QUEUE_CAP
+            self.q_len -= n
+            self.unlock()
+            if n == 0:
+                return
+            for i in range(n):
+                self.deliver(&self.drained[i])
+
+    cdef void deliver(self, event_t* e) except *:
+        self.callbacks += 1
+        if e.kind == EV_LATCH:
+            self.on_latched(e.leg, addr_tuple(&e.addr))
+        elif e.kind == EV_DTMF:
+            self.on_dtmf(e.leg, chr(e.digit), e.start, e.duration, e.inband)
+        elif e.kind == EV_RECORD:
+            self.on_record(e.leg, e.channel, e.ssrc, e.ts, e.codec,
+                           PyBytes_FromStringAndSize(<char*>e.payload, e.plen), e.now)
+
+    # ---- driving it from its own thread ---------------------------------------------------
+
+    def start_thread(self, int pace_us=0):
+        """Run the engine thread; returns an eventfd to watch with ``loop.add_reader`` and
+        ``drain_events``. ``pace_us`` > 0 sleeps after each round of events so that one
+        wake-up serves many sockets (fewer wake-ups, at most ``pace_us`` more latency)."""
+        import threading
+
+        cdef epoll_event ev
+        cdef int leg
+        if self.thread is not None:
+            return self.wake_fd
+        self.lock()
+        try:
+            self.epfd = epoll_create1(0)
+            self.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+            if self.epfd < 0 or self.wake_fd < 0:
+                raise OSError("cannot create the engine thread's epoll/eventfd")
+            for leg in range(self.capacity):
+                if self.legs[leg].used:
+                    ev.events = EPOLLIN
+                    ev.data.u32 = leg
+                    epoll_ctl(self.epfd, EPOLL_CTL_ADD, self.legs[leg].fd, &ev)
+            self.pace_us = pace_us
+            self.running = True
+        finally:
+            self.unlock()
+        self.thread = threading.Thread(target=self._thread_main, name="mediasrv-rtp", daemon=True)
+        self.thread.start()
+        return self.wake_fd
+
+    def stop_thread(self, double timeout=1.0):
+        """Stop the engine thread (it notices within 50 ms)."""
+        if self.thread is None:
+            return
+        self.running = False
+        self.thread.join(timeout)
+        self.thread = None
+        if self.epfd >= 0:
+            close(self.epfd)
+            self.epfd = -1
+
+    def _thread_main(self):
+        with nogil:
+            self.engine_loop()
+
+    cdef void engine_loop(self) noexcept nogil:
+        cdef epoll_event events[256]
+        cdef int n, i, leg
+        cdef unsigned long long one = 1
+        while self.running:
+            n = epoll_wait(self.epfd, events, 256, 50)
+            pthread_mutex_lock(&self.mutex)
+            for i in range(n):
+                leg = events[i].data.u32
+                if leg < self.capacity and self.legs[leg].used:
+                    self.receive(leg, self.thread_scratch)
+            n = self.q_len
+            pthread_mutex_unlock(&self.mutex)
+            if n:
+                write(self.wake_fd, &one, 8)
+            if self.pace_us > 0:
+                usleep(self.pace_us)
+
+    def run_epoll(self, double seconds, int pace_us=0):
+        """The engine thread's loop run on the calling thread for ``seconds`` (bench only:
+        it blocks the event loop)."""
+        cdef double end = monotonic() + seconds
+        self.start_thread(pace_us)
+        try:
+            while monotonic() < end:
+                import time
+                time.sleep(0.05)
+                if self.q_len:
+                    self.drain_events()
+        finally:
+            self.stop_thread()
+
+    # ---- per datagram: C only, lock held, no GIL needed ------------------------------------
+
+    cdef int receive(self, int leg, unsigned char* bufs) noexcept nogil:
+        """One recvmmsg on ``leg``'s socket; returns how many datagrams it handled."""
         cdef mmsghdr msgs[RX_BATCH]
         cdef iovec iovs[RX_BATCH]
         cdef sockaddr_storage addrs[RX_BATCH]
-        cdef unsigned char* bufs
-        cdef int got, j, rounds
-        if leg < 0 or leg >= self.capacity or not self.legs[leg].used:
-            return
-        bufs = <unsigned char*>self.rx_buf_many()
-        for rounds in range(C_BATCH // RX_BATCH):
-            for j in range(RX_BATCH):
-                iovs[j].iov_base = bufs + j * MAX_DATAGRAM
-                iovs[j].iov_len = MAX_DATAGRAM
-                memset(&msgs[j].msg_hdr, 0, sizeof(msghdr))
-                msgs[j].msg_hdr.msg_iov = &iovs[j]
-                msgs[j].msg_hdr.msg_iovlen = 1
-                msgs[j].msg_hdr.msg_name = &addrs[j]
-                msgs[j].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
-            got = recvmmsg(self.legs[leg].fd, msgs, RX_BATCH, MSG_DONTWAIT, NULL)
-            if got <= 0:
-                return  # EAGAIN: drained; other errors (ICMP) leave nothing to read either
-            for j in range(got):
-                if not self.legs[leg].used:
-                    return  # a callback closed the leg
-                self.datagram(leg, bufs + j * MAX_DATAGRAM, msgs[j].msg_len, &addrs[j])
-            if got < RX_BATCH:
-                return
+        cdef int got, j
+        for j in range(RX_BATCH):
+            iovs[j].iov_base = bufs + j * MAX_DATAGRAM
+            iovs[j].iov_len = MAX_DATAGRAM
+            memset(&msgs[j].msg_hdr, 0, sizeof(msghdr))
+            msgs[j].msg_hdr.msg_iov = &iovs[j]
+            msgs[j].msg_hdr.msg_iovlen = 1
+            msgs[j].msg_hdr.msg_name = &addrs[j]
+            msgs[j].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
+        got = recvmmsg(self.legs[leg].fd, msgs, RX_BATCH, MSG_DONTWAIT, NULL)
+        if got <= 0:
+            return 0  # EAGAIN: drained; other errors (ICMP) leave nothing to read either
+        for j in range(got):
+            self.datagram(leg, bufs + j * MAX_DATAGRAM, msgs[j].msg_len, &addrs[j])
+        return got
+
+    cdef event_t* push(self, int kind, int leg) noexcept nogil:
+        cdef event_t* e
+        if self.q_len == QUEUE_CAP:
+            self.events_dropped += 1
+            return NULL
+        e = &self.queue[(self.q_head + self.q_len) % QUEUE_CAP]
+        self.q_len += 1
+        e.kind = kind
+        e.leg = leg
+        return e
 
     cdef void datagram(self, int leg, unsigned char* data, Py_ssize_t n,
-                       const sockaddr_storage* src) except *:
+                       const sockaddr_storage* src) noexcept nogil:
         cdef leg_t* s = &self.legs[leg]
         cdef Py_ssize_t plen
         cdef Py_ssize_t hlen = rtp_payload_bounds(data, n, &plen)
@@ -532,10 +777,8 @@ cdef class Relay:
         ts = rtp_get_u32(data + 4)
         ssrc = rtp_get_u32(data + 8)
         if not self.latch(leg, src, ssrc, seq, ts):
-            s = &self.legs[leg]
             s.dropped += 1
             return
-        s = &self.legs[leg]
         if not s.configured:
             s.dropped += 1
             return
@@ -553,17 +796,19 @@ cdef class Relay:
             s.dropped += 1
 
     cdef bint latch(self, int leg, const sockaddr_storage* src, uint32_t ssrc, uint32_t seq,
-                    uint32_t ts) except -1:
+                    uint32_t ts) noexcept nogil:
         """Symmetric RTP (RFC 4961): send where the peer sends from; re-latch on a new SSRC."""
         cdef leg_t* s = &self.legs[leg]
         cdef bint new_ssrc = not s.have_ssrc_in or ssrc != s.ssrc_in
+        cdef event_t* e
         if not s.is_latched or (not same_addr(src, &s.latched) and new_ssrc):
             s.latched = src[0]
             s.is_latched = True
             if new_ssrc:
                 self.new_source(s, ssrc, seq, ts)
-            self.callbacks += 1
-            self.on_latched(leg, addr_tuple(src))
+            e = self.push(EV_LATCH, leg)
+            if e != NULL:
+                e.addr = src[0]
             return True
         if not same_addr(src, &s.latched):
             return False
@@ -573,7 +818,7 @@ cdef class Relay:
 
     cdef void new_source(self, leg_t* s, uint32_t ssrc, uint32_t seq, uint32_t ts) noexcept nogil:
         if s.have_ssrc_in:
-            s.lost_before += max(0, self.expected(s) - s.received)
+            s.lost_before += max(0, expected(s) - s.received)
         s.have_ssrc_in = True
         s.ssrc_in = ssrc
         if not s.have_first_ts:
@@ -590,18 +835,13 @@ cdef class Relay:
         if s.partner >= 0:
             self.legs[s.partner].have_src = False
 
-    cdef long long expected(self, leg_t* s) noexcept nogil:
-        """RFC 3550 A.3: extended highest sequence number - base + 1."""
-        if not s.have_ssrc_in:
-            return 0
-        return s.cycles + s.max_seq - s.base_seq + 1
-
     cdef void audio(self, int leg, unsigned char* data, Py_ssize_t hlen, Py_ssize_t plen,
                     uint32_t seq, uint32_t ts, uint32_t ssrc, int codec, int marker,
-                    double now) except *:
+                    double now) noexcept nogil:
         cdef leg_t* s = &self.legs[leg]
         cdef leg_t* out
         cdef double transit = now * CLOCK - ts, d
+        cdef event_t* e
         if s.have_transit:
             d = transit - s.last_transit  # RFC 3550 A.8, timestamp units
             if d < 0:
@@ -610,17 +850,21 @@ cdef class Relay:
                 s.jitter += (d - s.jitter) / 16.0
         s.have_transit = True
         s.last_transit = transit
-        if s.inband_on:
+        if s.inband_on and s.inband_st != NULL:
             self.detect_inband(leg, data + hlen, plen, codec)
-            s = &self.legs[leg]
-        if s.has_timeline:
+        if s.has_timeline and s.timeline != NULL:
             timeline_feed(s.timeline, s.channel, ssrc, ts, codec, data + hlen, plen,
                           now + self.clock_offset)
-        elif s.recording:
-            self.callbacks += 1
-            self.on_record(leg, s.channel, ssrc, ts, codec,
-                           PyBytes_FromStringAndSize(<char*>data + hlen, plen), now)
-            s = &self.legs[leg]
+        elif s.recording and plen <= REC_MAX:
+            e = self.push(EV_RECORD, leg)
+            if e != NULL:
+                e.channel = s.channel
+                e.ssrc = ssrc
+                e.ts = ts
+                e.codec = codec
+                e.now = now + self.clock_offset
+                e.plen = <int>plen
+                memcpy(e.payload, data + hlen, plen)
         if s.partner < 0 or not s.receives:
             return
         out = &self.legs[s.partner]
@@ -629,31 +873,33 @@ cdef class Relay:
         self.relay(out, out.send_pt, marker, seq, ts, ssrc, data + hlen, plen, codec, now)
 
     cdef void detect_inband(self, int leg, const unsigned char* payload, Py_ssize_t plen,
-                            int codec) except *:
+                            int codec) noexcept nogil:
         """Goertzel detection (ITU-T Q.24) on the leg's audio; a digit is reported at its end."""
         cdef dtmf_t* d = self.legs[leg].inband_st
+        cdef event_t* e
         cdef int i
         if codec == CODEC_PCMU:
             dtmf_feed_ulaw(d, payload, plen)
         else:
             dtmf_feed_alaw(d, payload, plen)
         for i in range(d.n_events):
-            self.callbacks += 1
-            self.on_dtmf(leg, chr(d.events[i].digit), d.events[i].start / <double>CLOCK,
-                         d.events[i].duration / <double>CLOCK, True)
+            e = self.push(EV_DTMF, leg)
+            if e != NULL:
+                e.digit = d.events[i].digit
+                e.start = d.events[i].start / <double>CLOCK
+                e.duration = d.events[i].duration / <double>CLOCK
+                e.inband = True
         d.n_events = 0
 
     cdef void event(self, int leg, unsigned char* data, Py_ssize_t hlen, Py_ssize_t plen,
-                    uint32_t seq, uint32_t ts, uint32_t ssrc, double now) except *:
+                    uint32_t seq, uint32_t ts, uint32_t ssrc, double now) noexcept nogil:
         cdef leg_t* s = &self.legs[leg]
         cdef leg_t* out
-        cdef int ev
         if plen < 4:
             s.malformed += 1
             return
-        ev = data[hlen]
-        self.dtmf(leg, ev, (data[hlen + 1] & 0x80) != 0, (data[hlen + 2] << 8) | data[hlen + 3], ts)
-        s = &self.legs[leg]
+        self.dtmf(leg, data[hlen], (data[hlen + 1] & 0x80) != 0,
+                  (data[hlen + 2] << 8) | data[hlen + 3], ts)
         if s.partner < 0 or not s.receives:
             return
         out = &self.legs[s.partner]
@@ -661,40 +907,40 @@ cdef class Relay:
             return
         self.relay(out, out.te_pt, data[1] & 0x80, seq, ts, ssrc, data + hlen, plen, -1, now)
 
-    cdef void dtmf(self, int leg, int ev, bint ended, int duration, uint32_t ts) except *:
+    cdef void dtmf(self, int leg, int ev, bint ended, int duration, uint32_t ts) noexcept nogil:
         """Report each event once (RFC 4733 §2.5.1.4: the end packet is sent three times)."""
         cdef leg_t* s = &self.legs[leg]
         if s.have_dtmf_cur and ts != s.dtmf_cur_ts:
             if not s.have_dtmf_done or s.dtmf_done_ts != s.dtmf_cur_ts:
                 self.report(leg, s.dtmf_cur_event, s.dtmf_cur_ts, 0)  # its end was lost
-                s = &self.legs[leg]
         s.have_dtmf_cur = True
         s.dtmf_cur_ts = ts
         s.dtmf_cur_event = ev
         if ended and (not s.have_dtmf_done or s.dtmf_done_ts != ts):
             self.report(leg, ev, ts, duration)
 
-    cdef void report(self, int leg, int ev, uint32_t ts, int duration) except *:
+    cdef void report(self, int leg, int ev, uint32_t ts, int duration) noexcept nogil:
         cdef leg_t* s = &self.legs[leg]
         cdef uint32_t first
+        cdef event_t* e
         s.have_dtmf_done = True
         s.dtmf_done_ts = ts
         if ev >= 16:
             return  # flash (16) and other non-digit events are relayed, not reported
         first = s.first_ts if s.have_first_ts else ts
-        self.callbacks += 1
-        self.on_dtmf(leg, DTMF_DIGITS[ev], <uint32_t>(ts - first) / <double>CLOCK,
-                     duration / <double>CLOCK, False)
-
-    cdef bint can_send(self, leg_t* out) noexcept nogil:
-        return out.configured and out.sends and (out.is_latched or out.have_remote)
+        e = self.push(EV_DTMF, leg)
+        if e != NULL:
+            e.digit = DIGIT_CHARS[ev]
+            e.start = <uint32_t>(ts - first) / <double>CLOCK
+            e.duration = duration / <double>CLOCK
+            e.inband = False
 
     cdef void relay(self, leg_t* out, int pt, int marker, uint32_t seq, uint32_t ts,
                     uint32_t ssrc, const unsigned char* payload, Py_ssize_t plen, int codec,
                     double now) noexcept nogil:
         cdef long long elapsed
         cdef uint32_t seq_out, ts_out
-        if not self.can_send(out) or plen + 12 > MAX_DATAGRAM:
+        if not can_send(out) or plen + 12 > MAX_DATAGRAM:
             return  # the leg is on hold or inactive: keep receiving, send nothing
         if not out.have_src or out.src_ssrc != ssrc:
             # A new source on this outgoing stream: continue our seq/ts (RFC 3550 §5.1).
@@ -726,27 +972,43 @@ cdef class Relay:
             alaw_to_ulaw_buf(payload, plen, self.tx_buf + 12)
         elif plen:
             memcpy(self.tx_buf + 12, payload, plen)
-        self.send(out, self.tx_buf, plen + 12)
+        send_packet(out, self.tx_buf, plen + 12)
 
-    cdef bint send(self, leg_t* out, const unsigned char* packet, Py_ssize_t n) noexcept nogil:
-        cdef const sockaddr_storage* dest
-        cdef socklen_t dest_len
-        if out.is_latched:
-            dest = &out.latched
-            dest_len = sizeof(sockaddr_in) if out.latched.ss_family == AF_INET else sizeof(sockaddr_in6)
-        elif out.have_remote:
-            dest = &out.remote
-            dest_len = out.remote_len
-        else:
-            return False
-        if not out.sends:
-            return False
-        if sendto(out.fd, packet, n, MSG_DONTWAIT, <const sockaddr*>dest, dest_len) < 0:
-            out.dropped += 1  # socket buffer full or unreachable: drop, as a router would
-            return False
-        out.packets_out += 1
-        out.bytes_out += n
-        return True
+
+cdef const char* DIGIT_CHARS = b"0123456789*#ABCD"
+cdef int BATCH_ROUNDS = 4  # on_readable: at most 4 x RX_BATCH = 64 datagrams per readiness
+
+
+cdef bint can_send(leg_t* out) noexcept nogil:
+    return out.configured and out.sends and (out.is_latched or out.have_remote)
+
+
+cdef bint send_packet(leg_t* out, const unsigned char* packet, Py_ssize_t n) noexcept nogil:
+    cdef const sockaddr_storage* dest
+    cdef socklen_t dest_len
+    if out.is_latched:
+        dest = &out.latched
+        dest_len = sizeof(sockaddr_in) if out.latched.ss_family == AF_INET else sizeof(sockaddr_in6)
+    elif out.have_remote:
+        dest = &out.remote
+        dest_len = out.remote_len
+    else:
+        return False
+    if not out.sends:
+        return False
+    if sendto(out.fd, packet, n, MSG_DONTWAIT, <const sockaddr*>dest, dest_len) < 0:
+        out.dropped += 1  # socket buffer full or unreachable: drop, as a router would
+        return False
+    out.packets_out += 1
+    out.bytes_out += n
+    return True
+
+
+cdef long long expected(leg_t* s) noexcept nogil:
+    """RFC 3550 A.3: extended highest sequence number - base + 1."""
+    if not s.have_ssrc_in:
+        return 0
+    return s.cycles + s.max_seq - s.base_seq + 1
 
 
 cdef void update_seq(leg_t* s, uint32_t seq) noexcept nogil:
