@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .audio import Audio, read_wav
+from .crosstalk import CrosstalkParams, frame_db, own_regions
 from .gender import GenderClassifier, GenderParams, GenderResult
 from .labels import DEFAULT_RULES, LabelSet, OutcomeResult, classify
 from .manifest import Manifest, ModelError, default_models_dir
@@ -41,6 +42,7 @@ class AnalysisConfig:
     verify_checksums: bool = True
     vad: VadParams = field(default_factory=VadParams)
     gender: GenderParams = field(default_factory=GenderParams)
+    crosstalk: CrosstalkParams = field(default_factory=CrosstalkParams)
 
 
 @dataclass(frozen=True)
@@ -108,9 +110,13 @@ class Analyzer:
             channels.append((1 - caller_idx if caller_idx < 2 else 0, Channel.OPERATOR))
         timeline: list[Utterance] = []
         gender: GenderResult | None = None
-        for idx, ch in channels:
+        levels = [frame_db(audio.samples[i], audio.rate, self.config.crosstalk.frame_s)
+                  for i, _ in channels]
+        for n, (idx, ch) in enumerate(channels):
             x = audio.samples[idx]
             regions = self.transcriber.speech(x, audio.rate)
+            if len(channels) == 2:
+                regions = own_regions(regions, levels[n], levels[1 - n], self.config.crosstalk)
             if ch is Channel.CALLER:
                 speech = [x[int(r.start * audio.rate) : int(r.end * audio.rate)] for r in regions]
                 gender = self.gender.classify(speech, audio.rate)

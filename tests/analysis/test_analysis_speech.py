@@ -235,3 +235,23 @@ def test_language_auto_detection(ja_analyzer: Analyzer) -> None:
     w = ja_analyzer.transcriber.whisper
     assert w.detect_language(mono(ASTERISK_DIR / "agent-alreadyon.wav", 16000)) == "en"
     assert w.detect_language(mono(DATA / "jsut_basic5000_0001.wav", 16000)) == "ja"
+
+
+@pytest.mark.parametrize("echo_db", [-20.0, -30.0])
+def test_operator_echo_on_the_caller_leg_is_not_transcribed(ja_analyzer: Analyzer,
+                                                            echo_db: float) -> None:
+    """Line/acoustic echo of the operator on the caller's leg stays off the caller channel."""
+    operator = place(12.0, [(0.5, mono(DATA / "ja_m1.wav"))])
+    caller = place(12.0, [(6.5, mono(DATA / "ja_f1.wav"))])
+    echo = np.roll(operator, 400) * 10 ** (echo_db / 20)  # 50 ms late, attenuated
+    result = ja_analyzer.analyze_audio(Audio(np.stack([caller + echo, operator]), 8000))
+    assert [(u.channel, round(u.start)) for u in result.timeline] == [
+        (Channel.OPERATOR, 0), (Channel.CALLER, 6)]
+    assert result.gender.gender is Gender.FEMALE  # not judged on the male operator's echo
+
+
+def test_quiet_caller_talking_over_the_operator_is_kept(ja_analyzer: Analyzer) -> None:
+    operator = place(12.0, [(0.5, mono(DATA / "ja_m1.wav"))])
+    caller = place(12.0, [(1.0, mono(DATA / "ja_f2.wav") * 10 ** (-15 / 20))])
+    result = ja_analyzer.analyze_audio(Audio(np.stack([caller, operator]), 8000))
+    assert {u.channel for u in result.timeline} == {Channel.CALLER, Channel.OPERATOR}
