@@ -1,11 +1,15 @@
-"""The Cython packet path: :class:`CyPacketPath` adapts ``cext.relay.Relay`` to
+"""The Cython packet paths: adapters of ``cext.relay.Relay`` to
 :class:`~mediasrv.media.packet_path.PacketPath`.
 
-Per-datagram work runs in C inside ``Relay.on_readable`` (registered with
-``loop.add_reader`` per RTP socket; it drains the socket with ``recvfrom`` until EAGAIN).
-No Python object is created per packet; this adapter is only called for control operations
-and rare events (latch, digit), and per packet only while a leg is being recorded (the
-recorder is a Python object; see bench/RESULTS_media.md for what that costs).
+* :class:`CyPacketPath`: per-datagram work runs in C inside ``Relay.on_readable``,
+  registered with ``loop.add_reader`` per RTP socket (drained with recvmmsg).
+* :class:`CyThreadPacketPath`: the same C code runs on one engine thread of its own (epoll +
+  recvmmsg over every socket, without the GIL); the event loop only makes control calls and
+  drains the rare events the thread queues (an eventfd wakes it).
+
+No Python object is created per packet. Rare events (latch, digit) reach this adapter from a
+C queue; a recorder exposing a ``cext.recbuf.StereoTimeline`` as ``timeline`` is fed from C,
+any other recorder gets one queued ``feed`` call per packet (see bench/RESULTS_media.md).
 """
 
 from __future__ import annotations
@@ -50,7 +54,13 @@ class CyPacketPath:
             leg, fd, random.getrandbits(32), random.getrandbits(16), random.getrandbits(32)
         )
         self._fds[leg] = fd
+        self._watch(fd, leg)
+
+    def _watch(self, fd: int, leg: int) -> None:
         self._loop.add_reader(fd, self._relay.on_readable, leg)
+
+    def _unwatch(self, fd: int) -> None:
+        self._loop.remove_reader(fd)
 
     def configure(self, leg: int, params: LegParams) -> None:
         rx = {pt: int(codec) for pt, codec in params.rx_pts.items()}
@@ -120,7 +130,7 @@ class CyPacketPath:
         fd = self._fds.pop(leg, None)
         if fd is None:
             return
-        self._loop.remove_reader(fd)
+        self._unwatch(fd)
         self._relay.close(leg)
         self._sinks.pop(leg, None)
         self._codecs.pop(leg, None)
@@ -139,3 +149,26 @@ class CyPacketPath:
         sink = self._sinks.get(leg)
         if sink is not None:
             sink.feed(channel, ssrc, ts, Codec(codec), payload, now + self._clock_offset())
+
+
+class CyThreadPacketPath(CyPacketPath):
+    """The Cython packet path on its own engine thread (epoll + recvmmsg, no GIL)."""
+
+    name = "cython-thread"
+    PACE_US = 0  # > 0: sleep between rounds (fewer wake-ups, that much more latency)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, events: PacketEvents) -> None:
+        super().__init__(loop, events)
+        self._wake = self._relay.start_thread(self.PACE_US)
+        loop.add_reader(self._wake, self._relay.drain_events)
+
+    def _watch(self, fd: int, leg: int) -> None:
+        pass  # the engine thread's epoll watches every open leg
+
+    def _unwatch(self, fd: int) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        """Stop the engine thread (the engine calls this when it closes, if it can)."""
+        self._loop.remove_reader(self._wake)
+        self._relay.stop_thread()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import struct
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -25,12 +26,27 @@ class Bridge:
     legs: tuple[socket.socket, socket.socket]  # the relay's sockets
     phones: tuple[socket.socket, socket.socket]
     events: list[tuple[object, ...]] = field(default_factory=list)
+    threaded: bool = False
+    sent: list[int] = field(default_factory=lambda: [0, 0])
 
     def send(self, side: int, packet: bytes) -> None:
         self.phones[side].sendto(packet, self.legs[side].getsockname())
+        self.sent[side] += 1
 
     def pump(self, side: int) -> None:
-        self.relay.on_readable(side)
+        """Let the relay handle what was sent to ``side`` and deliver its events."""
+        if not self.threaded:
+            self.relay.on_readable(side)
+            return
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the engine thread works on its own
+            handled = (
+                self.relay.stats(side)[0] + self.relay.malformed(side) + self.relay.dropped(side)
+            )
+            if handled >= self.sent[side]:
+                break
+            time.sleep(0.001)
+        self.relay.drain_events()
 
     def receive(self, side: int) -> list[bytes]:
         out = []
@@ -41,6 +57,16 @@ class Bridge:
                 return out
 
 
+def receive_n(b: Bridge, side: int, n: int) -> list[bytes]:
+    """What phone ``side`` received, waiting (briefly) for ``n`` datagrams."""
+    got: list[bytes] = []
+    deadline = time.monotonic() + 5
+    while len(got) < n and time.monotonic() < deadline:
+        got += b.receive(side)
+        time.sleep(0.001)
+    return got + b.receive(side)
+
+
 def udp() -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((HOST, 0))
@@ -49,12 +75,17 @@ def udp() -> socket.socket:
     return s
 
 
+@pytest.fixture(params=["callbacks", "thread"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def bridge() -> Iterator[Bridge]:
-    yield from make_bridge(PCMU, PCMU)
+def bridge(mode: str) -> Iterator[Bridge]:
+    yield from make_bridge(PCMU, PCMU, mode == "thread")
 
 
-def make_bridge(codec_a: int, codec_b: int) -> Iterator[Bridge]:
+def make_bridge(codec_a: int, codec_b: int, threaded: bool = False) -> Iterator[Bridge]:
     legs, phones = (udp(), udp()), (udp(), udp())
     events: list[tuple[object, ...]] = []
     relay = Relay(
@@ -68,7 +99,10 @@ def make_bridge(codec_a: int, codec_b: int) -> Iterator[Bridge]:
             leg, codec, codec, {codec: codec}, 101, phones[leg].getsockname(), True, True
         )
     relay.bridge(0, 1)
-    yield Bridge(relay, legs, phones, events)
+    if threaded:
+        relay.start_thread()
+    yield Bridge(relay, legs, phones, events, threaded)
+    relay.stop_thread()
     for s in (*legs, *phones):
         s.close()
 
@@ -81,7 +115,7 @@ def test_relays_with_our_ssrc_and_continuous_numbers(bridge: Bridge) -> None:
     for i in range(5):
         bridge.send(0, rtp(500 + i, 9000 + 160 * i, 0xAAAA))
     bridge.pump(0)
-    got = bridge.receive(1)
+    got = receive_n(bridge, 1, 5)
     assert len(got) == 5
     heads = [struct.unpack_from("!BBHII", p) for p in got]
     assert {h[4] for h in heads} == {0x1001}  # leg 1's own SSRC
@@ -92,12 +126,12 @@ def test_relays_with_our_ssrc_and_continuous_numbers(bridge: Bridge) -> None:
     assert bridge.relay.stats(0)[:2] == (5, 0) and bridge.relay.stats(1)[:2] == (0, 5)
 
 
-def test_transcodes_pcmu_to_pcma() -> None:
-    for b in make_bridge(PCMU, PCMA):
+def test_transcodes_pcmu_to_pcma(mode: str) -> None:
+    for b in make_bridge(PCMU, PCMA, mode == "thread"):
         payload = bytes(range(160))
         b.send(0, rtp(1, 0, 7, PCMU, payload))
         b.pump(0)
-        (out,) = b.receive(1)
+        (out,) = receive_n(b, 1, 1)
         assert out[1] & 0x7F == PCMA
         assert out[12:] == load_kernel("g711", python=True).ulaw_to_alaw(payload)
 
@@ -120,13 +154,13 @@ def test_rfc4733_digit_reported_once(bridge: Bridge) -> None:
     bridge.pump(0)
     digits = [e for e in bridge.events if e[0] == "dtmf"]
     assert digits == [("dtmf", 0, "5", 0.0, 0.1, False)]
-    assert len(bridge.receive(1)) == 7  # every event packet relayed
+    assert len(receive_n(bridge, 1, 7)) == 7  # every event packet relayed
 
 
-def test_inband_digit_on_a_leg_without_telephone_event() -> None:
+def test_inband_digit_on_a_leg_without_telephone_event(mode: str) -> None:
     import math
 
-    for b in make_bridge(PCMU, PCMU):
+    for b in make_bridge(PCMU, PCMU, mode == "thread"):
         b.relay.configure(0, PCMU, PCMU, {PCMU: PCMU}, -1, b.phones[0].getsockname(), True, True)
         g711 = load_kernel("g711", python=True)
         tone = [
@@ -142,6 +176,18 @@ def test_inband_digit_on_a_leg_without_telephone_event() -> None:
             b.pump(0)
         digits = [e[2] for e in b.events if e[0] == "dtmf"]
         assert digits == ["9"]
+
+
+def test_thread_mode_relays_both_ways_and_reports_latches() -> None:
+    for b in make_bridge(PCMU, PCMA, threaded=True):
+        for i in range(20):
+            b.send(0, rtp(i, 160 * i, 1))
+            b.send(1, rtp(100 + i, 160 * i, 2, PCMA, b"\xd5" * 160))
+        b.pump(0)
+        b.pump(1)
+        assert len(receive_n(b, 1, 20)) == 20 and len(receive_n(b, 0, 20)) == 20
+        latched = [e[1] for e in b.events if e[0] == "latch"]
+        assert len(latched) == 2 and set(latched) == {0, 1}
 
 
 def test_no_python_calls_or_objects_per_packet(bridge: Bridge) -> None:
