@@ -18,14 +18,17 @@ from pathlib import Path
 
 from prometheus_client import Counter
 
+from mediasrv.analysis.analyzer import AnalysisConfig
+from mediasrv.analysis.manifest import Manifest, ModelError, default_models_dir
 from mediasrv.api.http import HttpServer
 from mediasrv.calls.call import Call, CallResult, CallServices
 from mediasrv.calls.routing import Destination, Route
-from mediasrv.config import Config, NumberConfig, TrunkConfig
+from mediasrv.config import AnalysisSettings, Config, NumberConfig, TrunkConfig
 from mediasrv.log import bind_log_context
 from mediasrv.media.api import MediaEvent, RecordMode
 from mediasrv.media.engine import MediaEngine
 from mediasrv.media.recorder import repair_wav
+from mediasrv.outputs.analysis_jobs import AnalysisJobQueue, AnalysisWorkerPool
 from mediasrv.outputs.calllog import CallLogStore, Disposition
 from mediasrv.outputs.metrics import Metrics
 from mediasrv.outputs.recordings import recording_path
@@ -166,6 +169,56 @@ class MetricsObserver:
         self.metrics.sip_transaction_timeouts_total.labels(kind=kind).inc()
 
 
+class AnalysisMetrics:
+    """The analysis pool's hooks, onto Prometheus."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.audio_seconds = 0.0
+        self.cpu_seconds = 0.0
+
+    def analysis_queue_depth(self, depth: int) -> None:
+        self.metrics.analysis_queue_depth.set(depth)
+
+    def analysis_job_done(self, audio_seconds: float, cpu_seconds: float) -> None:
+        self.metrics.analysis_jobs_total.labels(result="done").inc()
+        self.audio_seconds += audio_seconds
+        self.cpu_seconds += cpu_seconds
+
+    def analysis_job_failed(self) -> None:
+        self.metrics.analysis_jobs_total.labels(result="failed").inc()
+
+    def audio_per_cpu_second(self) -> float:
+        return self.audio_seconds / self.cpu_seconds if self.cpu_seconds else 0.0
+
+
+def analysis_config(settings: AnalysisSettings) -> AnalysisConfig:
+    models_dir = (
+        Path(settings.models_dir).expanduser() if settings.models_dir else default_models_dir()
+    )
+    language = None if settings.language == "auto" else settings.language
+    return AnalysisConfig(
+        models_dir=models_dir,
+        whisper_model=settings.whisper_model,
+        language=language,
+        beam_size=settings.beam_size,
+    )
+
+
+def models_ready(config: AnalysisConfig) -> str | None:
+    """None when the configured models are built; else what is missing and what to do."""
+    try:
+        manifest = Manifest.load(config.models_dir)
+    except ModelError as exc:
+        return str(exc)
+    if config.whisper_model not in manifest.models:
+        return (
+            f"model {config.whisper_model!r} is not built in {config.models_dir}; "
+            "run `mediasrv models build`"
+        )
+    return None
+
+
 def _cseq_method(msg: Response) -> str:
     try:
         return msg.cseq[1]
@@ -207,6 +260,9 @@ class Server:
         self.ua: UserAgent | None = None
         self.router = ConfigRouter(config)
         self.admission = TrunkAdmission(config.trunks, secrets.token_bytes(32))
+        self.analysis_queue: AnalysisJobQueue | None = None
+        self.analysis_pool: AnalysisWorkerPool | None = None
+        self.analysis_metrics = AnalysisMetrics(self.metrics)
         hh, hp = config.server.http_hostport
         self.http = HttpServer(
             hh, hp, self.metrics, self.store, self.health, config.server.recordings_dir
@@ -215,6 +271,7 @@ class Server:
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.store.open()
+        await self._start_analysis()
         cut_off = await self.store.mark_unfinished()
         if cut_off:
             log.warning("calls cut off by the previous run marked failed", extra={"calls": cut_off})
@@ -253,6 +310,55 @@ class Server:
                 "pid": os.getpid(),
             },
         )
+
+    async def _start_analysis(self) -> None:
+        """The durable queue always opens (jobs wait for models); workers start when the
+        models are built."""
+        settings = self.config.analysis
+        if not settings.enabled:
+            return
+        self.analysis_queue = AnalysisJobQueue(self.config.server.db_path)
+        await self.analysis_queue.open()
+        config = analysis_config(settings)
+        missing = models_ready(config)
+        if missing is not None:
+            log.error("post-call analysis waits for its models: " + missing)
+            return
+        self.analysis_pool = AnalysisWorkerPool(
+            self.analysis_queue,
+            config,
+            self._analysis_done,
+            metrics=self.analysis_metrics,
+            workers=settings.workers or None,
+        )
+        await self.analysis_pool.start()
+        self.metrics.add_gauge_callback(
+            "analysis_audio_seconds_per_cpu_second",
+            "Seconds of audio analysed per second of worker CPU",
+            self.analysis_metrics.audio_per_cpu_second,
+        )
+
+    async def _analysis_done(self, call_id: str, result: dict[str, object]) -> None:
+        try:
+            await self.store.update_analysis(call_id, result)
+        except KeyError:
+            log.warning("analysis result for an unknown call", extra={"call": call_id})
+
+    async def _queue_analysis(self, result: CallResult) -> None:
+        if self.analysis_queue is None or result.recording is None or not result.recording_bytes:
+            return
+        await self.media.flush_recordings()  # the file must be complete before a worker reads it
+        try:
+            if self.analysis_pool is not None:
+                await self.analysis_pool.enqueue(
+                    result.call_id, str(result.recording), result.business
+                )
+            else:
+                await self.analysis_queue.enqueue(
+                    result.call_id, str(result.recording), result.business
+                )
+        except Exception:
+            log.exception("could not queue the call for analysis", extra={"call": result.call_id})
 
     def _transactions(self) -> float:
         return float(self.ua.transaction_count()) if self.ua else 0.0
@@ -301,6 +407,10 @@ class Server:
         await self.http.stop()
         await self.transport.stop()
         await self.media.close()
+        if self.analysis_pool is not None:
+            await self.analysis_pool.stop()
+        if self.analysis_queue is not None:
+            await self.analysis_queue.close()
         await self.store.close()
         self._stopped.set()
 
@@ -351,6 +461,7 @@ class Server:
             result = await call.run()
             await self._progress_writes.pop(call.id)
             await self._log_call(result)
+            await self._queue_analysis(result)
         finally:
             self.calls.pop(call.id, None)
             self.metrics.active_calls.dec()

@@ -22,6 +22,7 @@ from mediasrv.media.api import RecordMode
 
 __all__ = [
     "DEFAULT_COUNTRY_CODE",
+    "AnalysisSettings",
     "Config",
     "ConfigError",
     "DigestAlgorithm",
@@ -243,6 +244,18 @@ class MediaConfig:
     recording_format: RecordingFormat = RecordingFormat.PCM16
 
 
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Post-call analysis of recorded calls (F18-F20), run in worker processes."""
+
+    enabled: bool = True
+    workers: int = 0  # 0: one single-thread worker per core
+    language: str = "ja"  # Whisper language code; "auto" detects it per segment
+    beam_size: int = 5
+    whisper_model: str = "whisper-base"
+    models_dir: str = ""  # "": $MEDIASRV_MODELS_DIR or ~/.cache/mediasrv/models
+
+
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -299,6 +312,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     sip: SipConfig = field(default_factory=SipConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     trunks: tuple[TrunkConfig, ...] = ()
     numbers: tuple[NumberConfig, ...] = ()
     source: str = "<defaults>"
@@ -654,6 +668,19 @@ def _media(ctx: _Ctx, data: object) -> MediaConfig:
     )
 
 
+def _analysis(ctx: _Ctx, data: object) -> AnalysisSettings:
+    d = AnalysisSettings()
+    t = _Table(ctx, ("analysis",), data, AnalysisSettings.__dataclass_fields__)
+    return AnalysisSettings(
+        enabled=t.bool_("enabled", d.enabled),
+        workers=t.int_("workers", d.workers, 0, 64),
+        language=t.str_("language", d.language, allow_empty=False),
+        beam_size=t.int_("beam_size", d.beam_size, 1, 16),
+        whisper_model=t.str_("whisper_model", d.whisper_model, allow_empty=False),
+        models_dir=t.str_("models_dir", d.models_dir),
+    )
+
+
 _TRUNK_KEYS = [k for k in TrunkConfig.__dataclass_fields__ if k != "networks"]
 
 
@@ -732,7 +759,7 @@ def _check_ports(ctx: _Ctx, server: ServerConfig) -> None:
         )
 
 
-_SECTIONS = ("server", "sip", "media", "trunks", "numbers")
+_SECTIONS = ("server", "sip", "media", "analysis", "trunks", "numbers")
 
 
 def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
@@ -740,6 +767,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
     server = _server(ctx, raw.get("server", {}))
     sip = _sip(ctx, raw.get("sip", {}))
     media = _media(ctx, raw.get("media", {}))
+    analysis = _analysis(ctx, raw.get("analysis", {}))
     trunks = tuple(_trunk(ctx, i, d) for i, d in enumerate(top.tables("trunks")))
     seen_trunks: dict[str, int] = {}
     for i, tr in enumerate(trunks):
@@ -769,7 +797,13 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
                 )
             seen[key] = i
     return Config(
-        server=server, sip=sip, media=media, trunks=trunks, numbers=numbers, source=ctx.source
+        server=server,
+        sip=sip,
+        media=media,
+        analysis=analysis,
+        trunks=trunks,
+        numbers=numbers,
+        source=ctx.source,
     )
 
 
@@ -794,12 +828,12 @@ def _apply_overrides(
     for dotted, value in overrides.items():
         parts = dotted.split(".")
         path: Path_ = tuple(parts)
-        if len(parts) != 2 or parts[0] not in ("server", "sip", "media"):
+        if len(parts) != 2 or parts[0] not in ("server", "sip", "media", "analysis"):
             raise ConfigError(
                 "<command line>",
                 None,
                 dotted,
-                "overrides name a key as 'section.key' in [server], [sip] or [media]",
+                "overrides name a key as 'section.key' in [server], [sip], [media] or [analysis]",
             )
         section = raw.setdefault(parts[0], {})
         if not isinstance(section, dict):
@@ -813,7 +847,12 @@ def _apply_overrides(
 
 _STR_KEYS: dict[str, type] = {
     f"{sec}.{k}": str
-    for sec, inst in (("server", ServerConfig()), ("sip", SipConfig()), ("media", MediaConfig()))
+    for sec, inst in (
+        ("server", ServerConfig()),
+        ("sip", SipConfig()),
+        ("media", MediaConfig()),
+        ("analysis", AnalysisSettings()),
+    )
     for k, v in vars(inst).items()
     if isinstance(v, str | Path | enum.Enum)
 }

@@ -76,6 +76,7 @@ class ServerSpec:
     sip: dict[str, object] = field(default_factory=dict)
     media: dict[str, object] = field(default_factory=dict)
     server: dict[str, object] = field(default_factory=dict)
+    analysis: dict[str, object] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -105,6 +106,8 @@ class ServerProcess:
         sections: dict[str, dict[str, object]] = {"server": server, "media": media}
         if self.spec.sip:
             sections["sip"] = dict(self.spec.sip)
+        if self.spec.analysis:
+            sections["analysis"] = dict(self.spec.analysis)
         tables = {"trunks": self.spec.trunks, "numbers": self.spec.numbers}
         self.spec.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(render_config(sections, tables))

@@ -23,6 +23,8 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
 
     def start(**kwargs: Any) -> ServerProcess:
         kwargs.setdefault("sip", dict(FAST_SIP))
+        # Analysis workers load Whisper: only the test about analysis turns them on.
+        kwargs.setdefault("analysis", {"enabled": False})
         kwargs.setdefault("workdir", tmp_path / f"server{len(servers)}")
         spec = ServerSpec(**kwargs)
         server = ServerProcess(spec)
