@@ -14,7 +14,9 @@ the payload), and RSS per call. Runs, each with fresh processes:
    prototype of the proposed recorder change, fed from C)
 4. rtpengine userspace (Debian ``rtpengine-daemon``, ``--table=-1``), sessions opened with
    its ng protocol (bencode over UDP)
-(optionally 5. mediasrv with the pure-Python reference packet path, ``--python``)
+(optionally, ``--thread``: the Cython packet path on its own engine thread (epoll +
+recvmmsg, no GIL), as is, paced (1 ms sleep between rounds) and recorded with rec-kernel;
+``--python``: the pure-Python reference packet path)
 
 Last line: ``RESULT media calls=N cpu_per_100_streams=.. rtpengine_cpu_per_100_streams=..
 ratio=.. loss=.. p99_ms=.. recorded=yes|no`` for the recorded mediasrv run (or the plain run
@@ -164,12 +166,16 @@ async def _serve(calls: int, path_name: str, record_dir: str | None, portfile: s
     if path_name.endswith("+kernelrec"):
         path_name = path_name.removesuffix("+kernelrec")
         engine_module.StereoRecorder = kernel_recorder()  # type: ignore[misc,assignment]
-    epoll = path_name.startswith("cython-epoll")
-    pace_us = 1000 if path_name == "cython-epoll-paced" else 0
-    if path_name in ("cython", "cython-epoll", "cython-epoll-paced"):
-        from mediasrv.media.packet_path_cy import CyPacketPath as factory
-    else:
-        from mediasrv.media.packet_path_py import PyPacketPath as factory  # type: ignore[assignment]
+    from mediasrv.media import packet_path_cy, packet_path_py
+
+    class Threaded(packet_path_cy.CyThreadPacketPath):
+        PACE_US = 1000 if path_name.endswith("-paced") else 0
+
+    factory: type = packet_path_py.PyPacketPath
+    if path_name == "cython":
+        factory = packet_path_cy.CyPacketPath
+    elif path_name.startswith("cython-thread"):
+        factory = Threaded
 
     loop = asyncio.get_running_loop()
     rss_base = _rss_kb(os.getpid())
@@ -198,19 +204,10 @@ async def _serve(calls: int, path_name: str, record_dir: str | None, portfile: s
     Path(portfile).write_text("".join(lines))
     ticks = _time_ticks(engine)
     print(f"READY engine={engine.engine_name} rss_base_kb={rss_base}", flush=True)
-    if epoll:
-        # The alternative engine shape: one C loop over all sockets (epoll + recvmmsg), in
-        # slices so that stdin's EOF still ends the run. It blocks this event loop.
-        import select
-
-        relay = engine._path._relay  # type: ignore[attr-defined]
-        while not select.select([sys.stdin], [], [], 0)[0]:
-            relay.run_epoll(2.0, pace_us)
-    else:
-        stop = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_reader(sys.stdin.fileno(), stop.set)
-        await stop.wait()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_reader(sys.stdin.fileno(), stop.set)
+    await stop.wait()
     recorded = 0
     for k in range(calls):
         report = engine.release(f"bench-{k}")
@@ -457,9 +454,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--no-rtpengine", action="store_true")
     ap.add_argument("--python", action="store_true", help="also run the pure-Python packet path")
     ap.add_argument(
-        "--epoll", action="store_true",
-        help="also run the relay from one C epoll+recvmmsg loop instead of loop.add_reader "
-        "(as is, and paced: 1 ms sleep between rounds)",
+        "--thread", action="store_true",
+        help="also run the Cython packet path on its own engine thread (epoll + recvmmsg), "
+        "as is and paced (1 ms sleep between rounds), and recorded with the kernel recorder",
     )  # fmt: skip
     args = ap.parse_args(argv)
     if 2 * args.calls > 65000 - PHONE_BASE or 4 * args.calls > ENGINE_PORTS[1] - ENGINE_PORTS[0]:
@@ -475,9 +472,15 @@ def main(argv: list[str]) -> int:
             results.append(
                 run_mediasrv(rtpload, work, args.calls, args.seconds, "cython", True, True)
             )
-        if args.epoll:
-            for shape in ("cython-epoll", "cython-epoll-paced"):
+        if args.thread:
+            for shape in ("cython-thread", "cython-thread-paced"):
                 results.append(run_mediasrv(rtpload, work, args.calls, args.seconds, shape, False))
+            if not args.no_record:
+                results.append(
+                    run_mediasrv(
+                        rtpload, work, args.calls, args.seconds, "cython-thread", True, True
+                    )
+                )
         if args.python:
             results.append(run_mediasrv(rtpload, work, args.calls, args.seconds, "python", False))
         rtpe = None if args.no_rtpengine else run_rtpengine(rtpload, work, args.calls, args.seconds)

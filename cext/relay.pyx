@@ -710,20 +710,6 @@ cdef class Relay:
             if self.pace_us > 0:
                 usleep(self.pace_us)
 
-    def run_epoll(self, double seconds, int pace_us=0):
-        """The engine thread's loop run on the calling thread for ``seconds`` (bench only:
-        it blocks the event loop)."""
-        cdef double end = monotonic() + seconds
-        self.start_thread(pace_us)
-        try:
-            while monotonic() < end:
-                import time
-                time.sleep(0.05)
-                if self.q_len:
-                    self.drain_events()
-        finally:
-            self.stop_thread()
-
     # ---- per datagram: C only, lock held, no GIL needed ------------------------------------
 
     cdef int receive(self, int leg, unsigned char* bufs) noexcept nogil:
