@@ -21,6 +21,7 @@ class CrosstalkParams:
     frame_s: float = 0.02
     margin_db: float = 12.0  # a frame is the channel's own if within this of the other
     min_own_fraction: float = 0.25
+    floor_db: float = -60.0  # frames quieter than this (pauses, padding) are not judged
 
 
 def frame_db(x: np.ndarray, rate: int, frame_s: float) -> np.ndarray:
@@ -37,7 +38,7 @@ def own_regions(regions: list[Region], mine_db: np.ndarray, other_db: np.ndarray
     for r in regions:
         a = int(r.start / p.frame_s)
         b = max(a + 1, int(r.end / p.frame_s))
-        window = own[a:b]
+        window = own[a:b][mine_db[a:b] > p.floor_db]
         if window.size == 0 or float(np.mean(window)) >= p.min_own_fraction:
             kept.append(r)
     return kept

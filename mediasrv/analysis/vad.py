@@ -24,7 +24,7 @@ class VadParams:
     threshold: float = 0.5
     min_speech_s: float = 0.25
     min_silence_s: float = 0.3
-    pad_s: float = 0.15
+    pad_s: float = 0.3  # the VAD fires late on soft onsets ("w", "h"); Whisper needs them
     merge_gap_s: float = 0.8  # pauses shorter than this stay inside one segment
     max_segment_s: float = 30.0  # Whisper's window
 

@@ -255,3 +255,27 @@ def test_quiet_caller_talking_over_the_operator_is_kept(ja_analyzer: Analyzer) -
     caller = place(12.0, [(1.0, mono(DATA / "ja_f2.wav") * 10 ** (-15 / 20))])
     result = ja_analyzer.analyze_audio(Audio(np.stack([caller, operator]), 8000))
     assert {u.channel for u in result.timeline} == {Channel.CALLER, Channel.OPERATOR}
+
+
+def test_long_call_keeps_times_and_order(en_analyzer: Analyzer) -> None:
+    """Four minutes, speech scattered over both legs: timeline in order, at the right times."""
+    prompts = ["hello-world", "all-circuits-busy-now", "agent-newlocation", "pbx-invalid",
+               "tt-weasels", "conf-onlyperson"]
+    starts = [3.0, 41.0, 88.0, 130.5, 177.0, 225.0]
+    left = place(240.0, [(s, mono(ASTERISK_DIR / f"{p}.wav")) for s, p in
+                         zip(starts[::2], prompts[::2], strict=True)])
+    right = place(240.0, [(s, mono(ASTERISK_DIR / f"{p}.wav")) for s, p in
+                          zip(starts[1::2], prompts[1::2], strict=True)])
+    result = en_analyzer.analyze_audio(Audio(np.stack([left, right]), 8000))
+    assert len(result.timeline) == len(starts)
+    assert all(abs(u.start - s) < 0.5 for u, s in zip(result.timeline, starts, strict=True))
+    assert [u.channel for u in result.timeline] == [Channel.CALLER, Channel.OPERATOR] * 3
+    assert "weasels" in result.timeline[4].text.lower()
+
+
+@pytest.mark.parametrize("n_samples", [0, 100])
+def test_empty_or_tiny_recording(ja_analyzer: Analyzer, tmp_path: Path, n_samples: int) -> None:
+    path = write_wav(tmp_path / "empty.wav", Audio(np.zeros((2, n_samples), np.float32), 8000))
+    result = ja_analyzer.analyze(path)
+    assert result.timeline == []
+    assert result.gender.gender is Gender.UNKNOWN
