@@ -1,19 +1,10 @@
-"""Both kernel implementations, for tests that run each kernel over both (parity habit)."""
+"""Kernel tests run over both implementations (parity habit): the ``impl_kind`` fixture."""
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import pytest
 
-from mediasrv.media.kernels import load_kernel
-
 IMPLEMENTATIONS = ("python", "cython")
-
-
-def kernel_pair(name: str) -> tuple[ModuleType, ModuleType]:
-    """(reference, cython) modules of one kernel."""
-    return load_kernel(name, python=True), load_kernel(name, python=False)
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from conftest import kernel_pair
+from kernel_twins import kernel_pair
 
 from mediasrv.media.kernels import load_kernel
 

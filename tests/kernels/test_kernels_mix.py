@@ -7,7 +7,7 @@ import struct
 from types import ModuleType
 
 import pytest
-from conftest import kernel_pair
+from kernel_twins import kernel_pair
 
 from mediasrv.media.kernels import load_kernel
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from conftest import kernel_pair
+from kernel_twins import kernel_pair
 
 from mediasrv.media.api import RecordMode
 from mediasrv.media.codec import Codec

@@ -6,7 +6,7 @@ import random
 from types import ModuleType
 
 import pytest
-from conftest import kernel_pair
+from kernel_twins import kernel_pair
 from pcap_rtp import load
 
 from mediasrv.media.kernels import load_kernel

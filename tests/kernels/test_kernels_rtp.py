@@ -10,7 +10,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import kernel_pair
+from kernel_twins import kernel_pair
 from pcap_rtp import load
 
 from mediasrv.media.kernels import load_kernel
