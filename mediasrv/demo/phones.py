@@ -169,8 +169,9 @@ class PhoneProcess:
                     if found is not None:
                         return found
                     if self._eof:
+                        errors = [str(e.get("message")) for e in self.seen("error")]
                         raise PhoneError(f"phone {self.name} exited before {kind} {match}; "
-                                         f"stderr:\n{self.stderr_tail()}")
+                                         f"errors {errors}; stderr:\n{self.stderr_tail()}")
                     await self._changed.wait()
 
         try:

@@ -189,3 +189,9 @@ async def test_five_calls_to_one_phone_hit_its_limit(start_phone: StartPhone) ->
     await callers[4].dial(operator.uri)
     refused = await callers[4].wait_event("disconnected", timeout=10)
     assert refused["code"] >= 400
+
+
+async def test_a_taken_port_is_a_clear_start_error(start_phone: StartPhone) -> None:
+    first = await start_phone("first")
+    with pytest.raises(PhoneError, match=r"exited before ready.*start failed"):
+        await PhoneProcess.start("second", port=first.port)
