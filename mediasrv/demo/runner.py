@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import shutil
 import sys
 import tempfile
@@ -268,5 +269,9 @@ async def _demo(keep: bool, out: TextIO, timeout: float) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Entry point of ``mediasrv demo`` (``args.keep`` keeps the working directory)."""
+    if importlib.util.find_spec("pjsua2") is None:
+        print("mediasrv demo: the phones need pjsua2: pip install 'mediasrv[demo]' "
+              "(package pjsua2-python)", file=sys.stderr)
+        return 2
     return asyncio.run(_demo(bool(getattr(args, "keep", False)), sys.stdout,
                              float(getattr(args, "timeout", 45.0))))

@@ -68,3 +68,15 @@ def test_report_needs_every_condition() -> None:
     out = io.StringIO()
     runner.print_report(good, out)
     assert out.getvalue().rstrip().endswith("RESULT demo ok")
+
+
+def test_demo_without_pjsua2_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pjsua2" else real(name, *a))
+    assert runner.run_demo(argparse.Namespace(keep=False)) == 2
+    assert "pip install 'mediasrv[demo]'" in capsys.readouterr().err
