@@ -264,6 +264,8 @@ async def _demo(keep: bool, out: TextIO, timeout: float) -> int:
             print(f"demo files kept in {root}", file=out)
         else:
             shutil.rmtree(root, ignore_errors=True)
+            print(f"demo files (recording, logs) removed from {root}; --keep keeps them",
+                  file=out)
     return 0 if demo.report.ok else 1
 
 
