@@ -278,6 +278,7 @@ cdef class Relay:
     cdef pthread_mutex_t mutex
     cdef int epfd
     cdef int wake_fd
+    cdef int stop_fd
     cdef bint running
     cdef int pace_us
     cdef object thread
@@ -302,6 +303,7 @@ cdef class Relay:
         self.q_len = 0
         self.epfd = -1
         self.wake_fd = -1
+        self.stop_fd = -1
         self.running = False
         pthread_mutex_init(&self.mutex, NULL)
 
@@ -326,6 +328,8 @@ cdef class Relay:
             close(self.epfd)
         if self.wake_fd >= 0:
             close(self.wake_fd)
+        if self.stop_fd >= 0:
+            close(self.stop_fd)
         free(self.legs)
         free(self.rx_scratch)
         free(self.thread_scratch)
@@ -662,8 +666,13 @@ cdef class Relay:
         try:
             self.epfd = epoll_create1(0)
             self.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
-            if self.epfd < 0 or self.wake_fd < 0:
-                raise OSError("cannot create the engine thread's epoll/eventfd")
+            self.stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+            if self.epfd < 0 or self.wake_fd < 0 or self.stop_fd < 0:
+                self.close_thread_fds()
+                raise OSError("cannot create the engine thread's epoll/eventfds")
+            ev.events = EPOLLIN
+            ev.data.u32 = STOP_TAG  # stop_thread() wakes the thread at once through this
+            epoll_ctl(self.epfd, EPOLL_CTL_ADD, self.stop_fd, &ev)
             for leg in range(self.capacity):
                 if self.legs[leg].used:
                     ev.events = EPOLLIN
@@ -678,15 +687,28 @@ cdef class Relay:
         return self.wake_fd
 
     def stop_thread(self, double timeout=1.0):
-        """Stop the engine thread (it notices within 50 ms)."""
+        """Stop and join the engine thread; events it queued stay for ``drain_events``."""
+        cdef unsigned long long one = 1
         if self.thread is None:
             return
         self.running = False
+        write(self.stop_fd, &one, 8)
         self.thread.join(timeout)
         self.thread = None
+        self.lock()
+        try:
+            self.close_thread_fds()
+        finally:
+            self.unlock()
+
+    cdef void close_thread_fds(self) noexcept:
         if self.epfd >= 0:
             close(self.epfd)
-            self.epfd = -1
+        if self.wake_fd >= 0:
+            close(self.wake_fd)
+        if self.stop_fd >= 0:
+            close(self.stop_fd)
+        self.epfd = self.wake_fd = self.stop_fd = -1
 
     def _thread_main(self):
         with nogil:
@@ -701,7 +723,7 @@ cdef class Relay:
             pthread_mutex_lock(&self.mutex)
             for i in range(n):
                 leg = events[i].data.u32
-                if leg < self.capacity and self.legs[leg].used:
+                if leg >= 0 and leg < self.capacity and self.legs[leg].used:
                     self.receive(leg, self.thread_scratch)
             n = self.q_len
             pthread_mutex_unlock(&self.mutex)
@@ -962,6 +984,7 @@ cdef class Relay:
 
 
 cdef const char* DIGIT_CHARS = b"0123456789*#ABCD"
+cdef int STOP_TAG = -1  # epoll tag of the stop eventfd (data.u32 0xFFFFFFFF as int)
 cdef int BATCH_ROUNDS = 4  # on_readable: at most 4 x RX_BATCH = 64 datagrams per readiness
 
 

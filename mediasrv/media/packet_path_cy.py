@@ -152,23 +152,37 @@ class CyPacketPath:
 
 
 class CyThreadPacketPath(CyPacketPath):
-    """The Cython packet path on its own engine thread (epoll + recvmmsg, no GIL)."""
+    """The Cython packet path on its own engine thread (epoll + recvmmsg, no GIL).
+
+    The thread runs while at least one leg is open (it starts with the first and stops,
+    promptly, with the last), so an idle engine holds no thread.
+    """
 
     name = "cython-thread"
     PACE_US = 0  # > 0: sleep between rounds (fewer wake-ups, that much more latency)
 
     def __init__(self, loop: asyncio.AbstractEventLoop, events: PacketEvents) -> None:
         super().__init__(loop, events)
-        self._wake = self._relay.start_thread(self.PACE_US)
-        loop.add_reader(self._wake, self._relay.drain_events)
+        self._wake: int | None = None
 
     def _watch(self, fd: int, leg: int) -> None:
-        pass  # the engine thread's epoll watches every open leg
+        if self._wake is None:  # the engine thread's epoll watches every open leg
+            self._wake = self._relay.start_thread(self.PACE_US)
+            self._loop.add_reader(self._wake, self._relay.drain_events)
 
     def _unwatch(self, fd: int) -> None:
         pass
 
+    def close(self, leg: int) -> None:
+        super().close(leg)
+        if not self._fds:
+            self.shutdown()
+
     def shutdown(self) -> None:
-        """Stop the engine thread (the engine calls this when it closes, if it can)."""
+        """Stop the engine thread and deliver what it queued last."""
+        if self._wake is None:
+            return
         self._loop.remove_reader(self._wake)
+        self._wake = None
         self._relay.stop_thread()
+        self._relay.drain_events()

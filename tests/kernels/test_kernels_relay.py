@@ -210,3 +210,30 @@ def test_no_python_calls_or_objects_per_packet(bridge: Bridge) -> None:
     timeline.close()
     assert len(timeline.take()) > 0  # recorded from C
     assert [e[0] for e in bridge.events] == ["latch"]
+
+
+async def test_engine_thread_runs_only_while_legs_are_open() -> None:
+    import asyncio
+    import threading
+
+    from mediasrv.media.packet_path_cy import CyThreadPacketPath
+
+    class Events:
+        def on_dtmf(
+            self, leg: int, digit: str, start: float, duration: float, source: str = "rfc4733"
+        ) -> None:
+            raise AssertionError("no digit expected")
+
+        def on_latched(self, leg: int, addr: tuple[str, int]) -> None:
+            pass
+
+    path = CyThreadPacketPath(asyncio.get_running_loop(), Events())
+    for _ in range(20):
+        socks = [udp(), udp()]
+        for i, s in enumerate(socks):
+            path.open(i, s)
+        assert any(t.name == "mediasrv-rtp" for t in threading.enumerate())
+        for i, s in enumerate(socks):
+            path.close(i)
+            s.close()
+        assert not any(t.name == "mediasrv-rtp" for t in threading.enumerate())
