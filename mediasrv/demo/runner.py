@@ -258,14 +258,12 @@ async def _demo(keep: bool, out: TextIO, timeout: float) -> int:
             demo.report.problems.append(f"{type(exc).__name__}: {exc}")
         finally:
             await demo.close()
+        print(f"\ndemo files (recording, logs) in {root}"
+              + ("" if keep else ": removed at exit; --keep keeps them"), file=out)
         print_report(demo.report, out)
     finally:
-        if keep:
-            print(f"demo files kept in {root}", file=out)
-        else:
+        if not keep:
             shutil.rmtree(root, ignore_errors=True)
-            print(f"demo files (recording, logs) removed from {root}; --keep keeps them",
-                  file=out)
     return 0 if demo.report.ok else 1
 
 

@@ -34,7 +34,7 @@ def test_demo_command_shows_a_bridged_call() -> None:
                           text=True, timeout=90, check=False)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr[-3000:]
-    assert "RESULT demo ok" in out
+    assert out.rstrip().endswith("RESULT demo ok")
     assert re.search(r"disposition\s+answered", out)
     assert re.search(r"dtmf\s+1234", out)
     assert re.search(r"recording_path\s+/\S+\.wav", out)
