@@ -13,8 +13,12 @@ The B2BUA is pinned to CPU 1 and both SIPp instances to CPU 0 (``taskset``). Eac
 fails, then is refined by bisection. A failed run is retried once (``--retries``): the
 machine is shared, and one noisy neighbour should not decide the result for either side.
 
-Then ``--concurrent`` calls are held at once through mediasrv and the resident memory per
-held call is measured: (RSS with all calls up - RSS idle) / calls.
+Then ``--concurrent`` calls (default 10,000) are held at once through mediasrv and the
+resident memory per held call is measured: (RSS with all calls up - RSS idle) / calls.
+mediasrv binds 4 sockets per anchored call (RTP and RTCP on each leg); where the open-files
+limit cannot hold that many (a hard limit of 20,000 here, not raisable without
+CAP_SYS_RESOURCE), the count is capped to what fits and a note says so (``--no-cap`` tries
+anyway: the calls beyond the limit then fail).
 
 Last line::
 
