@@ -23,7 +23,7 @@ import numpy as np
 from .audio import resample
 from .mel import SAMPLE_RATE
 from .vad import Region, SileroVad, VadParams, group_segments, speech_regions
-from .whisper import DecodeResult, WhisperOnnx
+from .whisper import MAX_NEW_TOKENS, DecodeResult, WhisperOnnx
 
 
 class Channel(enum.StrEnum):
@@ -135,7 +135,10 @@ class Transcriber:
             if 20 * np.log10(np.sqrt(np.mean(piece**2)) + 1e-9) < self.params.min_rms_db:
                 stats.dropped += 1
                 continue
-            r = self.whisper.transcribe(piece, language, self.params.beam_size)
+            # Token budget from the duration (fast Japanese is ~16 tokens/s): a decoding
+            # loop stops early instead of running to 224 tokens, and is then dropped.
+            budget = min(MAX_NEW_TOKENS, 10 + int(30 * seg.duration))
+            r = self.whisper.transcribe(piece, language, self.params.beam_size, budget)
             stats.segments += 1
             if rejected(r, self.params) is not None:
                 stats.dropped += 1
