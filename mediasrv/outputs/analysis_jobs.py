@@ -380,20 +380,31 @@ class AnalysisWorkerPool:
         return added
 
     async def _run(self) -> None:
-        await self._deliver_pending()
-        last_renew = time.monotonic()
+        last_renew = time.monotonic() - self.lease_seconds  # deliver leftovers at once
         while not self._stopping:
-            while len(self._inflight) < self.workers:
-                job = await self.queue.claim(self.lease_seconds)
-                if job is None:
-                    break
-                self._submit(job)
-            await self._report_depth()
-            if time.monotonic() - last_renew > self.lease_seconds / 4:
-                await self.queue.renew(list(self._inflight), self.lease_seconds)
-                await self._deliver_pending()  # results whose sink failed earlier
-                last_renew = time.monotonic()
-            await self._wait()
+            try:
+                last_renew = await self._tick(last_renew)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A store hiccup (disk full, lock timeout) must not end the dispatcher:
+                # jobs stay in the table and are picked up on a later tick.
+                log.exception("analysis dispatcher: store error; retrying")
+                await asyncio.sleep(self.poll_seconds)
+
+    async def _tick(self, last_renew: float) -> float:
+        while len(self._inflight) < self.workers:
+            job = await self.queue.claim(self.lease_seconds)
+            if job is None:
+                break
+            self._submit(job)
+        await self._report_depth()
+        if time.monotonic() - last_renew > self.lease_seconds / 4:
+            await self.queue.renew(list(self._inflight), self.lease_seconds)
+            await self._deliver_pending()  # results whose sink failed earlier
+            last_renew = time.monotonic()
+        await self._wait()
+        return last_renew
 
     def _submit(self, job: AnalysisJob) -> None:
         assert self._executor is not None
