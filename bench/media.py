@@ -8,22 +8,23 @@ under test runs pinned to CPU 1. We measure the relay process's CPU share over t
 window (utime+stime from /proc), loss, one-way latency p99 through the relay (send time in
 the payload), and RSS per call. Runs, each with fresh processes:
 
-1. mediasrv, Cython packet path (``cext.relay`` via ``loop.add_reader``), no recording
-2. the same with stereo recording of every call (``RecordMode.BOTH``)
+1. mediasrv, Cython packet path on its engine thread (``CyThreadPacketPath``: epoll +
+   recvmmsg over every socket, no GIL), no recording
+2. the same with stereo recording of every call (``RecordMode.BOTH``, the product recorder)
 3. the same with the recorder's in-memory half in the ``recbuf`` kernel ("rec-kernel", a
    prototype of the proposed recorder change, fed from C)
 4. rtpengine userspace (Debian ``rtpengine-daemon``, ``--table=-1``), sessions opened with
    its ng protocol (bencode over UDP)
-(optionally, ``--thread``: the Cython packet path on its own engine thread (epoll +
-recvmmsg, no GIL), as is, paced (1 ms sleep between rounds) and recorded with rec-kernel;
-``--python``: the pure-Python reference packet path)
+(optionally, ``--callbacks``: the same C code driven by ``loop.add_reader`` callbacks, plain
+and recorded, and the engine thread paced (1 ms sleep between rounds); ``--python``: the
+pure-Python reference packet path)
 
 Last line: ``RESULT media calls=N cpu_per_100_streams=.. rtpengine_cpu_per_100_streams=..
-ratio=.. loss=.. p99_ms=.. recorded=yes|no`` for the recorded mediasrv run (or the plain run
-with ``--no-record``). A stream is one direction of one call (2 per call).
+ratio=.. loss=.. p99_ms=.. recorded=yes|no`` for run 2 (run 1 with ``--no-record``). A stream
+is one direction of one call (2 per call).
 
 Usage: python bench/media.py [--calls 500] [--seconds 20] [--no-record] [--no-rtpengine]
-       [--python]; needs gcc, taskset and (for the comparison) rtpengine on PATH.
+       [--callbacks] [--python]; needs gcc, taskset and (for the comparison) rtpengine on PATH.
 """
 
 from __future__ import annotations
@@ -454,35 +455,33 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--no-rtpengine", action="store_true")
     ap.add_argument("--python", action="store_true", help="also run the pure-Python packet path")
     ap.add_argument(
-        "--thread", action="store_true",
-        help="also run the Cython packet path on its own engine thread (epoll + recvmmsg), "
-        "as is and paced (1 ms sleep between rounds), and recorded with the kernel recorder",
+        "--callbacks", action="store_true",
+        help="also run the Cython packet path driven by loop.add_reader callbacks "
+        "(plain, recorded, recorded with the kernel recorder) and a paced engine thread",
     )  # fmt: skip
     args = ap.parse_args(argv)
     if 2 * args.calls > 65000 - PHONE_BASE or 4 * args.calls > ENGINE_PORTS[1] - ENGINE_PORTS[0]:
         ap.error("too many calls for the port ranges")
     print(f"media bench: {args.calls} calls = {2 * args.calls} streams, {args.seconds:.0f} s each run, "
           f"relay on CPU 1, phones on CPU 0", flush=True)  # fmt: skip
+    # (packet path, recorded, kernel recorder) per run; the first recorded run (or the first
+    # run with --no-record) is the RESULT: the engine thread, as decided in RESULTS_media.md.
+    plan = [("cython-thread", False, False)]
+    if not args.no_record:
+        plan += [("cython-thread", True, False), ("cython-thread", True, True)]
+    if args.callbacks:
+        plan += [("cython", False, False), ("cython-thread-paced", False, False)]
+        if not args.no_record:
+            plan += [("cython", True, False), ("cython", True, True)]
+    if args.python:
+        plan.append(("python", False, False))
     with tempfile.TemporaryDirectory(prefix="mediabench-") as tmp:
         work = Path(tmp)
         rtpload = build_rtpload(work)
-        results = [run_mediasrv(rtpload, work, args.calls, args.seconds, "cython", False)]
-        if not args.no_record:
-            results.append(run_mediasrv(rtpload, work, args.calls, args.seconds, "cython", True))
-            results.append(
-                run_mediasrv(rtpload, work, args.calls, args.seconds, "cython", True, True)
-            )
-        if args.thread:
-            for shape in ("cython-thread", "cython-thread-paced"):
-                results.append(run_mediasrv(rtpload, work, args.calls, args.seconds, shape, False))
-            if not args.no_record:
-                results.append(
-                    run_mediasrv(
-                        rtpload, work, args.calls, args.seconds, "cython-thread", True, True
-                    )
-                )
-        if args.python:
-            results.append(run_mediasrv(rtpload, work, args.calls, args.seconds, "python", False))
+        results = [
+            run_mediasrv(rtpload, work, args.calls, args.seconds, path, rec, kernel)
+            for path, rec, kernel in plan
+        ]
         rtpe = None if args.no_rtpengine else run_rtpengine(rtpload, work, args.calls, args.seconds)
     print(
         f"{'run':<28}{'cpu%':>7}{'cpu/100 streams':>17}{'loss':>10}{'p50 ms':>9}{'p99 ms':>9}{'KB/call':>9}"
