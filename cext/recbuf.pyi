@@ -10,10 +10,14 @@ CODEC_PCMU: int
 CODEC_PCMA: int
 
 class StereoTimeline:
-    ulaw: bool
-    closed: bool
-    base: int
-    end: int
+    @property
+    def ulaw(self) -> bool: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def base(self) -> int: ...
+    @property
+    def end(self) -> int: ...
     def __init__(
         self, record_left: bool = True, record_right: bool = True, ulaw: bool = False
     ) -> None: ...
