@@ -73,6 +73,13 @@ def is_listening_udp(port: int) -> bool:
     return not _bindable(port, socket.SOCK_DGRAM)
 
 
+def is_listening_tcp(port: int) -> bool:
+    """True when something accepts TCP connections on 127.0.0.1:``port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 @dataclass(frozen=True)
 class SippStats:
     """Cumulative counters from the last row of a ``-trace_stat`` CSV file."""
@@ -271,14 +278,19 @@ class SippRun:
                 *argv, cwd=workdir, stdin=asyncio.subprocess.DEVNULL, stdout=screen,
                 stderr=asyncio.subprocess.STDOUT, start_new_session=True)
         run = cls(opts, files, proc)
-        if opts.remote is None and opts.transport.startswith("u"):
+        if opts.remote is None:
             await run._wait_listening()
         return run
+
+    def _listening(self) -> bool:
+        if self.opts.transport.startswith("t"):
+            return is_listening_tcp(self.opts.local_port)
+        return is_listening_udp(self.opts.local_port)
 
     async def _wait_listening(self, timeout: float = 5.0) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not is_listening_udp(self.opts.local_port):
+        while not await asyncio.to_thread(self._listening):
             if self.proc.returncode is not None or loop.time() > deadline:
                 await self.stop()
                 raise SippError(f"SIPp {self.opts.name} did not start listening on "

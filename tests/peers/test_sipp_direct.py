@@ -157,3 +157,13 @@ async def test_media_uac_streams_pcma_to_the_answered_port(start_sipp: StartSipp
     assert len(packets) >= 25
     assert {p[1] & 0x7F for p in packets} == {8}
     assert {len(p) for p in packets} == {12 + 240}
+
+
+async def test_calls_over_tcp(start_sipp: StartSipp) -> None:
+    server = await start_sipp("uas", name="uas", transport="t1", calls=3, timeout_s=20)
+    client = await start_sipp("uac", name="uac", transport="t1", calls=3, rate=10,
+                              remote=f"127.0.0.1:{server.opts.local_port}", timeout_s=20)
+    done = await client.wait()
+    await server.stop()
+    assert done.ok, done.errors_tail()
+    assert done.stats.successful == 3
