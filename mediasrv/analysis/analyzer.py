@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .audio import Audio, read_wav
 from .crosstalk import CrosstalkParams, frame_db, own_regions
 from .gender import GenderClassifier, GenderParams, GenderResult
@@ -107,7 +105,7 @@ class Analyzer:
         caller_idx = min(self.config.caller_channel, audio.channels - 1)
         channels = [(caller_idx, Channel.CALLER)]
         if audio.channels > 1:
-            channels.append((1 - caller_idx if caller_idx < 2 else 0, Channel.OPERATOR))
+            channels.append((1 if caller_idx == 0 else 0, Channel.OPERATOR))
         timeline: list[Utterance] = []
         gender: GenderResult | None = None
         levels = [frame_db(audio.samples[i], audio.rate, self.config.crosstalk.frame_s)
@@ -132,7 +130,3 @@ def analyze_file(path: Path, config: AnalysisConfig | None = None,
                  business: str = "default") -> AnalysisResult:
     """One-shot analysis (loads the models, analyses one file)."""
     return Analyzer(config or AnalysisConfig()).analyze(path, business)
-
-
-def silence(seconds: float, rate: int = 8000, channels: int = 2) -> Audio:
-    return Audio(np.zeros((channels, int(seconds * rate)), np.float32), rate)

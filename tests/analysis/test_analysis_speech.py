@@ -8,6 +8,8 @@ and Debian's asterisk-core-sounds-en prompts (real female English speech, 8 kHz)
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -279,3 +281,13 @@ def test_empty_or_tiny_recording(ja_analyzer: Analyzer, tmp_path: Path, n_sample
     result = ja_analyzer.analyze(path)
     assert result.timeline == []
     assert result.gender.gender is Gender.UNKNOWN
+
+
+def test_caller_on_the_right_channel_when_configured(ja_analyzer: Analyzer) -> None:
+    swapped = copy.copy(ja_analyzer)
+    swapped.config = dataclasses.replace(ja_analyzer.config, caller_channel=1)
+    operator = place(10.0, [(0.5, mono(DATA / "ja_m1.wav"))])
+    caller = place(10.0, [(5.0, mono(DATA / "ja_f1.wav"))])
+    result = swapped.analyze_audio(Audio(np.stack([operator, caller]), 8000))
+    assert [u.channel for u in result.timeline] == [Channel.OPERATOR, Channel.CALLER]
+    assert result.gender.gender is Gender.FEMALE
