@@ -409,7 +409,14 @@ class AnalysisWorkerPool:
     def _submit(self, job: AnalysisJob) -> None:
         assert self._executor is not None
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self._executor, self._job_fn, job)
+        try:
+            fut = loop.run_in_executor(self._executor, self._job_fn, job)
+        except BrokenProcessPool:
+            # A worker died while idle (e.g. the OOM killer): the pool refuses new work.
+            log.warning("analysis worker pool broken while idle; starting a new one")
+            broken, self._executor = self._executor, self._new_executor()
+            broken.shutdown(wait=False, cancel_futures=True)
+            fut = loop.run_in_executor(self._executor, self._job_fn, job)
         self._inflight[job.job_id] = _Inflight(job, fut, self._executor)
         fut.add_done_callback(lambda _f: self._wake.set())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -310,3 +311,35 @@ async def test_failed_delivery_is_retried_with_the_stored_result(tmp_path: Path)
     await q.close()
     assert len(seen) == 2 and seen[0] == seen[1]  # the same stored result, not a re-run
     assert row is not None and row["attempts"] == 1 and row["delivered"] is True
+
+
+def pid_job(job: AnalysisJob) -> JobOutcome:
+    return JobOutcome({"pid": os.getpid()}, 1.0, 0.1)
+
+
+async def test_worker_killed_while_idle_does_not_stall_the_queue(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    q = AnalysisJobQueue(tmp_path / "mediasrv.db")
+    await q.open()
+    sink = Sink()
+    pool = AnalysisWorkerPool(q, None, sink, None, workers=1, poll_seconds=0.05,
+                              job_fn=pid_job, initializer=init_nothing)
+    await pool.start()
+    try:
+        await pool.enqueue("c1", "/rec/c1.wav")
+        await asyncio.wait_for(sink.event.wait(), 60)
+        first_pid = int(sink.calls[0][1]["pid"])
+        os.kill(first_pid, signal.SIGKILL)  # the idle worker dies
+        await asyncio.sleep(0.5)
+        sink.event.clear()
+        await pool.enqueue("c2", "/rec/c2.wav")
+        await asyncio.wait_for(sink.event.wait(), 60)
+    finally:
+        await pool.stop()
+    row = await q.get("c2")
+    await q.close()
+    assert [c for c, _ in sink.calls] == ["c1", "c2"]
+    assert int(sink.calls[1][1]["pid"]) != first_pid
+    assert row is not None and row["state"] == "done" and row["attempts"] == 1
+    assert "broken while idle" in caplog.text
