@@ -8,6 +8,7 @@ order. Nothing here runs per packet or per message.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -15,11 +16,10 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
-from mediasrv.analysis.analyzer import AnalysisConfig
-from mediasrv.analysis.manifest import Manifest, ModelError, default_models_dir
 from mediasrv.api.http import HttpServer
 from mediasrv.calls.call import Call, CallResult, CallServices
 from mediasrv.calls.routing import Destination, Route
@@ -40,6 +40,9 @@ from mediasrv.sip.message import Request, Response
 from mediasrv.sip.transaction import TimerConfig
 from mediasrv.sip.transport import SipTransport
 from mediasrv.sip.ua import Admission, UserAgent
+
+if TYPE_CHECKING:
+    from mediasrv.analysis.analyzer import AnalysisConfig
 
 log = logging.getLogger("mediasrv.app")
 
@@ -193,6 +196,11 @@ class AnalysisMetrics:
 
 
 def analysis_config(settings: AnalysisSettings) -> AnalysisConfig:
+    # Imported here: the analysis stack (onnxruntime, scipy) costs the server process ~90 MB
+    # and is only needed when analysis is enabled.
+    from mediasrv.analysis.analyzer import AnalysisConfig
+    from mediasrv.analysis.manifest import default_models_dir
+
     models_dir = (
         Path(settings.models_dir).expanduser() if settings.models_dir else default_models_dir()
     )
@@ -207,6 +215,8 @@ def analysis_config(settings: AnalysisSettings) -> AnalysisConfig:
 
 def models_ready(config: AnalysisConfig) -> str | None:
     """None when the configured models are built; else what is missing and what to do."""
+    from mediasrv.analysis.manifest import Manifest, ModelError
+
     try:
         manifest = Manifest.load(config.models_dir)
     except ModelError as exc:
@@ -240,7 +250,6 @@ class Server:
         self.metrics = Metrics()
         self.store = CallLogStore(config.server.db_path)
         self.calls: dict[str, Call] = {}
-        self._progress_writes: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
         self._draining = False
@@ -272,14 +281,16 @@ class Server:
     async def start(self) -> None:
         await self.store.open()
         await self._start_analysis()
-        cut_off = await self.store.mark_unfinished()
-        if cut_off:
-            log.warning("calls cut off by the previous run marked failed", extra={"calls": cut_off})
         repaired = await self.loop.run_in_executor(
             None, repair_recordings, self.config.server.recordings_dir
         )
         if repaired:
             log.warning("recordings repaired after an unclean stop", extra={"files": repaired})
+        await self._forget_missing_recordings()
+        cut_off = await self.store.mark_unfinished()
+        if cut_off:
+            log.warning("calls cut off by the previous run marked failed", extra={"calls": cut_off})
+
         self.metrics.set_engine(self.media.engine_name)
         await self.transport.start()
         local = LocalContact(self.advertised, self.transport.port, self.config.sip.user_agent)
@@ -310,6 +321,16 @@ class Server:
                 "pid": os.getpid(),
             },
         )
+
+    async def _forget_missing_recordings(self) -> None:
+        """Rows of calls cut off by a crash name the recording they would have had; keep the
+        name only where the file exists (the call may have died before it was answered)."""
+        cut_off = await self.store.list_calls(limit=10_000, disposition=Disposition.IN_PROGRESS)
+        for record in cut_off:
+            path = record.recording_path
+            if path and not await self.loop.run_in_executor(None, os.path.exists, path):
+                record.recording_path = None
+                await self.store.record_call(record)
 
     async def _start_analysis(self) -> None:
         """The durable queue always opens (jobs wait for models); workers start when the
@@ -440,7 +461,6 @@ class Server:
             media=self.media,
             create_outbound=self.ua.create_outbound,
             recording_path=self._recording_path,
-            progress=self._progress,
         )
         call = Call(leg, route, services, trunk)
         self.calls[call.id] = call
@@ -457,27 +477,22 @@ class Server:
         try:
             # The row exists from the first moment (in-progress), so that a crash mid-call
             # leaves a trace that the next start marks as cut off (F13: nothing lost).
-            self._progress(call.result)
+            started = self.loop.create_task(self._log_started(call))
             result = await call.run()
-            await self._progress_writes.pop(call.id)
+            await started
             await self._log_call(result)
             await self._queue_analysis(result)
         finally:
             self.calls.pop(call.id, None)
             self.metrics.active_calls.dec()
 
-    def _progress(self, result: CallResult) -> None:
-        """Write the call's in-progress row now, after any earlier write of the same call."""
-        previous = self._progress_writes.get(result.call_id)
-        self._progress_writes[result.call_id] = self.loop.create_task(
-            self._log_progress(result, previous)
-        )
-
-    async def _log_progress(self, result: CallResult, previous: asyncio.Task[None] | None) -> None:
-        if previous is not None:
-            await previous
+    async def _log_started(self, call: Call) -> None:
+        """The in-progress row, with the recording path the call will use if answered."""
+        result = call.result
         record = call_record_from_result(result)
         record.disposition = Disposition.IN_PROGRESS
+        if call.route is not None and call.route.record is not RecordMode.OFF:
+            record.recording_path = str(self._recording_path(call.id, result.start_time))
         try:
             await self.store.record_call(record)
         except Exception:
@@ -534,6 +549,12 @@ async def serve(config: Config) -> int:
     Path(config.server.recordings_dir).mkdir(parents=True, exist_ok=True)
     server = Server(config)
     await server.start()
+    # Long-lived start-up objects leave the collector's view, and young collections run
+    # less often: with thousands of calls in flight the default thresholds cost the loop
+    # pauses that show up as SIP retransmissions.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 50)
     server.install_signal_handlers()
     await server.wait_stopped()
     return 0

@@ -103,9 +103,6 @@ class CallServices:
     create_outbound: Callable[..., OutboundLeg]
     recording_path: Callable[[str, float], Path]  # (call id, start time) -> WAV path
     wall_clock: Callable[[], float] = time.time
-    # Called when the call changes state worth keeping at once (start, answer), so the log
-    # has the call even if the process dies before it ends.
-    progress: Callable[[CallResult], None] = lambda _result: None
 
 
 class Stop(enum.Enum):
@@ -215,8 +212,9 @@ class Call:
         try:
             self.caller_media = self.media.allocate(self.id, LegRole.CALLER)
             self.operator_media = self.media.allocate(self.id, LegRole.OPERATOR)
-        except PortsExhausted:
-            self._reject(503, Outcome.FAILED, "rtp-ports-exhausted")
+        except (PortsExhausted, OSError) as exc:
+            # No port, or no file descriptor for its socket (EMFILE): we are full, say so.
+            self._reject(503, Outcome.FAILED, f"rtp-ports-exhausted: {exc}")
             return
         try:
             operator_offer = self.media.offer(self.operator_media, like=offer)
@@ -338,7 +336,6 @@ class Call:
         self.result.outcome = Outcome.ANSWERED
         self.result.sip_code = 200
         self._start_recording()
-        self.services.progress(self.result)
 
     def _start_recording(self) -> None:
         mode = self.route.record if self.route is not None else RecordMode.BOTH

@@ -40,8 +40,13 @@ async def wait_rows(
 ) -> list[dict[str, object]]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+
+    def finished(rows: list[dict[str, object]]) -> bool:
+        done = [r for r in rows if r["disposition"] != "in-progress"]
+        return len(done) >= n and len(done) == len(rows)
+
     rows = await asyncio.to_thread(server.calls, 10)
-    while len(rows) < n and loop.time() < deadline:
+    while not finished(rows) and loop.time() < deadline:
         await asyncio.sleep(0.2)
         rows = await asyncio.to_thread(server.calls, 10)
     return rows
