@@ -254,6 +254,8 @@ class Server:
         self._stopped = asyncio.Event()
         self._draining = False
         self._drain_task: asyncio.Task[None] | None = None
+        self._lag_task: asyncio.Task[None] | None = None
+        self._loop_lag = 0.0
         host, port = config.server.sip_hostport
         self.advertised = config.server.advertised_host
         self.media = MediaEngine(
@@ -309,6 +311,12 @@ class Server:
         )
         self.metrics.add_gauge_callback("mediasrv_sip_dialogs", "SIP dialogs", self._dialogs)
         self.metrics.rtp_ports_in_use.set_function(self._ports)
+        self.metrics.add_gauge_callback(
+            "event_loop_lag_seconds",
+            "Worst event-loop wake-up delay over the last 5 s",
+            lambda: self._loop_lag,
+        )
+        self._lag_task = self.loop.create_task(self._watch_loop_lag())
         await self.http.start()
         if not self.config.trunks:
             log.warning("no [[trunks]] configured: accepting INVITEs from any source address")
@@ -381,6 +389,24 @@ class Server:
         except Exception:
             log.exception("could not queue the call for analysis", extra={"call": result.call_id})
 
+    async def _watch_loop_lag(self, period: float = 0.05, window: float = 5.0) -> None:
+        """How late the event loop wakes up: the worst delay over each ``window`` seconds.
+
+        A late loop is what a carrier sees as retransmissions; this gauge shows it first.
+        """
+        worst = 0.0
+        window_start = self.loop.time()
+        while True:
+            before = self.loop.time()
+            await asyncio.sleep(period)
+            now = self.loop.time()
+            worst = max(worst, now - before - period)
+            if now - window_start >= window:
+                self._loop_lag = worst
+                if worst > 0.2:
+                    log.warning("event loop stalled", extra={"lag_s": round(worst, 3)})
+                worst, window_start = 0.0, now
+
     def _transactions(self) -> float:
         return float(self.ua.transaction_count()) if self.ua else 0.0
 
@@ -421,6 +447,8 @@ class Server:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def stop(self) -> None:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
         for call in list(self.calls.values()):
             call.stop()
         if self._tasks:

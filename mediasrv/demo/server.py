@@ -85,6 +85,8 @@ class ServerProcess:
         self.spec = spec
         self.sip_port = free_sip_port()
         self.http_port = free_tcp_port()
+        while self.http_port == self.sip_port:  # both probes released: the OS may repeat one
+            self.http_port = free_tcp_port()
         self.data_dir = spec.workdir / "var"
         self.config_path = spec.workdir / "mediasrv.toml"
         self.log_path = spec.workdir / "mediasrv.log"
