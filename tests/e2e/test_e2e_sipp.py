@@ -132,3 +132,36 @@ async def test_unknown_number_gets_404_and_is_logged(
     rows = server.calls(10)
     assert len(rows) == 1 and rows[0]["disposition"] == "rejected" and rows[0]["sip_code"] == 404
     assert not any(server.wait_idle(20).values())
+
+
+async def test_no_rtp_timeout_ends_the_call_with_a_logged_reason(
+    tmp_path: Path, start_server: StartServer
+) -> None:
+    """SIPp sends no RTP at all: after no_rtp_timeout the server hangs up both legs."""
+    uas_port = free_port()
+    server = start_server(numbers=[number_to(uas_port)], media={"no_rtp_timeout": 1.0})
+    uas = await start_uas(tmp_path, "uas", uas_port, 1)
+    try:
+        # The uac holds for 6 s before its own BYE; the server's BYE comes first.
+        await run_sipp(
+            SippOptions(
+                scenario="uac",
+                name="uac",
+                remote=server.sip_uri_host,
+                service=NUMBER,
+                calls=1,
+                hold_ms=6000,
+                timeout_s=20,
+            ),
+            tmp_path / "uac",
+        )
+    finally:
+        await uas.stop()
+    rows = server.calls(10)
+    assert len(rows) == 1
+    assert rows[0]["disposition"] == "answered"
+    assert rows[0]["end_reason"] == "no-rtp"
+    talk = rows[0]["talk_seconds"]
+    assert isinstance(talk, float) and 0.9 <= talk < 5.0, talk
+    assert "no RTP" in server.log_tail(50000)
+    assert not any(server.wait_idle(20).values())
