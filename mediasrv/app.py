@@ -577,12 +577,12 @@ async def serve(config: Config) -> int:
     Path(config.server.recordings_dir).mkdir(parents=True, exist_ok=True)
     server = Server(config)
     await server.start()
-    # Long-lived start-up objects leave the collector's view, and young collections run
-    # less often: with thousands of calls in flight the default thresholds cost the loop
-    # pauses that show up as SIP retransmissions.
+    # Long-lived start-up objects leave the collector's view. Young collections stay
+    # frequent and small: measured at 400 calls/s, rare big young collections (threshold
+    # 50,000) paused the loop for 0.57 s, which SIPp saw as retransmissions.
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 20, 50)
+    gc.set_threshold(10_000, 10, 10)
     server.install_signal_handlers()
     await server.wait_stopped()
     return 0

@@ -111,6 +111,10 @@ class Stop(enum.Enum):
     DRAIN = "drain"  # the drain deadline passed: hang up now
 
 
+def _drop(_event: LegEvent) -> None:
+    return None
+
+
 def map_failure(code: int) -> int:
     """The code the caller gets when the operator side fails (F2: 486 stays 486, a ring
     timeout becomes 480). Auth and timeout failures of our outbound leg are not the
@@ -152,6 +156,7 @@ class Call:
         self.bridged = False  # answered and connected
         self.media_bridged = False  # RTP relayed (from early media on)
         self._side_tasks: set[asyncio.Task[None]] = set()
+        self._legs_tried: list[OutboundLeg] = []
         inbound.sink = self._sink_for(inbound)
         self.result = CallResult(
             call_id=self.id,
@@ -252,6 +257,7 @@ class Call:
             credentials=destination.credentials,
         )
         leg.sink = self._sink_for(leg)
+        self._legs_tried.append(leg)
         self.outbound = leg
         code = await self._ring(leg, destination.ring_timeout)
         attempt.code = code
@@ -450,6 +456,11 @@ class Call:
     async def _finish(self) -> None:
         for task in list(self._side_tasks):
             task.cancel()
+        # Break the leg -> sink -> call -> leg cycles now, so the call's objects go with
+        # reference counting instead of waiting for (and lengthening) a cyclic GC pass.
+        self.inbound.sink = _drop
+        for leg in self._legs_tried:
+            leg.sink = _drop
         self.result.end_time = self.services.wall_clock()
         if self.caller_media is not None or self.operator_media is not None:
             report = self.media.release(self.id)

@@ -320,6 +320,9 @@ class MediaEngine:
             stats = self._close_leg(leg)
             if self._better(report.legs.get(leg.media.role), stats, leg):
                 report.legs[leg.media.role] = stats
+        # _Call <-> _Leg is a reference cycle: break it so the call's objects (sockets, SDP)
+        # go with reference counting now, not in a long cyclic-GC pass under load.
+        call.legs.clear()
         if not self._calls:
             self._stop_timer()
         return report

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from .dialog import Dialog, DialogState, Peer
 from .digest import DigestClient, DigestCredentials, DigestError, choose_challenge
 from .events import Answered, Dtmf, Failed, Hangup, LegEvent, LegEventSink, ReOffer, Ringing
-from .message import Headers, Request, Response, make_response, new_branch, new_tag
+from .message import Headers, Request, Response, make_response, new_branch, new_tag, serialize
 from .transaction import InviteClientTransaction, InviteServerTransaction
 from .uri import parse_name_addr, parse_uri
 
@@ -256,6 +256,7 @@ class InboundLeg(Leg):
             return
         self.final_code = code
         self.ist.respond(self._response(code, reason))
+        self.ua.forget_inbound(self.ist)
         self._finish(f"rejected-{code}")
 
     def end(self) -> None:
@@ -272,11 +273,13 @@ class InboundLeg(Leg):
         self.end_reason = "cancel"
         self.final_code = 487
         self.ist.respond(self._response(487))
+        self.ua.forget_inbound(self.ist)
         self._finish("cancel")
         self.emit(Hangup("cancel"))
 
     def on_ack(self) -> None:
         self.ist.ack_2xx()
+        self.ua.forget_inbound(self.ist)
         super().on_ack()
 
     def on_ack_timeout(self) -> None:
@@ -391,6 +394,8 @@ class OutboundLeg(Leg):
         dialog = self._make_dialog(response, DialogState.CONFIRMED)
         dialog.state = DialogState.CONFIRMED
         self._ack = self.ua.send_ack(dialog, self.request.cseq[0])
+        if self.ict is not None:
+            self.ict.set_2xx_ack(serialize(self._ack))  # it re-ACKs retransmitted 2xx itself
         self.final_code = response.status
         if self.state in (LegState.INIT, LegState.PROCEEDING):
             self.state = LegState.CONFIRMED

@@ -81,6 +81,12 @@ class Transaction:
         self.state = State.TERMINATED
         self._cancel_timers()
         self._on_terminated(self)
+        self._release()
+
+    def _release(self) -> None:
+        """Drop the references to our transaction user: they form reference cycles (the leg
+        holds us, we hold its bound methods) that would otherwise wait for the cyclic GC,
+        whose pauses at thousands of calls show up as retransmissions."""
 
     def _cancel_timers(self) -> None:
         raise NotImplementedError
@@ -119,7 +125,7 @@ class ClientTransaction(Transaction):
         super().__init__(
             (branch, request.cseq[1]), branch, send, timers, cfg, reliable, on_terminated
         )
-        self.request = request
+        self.request: Request | None = request
         self.raw = serialize(request)
         self.on_response = on_response
         self.on_timeout = on_timeout
@@ -138,11 +144,30 @@ class ClientTransaction(Transaction):
     def receive(self, response: Response) -> None:
         raise NotImplementedError
 
+    def _release(self) -> None:
+        self.on_response = _ignore_response
+        self.on_timeout = _nothing
+
+    def _quiesce(self) -> None:
+        """The TU has its final answer; what is left (absorbing retransmissions until the
+        timer ends the transaction) needs neither the request nor the TU. Letting go now
+        frees the call's objects at once instead of 64*T1 later."""
+        self.request = None
+        self._release()
+
+
+def _ignore_response(_response: Response) -> None:
+    return None
+
+
+def _nothing() -> None:
+    return None
+
 
 class InviteClientTransaction(ClientTransaction):
     """§17.1.1 (figure 5), with RFC 6026 §7.2 Accepted state absorbing 2xx retransmissions."""
 
-    __slots__ = ("ack_raw",)
+    __slots__ = ("ack_2xx_raw", "ack_raw")
 
     kind = "invite_client"
 
@@ -162,6 +187,7 @@ class InviteClientTransaction(ClientTransaction):
         )
         self.state = State.CALLING
         self.ack_raw: bytes | None = None
+        self.ack_2xx_raw: bytes | None = None
 
     def start(self) -> None:
         self.send(self.raw)
@@ -181,8 +207,9 @@ class InviteClientTransaction(ClientTransaction):
         """§17.1.1.2: no final response within 64*T1: inform the TU of a timeout."""
         self._timeout = None
         if self.state in (State.CALLING, State.PROCEEDING):
+            on_timeout = self.on_timeout
             self._terminate()
-            self.on_timeout()
+            on_timeout()
 
     def timer_d(self) -> None:
         """§17.1.1.2: the wait for response retransmissions is over."""
@@ -208,15 +235,27 @@ class InviteClientTransaction(ClientTransaction):
                 self._enter_accepted()
                 self.on_response(response)
             else:
+                on_response = self.on_response  # _enter_completed may terminate (TCP)
                 self._enter_completed(response)
-                self.on_response(response)
+                on_response(response)
+                self._quiesce()
         elif state is State.ACCEPTED:
             if 200 <= code < 300:
-                # 2xx retransmission (or one from another fork): the TU re-ACKs it.
-                self.on_response(response)
+                # 2xx retransmission: ACK it again (§13.2.2.4); before the TU gave us its
+                # ACK, the TU handles it.
+                if self.ack_2xx_raw is not None:
+                    self.send(self.ack_2xx_raw)
+                else:
+                    self.on_response(response)
         elif state is State.COMPLETED:
             if code >= 300 and self.ack_raw is not None:
                 self.send(self.ack_raw)  # §17.1.1.2: ACK each retransmitted final response
+
+    def set_2xx_ack(self, raw: bytes) -> None:
+        """The TU's ACK for our 2xx: we resend it on retransmitted 2xx from now on."""
+        self.ack_2xx_raw = raw
+        if self.state is State.ACCEPTED:
+            self._quiesce()
 
     def _enter_accepted(self) -> None:
         self.state = State.ACCEPTED
@@ -226,6 +265,7 @@ class InviteClientTransaction(ClientTransaction):
 
     def _enter_completed(self, response: Response) -> None:
         self.state = State.COMPLETED
+        assert self.request is not None
         self.ack_raw = serialize(make_non2xx_ack(self.request, response))
         self.send(self.ack_raw)
         if self._timeout is not None:
@@ -283,8 +323,9 @@ class NonInviteClientTransaction(ClientTransaction):
     def timer_f(self) -> None:
         self._timeout = None
         if self.state in (State.TRYING, State.PROCEEDING):
+            on_timeout = self.on_timeout
             self._terminate()
-            self.on_timeout()
+            on_timeout()
 
     def timer_k(self) -> None:
         self._timeout = None
@@ -300,6 +341,7 @@ class NonInviteClientTransaction(ClientTransaction):
         self.state = State.COMPLETED
         self._cancel_timers()
         self.on_response(response)
+        self._quiesce()
         if self.reliable:
             self._terminate()
         else:
@@ -325,7 +367,7 @@ class ServerTransaction(Transaction):
         on_terminated: Callable[[Transaction], None],
     ) -> None:
         super().__init__(key, request.branch or "", send, timers, cfg, reliable, on_terminated)
-        self.request = request
+        self.request: Request | None = request
         self.last_response: bytes | None = None
         self._retransmit: TimerHandle | None = None
         self._timeout: TimerHandle | None = None
@@ -392,6 +434,8 @@ class InviteServerTransaction(ServerTransaction):
             self._timeout = self._timers.call_later(64 * self.cfg.t1, self.timer_l)
         else:
             self.state = State.COMPLETED
+            self.request = None  # ACKs match on the key; the request is no longer needed
+            self.on_ack_timeout = _nothing
             if not self.reliable:
                 self._retransmit = self._timers.call_later(self.interval, self.timer_g)
             self._timeout = self._timers.call_later(64 * self.cfg.t1, self.timer_h)
@@ -441,11 +485,16 @@ class InviteServerTransaction(ServerTransaction):
         else:
             self._timeout = self._timers.call_later(self.cfg.t4, self.timer_i)
 
+    def _release(self) -> None:
+        self.on_ack_timeout = _nothing
+
     def ack_2xx(self) -> None:
         """The ACK for our 2xx arrived (matched by the dialog): stop retransmitting."""
         if self.state is State.ACCEPTED and self._retransmit is not None:
             self._retransmit.cancel()
             self._retransmit = None
+            self.request = None
+            self.on_ack_timeout = _nothing
 
 
 class NonInviteServerTransaction(ServerTransaction):
@@ -465,6 +514,7 @@ class NonInviteServerTransaction(ServerTransaction):
             self.state = State.PROCEEDING
             return
         self.state = State.COMPLETED
+        self.request = None
         if self.reliable:
             self._terminate()
         else:

@@ -9,6 +9,7 @@ transport provides. RFC 3261 §8.2 (UAS behaviour), §17.1.3 / §17.2.3 (transac
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -280,8 +281,13 @@ class UserAgent:
         nist.respond(self.finish_response(make_response(request, 200, to_tag=to_tag)))
         if leg is not None:
             leg.on_cancel()
-        elif not ist.final_sent:
+        elif not ist.final_sent and ist.request is not None:
             ist.respond(self.finish_response(make_response(ist.request, 487, to_tag=to_tag)))
+
+    def forget_inbound(self, ist: InviteServerTransaction) -> None:
+        """The INVITE is settled (non-2xx sent, or our 2xx ACKed): no CANCEL or ACK timeout
+        can concern its leg any more, so stop holding the leg for the transaction's life."""
+        self._inbound_by_ist.pop(id(ist), None)
 
     def _leg_for_ist(self, ist: InviteServerTransaction) -> InboundLeg | None:
         return self._inbound_by_ist.get(id(ist))
@@ -351,8 +357,7 @@ class UserAgent:
         send = self._sender(peer)
         txn: ServerTransaction
         if cls is InviteServerTransaction:
-            holder: list[InviteServerTransaction] = []
-            txn = InviteServerTransaction(
+            ist = InviteServerTransaction(
                 key,
                 request,
                 send,
@@ -360,9 +365,10 @@ class UserAgent:
                 self.cfg,
                 peer.reliable,
                 self._server_terminated,
-                lambda: self._ack_timeout(holder[0]),
+                _nothing,
             )
-            holder.append(txn)
+            ist.on_ack_timeout = functools.partial(self._ack_timeout, ist)  # cleared at the end
+            txn = ist
         else:
             txn = NonInviteServerTransaction(
                 key, request, send, self.timers, self.cfg, peer.reliable, self._server_terminated
@@ -529,6 +535,10 @@ class UserAgent:
         leg = OutboundLeg(self, request, peer, sink, credentials)
         leg.start()
         return leg
+
+
+def _nothing() -> None:
+    return None
 
 
 def txn_respond(txn: ServerTransaction, response: Response) -> None:
