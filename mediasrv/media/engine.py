@@ -37,7 +37,12 @@ from mediasrv.media.packet_path import LegParams, MixingPacketPath, PacketEvents
 from mediasrv.media.packet_path_py import PyPacketPath
 from mediasrv.media.ports import PortPair, PortPool
 from mediasrv.media.prompt import FRAME, Prompt, PromptCache, PromptPlayer
-from mediasrv.media.recorder import RecordingFormat, RecordingWriter, StereoRecorder
+from mediasrv.media.recorder import (
+    RecordingFormat,
+    RecordingWriter,
+    StereoRecorder,
+    recorder_class,
+)
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +260,7 @@ class MediaEngine:
         self._stop_recording(call)
         if mode is RecordMode.OFF:
             return
-        call.recorder = StereoRecorder(path, self._writer, mode, self._format)
+        call.recorder = recorder_class()(path, self._writer, mode, self._format)
         call.record_mode = mode
         for leg in call.legs:
             if leg.media.role is LegRole.CALLER or leg.bridged_at is not None:

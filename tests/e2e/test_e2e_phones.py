@@ -83,6 +83,9 @@ async def test_bridged_call_audio_both_ways_dtmf_and_stereo_recording(
     await asyncio.sleep(4.5)
     await caller.command("dtmf", digits="1234")
     await operator.wait_event("dtmf", timeout=10, digit="4")
+    # The phone reports a digit at its first packet; the server logs it at its end packet
+    # (RFC 4733 §2.5.1.4), ~100 ms later: do not hang up inside the last digit.
+    await asyncio.sleep(0.6)
     await caller.command("hangup")
     await operator.wait_event("disconnected", timeout=10)
     heard_by_operator = Path((await operator.wait_event("recorded"))["path"])
