@@ -13,7 +13,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from .dialog import Dialog, LocalContact, Peer
 from .digest import DigestCredentials
@@ -51,6 +51,7 @@ KNOWN_UNSUPPORTED = frozenset(
 )
 
 SendTo = Callable[[bytes, Peer], None]
+ClientT = TypeVar("ClientT", InviteClientTransaction, NonInviteClientTransaction)
 
 
 class SipObserver(Protocol):
@@ -427,25 +428,10 @@ class UserAgent:
         on_response: Callable[[Response], None],
         on_timeout: Callable[[], None],
     ) -> NonInviteClientTransaction:
-        kind = "non_invite_client"
-
-        def timeout() -> None:
-            self.observer.transaction_timeout(kind)
-            on_timeout()
-
-        txn = NonInviteClientTransaction(
-            request,
-            self._counting_sender(peer, request),
-            self.timers,
-            self.cfg,
-            peer.reliable,
-            self._client_terminated,
-            on_response,
-            timeout,
+        """Send a non-INVITE request through its client transaction (§17.1.2)."""
+        return self._start_client(
+            NonInviteClientTransaction, request, peer, on_response, on_timeout
         )
-        self.client_transactions[txn.key] = txn
-        txn.start()
-        return txn
 
     def send_invite(
         self,
@@ -454,11 +440,24 @@ class UserAgent:
         on_response: Callable[[Response], None],
         on_timeout: Callable[[], None],
     ) -> InviteClientTransaction:
+        """Send an INVITE through its client transaction (§17.1.1)."""
+        return self._start_client(InviteClientTransaction, request, peer, on_response, on_timeout)
+
+    def _start_client(
+        self,
+        cls: type[ClientT],
+        request: Request,
+        peer: Peer,
+        on_response: Callable[[Response], None],
+        on_timeout: Callable[[], None],
+    ) -> ClientT:
+        observer = self.observer
+
         def timeout() -> None:
-            self.observer.transaction_timeout("invite_client")
+            observer.transaction_timeout(cls.kind)
             on_timeout()
 
-        txn = InviteClientTransaction(
+        txn = cls(
             request,
             self._counting_sender(peer, request),
             self.timers,
