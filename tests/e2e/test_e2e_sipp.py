@@ -129,9 +129,9 @@ async def test_unknown_number_gets_404_and_is_logged(
         tmp_path / "uac",
     )
     assert result.final_codes() == [404], result.describe()
+    assert not any(server.wait_idle(20).values())  # idle: the final row is written
     rows = server.calls(10)
     assert len(rows) == 1 and rows[0]["disposition"] == "rejected" and rows[0]["sip_code"] == 404
-    assert not any(server.wait_idle(20).values())
 
 
 async def test_no_rtp_timeout_ends_the_call_with_a_logged_reason(
@@ -157,6 +157,7 @@ async def test_no_rtp_timeout_ends_the_call_with_a_logged_reason(
         )
     finally:
         await uas.stop()
+    assert not any(server.wait_idle(20).values())  # idle: the final row is written
     rows = server.calls(10)
     assert len(rows) == 1
     assert rows[0]["disposition"] == "answered"
@@ -164,4 +165,3 @@ async def test_no_rtp_timeout_ends_the_call_with_a_logged_reason(
     talk = rows[0]["talk_seconds"]
     assert isinstance(talk, float) and 0.9 <= talk < 5.0, talk
     assert "no RTP" in server.log_tail(50000)
-    assert not any(server.wait_idle(20).values())
