@@ -151,8 +151,12 @@ class MediaEngine:
         no_rtp_timeout: float = 60.0,
         packet_path_factory: PacketPathFactory | None = None,
         recording_format: str = "pcm16",
+        latch_learning: float = 0.0,
     ) -> None:
         self._loop = loop
+        # Seconds after a leg's first RTP packet during which another source may take the
+        # leg over (NAT at call start); 0 locks every leg to its first source.
+        self._latch_learning = latch_learning
         self._host = host
         self._on_event = on_event
         self._timeout = no_rtp_timeout
@@ -384,6 +388,7 @@ class MediaEngine:
                 te_pt=negotiated.te_pt,
                 remote=negotiated.remote,
                 direction=negotiated.direction,
+                latch_learning=self._latch_learning,
             ),
         )
 
@@ -404,6 +409,15 @@ class MediaEngine:
     def _close_leg(self, leg: _Leg) -> LegStats:
         self._stop_player(leg)
         stats = self._path.stats(leg.id)
+        if stats.foreign_dropped:
+            m = leg.media
+            log.warning(
+                "call %s %s leg: dropped %d RTP packets from sources other than the latched %s",
+                m.call_id,
+                m.role.value,
+                stats.foreign_dropped,
+                stats.remote or "(none)",
+            )
         self._path.close(leg.id)
         self._ports.free(leg.pair)
         del self._legs[leg.media]

@@ -74,6 +74,7 @@ class CyPacketPath:
             params.remote,
             params.direction in _SENDS,
             params.direction in _RECEIVES,
+            params.latch_learning,
         )
         self._codecs[leg] = params.codec
 
@@ -110,7 +111,7 @@ class CyPacketPath:
         return t + self._clock_offset() if t else 0.0
 
     def stats(self, leg: int) -> LegStats:
-        pin, pout, bin_, bout, lost, jitter_ms, latched = self._relay.stats(leg)
+        pin, pout, bin_, bout, lost, jitter_ms, latched, foreign = self._relay.stats(leg)
         codec = self._codecs.get(leg)
         return LegStats(
             packets_in=pin,
@@ -121,6 +122,7 @@ class CyPacketPath:
             jitter_ms=jitter_ms,
             codec=codec.name if codec is not None else "",
             remote=f"{latched[0]}:{latched[1]}" if latched else "",
+            foreign_dropped=foreign,
         )
 
     def malformed(self, leg: int) -> int:
