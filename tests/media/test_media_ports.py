@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 
 import pytest
@@ -86,7 +87,7 @@ def test_ports_are_handed_out_at_random_within_the_range() -> None:
         assert len(set(ports)) == 30
         orders.append(ports)
     for ports in orders:
-        steps = [b - a for a, b in zip(ports, ports[1:], strict=False)]
+        steps = [b - a for a, b in itertools.pairwise(ports)]
         # In order, every step would be +2; at random, hardly any (expected ~0.3 of 29).
         assert sum(step == 2 for step in steps) < 10, ports
         assert ports != sorted(ports)
