@@ -15,6 +15,7 @@ class Relay:
         on_latched: Callable[[int, tuple[str, int]], None],
         on_dtmf: Callable[[int, str, float, float, bool], None],
         on_record: Callable[[int, int, int, int, int, bytes, float], None],
+        on_foreign: Callable[[int, tuple[str, int]], None] | None = None,
     ) -> None: ...
     def open(self, leg: int, fd: int, ssrc_out: int, seq_out: int, ts_out: int) -> None: ...
     def configure(

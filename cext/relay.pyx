@@ -124,6 +124,7 @@ cdef enum:
     EV_LATCH = 1
     EV_DTMF = 2
     EV_RECORD = 3
+    EV_FOREIGN = 4  # the first packet from a foreign source since the leg latched
     QUEUE_CAP = 8192  # rare events (and Python-recorder payloads) waiting for the loop
     DRAIN_CHUNK = 256
     REC_MAX = 480  # largest payload queued for a Python recorder (60 ms of G.711)
@@ -217,6 +218,7 @@ cdef struct leg_t:
     long long malformed
     long long dropped
     long long foreign_dropped  # valid RTP from a source other than the latched one
+    bint foreign_reported  # EV_FOREIGN queued since the leg latched (once per latch)
 
 
 cdef inline double monotonic() noexcept nogil:
@@ -291,6 +293,7 @@ cdef class Relay:
     cdef object on_latched
     cdef object on_dtmf
     cdef object on_record
+    cdef object on_foreign
     cdef list inband  # per leg: a cext.dtmf.DtmfDetector on legs without telephone-event
     cdef list timelines  # per leg: the call's cext.recbuf.StereoTimeline while recorded
     cdef double clock_offset  # recorder clock (loop.time()) minus CLOCK_MONOTONIC
@@ -313,8 +316,10 @@ cdef class Relay:
         self.running = False
         pthread_mutex_init(&self.mutex, NULL)
 
-    def __init__(self, on_latched, on_dtmf, on_record):
+    def __init__(self, on_latched, on_dtmf, on_record, on_foreign=None):
         """Callbacks: on_latched(leg, (host, port));
+        on_foreign(leg, (host, port)) for the first packet from a source the locked leg drops
+        (once per latch; every such packet is counted in stats);
         on_dtmf(leg, digit, start_s, duration_s, inband) once per digit;
         on_record(leg, channel, ssrc, ts, codec, payload, now) for a leg recorded into a
         Python object (see set_recording; set_timeline needs no callback)."""
@@ -324,6 +329,7 @@ cdef class Relay:
         self.on_latched = on_latched
         self.on_dtmf = on_dtmf
         self.on_record = on_record
+        self.on_foreign = on_foreign
         self.callbacks = 0
         self.events_dropped = 0
         self.thread = None
@@ -658,6 +664,9 @@ cdef class Relay:
             self.on_latched(e.leg, addr_tuple(&e.addr))
         elif e.kind == EV_DTMF:
             self.on_dtmf(e.leg, chr(e.digit), e.start, e.duration, e.inband)
+        elif e.kind == EV_FOREIGN:
+            if self.on_foreign is not None:
+                self.on_foreign(e.leg, addr_tuple(&e.addr))
         elif e.kind == EV_RECORD:
             self.on_record(e.leg, e.channel, e.ssrc, e.ts, e.codec,
                            PyBytes_FromStringAndSize(<char*>e.payload, e.plen), e.now)
@@ -833,11 +842,17 @@ cdef class Relay:
             return True
         if s.is_latched and not may_relatch(s, src, now):
             s.foreign_dropped += 1
+            if not s.foreign_reported:
+                s.foreign_reported = True
+                e = self.push(EV_FOREIGN, leg)
+                if e != NULL:
+                    e.addr = src[0]
             return False
         if not negotiated:
             return False  # an unknown payload type never claims the leg
         if not s.is_latched:
             s.latched_at = now
+            s.foreign_reported = False
         s.latched = src[0]
         s.is_latched = True
         if new_ssrc:

@@ -137,6 +137,9 @@ class _Events:
     def on_latched(self, leg: int, addr: tuple[str, int]) -> None:
         log.debug("leg %d latched to %s:%d", leg, addr[0], addr[1])
 
+    def on_foreign_source(self, leg: int, addr: tuple[str, int]) -> None:
+        self._engine._foreign_source(leg, addr)
+
 
 class MediaEngine:
     """In-process media engine for every call of the server."""
@@ -447,6 +450,21 @@ class MediaEngine:
         if leg is not None:
             m = leg.media
             self._emit(DtmfEvent(m.call_id, m.role, digit, start, duration, source))
+
+    def _foreign_source(self, leg_id: int, addr: tuple[str, int]) -> None:
+        """One line per latch, not per packet: a flood cannot flood the log (all counted)."""
+        leg = self._by_id.get(leg_id)
+        if leg is None:
+            return
+        m = leg.media
+        log.warning(
+            "call %s %s leg: dropping RTP from %s:%d, not the latched source %s",
+            m.call_id,
+            m.role.value,
+            addr[0],
+            addr[1],
+            self._path.stats(leg_id).remote or "(none)",
+        )
 
     def _emit(self, event: MediaEvent) -> None:
         try:

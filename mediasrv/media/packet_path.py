@@ -63,6 +63,11 @@ class PacketEvents(Protocol):
         to ``addr``: we now send there and drop RTP from any other source."""
         ...
 
+    def on_foreign_source(self, leg: int, addr: tuple[str, int]) -> None:
+        """The locked leg dropped RTP from ``addr``, not its latched source: reported for the
+        first such packet after each latch only (all of them are counted in the stats)."""
+        ...
+
 
 class PacketPath(Protocol):
     """Per-packet RTP work for every leg of one engine."""

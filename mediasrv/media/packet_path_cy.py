@@ -40,7 +40,9 @@ class CyPacketPath:
         self._fds: dict[int, int] = {}
         self._codecs: dict[int, Codec] = {}
         self._sinks: dict[int, RecordSink] = {}
-        self._relay = _relay.Relay(self._on_latched, self._on_dtmf, self._on_record)
+        self._relay = _relay.Relay(
+            self._on_latched, self._on_dtmf, self._on_record, self._on_foreign_source
+        )
 
     def _clock_offset(self) -> float:
         """loop.time() minus the C side's CLOCK_MONOTONIC seconds."""
@@ -141,6 +143,9 @@ class CyPacketPath:
 
     def _on_latched(self, leg: int, addr: tuple[str, int]) -> None:
         self._events.on_latched(leg, addr)
+
+    def _on_foreign_source(self, leg: int, addr: tuple[str, int]) -> None:
+        self._events.on_foreign_source(leg, addr)
 
     def _on_dtmf(self, leg: int, digit: str, start: float, duration: float, inband: bool) -> None:
         self._events.on_dtmf(leg, digit, start, duration, "inband" if inband else "rfc4733")

@@ -55,6 +55,7 @@ class _Leg:
         "dtmf_done_ts",
         "first_ts",
         "foreign_dropped",
+        "foreign_reported",
         "id",
         "inband",
         "jitter",
@@ -121,6 +122,7 @@ class _Leg:
         self.packets_in = self.packets_out = self.bytes_in = self.bytes_out = 0
         self.malformed = self.dropped = 0
         self.foreign_dropped = 0  # valid RTP from a source other than the latched one
+        self.foreign_reported = False  # on_foreign_source called since the leg latched
 
     def sends(self) -> bool:
         return self.params is not None and self.params.direction in _SENDS
@@ -331,11 +333,15 @@ class PyPacketPath:
             return True
         if latched is not None and not self._may_relatch(leg, addr, now):
             leg.foreign_dropped += 1
+            if not leg.foreign_reported:
+                leg.foreign_reported = True
+                self._events.on_foreign_source(leg.id, addr)
             return False
         if not negotiated:
             return False  # an unknown payload type never claims the leg
         if latched is None:
             leg.latched_at = now
+            leg.foreign_reported = False
         leg.latched = addr
         if ssrc != leg.ssrc_in:
             self._new_source(leg, ssrc, seq, ts)

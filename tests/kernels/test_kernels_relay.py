@@ -92,6 +92,7 @@ def make_bridge(codec_a: int, codec_b: int, threaded: bool = False) -> Iterator[
         lambda *a: events.append(("latch", *a)),
         lambda *a: events.append(("dtmf", *a)),
         lambda *a: events.append(("record", *a)),
+        lambda *a: events.append(("foreign", *a)),
     )
     for leg, codec in ((0, codec_a), (1, codec_b)):
         relay.open(leg, legs[leg].fileno(), 0x1000 + leg, 100 * leg, 1000 * leg)
@@ -227,6 +228,9 @@ async def test_engine_thread_runs_only_while_legs_are_open() -> None:
         def on_latched(self, leg: int, addr: tuple[str, int]) -> None:
             pass
 
+        def on_foreign_source(self, leg: int, addr: tuple[str, int]) -> None:
+            raise AssertionError("no foreign source expected")
+
     path = CyThreadPacketPath(asyncio.get_running_loop(), Events())
     for _ in range(20):
         socks = [udp(), udp()]
@@ -287,6 +291,8 @@ def test_a_stranger_with_a_new_ssrc_is_dropped_counted_and_gets_nothing(bridge: 
         assert stats[7] == 10  # foreign_dropped
         assert bridge.relay.dropped(0) == 10
         assert latches(bridge, 0) == [bridge.phones[0].getsockname()]
+        foreign = [e for e in bridge.events if e[0] == "foreign"]
+        assert foreign == [("foreign", 0, hijacker.getsockname())]  # once, not 10 times
     finally:
         hijacker.close()
 

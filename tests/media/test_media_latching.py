@@ -111,7 +111,9 @@ async def relayed(peer: Peer) -> list[bytes]:
     return [p.payload for p in await peer.recv_all()]
 
 
-async def test_a_stranger_is_dropped_counted_and_receives_nothing(calls: MakeCall) -> None:
+async def test_a_stranger_is_dropped_counted_and_receives_nothing(
+    calls: MakeCall, caplog: pytest.LogCaptureFixture
+) -> None:
     c = await calls()
     hijacker = StrangerPeer()
     try:
@@ -129,6 +131,12 @@ async def test_a_stranger_is_dropped_counted_and_receives_nothing(calls: MakeCal
         assert stats.foreign_dropped == 20 and stats.packets_in == 1
         assert stats.remote == f"{HOST}:{c.a.port}"
         assert c.engine.stats(c.operator).foreign_dropped == 0
+        # One log line names the stranger (per latch, not per packet).
+        lines = [r.getMessage() for r in caplog.records if "dropping RTP from" in r.getMessage()]
+        assert lines == [
+            f"call call-1 caller leg: dropping RTP from 127.0.0.2:{hijacker.port}, "
+            f"not the latched source {HOST}:{c.a.port}"
+        ]
     finally:
         hijacker.close()
 
