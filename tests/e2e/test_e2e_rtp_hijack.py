@@ -132,8 +132,12 @@ def tone_share(samples: np.ndarray, hz: float) -> np.ndarray:
     return np.asarray(at / total)
 
 
+@pytest.mark.parametrize(
+    ("engine", "env"),
+    [("cython-thread", {}), ("python", {"MEDIASRV_NO_EXTENSIONS": "1"})],
+)
 async def test_a_third_host_cannot_hijack_or_inject_into_the_caller_leg(
-    tmp_path: Path, start_server: StartServer
+    tmp_path: Path, start_server: StartServer, engine: str, env: dict[str, str]
 ) -> None:
     caller = Source(udp("127.0.0.1"), 0xCA11E5, tone_frames(CALLER_HZ, 8000))
     operator = Source(udp("127.0.0.1"), 0x0FE7A7, tone_frames(OPERATOR_HZ, 8000))
@@ -144,6 +148,7 @@ async def test_a_third_host_cannot_hijack_or_inject_into_the_caller_leg(
         numbers=[{"number": NUMBER, "business": "acme", "medium": "web",
                   "destinations": [f"sip:operator@127.0.0.1:{uas_port}"]}],
         media={"rtp_port_min": RTP_MIN, "rtp_port_max": RTP_MAX},
+        env=env,
     )
     uas_file, uac_file = tmp_path / "operator_leg.txt", tmp_path / "caller_leg.txt"
     uas = await SippRun.start(SippOptions(
@@ -183,12 +188,14 @@ async def test_a_third_host_cannot_hijack_or_inject_into_the_caller_leg(
     assert not any(server.wait_idle(20).values())  # idle: the final row is written
     (row,) = server.calls(10)
     assert row["disposition"] == "answered"
+    assert row["media_stats"]["engine"] == engine  # type: ignore[index]
     legs = row["media_stats"]["legs"]  # type: ignore[index]
     assert legs["caller"]["foreign_dropped"] > 0, legs
     assert legs["caller"]["remote"] == f"127.0.0.1:{caller_port}", legs
     assert legs["operator"]["foreign_dropped"] == 0, legs
     metrics = server.metrics()
     assert metrics.get("mediasrv_rtp_foreign_source_dropped_total", 0) > 0, metrics
+    assert f"dropping RTP from {HIJACKER_HOST}:" in server.log_tail(200_000)
 
     # The caller channel of the recording is the caller, not the hijacker.
     stereo = read_wav(Path(str(row["recording_path"])))
