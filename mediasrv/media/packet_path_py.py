@@ -322,9 +322,11 @@ class PyPacketPath:
         ``media handover``, which re-learns any new source and so lets a third host hijack
         the stream): packets from any other source are dropped and counted in
         ``foreign_dropped``. Re-latching is allowed only (a) to the SDP address (c=/m=) when
-        it is routable, and then for good, and (b) within the leg's learning window (NAT,
-        ``[media] latch_learning_ms``) after the first latch. :meth:`configure` with a new
-        remote address (a re-INVITE) re-opens latching.
+        it is routable, and then for good (rtpengine's ``heuristic`` learning also prefers
+        the SDP address), and (b) within the leg's learning window (NAT,
+        ``[media] latch_learning_ms``) after the first latch; rtpengine learns for 3 s
+        after signalling by default, we lock on the first packet unless a window is set.
+        :meth:`configure` with a new remote address (a re-INVITE) re-opens latching.
         """
         latched = leg.latched
         if addr == latched:
