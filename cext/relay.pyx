@@ -10,7 +10,7 @@ Two ways to drive it (bench/RESULTS_media.md compares them):
   socket on its own thread, without the GIL; control calls from the event loop take a lock.
 
 Either way every datagram is handled in C: RFC 3550 §5.1 validation,
-symmetric-RTP latching (RFC 4961), receiver statistics (RFC 3550 A.1, A.8), RFC 4733 digit
+symmetric-RTP latching (RFC 4961) locked to the latched source, receiver statistics (RFC 3550 A.1, A.8), RFC 4733 digit
 reporting (once per event), and relay to the bridged leg with our own SSRC and continuous
 sequence numbers/timestamps, payload-type mapping and PCMU<->PCMA transcoding (G.711 Tables
 3/4), in-band DTMF (cext.dtmf) and recording into a stereo timeline (cext.recbuf). No Python
@@ -62,6 +62,7 @@ cdef extern from "<netinet/in.h>" nogil:
         in6_addr sin6_addr
     uint16_t htons(uint16_t)
     uint16_t ntohs(uint16_t)
+    uint32_t ntohl(uint32_t)
 
 cdef extern from "<sys/epoll.h>" nogil:
     union epoll_data_t:
@@ -123,6 +124,7 @@ cdef enum:
     EV_LATCH = 1
     EV_DTMF = 2
     EV_RECORD = 3
+    EV_FOREIGN = 4  # the first packet from a foreign source since the leg latched
     QUEUE_CAP = 8192  # rare events (and Python-recorder payloads) waiting for the loop
     DRAIN_CHUNK = 256
     REC_MAX = 480  # largest payload queued for a Python recorder (60 ms of G.711)
@@ -166,6 +168,10 @@ cdef struct leg_t:
     bint is_latched
     sockaddr_storage latched
     socklen_t latched_len
+    double latched_at  # CLOCK_MONOTONIC of the first latch: the learning window starts
+    double learning  # seconds after the first latch in which another source may take over
+    bint have_sdp_src  # the SDP address is routable: a packet from it may (re-)latch
+    sockaddr_storage sdp_src
     bint prompt
     bint recording
     bint has_timeline
@@ -211,6 +217,8 @@ cdef struct leg_t:
     long long bytes_out
     long long malformed
     long long dropped
+    long long foreign_dropped  # valid RTP from a source other than the latched one
+    bint foreign_reported  # EV_FOREIGN queued since the leg latched (once per latch)
 
 
 cdef inline double monotonic() noexcept nogil:
@@ -285,6 +293,7 @@ cdef class Relay:
     cdef object on_latched
     cdef object on_dtmf
     cdef object on_record
+    cdef object on_foreign
     cdef list inband  # per leg: a cext.dtmf.DtmfDetector on legs without telephone-event
     cdef list timelines  # per leg: the call's cext.recbuf.StereoTimeline while recorded
     cdef double clock_offset  # recorder clock (loop.time()) minus CLOCK_MONOTONIC
@@ -307,8 +316,10 @@ cdef class Relay:
         self.running = False
         pthread_mutex_init(&self.mutex, NULL)
 
-    def __init__(self, on_latched, on_dtmf, on_record):
+    def __init__(self, on_latched, on_dtmf, on_record, on_foreign=None):
         """Callbacks: on_latched(leg, (host, port));
+        on_foreign(leg, (host, port)) for the first packet from a source the locked leg drops
+        (once per latch; every such packet is counted in stats);
         on_dtmf(leg, digit, start_s, duration_s, inband) once per digit;
         on_record(leg, channel, ssrc, ts, codec, payload, now) for a leg recorded into a
         Python object (see set_recording; set_timeline needs no callback)."""
@@ -318,6 +329,7 @@ cdef class Relay:
         self.on_latched = on_latched
         self.on_dtmf = on_dtmf
         self.on_record = on_record
+        self.on_foreign = on_foreign
         self.callbacks = 0
         self.events_dropped = 0
         self.thread = None
@@ -396,8 +408,9 @@ cdef class Relay:
             self.unlock()
 
     def configure(self, int leg, int send_codec, int send_pt, dict rx_pts, int te_pt,
-                  object remote, bint sends, bint receives):
-        """rx_pts: {payload type: codec (0 PCMU, 8 PCMA)}; remote: (host, port) or None."""
+                  object remote, bint sends, bint receives, double learning=0.0):
+        """rx_pts: {payload type: codec (0 PCMU, 8 PCMA)}; remote: (host, port) or None;
+        learning: seconds after the first latch during which another source may re-latch."""
         cdef leg_t* s
         cdef sockaddr_storage addr
         cdef socklen_t addr_len = 0
@@ -416,6 +429,10 @@ cdef class Relay:
             if have_remote:
                 s.remote = addr
                 s.remote_len = addr_len
+            s.have_sdp_src = have_remote and routable(&addr)
+            if s.have_sdp_src:
+                s.sdp_src = addr
+            s.learning = learning
             for i in range(128):
                 s.rx_codec[i] = CODEC_NONE
             for pt, codec in rx_pts.items():
@@ -555,7 +572,8 @@ cdef class Relay:
             self.unlock()
 
     def stats(self, int leg):
-        """(packets_in, packets_out, bytes_in, bytes_out, lost, jitter_ms, latched addr|None)."""
+        """(packets_in, packets_out, bytes_in, bytes_out, lost, jitter_ms, latched addr|None,
+        foreign_dropped)."""
         cdef leg_t* s
         cdef long long lost
         self.lock()
@@ -564,7 +582,7 @@ cdef class Relay:
             lost = s.lost_before + max(0, expected(s) - s.received)
             latched = addr_tuple(&s.latched) if s.is_latched else None
             return (s.packets_in, s.packets_out, s.bytes_in, s.bytes_out, lost,
-                    s.jitter * 1000.0 / CLOCK, latched)
+                    s.jitter * 1000.0 / CLOCK, latched, s.foreign_dropped)
         finally:
             self.unlock()
 
@@ -646,6 +664,9 @@ cdef class Relay:
             self.on_latched(e.leg, addr_tuple(&e.addr))
         elif e.kind == EV_DTMF:
             self.on_dtmf(e.leg, chr(e.digit), e.start, e.duration, e.inband)
+        elif e.kind == EV_FOREIGN:
+            if self.on_foreign is not None:
+                self.on_foreign(e.leg, addr_tuple(&e.addr))
         elif e.kind == EV_RECORD:
             self.on_record(e.leg, e.channel, e.ssrc, e.ts, e.codec,
                            PyBytes_FromStringAndSize(<char*>e.payload, e.plen), e.now)
@@ -772,6 +793,7 @@ cdef class Relay:
         cdef Py_ssize_t plen
         cdef Py_ssize_t hlen = rtp_payload_bounds(data, n, &plen)
         cdef int pt, codec
+        cdef bint negotiated
         cdef uint32_t seq, ts, ssrc
         cdef double now
         if hlen < 0:
@@ -784,18 +806,19 @@ cdef class Relay:
         seq = (data[2] << 8) | data[3]
         ts = rtp_get_u32(data + 4)
         ssrc = rtp_get_u32(data + 8)
-        if not self.latch(leg, src, ssrc, seq, ts):
-            s.dropped += 1
-            return
         if not s.configured:
-            s.dropped += 1
+            s.dropped += 1  # nothing negotiated yet: no latching either
             return
         now = monotonic()
+        codec = s.rx_codec[pt]
+        negotiated = codec != CODEC_NONE or pt == s.te_pt
+        if not self.latch(leg, src, ssrc, seq, ts, negotiated, now):
+            s.dropped += 1
+            return
         s.last_rx = now
         s.packets_in += 1
         s.bytes_in += n
         update_seq(s, seq)
-        codec = s.rx_codec[pt]
         if codec != CODEC_NONE:
             self.audio(leg, data, hlen, plen, seq, ts, ssrc, codec, data[1] & 0x80, now)
         elif pt == s.te_pt:
@@ -804,24 +827,39 @@ cdef class Relay:
             s.dropped += 1
 
     cdef bint latch(self, int leg, const sockaddr_storage* src, uint32_t ssrc, uint32_t seq,
-                    uint32_t ts) noexcept nogil:
-        """Symmetric RTP (RFC 4961): send where the peer sends from; re-latch on a new SSRC."""
+                    uint32_t ts, bint negotiated, double now) noexcept nogil:
+        """Symmetric RTP (RFC 4961): latch once, then lock; False drops the packet.
+
+        As mediasrv/media/packet_path_py.py ``_latch`` (which says why): locked like
+        rtpengine's ``strict source``, not its ``media handover``. Re-latching only to the
+        routable SDP address (then for good) or within the learning window."""
         cdef leg_t* s = &self.legs[leg]
         cdef bint new_ssrc = not s.have_ssrc_in or ssrc != s.ssrc_in
         cdef event_t* e
-        if not s.is_latched or (not same_addr(src, &s.latched) and new_ssrc):
-            s.latched = src[0]
-            s.is_latched = True
+        if s.is_latched and same_addr(src, &s.latched):
             if new_ssrc:
-                self.new_source(s, ssrc, seq, ts)
-            e = self.push(EV_LATCH, leg)
-            if e != NULL:
-                e.addr = src[0]
+                self.new_source(s, ssrc, seq, ts)  # the peer restarted its stream
             return True
-        if not same_addr(src, &s.latched):
+        if s.is_latched and not may_relatch(s, src, now):
+            s.foreign_dropped += 1
+            if not s.foreign_reported:
+                s.foreign_reported = True
+                e = self.push(EV_FOREIGN, leg)
+                if e != NULL:
+                    e.addr = src[0]
             return False
+        if not negotiated:
+            return False  # an unknown payload type never claims the leg
+        if not s.is_latched:
+            s.latched_at = now
+            s.foreign_reported = False
+        s.latched = src[0]
+        s.is_latched = True
         if new_ssrc:
             self.new_source(s, ssrc, seq, ts)
+        e = self.push(EV_LATCH, leg)
+        if e != NULL:
+            e.addr = src[0]
         return True
 
     cdef void new_source(self, leg_t* s, uint32_t ssrc, uint32_t seq, uint32_t ts) noexcept nogil:
@@ -986,6 +1024,34 @@ cdef class Relay:
 cdef const char* DIGIT_CHARS = b"0123456789*#ABCD"
 cdef int STOP_TAG = -1  # epoll tag of the stop eventfd (data.u32 0xFFFFFFFF as int)
 cdef int BATCH_ROUNDS = 4  # on_readable: at most 4 x RX_BATCH = 64 datagrams per readiness
+
+
+cdef bint may_relatch(leg_t* s, const sockaddr_storage* src, double now) noexcept nogil:
+    if s.have_sdp_src and same_addr(&s.latched, &s.sdp_src):
+        return False  # latched to the address the peer itself advertised: final
+    if s.have_sdp_src and same_addr(src, &s.sdp_src):
+        return True
+    return now - s.latched_at < s.learning
+
+
+cdef bint routable(const sockaddr_storage* a) noexcept nogil:
+    """Whether a packet can come from this SDP address: not unspecified (hold, c=0.0.0.0),
+    multicast or broadcast, and not port 0 (mirrors packet_path_py._routable)."""
+    cdef const sockaddr_in* a4
+    cdef const sockaddr_in6* a6
+    cdef uint32_t ip
+    cdef int i
+    if a.ss_family == AF_INET:
+        a4 = <const sockaddr_in*>a
+        ip = ntohl(a4.sin_addr.s_addr)
+        return a4.sin_port != 0 and ip != 0 and (ip >> 28) != 14 and ip != 0xFFFFFFFFu
+    a6 = <const sockaddr_in6*>a
+    if a6.sin6_port == 0 or a6.sin6_addr.s6_addr[0] == 0xFF:
+        return False
+    for i in range(16):
+        if a6.sin6_addr.s6_addr[i] != 0:
+            return True
+    return False
 
 
 cdef bint can_send(leg_t* out) noexcept nogil:

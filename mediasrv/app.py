@@ -266,6 +266,7 @@ class Server:
             self._on_media_event,
             no_rtp_timeout=config.media.no_rtp_timeout,
             recording_format=config.media.recording_format.value,
+            latch_learning=config.media.latch_learning_ms / 1000.0,
         )
         self.transport = SipTransport(self.loop, host, port, self._receive, self._malformed_stream)
         self.ua: UserAgent | None = None
@@ -536,7 +537,11 @@ class Server:
         if result.media is not None:
             for stats in result.media.legs.values():
                 self.metrics.leg_finished(
-                    stats.packets_in, stats.packets_out, stats.packets_lost, stats.jitter_ms
+                    stats.packets_in,
+                    stats.packets_out,
+                    stats.packets_lost,
+                    stats.jitter_ms,
+                    stats.foreign_dropped,
                 )
         try:
             await self.store.record_call(record)

@@ -242,6 +242,8 @@ class MediaConfig:
     no_rtp_timeout: float = 60.0
     record: RecordMode = RecordMode.BOTH
     recording_format: RecordingFormat = RecordingFormat.PCM16
+    # --- RTP latching (issue 8, finding 1) ---
+    latch_learning_ms: int = 0  # NAT learning window after a leg's first packet; 0 = lock
 
 
 @dataclass(frozen=True)
@@ -665,6 +667,8 @@ def _media(ctx: _Ctx, data: object) -> MediaConfig:
         no_rtp_timeout=t.float_("no_rtp_timeout", d.no_rtp_timeout),
         record=t.enum_("record", RecordMode, d.record),
         recording_format=t.enum_("recording_format", RecordingFormat, d.recording_format),
+        # --- RTP latching (issue 8, finding 1) ---
+        latch_learning_ms=t.int_("latch_learning_ms", d.latch_learning_ms, 0, 60000),
     )
 
 

@@ -103,6 +103,7 @@ class LegStats:
     jitter_ms: float = 0.0
     codec: str = ""
     remote: str = ""  # latched "host:port" of the peer, "" if nothing arrived
+    foreign_dropped: int = 0  # RTP packets from sources other than the latched one, dropped
 
 
 @dataclass(slots=True)

@@ -137,6 +137,9 @@ class _Events:
     def on_latched(self, leg: int, addr: tuple[str, int]) -> None:
         log.debug("leg %d latched to %s:%d", leg, addr[0], addr[1])
 
+    def on_foreign_source(self, leg: int, addr: tuple[str, int]) -> None:
+        self._engine._foreign_source(leg, addr)
+
 
 class MediaEngine:
     """In-process media engine for every call of the server."""
@@ -151,8 +154,12 @@ class MediaEngine:
         no_rtp_timeout: float = 60.0,
         packet_path_factory: PacketPathFactory | None = None,
         recording_format: str = "pcm16",
+        latch_learning: float = 0.0,
     ) -> None:
         self._loop = loop
+        # Seconds after a leg's first RTP packet during which another source may take the
+        # leg over (NAT at call start); 0 locks every leg to its first source.
+        self._latch_learning = latch_learning
         self._host = host
         self._on_event = on_event
         self._timeout = no_rtp_timeout
@@ -384,6 +391,7 @@ class MediaEngine:
                 te_pt=negotiated.te_pt,
                 remote=negotiated.remote,
                 direction=negotiated.direction,
+                latch_learning=self._latch_learning,
             ),
         )
 
@@ -404,6 +412,15 @@ class MediaEngine:
     def _close_leg(self, leg: _Leg) -> LegStats:
         self._stop_player(leg)
         stats = self._path.stats(leg.id)
+        if stats.foreign_dropped:
+            m = leg.media
+            log.warning(
+                "call %s %s leg: dropped %d RTP packets from sources other than the latched %s",
+                m.call_id,
+                m.role.value,
+                stats.foreign_dropped,
+                stats.remote or "(none)",
+            )
         self._path.close(leg.id)
         self._ports.free(leg.pair)
         del self._legs[leg.media]
@@ -433,6 +450,21 @@ class MediaEngine:
         if leg is not None:
             m = leg.media
             self._emit(DtmfEvent(m.call_id, m.role, digit, start, duration, source))
+
+    def _foreign_source(self, leg_id: int, addr: tuple[str, int]) -> None:
+        """One line per latch, not per packet: a flood cannot flood the log (all counted)."""
+        leg = self._by_id.get(leg_id)
+        if leg is None:
+            return
+        m = leg.media
+        log.warning(
+            "call %s %s leg: dropping RTP from %s:%d, not the latched source %s",
+            m.call_id,
+            m.role.value,
+            addr[0],
+            addr[1],
+            self._path.stats(leg_id).remote or "(none)",
+        )
 
     def _emit(self, event: MediaEvent) -> None:
         try:

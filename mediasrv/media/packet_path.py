@@ -31,6 +31,9 @@ class LegParams:
     te_pt: int | None = None  # telephone-event PT (RFC 4733), both ways; None = not negotiated
     remote: tuple[str, int] | None = None  # SDP address; None = on hold / unknown
     direction: Direction = Direction.SENDRECV  # OUR direction on this leg
+    # Seconds after the first latch during which another source may take the leg over (NAT
+    # rebinding at call start); 0 locks the leg to its first source (trunk peers).
+    latch_learning: float = 0.0
 
 
 class RecordSink(Protocol):
@@ -56,7 +59,13 @@ class PacketEvents(Protocol):
         ...
 
     def on_latched(self, leg: int, addr: tuple[str, int]) -> None:
-        """The first packet (or a new SSRC) arrived from ``addr``; we now send there."""
+        """The leg latched (or, within its learning window or to its SDP address, re-latched)
+        to ``addr``: we now send there and drop RTP from any other source."""
+        ...
+
+    def on_foreign_source(self, leg: int, addr: tuple[str, int]) -> None:
+        """The locked leg dropped RTP from ``addr``, not its latched source: reported for the
+        first such packet after each latch only (all of them are counted in the stats)."""
         ...
 
 
@@ -70,7 +79,8 @@ class PacketPath(Protocol):
         ...
 
     def configure(self, leg: int, params: LegParams) -> None:
-        """Apply (re-)negotiated media parameters; a changed remote address un-latches."""
+        """Apply (re-)negotiated media parameters; a changed remote address un-latches
+        (a re-INVITE that moves the peer re-opens latching)."""
         ...
 
     def bridge(self, a: int, b: int) -> None:

@@ -40,7 +40,9 @@ class CyPacketPath:
         self._fds: dict[int, int] = {}
         self._codecs: dict[int, Codec] = {}
         self._sinks: dict[int, RecordSink] = {}
-        self._relay = _relay.Relay(self._on_latched, self._on_dtmf, self._on_record)
+        self._relay = _relay.Relay(
+            self._on_latched, self._on_dtmf, self._on_record, self._on_foreign_source
+        )
 
     def _clock_offset(self) -> float:
         """loop.time() minus the C side's CLOCK_MONOTONIC seconds."""
@@ -74,6 +76,7 @@ class CyPacketPath:
             params.remote,
             params.direction in _SENDS,
             params.direction in _RECEIVES,
+            params.latch_learning,
         )
         self._codecs[leg] = params.codec
 
@@ -110,7 +113,7 @@ class CyPacketPath:
         return t + self._clock_offset() if t else 0.0
 
     def stats(self, leg: int) -> LegStats:
-        pin, pout, bin_, bout, lost, jitter_ms, latched = self._relay.stats(leg)
+        pin, pout, bin_, bout, lost, jitter_ms, latched, foreign = self._relay.stats(leg)
         codec = self._codecs.get(leg)
         return LegStats(
             packets_in=pin,
@@ -121,6 +124,7 @@ class CyPacketPath:
             jitter_ms=jitter_ms,
             codec=codec.name if codec is not None else "",
             remote=f"{latched[0]}:{latched[1]}" if latched else "",
+            foreign_dropped=foreign,
         )
 
     def malformed(self, leg: int) -> int:
@@ -139,6 +143,9 @@ class CyPacketPath:
 
     def _on_latched(self, leg: int, addr: tuple[str, int]) -> None:
         self._events.on_latched(leg, addr)
+
+    def _on_foreign_source(self, leg: int, addr: tuple[str, int]) -> None:
+        self._events.on_foreign_source(leg, addr)
 
     def _on_dtmf(self, leg: int, digit: str, start: float, duration: float, inband: bool) -> None:
         self._events.on_dtmf(leg, digit, start, duration, "inband" if inband else "rfc4733")

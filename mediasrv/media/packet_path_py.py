@@ -4,7 +4,8 @@ Each RTP socket is watched with ``loop.add_reader`` and drained with non-blockin
 ``recvfrom`` (a synchronous callback per readiness, as a Cython twin would do; it works the
 same on uvloop and stock asyncio, and needs no coroutine to open a leg). Per datagram:
 validate and parse the RTP header (RFC 3550 §5.1), latch the source (symmetric RTP,
-RFC 4961), update receiver statistics (RFC 3550 A.1, A.3, A.8), feed the recorder, report
+RFC 4961) and lock it (see :meth:`PyPacketPath._latch`), update receiver statistics
+(RFC 3550 A.1, A.3, A.8), feed the recorder, report
 RFC 4733 digits once, and relay to the bridged leg with our own SSRC, continuous sequence
 numbers and timestamps, mapped payload types and G.711 transcoding where the codecs differ.
 Malformed packets are counted and dropped; nothing here raises on network input.
@@ -13,6 +14,7 @@ Malformed packets are counted and dropped; nothing here raises on network input.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
 import socket
 import struct
@@ -52,6 +54,8 @@ class _Leg:
         "dtmf_cur_ts",
         "dtmf_done_ts",
         "first_ts",
+        "foreign_dropped",
+        "foreign_reported",
         "id",
         "inband",
         "jitter",
@@ -61,6 +65,7 @@ class _Leg:
         "last_transit",
         "last_ts_out",
         "latched",
+        "latched_at",
         "lost_before",
         "malformed",
         "max_seq",
@@ -73,6 +78,7 @@ class _Leg:
         "prompt",
         "received",
         "recorder",
+        "sdp_source",
         "seq_delta",
         "sock",
         "src_ssrc",
@@ -87,6 +93,8 @@ class _Leg:
         self.params: LegParams | None = None
         self.partner: _Leg | None = None
         self.latched: tuple[str, int] | None = None
+        self.latched_at = 0.0  # loop time of the first latch (the learning window starts)
+        self.sdp_source: tuple[str, int] | None = None  # routable SDP address, normalised
         self.recorder: RecordSink | None = None
         self.channel = 0
         self.prompt = False
@@ -113,6 +121,8 @@ class _Leg:
         self.last_out_time: float | None = None
         self.packets_in = self.packets_out = self.bytes_in = self.bytes_out = 0
         self.malformed = self.dropped = 0
+        self.foreign_dropped = 0  # valid RTP from a source other than the latched one
+        self.foreign_reported = False  # on_foreign_source called since the leg latched
 
     def sends(self) -> bool:
         return self.params is not None and self.params.direction in _SENDS
@@ -149,6 +159,7 @@ class PyPacketPath:
         if old is not None and old.remote != params.remote:
             state.latched = None  # a re-INVITE moved the peer: latch again (RFC 4961 §4)
         state.params = params
+        state.sdp_source = _routable(params.remote)
         if params.te_pt is not None:
             state.inband = None  # the phone signals digits as RFC 4733 events
         elif state.inband is None:
@@ -233,6 +244,7 @@ class PyPacketPath:
             jitter_ms=s.jitter * 1000.0 / CLOCK,
             codec=codec,
             remote=remote,
+            foreign_dropped=s.foreign_dropped,
         )
 
     def malformed(self, leg: int) -> int:
@@ -271,20 +283,21 @@ class PyPacketPath:
         second = data[1]
         pt = second & 0x7F
         seq, ts, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
-        if not self._latch(leg, addr, ssrc, seq, ts):
-            leg.dropped += 1
-            return
         params = leg.params
         if params is None:
-            leg.dropped += 1  # nothing negotiated yet
+            leg.dropped += 1  # nothing negotiated yet: no latching either
             return
         now = self._loop.time()
+        codec = params.rx_pts.get(pt)
+        negotiated = codec is not None or pt == params.te_pt
+        if not self._latch(leg, addr, ssrc, seq, ts, negotiated, now):
+            leg.dropped += 1
+            return
         leg.last_rx = now
         leg.packets_in += 1
         leg.bytes_in += n
         self._update_seq(leg, seq)
         end = n - (data[-1] if data[0] & 0x20 else 0)
-        codec = params.rx_pts.get(pt)
         if codec is not None:
             self._audio(leg, data, hlen, end, seq, ts, ssrc, codec, second & 0x80, now)
         elif pt == params.te_pt:
@@ -292,19 +305,60 @@ class PyPacketPath:
         else:
             leg.dropped += 1  # comfort noise or a PT we did not negotiate
 
-    def _latch(self, leg: _Leg, addr: tuple[str, int], ssrc: int, seq: int, ts: int) -> bool:
-        """Symmetric RTP (RFC 4961): send where the peer sends from; re-latch on a new SSRC."""
-        if leg.latched is None or (addr != leg.latched and ssrc != leg.ssrc_in):
-            leg.latched = addr
+    def _latch(
+        self,
+        leg: _Leg,
+        addr: tuple[str, int],
+        ssrc: int,
+        seq: int,
+        ts: int,
+        negotiated: bool,
+        now: float,
+    ) -> bool:
+        """Symmetric RTP (RFC 4961): latch once, then lock; False drops the packet.
+
+        The first packet of a negotiated payload type latches the leg to its source. Then
+        the leg is locked, as rtpengine's ``strict source`` (we do not follow its
+        ``media handover``, which re-learns any new source and so lets a third host hijack
+        the stream): packets from any other source are dropped and counted in
+        ``foreign_dropped``. Re-latching is allowed only (a) to the SDP address (c=/m=) when
+        it is routable, and then for good (rtpengine's ``heuristic`` learning also prefers
+        the SDP address), and (b) within the leg's learning window (NAT,
+        ``[media] latch_learning_ms``) after the first latch; rtpengine learns for 3 s
+        after signalling by default, we lock on the first packet unless a window is set.
+        :meth:`configure` with a new remote address (a re-INVITE) re-opens latching.
+        """
+        latched = leg.latched
+        if addr == latched:
             if ssrc != leg.ssrc_in:
-                self._new_source(leg, ssrc, seq, ts)
-            self._events.on_latched(leg.id, addr)
+                self._new_source(leg, ssrc, seq, ts)  # the peer restarted its stream
             return True
-        if addr != leg.latched:
-            return False  # same SSRC from a foreign address: not our peer's stream
+        if latched is not None and not self._may_relatch(leg, addr, now):
+            leg.foreign_dropped += 1
+            if not leg.foreign_reported:
+                leg.foreign_reported = True
+                self._events.on_foreign_source(leg.id, addr)
+            return False
+        if not negotiated:
+            return False  # an unknown payload type never claims the leg
+        if latched is None:
+            leg.latched_at = now
+            leg.foreign_reported = False
+        leg.latched = addr
         if ssrc != leg.ssrc_in:
             self._new_source(leg, ssrc, seq, ts)
+        self._events.on_latched(leg.id, addr)
         return True
+
+    @staticmethod
+    def _may_relatch(leg: _Leg, addr: tuple[str, int], now: float) -> bool:
+        sdp_source = leg.sdp_source
+        if sdp_source is not None and leg.latched == sdp_source:
+            return False  # latched to the address the peer itself advertised: final
+        if addr == sdp_source:
+            return True
+        assert leg.params is not None
+        return now - leg.latched_at < leg.params.latch_learning
 
     def _new_source(self, leg: _Leg, ssrc: int, seq: int, ts: int) -> None:
         if leg.ssrc_in is not None:
@@ -496,3 +550,17 @@ def _header_length(data: bytes) -> int:
     if 72 <= data[1] & 0x7F <= 76:
         return -1  # RTCP multiplexed on the RTP port (RFC 5761 §4): not audio
     return hlen
+
+
+def _routable(remote: tuple[str, int] | None) -> tuple[str, int] | None:
+    """The SDP address as a source address can match it, or None if no packet can come from it
+    (unspecified, e.g. hold with c=0.0.0.0, multicast, broadcast, port 0)."""
+    if remote is None or not 0 < remote[1] < 65536:
+        return None
+    try:
+        ip = ipaddress.ip_address(remote[0])
+    except ValueError:
+        return None
+    if ip.is_unspecified or ip.is_multicast or ip == ipaddress.IPv4Address("255.255.255.255"):
+        return None
+    return (str(ip), remote[1])

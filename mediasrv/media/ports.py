@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import secrets
 import socket
 from dataclasses import dataclass
 
@@ -28,13 +29,17 @@ class PortPair:
 
 
 class PortPool:
-    """Even ports in [port_min, port_max]; O(1) allocate/free; ports the OS refuses are skipped.
+    """Even ports in [port_min, port_max], handed out at random; O(1) allocate/free.
 
-    Freed ports go to the back of the queue so that a just-closed port is reused last
-    (late packets of the previous call then rarely reach the next one).
+    Sequential ports are easy to guess (issue 8: the first call got 40000/40002), so
+    :meth:`allocate` picks uniformly among the free ports (swap-remove from an array, O(1)),
+    with an unpredictable choice (:mod:`secrets`). A freed port is not reused at once: it
+    waits in a FIFO quarantine until ``quarantine`` later ports have been freed (so late
+    packets of the previous call rarely reach the next one), and is only taken from there
+    early when no other port is free. Ports the OS refuses are skipped and retried later.
     """
 
-    __slots__ = ("_family", "_free", "_host", "_in_use")
+    __slots__ = ("_family", "_free", "_host", "_in_use", "_quarantine", "_quarantine_len")
 
     def __init__(self, host: str, port_min: int, port_max: int) -> None:
         first = port_min + (port_min & 1)
@@ -43,31 +48,44 @@ class PortPool:
         self._host = host
         self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # The RTCP port (p + 1) must also be in range.
-        self._free: collections.deque[int] = collections.deque(range(first, port_max, 2))
+        self._free: list[int] = list(range(first, port_max, 2))
+        self._quarantine: collections.deque[int] = collections.deque()
+        self._quarantine_len = len(self._free) // 4
         self._in_use: set[int] = set()
 
     def allocate(self) -> PortPair:
-        """Bind the next free pair; raise :class:`PortsExhausted` when none can be bound."""
-        for _ in range(len(self._free)):
-            port = self._free.popleft()
+        """Bind a random free pair; raise :class:`PortsExhausted` when none can be bound."""
+        for _ in range(len(self._free) + len(self._quarantine)):
+            port = self._take()
             pair = self._bind(port)
             if pair is not None:
                 self._in_use.add(port)
                 return pair
-            self._free.append(port)  # taken by someone else now; try again later
+            self._quarantine.append(port)  # taken by someone else now; try again later
         raise PortsExhausted(f"no free RTP port pair on {self._host} ({len(self._in_use)} in use)")
 
     def free(self, pair: PortPair) -> None:
         pair.close()
         if pair.port in self._in_use:
             self._in_use.discard(pair.port)
-            self._free.append(pair.port)
+            self._quarantine.append(pair.port)
+            if len(self._quarantine) > self._quarantine_len:
+                self._free.append(self._quarantine.popleft())
+
+    def _take(self) -> int:
+        """A uniformly random free port (swap-remove), else the longest-quarantined one."""
+        free = self._free
+        if not free:
+            return self._quarantine.popleft()
+        i = secrets.randbelow(len(free))
+        free[i], free[-1] = free[-1], free[i]
+        return free.pop()
 
     def in_use(self) -> int:
         return len(self._in_use)
 
     def capacity(self) -> int:
-        return len(self._in_use) + len(self._free)
+        return len(self._in_use) + len(self._free) + len(self._quarantine)
 
     def _bind(self, port: int) -> PortPair | None:
         rtp = self._socket(port)

@@ -100,6 +100,12 @@ class Metrics:
             buckets=_JITTER_SECONDS,
             registry=r,
         )
+        self.rtp_foreign_source_dropped_total = Counter(
+            f"{p}rtp_foreign_source_dropped",
+            "RTP packets dropped on finished legs because they came from a source other than "
+            "the one the leg latched to (RFC 4961 symmetric RTP, locked)",
+            registry=r,
+        )
         self.rtp_ports_in_use = Gauge(f"{p}rtp_ports_in_use", "RTP ports allocated", registry=r)
         self.media_engine_info = Gauge(
             f"{p}media_engine_info", "The media engine loaded (value 1)", ["engine"], registry=r
@@ -159,9 +165,15 @@ class Metrics:
             self.call_talk_seconds.observe(talk_seconds)
 
     def leg_finished(
-        self, packets_in: int, packets_out: int, packets_lost: int = 0, jitter_ms: float = 0.0
+        self,
+        packets_in: int,
+        packets_out: int,
+        packets_lost: int = 0,
+        jitter_ms: float = 0.0,
+        foreign_dropped: int = 0,
     ) -> None:
         """Count a finished call leg's RTP (from the media report's per-leg stats)."""
+        self.rtp_foreign_source_dropped_total.inc(max(0, foreign_dropped))
         self.rtp_packets_total.labels(direction="in").inc(max(0, packets_in))
         self.rtp_packets_total.labels(direction="out").inc(max(0, packets_out))
         self.rtp_packets_lost_total.inc(max(0, packets_lost))

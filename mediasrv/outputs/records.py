@@ -28,6 +28,7 @@ def _leg_stats(stats: LegStats) -> dict[str, object]:
         "jitter_ms": round(stats.jitter_ms, 3),
         "codec": stats.codec,
         "remote": stats.remote,
+        "foreign_dropped": stats.foreign_dropped,
     }
 
 

@@ -92,6 +92,7 @@ def make_bridge(codec_a: int, codec_b: int, threaded: bool = False) -> Iterator[
         lambda *a: events.append(("latch", *a)),
         lambda *a: events.append(("dtmf", *a)),
         lambda *a: events.append(("record", *a)),
+        lambda *a: events.append(("foreign", *a)),
     )
     for leg, codec in ((0, codec_a), (1, codec_b)):
         relay.open(leg, legs[leg].fileno(), 0x1000 + leg, 100 * leg, 1000 * leg)
@@ -227,6 +228,9 @@ async def test_engine_thread_runs_only_while_legs_are_open() -> None:
         def on_latched(self, leg: int, addr: tuple[str, int]) -> None:
             pass
 
+        def on_foreign_source(self, leg: int, addr: tuple[str, int]) -> None:
+            raise AssertionError("no foreign source expected")
+
     path = CyThreadPacketPath(asyncio.get_running_loop(), Events())
     for _ in range(20):
         socks = [udp(), udp()]
@@ -237,3 +241,159 @@ async def test_engine_thread_runs_only_while_legs_are_open() -> None:
             path.close(i)
             s.close()
         assert not any(t.name == "mediasrv-rtp" for t in threading.enumerate())
+
+
+# ---- latching: once, then locked (issue 8 finding 1; semantics in packet_path_py._latch) ----
+
+
+def stranger(host: str = "127.0.0.2") -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((host, 0))
+    s.setblocking(False)
+    return s
+
+
+def send_from(b: Bridge, sock: socket.socket, side: int, packet: bytes) -> None:
+    sock.sendto(packet, b.legs[side].getsockname())
+    b.sent[side] += 1
+
+
+def drain(sock: socket.socket) -> list[bytes]:
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(2048))
+        except BlockingIOError:
+            return out
+
+
+def latches(b: Bridge, side: int) -> list[tuple[str, int]]:
+    return [e[2] for e in b.events if e[0] == "latch" and e[1] == side]
+
+
+def test_a_stranger_with_a_new_ssrc_is_dropped_counted_and_gets_nothing(bridge: Bridge) -> None:
+    hijacker = stranger()
+    try:
+        bridge.send(0, rtp(1, 160, 0xA, payload=b"\x11" * 160))
+        bridge.pump(0)
+        for i in range(10):  # valid RTP, a new SSRC each time, from a third host
+            send_from(bridge, hijacker, 0, rtp(100 + i, 999 + i, 0xBAD0 + i, payload=b"\x22" * 160))
+        bridge.pump(0)
+        for i in range(5):  # the operator talks while the caller is silent
+            bridge.send(1, rtp(10 + i, 160 * i, 0xB))
+        bridge.pump(1)
+        relayed = receive_n(bridge, 1, 1)
+        assert [p[12:] for p in relayed] == [b"\x11" * 160]  # only the caller's packet
+        assert len(receive_n(bridge, 0, 5)) == 5  # the caller still gets the operator
+        assert drain(hijacker) == []
+        stats = bridge.relay.stats(0)
+        assert stats[0] == 1 and stats[6] == bridge.phones[0].getsockname()
+        assert stats[7] == 10  # foreign_dropped
+        assert bridge.relay.dropped(0) == 10
+        assert latches(bridge, 0) == [bridge.phones[0].getsockname()]
+        foreign = [e for e in bridge.events if e[0] == "foreign"]
+        assert foreign == [("foreign", 0, hijacker.getsockname())]  # once, not 10 times
+    finally:
+        hijacker.close()
+
+
+def test_the_sdp_address_takes_the_leg_back_and_keeps_it(bridge: Bridge) -> None:
+    """A NAT'd first source latches; the peer's own SDP address wins for good."""
+    nat, third = stranger("127.0.0.1"), stranger()
+    try:
+        send_from(bridge, nat, 0, rtp(1, 160, 0xA))  # not the SDP address: latches (NAT)
+        bridge.pump(0)
+        bridge.send(0, rtp(2, 320, 0xA))  # from the SDP address: re-latches
+        bridge.pump(0)
+        send_from(bridge, nat, 0, rtp(3, 480, 0xA))
+        send_from(bridge, third, 0, rtp(9, 9, 0xC))
+        bridge.pump(0)
+        assert latches(bridge, 0) == [nat.getsockname(), bridge.phones[0].getsockname()]
+        assert bridge.relay.stats(0)[7] == 2
+        assert len(receive_n(bridge, 1, 2)) == 2
+    finally:
+        nat.close()
+        third.close()
+
+
+def test_learning_window_allows_a_move_then_locks(mode: str) -> None:
+    for b in make_bridge(PCMU, PCMU, mode == "thread"):
+        first, second, late = stranger("127.0.0.1"), stranger("127.0.0.1"), stranger()
+        try:
+            b.relay.configure(0, PCMU, PCMU, {PCMU: PCMU}, 101, ("192.0.2.1", 4000),
+                              True, True, 0.4)
+            send_from(b, first, 0, rtp(1, 160, 0xA))
+            b.pump(0)
+            send_from(b, second, 0, rtp(2, 320, 0xA))  # NAT rebinding inside the window
+            b.pump(0)
+            assert latches(b, 0) == [first.getsockname(), second.getsockname()]
+            time.sleep(0.6)  # the window (0.4 s after the first packet) is over
+            send_from(b, late, 0, rtp(3, 480, 0xA))
+            b.pump(0)
+            assert latches(b, 0) == [first.getsockname(), second.getsockname()]
+            assert b.relay.stats(0)[7] == 1
+        finally:
+            for s in (first, second, late):
+                s.close()
+
+
+def test_a_new_remote_address_reopens_latching(bridge: Bridge) -> None:
+    moved = stranger()
+    try:
+        bridge.send(0, rtp(1, 160, 0xA))
+        bridge.pump(0)
+        send_from(bridge, moved, 0, rtp(1, 160, 0xD))
+        bridge.pump(0)
+        assert bridge.relay.stats(0)[7] == 1
+        # A re-INVITE moves the caller to ``moved``: its next packet latches.
+        bridge.relay.configure(0, PCMU, PCMU, {PCMU: PCMU}, 101, moved.getsockname(), True, True)
+        send_from(bridge, moved, 0, rtp(2, 320, 0xD))
+        bridge.send(0, rtp(2, 320, 0xA))  # the old address is a stranger now
+        bridge.pump(0)
+        assert latches(bridge, 0) == [bridge.phones[0].getsockname(), moved.getsockname()]
+        assert bridge.relay.stats(0)[7] == 2
+        bridge.send(1, rtp(1, 160, 0xB))
+        bridge.pump(1)
+        deadline = time.monotonic() + 5
+        got: list[bytes] = []
+        while not got and time.monotonic() < deadline:
+            got = drain(moved)
+            time.sleep(0.001)
+        assert len(got) == 1  # the operator's audio follows the move
+    finally:
+        moved.close()
+
+
+def test_unknown_payload_types_and_unconfigured_legs_never_latch(bridge: Bridge) -> None:
+    probe = stranger()
+    try:
+        send_from(bridge, probe, 0, rtp(1, 160, 0xE, pt=18))  # PT not negotiated
+        bridge.pump(0)
+        assert latches(bridge, 0) == [] and bridge.relay.stats(0)[6] is None
+        bridge.send(0, rtp(1, 160, 0xA))
+        bridge.pump(0)
+        assert latches(bridge, 0) == [bridge.phones[0].getsockname()]
+    finally:
+        probe.close()
+
+
+def test_no_latch_before_the_leg_is_configured() -> None:
+    leg, peer, probe = udp(), udp(), stranger()
+    events: list[tuple[object, ...]] = []
+    relay = Relay(lambda *a: events.append(a), lambda *a: None, lambda *a: None)
+    try:
+        relay.open(0, leg.fileno(), 1, 2, 3)
+        probe.sendto(rtp(1, 160, 0xE), leg.getsockname())
+        deadline = time.monotonic() + 5
+        while relay.dropped(0) < 1 and time.monotonic() < deadline:
+            relay.on_readable(0)
+        relay.configure(0, PCMU, PCMU, {PCMU: PCMU}, 101, peer.getsockname(), True, True)
+        peer.sendto(rtp(1, 160, 0xA), leg.getsockname())
+        while relay.stats(0)[0] < 1 and time.monotonic() < deadline:
+            relay.on_readable(0)
+        relay.drain_events()
+        assert relay.dropped(0) == 1
+        assert events == [(0, peer.getsockname())]
+    finally:
+        for s in (leg, peer, probe):
+            s.close()

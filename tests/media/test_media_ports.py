@@ -1,7 +1,8 @@
-"""RTP port pool: even pairs, skipping ports the OS refuses, O(1) reuse, exhaustion."""
+"""RTP port pool: even pairs at random, skipping ports the OS refuses, O(1) reuse, exhaustion."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 
 import pytest
@@ -32,9 +33,12 @@ def test_ports_taken_by_someone_else_are_skipped() -> None:
     squatter.bind((HOST, 46103))  # the RTCP port of the first pair
     pool = PortPool(HOST, 46102, 46108)
     try:
-        pair = pool.allocate()
-        assert pair.port == 46104
-        pool.free(pair)
+        pairs = [pool.allocate(), pool.allocate()]
+        assert sorted(p.port for p in pairs) == [46104, 46106]
+        with pytest.raises(PortsExhausted):
+            pool.allocate()
+        for pair in pairs:
+            pool.free(pair)
     finally:
         squatter.close()
 
@@ -67,3 +71,37 @@ def test_ipv6_pool() -> None:
 def test_bad_range_is_refused() -> None:
     with pytest.raises(ValueError, match="bad RTP port range"):
         PortPool(HOST, 5000, 5000)
+
+
+def test_ports_are_handed_out_at_random_within_the_range() -> None:
+    """Issue 8: sequential ports (40000, 40002, ...) let a third host guess a call's port."""
+    low, high = 46400, 46599  # 100 pairs
+    orders = []
+    for _ in range(2):
+        pool = PortPool(HOST, low, high)
+        pairs = [pool.allocate() for _ in range(30)]
+        ports = [p.port for p in pairs]
+        for pair in pairs:
+            pool.free(pair)
+        assert all(p % 2 == 0 and low <= p and p + 1 <= high for p in ports)
+        assert len(set(ports)) == 30
+        orders.append(ports)
+    for ports in orders:
+        steps = [b - a for a, b in itertools.pairwise(ports)]
+        # In order, every step would be +2; at random, hardly any (expected ~0.3 of 29).
+        assert sum(step == 2 for step in steps) < 10, ports
+        assert ports != sorted(ports)
+    assert orders[0] != orders[1]  # not the same "random" order each time
+
+
+def test_a_just_freed_port_is_not_reused_at_once() -> None:
+    pool = PortPool(HOST, 46600, 46679)  # 40 pairs
+    for _ in range(50):
+        pair = pool.allocate()
+        port = pair.port
+        pool.free(pair)
+        again = [pool.allocate() for _ in range(5)]
+        assert port not in [p.port for p in again]
+        for p in again:
+            pool.free(p)
+    assert pool.in_use() == 0 and pool.capacity() == 40

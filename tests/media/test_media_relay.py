@@ -117,13 +117,19 @@ async def test_symmetric_rtp_latches_to_the_source_not_the_sdp_address() -> None
         assert (await c.b.recv()).payload == voice(2)
         c.b.send(Rtp(0, 2, 320, 0xB, voice(3)), c.to_operator_leg)
         assert (await real.recv()).payload == voice(3)  # RFC 4961: back where it came from
-        # A stranger reusing the latched SSRC is ignored; a new SSRC re-latches.
-        c.a.send(Rtp(0, 2, 320, 0xA, voice(4)), c.to_caller_leg)
-        c.a.send(Rtp(0, 9, 999, 0xC, voice(5)), c.to_caller_leg)
-        got = await c.b.recv_all()
-        assert [p.payload for p in got] == [voice(5)]
-        c.b.send(Rtp(0, 3, 480, 0xB, voice(6)), c.to_operator_leg)
-        assert (await c.a.recv()).payload == voice(6)
+        # Locked (issue 8): a stranger is dropped, whatever its SSRC; the phone's own SDP
+        # address takes the leg back (test_media_latching.py has the rest of the rules).
+        stranger = Peer()
+        try:
+            stranger.send(Rtp(0, 2, 320, 0xA, voice(4)), c.to_caller_leg)
+            stranger.send(Rtp(0, 9, 999, 0xC, voice(5)), c.to_caller_leg)
+            c.a.send(Rtp(0, 3, 480, 0xA, voice(6)), c.to_caller_leg)
+            got = await c.b.recv_all()
+            assert [p.payload for p in got] == [voice(6)]
+        finally:
+            stranger.close()
+        c.b.send(Rtp(0, 3, 480, 0xB, voice(7)), c.to_operator_leg)
+        assert (await c.a.recv()).payload == voice(7)
     finally:
         real.close()
         await _finish(c)
