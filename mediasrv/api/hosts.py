@@ -3,9 +3,13 @@
 A page on ``http://attacker.example:8080`` whose name is re-pointed at 127.0.0.1 reaches our
 port from the victim's browser, but its requests still say ``Host: attacker.example:8080``.
 So we answer only names we know (RFC 9110 §7.4: 421 Misdirected Request otherwise): the
-listen address, ``localhost``, ``127.0.0.1`` and ``[::1]`` with the bound port, plus any
-configured name. When listening on every address (``0.0.0.0`` / ``::``), any IP literal with
-the bound port is accepted too: an IP literal names no DNS record, so it cannot be rebound.
+listen address, ``localhost``, ``127.0.0.1`` and ``[::1]``, plus any configured name. When
+listening on every address (``0.0.0.0`` / ``::``), any IP literal is accepted too: an IP
+literal names no DNS record, so it cannot be rebound.
+
+The port of these built-in names is not checked: the name is what a rebinding attack cannot
+fake, and behind a port mapping (``docker run -p 8081:8080``) clients rightly send another
+port than the one we bound. A configured ``name:port`` entry matches that port only.
 """
 
 from __future__ import annotations
@@ -64,9 +68,8 @@ class HostAllowlist:
 
     def __init__(self, listen_host: str, extra: Iterable[str] = ()) -> None:
         self.listen_host = listen_host.strip("[]").lower()
-        self.port = 0  # the bound port, set once the server is listening
         self.any_host = False
-        self._names = set(_LOOPBACK_NAMES)  # with the bound port
+        self._names = set(_LOOPBACK_NAMES)
         if self.listen_host not in _WILDCARDS:
             self._names.add(self.listen_host)
         self._any_port: set[str] = set()
@@ -93,14 +96,8 @@ class HostAllowlist:
         if parsed is None:
             return False
         name, port = parsed
-        if name in self._any_port:
+        if name in self._names or name in self._any_port:
             return True
-        if port is None:
-            port = 80  # RFC 9110 §4.2.1: the default port of "http"
-        if (name, port) in self._exact:
-            return True
-        if port != self.port:
-            return False
-        if name in self._names:
+        if (name, 80 if port is None else port) in self._exact:  # RFC 9110 §4.2.1: 80
             return True
         return self.listen_host in _WILDCARDS and _is_ip(name)

@@ -260,7 +260,6 @@ class HttpServer:
             await runner.cleanup()
             raise
         self._runner = runner
-        self._hosts.port = self.port
         log.info("HTTP listening", extra={"host": self.host, "port": self.port})
 
     async def stop(self) -> None:
