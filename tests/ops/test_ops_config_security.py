@@ -97,3 +97,34 @@ def test_short_token_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("secret\n")
     with pytest.raises(ConfigError, match="shorter than 32"):
         load_config(write(tmp_path, f'[http]\napi_token_file = "{tmp_path / "token"}"\n'))
+
+
+def test_tcp_cap_is_derived_from_the_open_files_limit() -> None:
+    from mediasrv.app import BASE_FD_RESERVE, FDS_PER_CALL, tcp_limits
+
+    cfg = load_config(None)  # RTP 20000-29999: 2,500 calls of 4 ports
+    reserve = BASE_FD_RESERVE + FDS_PER_CALL * 2500
+    assert tcp_limits(cfg, 20_000).max_total == 20_000 - reserve
+    assert tcp_limits(cfg, 2_048).max_total == 512  # too small for the reserve: a quarter
+    assert tcp_limits(cfg, 10_000_000).max_total == 10_000  # the memory ceiling
+    limits = tcp_limits(cfg, 20_000)
+    assert (limits.idle_timeout, limits.max_per_source) == (60.0, 64)
+
+
+def test_tcp_cap_from_the_config_wins(tmp_path: Path) -> None:
+    from mediasrv.app import tcp_limits
+
+    cfg = load_config(write(tmp_path, "[sip]\ntcp_max_connections = 300\n"))
+    assert tcp_limits(cfg, 2_048).max_total == 300
+
+
+def test_open_files_soft_limit_is_raised_to_the_hard_limit() -> None:
+    import resource
+
+    from mediasrv.app import raise_open_files_limit
+
+    soft = raise_open_files_limit()
+    now, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert soft == now
+    if hard != resource.RLIM_INFINITY:
+        assert now == hard
