@@ -351,8 +351,12 @@ class SipTransport:
         self._sweep_handle = self.loop.call_later(interval, self._sweep)
 
     def _sweep(self) -> None:
-        self.close_idle(self.loop.time())
-        self._schedule_sweep()
+        try:
+            self.close_idle(self.loop.time())
+        except Exception:
+            log.exception("idle TCP sweep failed")  # a bug here must not stop future sweeps
+        finally:
+            self._schedule_sweep()
 
     def close_idle(self, now: float) -> int:
         """Close connections without activity for ``idle_timeout`` that no dialog and no
