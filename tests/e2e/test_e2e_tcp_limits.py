@@ -204,6 +204,7 @@ def _status(url: str, token: str | None) -> int:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as r:
             return int(r.status)
     except urllib.error.HTTPError as e:
+        e.close()
         return e.code
 
 
@@ -230,3 +231,28 @@ def test_generated_token_is_shown_once_and_survives_a_restart(
     )
     assert len(_SHOWN.findall(second.log_tail(100_000))) == 1  # the same line, not a new one
     assert _status(f"http://127.0.0.1:{second.http_port}/api/v1/calls", token) == 200
+
+
+async def test_running_server_applies_the_http_policy(start_server: StartServer) -> None:
+    """The [http] keys reach the real process: slow headers closed, foreign Host 421, headers."""
+    server = start_server(
+        numbers=number_to("sip:op@127.0.0.1:5999"),
+        http={"idle_timeout": 0.5, "open_endpoints": ["/health"]},
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.http_port)
+    writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")  # never finished
+    try:
+        assert await asyncio.wait_for(reader.read(), 15) == b""
+    finally:
+        writer.close()
+    base = f"http://127.0.0.1:{server.http_port}"
+    assert await asyncio.to_thread(_status, f"{base}/metrics", None) == 401
+    assert await asyncio.to_thread(_status, f"{base}/metrics", server.spec.api_token) == 200
+    foreign = urllib.request.Request(f"{base}/health", headers={"Host": "rebound.example"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        await asyncio.to_thread(urllib.request.urlopen, foreign, timeout=5)
+    refused.value.close()
+    assert refused.value.code == 421
+    with urllib.request.urlopen(f"{base}/health", timeout=5) as r:
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert "aiohttp" not in (r.headers.get("Server") or "")
