@@ -11,8 +11,10 @@ import asyncio
 import gc
 import logging
 import os
+import resource
 import secrets
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,13 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
-from mediasrv.api.http import HttpServer
+from mediasrv.api.auth import (
+    TOKEN_FILE_NAME,
+    StaticTokenStore,
+    TokenStore,
+    ensure_server_token,
+)
+from mediasrv.api.http import HttpPolicy, HttpServer
 from mediasrv.calls.call import Call, CallResult, CallServices
 from mediasrv.calls.routing import Destination, Route
 from mediasrv.config import AnalysisSettings, Config, NumberConfig, TrunkConfig
@@ -38,7 +46,7 @@ from mediasrv.sip.digest import DigestAlgorithm, DigestCredentials, DigestServer
 from mediasrv.sip.legs import InboundLeg
 from mediasrv.sip.message import Request, Response
 from mediasrv.sip.transaction import TimerConfig
-from mediasrv.sip.transport import SipTransport
+from mediasrv.sip.transport import SipTransport, TcpLimits, derive_max_total
 from mediasrv.sip.ua import Admission, UserAgent
 
 if TYPE_CHECKING:
@@ -171,6 +179,12 @@ class MetricsObserver:
     def transaction_timeout(self, kind: str) -> None:
         self.metrics.sip_transaction_timeouts_total.labels(kind=kind).inc()
 
+    def tcp_refused(self, reason: str) -> None:
+        self.metrics.sip_tcp_refused_total.labels(reason=reason).inc()
+
+    def tcp_idle_closed(self) -> None:
+        self.metrics.sip_tcp_idle_closed_total.inc()
+
 
 class AnalysisMetrics:
     """The analysis pool's hooks, onto Prometheus."""
@@ -229,6 +243,67 @@ def models_ready(config: AnalysisConfig) -> str | None:
     return None
 
 
+# --- file descriptors and TCP caps (issue 8, finding 4) ---
+FDS_PER_CALL = 5  # two legs x (RTP + RTCP socket), plus the recording file
+BASE_FD_RESERVE = 64  # store (db, WAL, shm), log, listeners, HTTP clients, worker pipes
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (the soft default of 1024 exists for
+    select(), which an epoll loop does not use). Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-files limit", extra={"error": str(exc)})
+    return int(soft) if soft != resource.RLIM_INFINITY else 1_048_576
+
+
+def tcp_limits(config: Config, nofile: int) -> TcpLimits:
+    """The TCP caps: ``[sip] tcp_max_connections``, or what RLIMIT_NOFILE leaves after
+    reserving fds for every call the RTP port range can hold (:data:`FDS_PER_CALL`)."""
+    sip, media = config.sip, config.media
+    total = sip.tcp_max_connections
+    if total == 0:
+        calls = (media.rtp_port_max - media.rtp_port_min + 1) // 4
+        reserve = BASE_FD_RESERVE + FDS_PER_CALL * calls
+        total = derive_max_total(nofile, reserve)
+        if nofile - reserve < total:
+            log.warning(
+                "the open-files limit cannot hold the RTP port range's calls; raise it",
+                extra={"nofile": nofile, "calls": calls, "fds_needed": reserve},
+            )
+    return TcpLimits(sip.tcp_idle_timeout, sip.tcp_max_per_source, total)
+
+
+def server_token_store(config: Config) -> tuple[TokenStore, str | None]:
+    """The API's token store, and a token just generated (to show once) if there is one.
+
+    ``[http] api_token_sha256`` / ``api_token_file`` name the server token; without either,
+    one is generated at first start and its sha256 kept in the data dir. Blocking file I/O.
+    """
+    digest = config.http.api_token_sha256
+    token = None
+    if not digest:
+        digest, token = ensure_server_token(config.server.data_dir)
+    return StaticTokenStore.server(digest), token
+
+
+def _show_new_token(token: str, config: Config) -> None:
+    """Printed once, on the console only: a secret does not belong in shipped logs."""
+    print(
+        f"mediasrv: generated the HTTP API token (shown only now): {token}\n"
+        f"mediasrv: use it as 'Authorization: Bearer <token>'; its sha256 is in "
+        f"{config.server.data_dir / TOKEN_FILE_NAME}; `mediasrv token rotate` makes a new one",
+        file=sys.stderr,
+        flush=True,
+    )
+    log.warning("generated a new HTTP API token (printed on the console, not logged)")
+
+
 def _cseq_method(msg: Response) -> str:
     try:
         return msg.cseq[1]
@@ -244,7 +319,7 @@ class _Drain:
 class Server:
     """The running media server."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, tokens: TokenStore, nofile: int = 1024) -> None:
         self.config = config
         self.loop = asyncio.get_running_loop()
         self.metrics = Metrics()
@@ -268,7 +343,17 @@ class Server:
             recording_format=config.media.recording_format.value,
             latch_learning=config.media.latch_learning_ms / 1000.0,
         )
-        self.transport = SipTransport(self.loop, host, port, self._receive, self._malformed_stream)
+        self.sip_observer = MetricsObserver(self.metrics)
+        self.transport = SipTransport(
+            self.loop,
+            host,
+            port,
+            self._receive,
+            self._malformed_stream,
+            limits=tcp_limits(config, nofile),
+            observer=self.sip_observer,
+            peers_in_use=self._peers_in_use,
+        )
         self.ua: UserAgent | None = None
         self.router = ConfigRouter(config)
         self.admission = TrunkAdmission(config.trunks, secrets.token_bytes(32))
@@ -276,8 +361,22 @@ class Server:
         self.analysis_pool: AnalysisWorkerPool | None = None
         self.analysis_metrics = AnalysisMetrics(self.metrics)
         hh, hp = config.server.http_hostport
+        http = config.http
+        policy = HttpPolicy(
+            tokens,
+            frozenset(http.open_endpoints),
+            http.allowed_hosts,
+            http.server_header,
+            http.idle_timeout,
+        )
         self.http = HttpServer(
-            hh, hp, self.metrics, self.store, self.health, config.server.recordings_dir
+            hh,
+            hp,
+            self.metrics,
+            self.store,
+            self.health,
+            config.server.recordings_dir,
+            policy=policy,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -305,12 +404,22 @@ class Server:
             self._on_incoming,
             admission=self.admission,
             cfg=TimerConfig(sip.t1, sip.t2, sip.t4),
-            observer=MetricsObserver(self.metrics),
+            observer=self.sip_observer,
         )
         self.metrics.add_gauge_callback(
             "mediasrv_sip_transactions", "SIP transactions in progress", self._transactions
         )
         self.metrics.add_gauge_callback("mediasrv_sip_dialogs", "SIP dialogs", self._dialogs)
+        self.metrics.add_gauge_callback(
+            "mediasrv_sip_tcp_connections",
+            "SIP TCP connections open (both directions)",
+            lambda: float(self.transport.tcp_connections()),
+        )
+        self.metrics.add_gauge_callback(
+            "mediasrv_sip_tcp_connections_limit",
+            "Cap on accepted SIP TCP connections (from RLIMIT_NOFILE unless configured)",
+            lambda: float(self.transport.limits.max_total),
+        )
         self.metrics.rtp_ports_in_use.set_function(self._ports)
         self.metrics.add_gauge_callback(
             "event_loop_lag_seconds",
@@ -410,6 +519,9 @@ class Server:
 
     def _transactions(self) -> float:
         return float(self.ua.transaction_count()) if self.ua else 0.0
+
+    def _peers_in_use(self) -> list[Peer]:
+        return self.ua.peers_in_use() if self.ua is not None else []
 
     def _dialogs(self) -> float:
         return float(self.ua.dialog_count()) if self.ua else 0.0
@@ -580,8 +692,22 @@ async def serve(config: Config) -> int:
     """Run until SIGTERM/SIGINT has drained the server. Returns the exit code."""
     config.server.data_dir.mkdir(parents=True, exist_ok=True)
     Path(config.server.recordings_dir).mkdir(parents=True, exist_ok=True)
-    server = Server(config)
+    nofile = raise_open_files_limit()
+    loop = asyncio.get_running_loop()
+    tokens, new_token = await loop.run_in_executor(None, server_token_store, config)
+    server = Server(config, tokens, nofile)
     await server.start()
+    if new_token is not None:
+        _show_new_token(new_token, config)
+    log.info(
+        "SIP TCP limits",
+        extra={
+            "open_files": nofile,
+            "max_connections": server.transport.limits.max_total,
+            "max_per_source": server.transport.limits.max_per_source,
+            "idle_timeout_s": server.transport.limits.idle_timeout,
+        },
+    )
     # Long-lived start-up objects leave the collector's view. Young collections stay
     # frequent and small: measured at 400 calls/s, rare big young collections (threshold
     # 50,000) paused the loop for 0.57 s, which SIPp saw as retransmissions.

@@ -1,4 +1,4 @@
-"""The ``mediasrv`` command: run, demo, analyze, models, --version.
+"""The ``mediasrv`` command: run, demo, analyze, models, token, --version.
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 """
@@ -37,6 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     models_sub = models.add_subparsers(dest="models_command", required=True)
     models_sub.add_parser("build", help="fetch, convert, verify and install every model")
     models_sub.add_parser("list", help="show the installed models' manifest")
+
+    token = sub.add_parser("token", help="the HTTP API's bearer token")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    token_sub.add_parser("new", help="print a new random token and its sha256 (stores nothing)")
+    token_sub.add_parser("hash", help="print the sha256 of a token read from stdin")
+    rotate = token_sub.add_parser(
+        "rotate", help="replace the generated server token in the data dir; print the new one"
+    )
+    rotate.add_argument("-c", "--config", help="TOML config file (for [server] data_dir)")
+    rotate.add_argument("--data-dir", metavar="DIR", help="data directory (default ./var)")
     return parser
 
 
@@ -92,9 +102,50 @@ def _models(args: argparse.Namespace) -> int:
     return models_main(args)
 
 
+def _token(args: argparse.Namespace) -> int:
+    from mediasrv.api.auth import generate_token, hash_token, rotate_server_token
+
+    if args.token_command == "new":
+        token = generate_token()
+        print(f"token:  {token}\nsha256: {hash_token(token)}")
+        return 0
+    if args.token_command == "hash":
+        token = sys.stdin.readline().strip()
+        if not token:
+            print("mediasrv: no token on stdin", file=sys.stderr)
+            return 2
+        print(hash_token(token))
+        return 0
+    from mediasrv.config import ConfigError, load_config
+
+    overrides = {"server.data_dir": args.data_dir} if args.data_dir else {}
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as exc:
+        print(f"mediasrv: config error: {exc}", file=sys.stderr)
+        return 2
+    if config.http.api_token_sha256:
+        print(
+            "mediasrv: the config sets the token ([http] api_token_sha256 or api_token_file); "
+            "change it there (`mediasrv token new` makes one)",
+            file=sys.stderr,
+        )
+        return 2
+    token = rotate_server_token(config.server.data_dir)
+    print(token)
+    print("mediasrv: new API token stored (hashed); restart the server to use it", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"run": _run, "demo": _demo, "analyze": _analyze, "models": _models}
+    handlers = {
+        "run": _run,
+        "demo": _demo,
+        "analyze": _analyze,
+        "models": _models,
+        "token": _token,
+    }
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import hashlib
 import ipaddress
 import re
 import tomllib
@@ -26,6 +27,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DigestAlgorithm",
+    "HttpConfig",
     "LogFormat",
     "MediaConfig",
     "NumberConfig",
@@ -233,6 +235,10 @@ class SipConfig:
     t1: float = 0.5  # RFC 3261 §17.1.1.1: RTT estimate
     t2: float = 4.0  # RFC 3261 §17.1.2.2: maximum retransmit interval for non-INVITE
     t4: float = 5.0  # RFC 3261 §17.1.2.2: maximum duration a message remains in the network
+    # --- TCP connection limits (issue 8, finding 4) ---
+    tcp_idle_timeout: float = 60.0  # RFC 3261 §18.3: close a connection silent this long
+    tcp_max_per_source: int = 64  # accepted connections per IPv4 address / IPv6 /64
+    tcp_max_connections: int = 0  # 0: derived from RLIMIT_NOFILE, keeping fds for RTP
 
 
 @dataclass(frozen=True)
@@ -256,6 +262,29 @@ class AnalysisSettings:
     beam_size: int = 5
     whisper_model: str = "whisper-base"
     models_dir: str = ""  # "": $MEDIASRV_MODELS_DIR or ~/.cache/mediasrv/models
+
+
+# --------------------------------------------------------------------------- [http] (issue 8, finding 5)
+
+OPS_ENDPOINTS = ("/health", "/ready", "/metrics")
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """Who may use the HTTP API, which Host names it answers, and how long it waits."""
+
+    # sha256 (hex) of the server token; "" = api_token_file, else generated in data_dir.
+    api_token_sha256: str = field(default="", repr=False)
+    api_token_file: str = ""  # a file holding the token itself (a mounted secret)
+    open_endpoints: tuple[str, ...] = OPS_ENDPOINTS  # served without a token
+    allowed_hosts: tuple[str, ...] = ()  # extra Host values ("name" or "name:port"; "*": any)
+    server_header: str = ""  # the Server header of HTTP responses ("" = none)
+    idle_timeout: float = 15.0  # a whole request head must arrive within this (slow headers)
+
+
+MIN_TOKEN_LENGTH = 32
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_HEADER_VALUE = re.compile(r"^[\x20-\x7e]*$")
 
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -315,6 +344,7 @@ class Config:
     sip: SipConfig = field(default_factory=SipConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    http: HttpConfig = field(default_factory=HttpConfig)
     trunks: tuple[TrunkConfig, ...] = ()
     numbers: tuple[NumberConfig, ...] = ()
     source: str = "<defaults>"
@@ -646,6 +676,9 @@ def _sip(ctx: _Ctx, data: object) -> SipConfig:
         t1=t.float_("t1", d.t1, hi=60.0),
         t2=t.float_("t2", d.t2, hi=600.0),
         t4=t.float_("t4", d.t4, hi=600.0),
+        tcp_idle_timeout=t.float_("tcp_idle_timeout", d.tcp_idle_timeout, hi=86400.0),
+        tcp_max_per_source=t.int_("tcp_max_per_source", d.tcp_max_per_source, 1, 1_000_000),
+        tcp_max_connections=t.int_("tcp_max_connections", d.tcp_max_connections, 0, 1_000_000),
     )
     if cfg.t2 < cfg.t1:  # RFC 3261 §17.1.2.2: intervals double from T1 up to T2
         raise t.err("t2", f"must be at least t1 ({cfg.t1:g}), got {cfg.t2:g}")
@@ -683,6 +716,65 @@ def _analysis(ctx: _Ctx, data: object) -> AnalysisSettings:
         whisper_model=t.str_("whisper_model", d.whisper_model, allow_empty=False),
         models_dir=t.str_("models_dir", d.models_dir),
     )
+
+
+def _http(ctx: _Ctx, data: object) -> HttpConfig:
+    d = HttpConfig()
+    t = _Table(ctx, ("http",), data, HttpConfig.__dataclass_fields__)
+    digest = t.str_("api_token_sha256", d.api_token_sha256).strip().lower()
+    token_file = t.str_("api_token_file", d.api_token_file).strip()
+    if digest and token_file:
+        raise t.err("api_token_file", "set api_token_sha256 or api_token_file, not both")
+    if digest and not _SHA256_HEX.match(digest):
+        raise t.err("api_token_sha256", "expected 64 hex digits (the token's sha256)")
+    if token_file:
+        digest = _token_file_digest(t, token_file)
+    open_endpoints = t.str_list("open_endpoints", "paths") if t.has("open_endpoints") else None
+    for j, path in enumerate(open_endpoints or ()):
+        if path not in OPS_ENDPOINTS:
+            raise ctx.error(
+                ("http", "open_endpoints", j),
+                f"{path!r} is not one of {', '.join(OPS_ENDPOINTS)} (/api/v1 always needs a token)",
+            )
+    hosts = t.str_list("allowed_hosts", "host names like 'mediasrv.example.com:8080'")
+    for j, host in enumerate(hosts):
+        if host != "*" and not _is_host_or_hostport(host):
+            raise ctx.error(("http", "allowed_hosts", j), f"{host!r} is not a host or host:port")
+    server_header = t.str_("server_header", d.server_header)
+    if not _HEADER_VALUE.match(server_header):
+        raise t.err("server_header", "only printable ASCII is allowed in a header value")
+    return HttpConfig(
+        api_token_sha256=digest,
+        api_token_file=token_file,
+        open_endpoints=tuple(open_endpoints) if open_endpoints is not None else d.open_endpoints,
+        allowed_hosts=tuple(h.strip().lower() for h in hosts),
+        server_header=server_header,
+        idle_timeout=t.float_("idle_timeout", d.idle_timeout, hi=3600.0),
+    )
+
+
+def _token_file_digest(t: _Table, path: str) -> str:
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise t.err("api_token_file", f"cannot read {path}: {e}") from None
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise t.err(
+            "api_token_file",
+            f"the token in {path} is shorter than {MIN_TOKEN_LENGTH} characters; "
+            "make one with `mediasrv token new`",
+        )
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _is_host_or_hostport(text: str) -> bool:
+    if _is_host(text.strip("[]")):
+        return True
+    try:
+        parse_hostport(text)
+    except ValueError:
+        return False
+    return True
 
 
 _TRUNK_KEYS = [k for k in TrunkConfig.__dataclass_fields__ if k != "networks"]
@@ -763,7 +855,7 @@ def _check_ports(ctx: _Ctx, server: ServerConfig) -> None:
         )
 
 
-_SECTIONS = ("server", "sip", "media", "analysis", "trunks", "numbers")
+_SECTIONS = ("server", "sip", "media", "analysis", "http", "trunks", "numbers")
 
 
 def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
@@ -772,6 +864,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
     sip = _sip(ctx, raw.get("sip", {}))
     media = _media(ctx, raw.get("media", {}))
     analysis = _analysis(ctx, raw.get("analysis", {}))
+    http = _http(ctx, raw.get("http", {}))
     trunks = tuple(_trunk(ctx, i, d) for i, d in enumerate(top.tables("trunks")))
     seen_trunks: dict[str, int] = {}
     for i, tr in enumerate(trunks):
@@ -805,6 +898,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
         sip=sip,
         media=media,
         analysis=analysis,
+        http=http,
         trunks=trunks,
         numbers=numbers,
         source=ctx.source,

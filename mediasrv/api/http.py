@@ -12,6 +12,13 @@ Routes:
 
 Errors are JSON ``{"error": "..."}`` with a fitting status; a bad query parameter is a 400
 that names the parameter.
+
+Security (issue 8, finding 5; :class:`HttpPolicy`): every route but the open ops endpoints
+needs ``Authorization: Bearer <token>`` (RFC 6750; 401 with ``WWW-Authenticate: Bearer``
+otherwise), a foreign ``Host`` gets 421 (DNS rebinding, :mod:`mediasrv.api.hosts`), every
+response carries ``nosniff``, ``no-store``, ``no-referrer`` and a deny-all CSP, and the
+``Server`` header names no software version. A request head must arrive within
+``idle_timeout`` of the connection opening or of the previous response (slow headers).
 """
 
 from __future__ import annotations
@@ -20,19 +27,22 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from mediasrv.api.auth import Principal, Scope, TokenStore, bearer_token
 from mediasrv.api.csv_export import csv_header, csv_rows
+from mediasrv.api.hosts import HostAllowlist
 from mediasrv.api.openapi import openapi_document
 from mediasrv.outputs.calllog import CallLog, Disposition
 from mediasrv.outputs.metrics import CONTENT_TYPE, Metrics
 from mediasrv.outputs.recordings import is_within
 
-__all__ = ["MAX_EXPORT", "MAX_LIMIT", "HttpServer"]
+__all__ = ["MAX_EXPORT", "MAX_LIMIT", "OPS_ENDPOINTS", "PRINCIPAL", "HttpPolicy", "HttpServer"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,27 @@ MAX_LIMIT = 1000  # rows per JSON page
 MAX_EXPORT = 100_000  # rows per CSV export
 EXPORT_PAGE = 1000  # rows fetched from the store at a time while streaming CSV
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+OPS_ENDPOINTS = ("/health", "/ready", "/metrics")
+PRINCIPAL = web.RequestKey("principal", Principal)  # who the request's token belongs to
+
+# On every response: API JSON is never a document to render, frame, cache or refer from.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    """Who may call what, which Host names are ours, and the connection timeout."""
+
+    tokens: TokenStore
+    open_endpoints: frozenset[str] = field(default_factory=lambda: frozenset(OPS_ENDPOINTS))
+    allowed_hosts: tuple[str, ...] = ()
+    server_header: str = ""
+    idle_timeout: float = 15.0
 
 
 class BadParam(ValueError):
@@ -48,6 +79,14 @@ class BadParam(ValueError):
 
 def _json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+def _unauthorized(error: str | None) -> web.Response:
+    # RFC 6750 §3: the challenge; §3.1: error="invalid_token" when a token was presented.
+    challenge = 'Bearer realm="mediasrv"' + (f', error="{error}"' if error else "")
+    response = _json_error(401, "a valid bearer token is required")
+    response.headers["WWW-Authenticate"] = challenge
+    return response
 
 
 def _route(request: web.Request) -> str:
@@ -137,9 +176,13 @@ class HttpServer:
         store: CallLog,
         health: Callable[[], dict[str, object]],
         recordings_dir: Path | None = None,
+        *,
+        policy: HttpPolicy,
     ) -> None:
         self.host = host
         self._port = port
+        self.policy = policy
+        self._hosts = HostAllowlist(host, policy.allowed_hosts)
         self._metrics = metrics
         self._store = store
         self._health = health
@@ -163,9 +206,31 @@ class HttpServer:
         self._metrics.http_requests_total.labels(route=_route(request), code=str(resp.status)).inc()
         return resp
 
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Host allowlist first (a rebound name learns nothing), then the bearer token."""
+        if not self._hosts.allows(request.headers.get("Host")):
+            return _json_error(421, "this server does not answer that Host name")
+        if request.path in self.policy.open_endpoints:
+            return await handler(request)
+        token = bearer_token(request.headers.get("Authorization"))
+        if token is None:
+            return _unauthorized(None)
+        principal = self.policy.tokens.authenticate(token)
+        if principal is None or not principal.allows(Scope.ADMIN):
+            return _unauthorized("invalid_token")
+        request[PRINCIPAL] = principal
+        return await handler(request)
+
+    async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(SECURITY_HEADERS)
+        response.headers["Server"] = self.policy.server_header
+
     def _build_app(self) -> web.Application:
-        # _count is outermost so that it sees the status the error middleware produced.
-        app = web.Application(middlewares=[self._count, _errors_as_json])
+        # _count is outermost so that it sees the status the error middleware produced;
+        # _guard comes before any handler (an unknown path without a token is a 401, not 404).
+        app = web.Application(middlewares=[self._count, self._guard, _errors_as_json])
+        app.on_response_prepare.append(self._headers)
         app.router.add_get("/health", self._get_health)
         app.router.add_get("/ready", self._get_ready)
         app.router.add_get("/metrics", self._get_metrics)
@@ -178,8 +243,14 @@ class HttpServer:
 
     async def start(self) -> None:
         # handle_signals=False: SIGTERM belongs to the server's drain logic, not to aiohttp.
+        # keepalive_timeout is also aiohttp's deadline for the first request head on a new
+        # connection: it closes slow-header and idle connections alike.
         runner = web.AppRunner(
-            self.app, handle_signals=False, access_log=None, shutdown_timeout=2.0
+            self.app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=2.0,
+            keepalive_timeout=self.policy.idle_timeout,
         )
         await runner.setup()
         try:

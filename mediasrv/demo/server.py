@@ -2,6 +2,9 @@
 
 The server gets a generated TOML config, free ports on loopback and its own data directory;
 :meth:`ServerProcess.stop` sends SIGTERM (the drain path) and always reaps the process.
+Its HTTP API token is made here and configured by its sha256 (``[http] api_token_sha256``),
+so :meth:`ServerProcess.get_json` can send it; ``ServerSpec(api_token=None)`` leaves the
+server to generate its own.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -17,6 +21,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mediasrv.api.auth import generate_token, hash_token
 
 
 def free_sip_port() -> int:
@@ -77,7 +83,10 @@ class ServerSpec:
     media: dict[str, object] = field(default_factory=dict)
     server: dict[str, object] = field(default_factory=dict)
     analysis: dict[str, object] = field(default_factory=dict)
+    http: dict[str, object] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    api_token: str | None = field(default_factory=generate_token, repr=False)
+    nofile: int | None = None  # the server's RLIMIT_NOFILE (soft and hard), if set
 
 
 class ServerProcess:
@@ -110,6 +119,11 @@ class ServerProcess:
             sections["sip"] = dict(self.spec.sip)
         if self.spec.analysis:
             sections["analysis"] = dict(self.spec.analysis)
+        http = dict(self.spec.http)
+        if self.spec.api_token is not None:
+            http.setdefault("api_token_sha256", hash_token(self.spec.api_token))
+        if http:
+            sections["http"] = http
         tables = {"trunks": self.spec.trunks, "numbers": self.spec.numbers}
         self.spec.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(render_config(sections, tables))
@@ -136,7 +150,12 @@ class ServerProcess:
         env.update(self.spec.env)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.spec.workdir
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.spec.workdir,
+            preexec_fn=self._limit_files if self.spec.nofile else None,
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -153,19 +172,30 @@ class ServerProcess:
         self.kill()
         raise RuntimeError(f"mediasrv did not become healthy:\n{self.log_tail()}")
 
+    def _limit_files(self) -> None:
+        assert self.spec.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.spec.nofile, self.spec.nofile))
+
     def log_tail(self, chars: int = 4000) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
 
+    def request(self, path: str) -> urllib.request.Request:
+        """A GET of ``path`` on the server, with its API token when it has one."""
+        headers = {}
+        if self.spec.api_token is not None:
+            headers["Authorization"] = f"Bearer {self.spec.api_token}"
+        return urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", headers=headers)
+
     def get_json(self, path: str) -> object:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as r:
+        with urllib.request.urlopen(self.request(path), timeout=5) as r:
             return json.loads(r.read())
 
     def metrics(self) -> dict[str, float]:
         """Unlabelled samples of /metrics plus labelled ones keyed by their full text."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
+        with urllib.request.urlopen(self.request("/metrics"), timeout=5) as r:
             text = r.read().decode()
         out: dict[str, float] = {}
         for line in text.splitlines():

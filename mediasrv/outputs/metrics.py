@@ -87,6 +87,16 @@ class Metrics:
         self.sip_retransmissions_total = Counter(
             f"{p}sip_retransmissions", "SIP retransmissions sent or absorbed", registry=r
         )
+        # SIP TCP connection limits (issue 8, finding 4)
+        self.sip_tcp_refused_total = Counter(
+            f"{p}sip_tcp_refused",
+            "SIP TCP connections refused at a cap (per_source or total)",
+            ["reason"],
+            registry=r,
+        )
+        self.sip_tcp_idle_closed_total = Counter(
+            f"{p}sip_tcp_idle_closed", "SIP TCP connections closed as idle", registry=r
+        )
         # media
         self.rtp_packets_total = Counter(
             f"{p}rtp_packets", "RTP packets relayed", ["direction"], registry=r
@@ -143,6 +153,8 @@ class Metrics:
                 self.sip_requests_total.labels(method=m, direction=direction)
         for direction in ("in", "out"):
             self.rtp_packets_total.labels(direction=direction)
+        for reason in ("per_source", "total"):
+            self.sip_tcp_refused_total.labels(reason=reason)
         for result in ("done", "failed"):
             self.analysis_jobs_total.labels(result=result)
         for result in ("delivered", "failed"):

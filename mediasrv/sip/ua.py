@@ -148,6 +148,16 @@ class UserAgent:
     def dialog_count(self) -> int:
         return len(self.dialogs)
 
+    def peers_in_use(self) -> list[Peer]:
+        """Peers of live dialogs (early or confirmed) and of INVITEs not yet answered.
+
+        Their TCP connections are not idle however long they are silent: an in-dialog
+        request (BYE) or the final response must go back over them (RFC 3261 §18.2.2).
+        """
+        peers = [leg.dialog.peer for leg in self.dialogs.values() if leg.dialog is not None]
+        peers.extend(leg.peer for leg in self._inbound_by_ist.values())
+        return peers
+
     # -- input -----------------------------------------------------------------------------------
     def receive(self, data: bytes, peer: Peer) -> None:
         """Entry point for the transport: one whole message from ``peer``."""

@@ -15,12 +15,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mediasrv.api import http as http_module
-from mediasrv.api.http import HttpServer
+from mediasrv.api.auth import StaticTokenStore, generate_token, hash_token
+from mediasrv.api.http import HttpPolicy, HttpServer
 from mediasrv.outputs.calllog import CallLogStore, CallRecord, Disposition
 from mediasrv.outputs.metrics import Metrics
 from mediasrv.outputs.recordings import recording_path
 
 T0 = 1_700_000_000.0
+TOKEN = generate_token()
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+POLICY = HttpPolicy(StaticTokenStore.server(hash_token(TOKEN)))
 
 
 @dataclass
@@ -55,9 +59,10 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         store,
         lambda: dict(state),
         recordings_dir=tmp_path / "var" / "recordings",
+        policy=POLICY,
     )
     await server.start()
-    client = aiohttp.ClientSession()
+    client = aiohttp.ClientSession(headers=AUTH)
     try:
         yield Env(server, store, metrics, client, tmp_path, state)
     finally:
@@ -213,7 +218,7 @@ async def test_health_callback_failure_is_a_json_500(tmp_path: Path) -> None:
     def broken() -> dict[str, object]:
         raise RuntimeError("boom")
 
-    server = HttpServer("127.0.0.1", 0, Metrics(), store, broken)
+    server = HttpServer("127.0.0.1", 0, Metrics(), store, broken, policy=POLICY)
     await server.start()
     try:
         async with (
@@ -230,7 +235,7 @@ async def test_health_callback_failure_is_a_json_500(tmp_path: Path) -> None:
 async def test_ipv6_loopback(tmp_path: Path) -> None:
     store = CallLogStore(tmp_path / "db.sqlite")
     await store.open()
-    server = HttpServer("::1", 0, Metrics(), store, lambda: {"status": "ok"})
+    server = HttpServer("::1", 0, Metrics(), store, lambda: {"status": "ok"}, policy=POLICY)
     try:
         await server.start()
     except OSError:
