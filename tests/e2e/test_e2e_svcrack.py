@@ -24,7 +24,9 @@ from peers_plugin import needs_sipp, sipp_scenario
 
 from mediasrv.demo.sipp import SippOptions, SippRun, free_port
 
-SVCRACK = shutil.which("sipvicious_svcrack") or str(Path(sys.executable).parent / "sipvicious_svcrack")
+SVCRACK = shutil.which("sipvicious_svcrack") or str(
+    Path(sys.executable).parent / "sipvicious_svcrack"
+)
 pytestmark = [
     needs_sipp,
     pytest.mark.e2e,
