@@ -64,7 +64,8 @@ async def run_svcrack(tmp_path: Path, sip_port: int, wall_s: float) -> str:
     wrapper = tmp_path / "svcrack_sdp.py"
     wrapper.write_text(WRAPPER)
     proc = await asyncio.create_subprocess_exec(
-        "timeout", "-s", "KILL", str(wall_s), sys.executable, str(wrapper),
+        # SIGINT at the end: svcrack catches it and prints what it found ("found nothing")
+        "timeout", "-s", "INT", "-k", "5", str(wall_s), sys.executable, str(wrapper),
         "-u", USER, "-e", NUMBER, "-d", str(words), "-m", "INVITE", "-x", "127.0.0.1",
         "-P", str(free_port()), "-p", str(sip_port), "-t", "0.02", "--maximumtime", "2",
         "127.0.0.1",
@@ -103,14 +104,18 @@ async def test_svcrack_is_locked_out(tmp_path: Path, start_server: StartServer, 
     finally:
         await uas.stop()
     # what svcrack prints when it cracks a password (it did against the previous server):
-    # a table row "| carrier1 | s3cret |"
+    # a table row "| carrier1 | s3cret |"; otherwise "found nothing"
     assert not re.search(rf"\|\s*{USER}\s*\|\s*{PASSWORD}\s*\|", out), out[-3000:]
+    assert "found nothing" in out, out[-3000:]
     m = server.metrics()
     assert m.get('mediasrv_sip_auth_attempts_total{result="ok"}') == 0
     assert m.get('mediasrv_sip_auth_attempts_total{result="failed"}') == MAX_FAILURES
     assert m.get('mediasrv_sip_auth_blocks_total{scope="source"}') == 1
     assert m.get('mediasrv_sip_auth_attempts_total{result="blocked"}', 0) >= 1
     assert not server.calls()  # no call was admitted, so no row
+    forbidden = m.get('mediasrv_sip_responses_total{code="403",direction="out",method="INVITE"}')
     if policy == "drop":
-        # dropped, not answered: svcrack gave up on its own for want of responses
-        assert "since we last received a response" in out, out[-3000:]
+        # a 403 for each wrong guess, then silence: the blocked INVITEs got no response
+        assert forbidden == MAX_FAILURES
+    else:
+        assert forbidden is not None and forbidden > MAX_FAILURES
