@@ -8,8 +8,8 @@ table of the nonces it issued (:class:`NonceTable`), which makes each nonce boun
 nonce count ``nc`` must grow with every request (RFC 7616 §3.4: a count seen before is a
 replay), a nonce answered wrongly ``max_failures`` times is spent, and an answer without qop
 (RFC 2617 §3.2.2.1 form) is good once. A correct answer to a nonce that expired or left the
-table gets ``stale=true`` (RFC 7616 §3.3), so an honest client retries with a fresh one; with
-several nodes behind a proxy, a node that did not issue the nonce does the same.
+table gets ``stale=true`` (RFC 7616 §3.3), so an honest client retries with a fresh one (the
+table is per process: nodes sharing a secret would re-challenge each other's nonces so).
 """
 
 from __future__ import annotations
