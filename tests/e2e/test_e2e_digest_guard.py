@@ -182,3 +182,14 @@ def test_brute_force_from_one_source_is_blocked(start_server: StartServer, probe
     # user is below its own threshold (max_user_failures)
     q = prober(server, "127.0.0.2")
     assert authenticated(q, NUMBER)[1] == ADMITTED
+
+
+def test_nonce_table_stays_bounded_under_a_challenge_flood(start_server: StartServer, prober):
+    """1,000 unauthenticated INVITEs, each answered 401 with a new nonce: the server holds at
+    most nonce_table_size nonces, and an honest client still gets in afterwards."""
+    server = start(start_server, guard={"nonce_table_size": 100})
+    p = prober(server)
+    codes = [p.challenge(NUMBER).code for _ in range(1000)]
+    assert codes.count(401) == 1000
+    assert server.metrics()["mediasrv_sip_auth_nonces"] == 100
+    assert authenticated(prober(server), NUMBER)[1] == ADMITTED
