@@ -93,6 +93,8 @@ class _Table:
 def source_key(host: str) -> str:
     """The unit a source is counted in: an IPv4 address, or an IPv6 /64 (one subscriber's
     prefix: an attacker holding a /64 must not get 2**64 fresh counters)."""
+    if ":" not in host:
+        return host  # IPv4 as the socket reports it (already canonical): the common case
     text = host.strip().strip("[]").split("%", 1)[0]
     try:
         addr = ipaddress.ip_address(text)
