@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["AuthGuard", "GuardObserver", "GuardPolicy", "GuardScope", "source_key"]
+__all__ = ["AuthGuard", "GuardObserver", "GuardPolicy", "GuardScope", "parse_exempt", "source_key"]
 
 log = logging.getLogger("mediasrv.sip.auth")
 

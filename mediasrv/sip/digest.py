@@ -36,6 +36,7 @@ __all__ = [
     "NonceTable",
     "choose_challenge",
     "parse_digest_params",
+    "same_resource",
 ]
 
 
