@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mediasrv.config import AuthGuardConfig, BlockedPolicy, ConfigError, load_config
+from mediasrv.config import AuthGuardConfig, BlockedPolicy, Config, ConfigError, load_config
 
 
-def load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
+def load(tmp_path: Path, text: str) -> Config:
     path = tmp_path / "x.toml"
     path.write_text(text, encoding="utf-8")
     return load_config(path)
