@@ -8,6 +8,7 @@ order. Nothing here runs per packet or per message.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -16,6 +17,7 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +33,14 @@ from mediasrv.api.auth import (
 from mediasrv.api.http import HttpPolicy, HttpServer
 from mediasrv.calls.call import Call, CallResult, CallServices
 from mediasrv.calls.routing import Destination, Route
-from mediasrv.config import AnalysisSettings, Config, NumberConfig, TrunkConfig
+from mediasrv.config import (
+    AnalysisSettings,
+    AuthGuardConfig,
+    BlockedPolicy,
+    Config,
+    NumberConfig,
+    TrunkConfig,
+)
 from mediasrv.log import bind_log_context
 from mediasrv.media.api import MediaEvent, RecordMode
 from mediasrv.media.engine import MediaEngine
@@ -41,10 +50,19 @@ from mediasrv.outputs.calllog import CallLogStore, Disposition
 from mediasrv.outputs.metrics import Metrics
 from mediasrv.outputs.recordings import recording_path
 from mediasrv.outputs.records import call_record_from_result
+from mediasrv.sip.auth_guard import AuthGuard, GuardPolicy, GuardScope, parse_exempt
 from mediasrv.sip.dialog import LocalContact, Peer
-from mediasrv.sip.digest import DigestAlgorithm, DigestCredentials, DigestServer, DigestStatus
+from mediasrv.sip.digest import (
+    DigestAlgorithm,
+    DigestCredentials,
+    DigestResult,
+    DigestServer,
+    DigestStatus,
+    parse_digest_params,
+)
 from mediasrv.sip.legs import InboundLeg
 from mediasrv.sip.message import Request, Response
+from mediasrv.sip.parser import SipParseError
 from mediasrv.sip.transaction import TimerConfig
 from mediasrv.sip.transport import SipTransport, TcpLimits, derive_max_total
 from mediasrv.sip.ua import Admission, UserAgent
@@ -85,20 +103,79 @@ class ConfigRouter:
         )
 
 
-class TrunkAdmission:
-    """Per-trunk source-IP ACL (403) and digest authentication as UAS (401), F1."""
+class AuthMetrics:
+    """Digest authentication results and auth-guard blocks onto Prometheus (the guard only
+    knows the GuardObserver protocol)."""
 
-    def __init__(self, trunks: tuple[TrunkConfig, ...], secret: bytes) -> None:
+    def __init__(self, metrics: Metrics) -> None:
+        self._attempts = {
+            result: metrics.sip_auth_attempts_total.labels(result=result)
+            for result in ("ok", "stale", "failed", "rejected", "bad_uri", "challenged", "blocked")
+        }
+        self._blocks = {
+            scope: metrics.sip_auth_blocks_total.labels(scope=scope.value) for scope in GuardScope
+        }
+
+    def attempt(self, result: str) -> None:
+        self._attempts[result].inc()
+
+    def auth_blocked(self, scope: GuardScope, seconds: float) -> None:
+        self._blocks[scope].inc()
+
+
+class _NoAuthMetrics:
+    def attempt(self, result: str) -> None:
+        return None
+
+    def auth_blocked(self, scope: GuardScope, seconds: float) -> None:
+        return None
+
+
+def guard_policy(cfg: AuthGuardConfig) -> GuardPolicy:
+    return GuardPolicy(
+        max_failures=cfg.max_failures,
+        max_user_failures=cfg.max_user_failures,
+        window=cfg.window,
+        backoff=cfg.backoff,
+        base_block=cfg.base_block,
+        max_block=cfg.max_block,
+        max_entries=cfg.max_entries,
+        exempt=parse_exempt(cfg.exempt),
+    )
+
+
+class TrunkAdmission:
+    """Per-trunk source-IP ACL (403) and digest authentication as UAS (401), F1, with the
+    auth guard in front of the password check (issue 8, finding 3)."""
+
+    def __init__(
+        self,
+        trunks: tuple[TrunkConfig, ...],
+        secret: bytes,
+        guard_config: AuthGuardConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: AuthMetrics | None = None,
+    ) -> None:
+        cfg = guard_config or AuthGuardConfig()
         self.trunks = trunks
+        self._metrics: AuthMetrics | _NoAuthMetrics = metrics or _NoAuthMetrics()
+        self._drop = cfg.blocked_policy is BlockedPolicy.DROP
+        self.guard = AuthGuard(guard_policy(cfg), clock, metrics) if cfg.enabled else None
         self._digest: dict[str, DigestServer] = {}
         for trunk in trunks:
             if trunk.inbound_auth:
-                algorithms = (
-                    (DigestAlgorithm.SHA256, DigestAlgorithm.MD5)
-                    if trunk.algorithm.value == "SHA-256"
-                    else (DigestAlgorithm.MD5,)
+                # RFC 8760 §2.4: offer and accept only the configured algorithm
+                self._digest[trunk.name] = DigestServer(
+                    trunk.realm,
+                    secret,
+                    (DigestAlgorithm(trunk.algorithm.value),),
+                    max_failures=cfg.nonce_max_failures,
+                    max_nonces=cfg.nonce_table_size,
                 )
-                self._digest[trunk.name] = DigestServer(trunk.realm, secret, algorithms)
+
+    def nonces(self) -> int:
+        """Nonces held in all trunks' tables (a gauge: bounded under a flood)."""
+        return sum(len(server.nonces) for server in self._digest.values())
 
     def __call__(self, request: Request, peer: Peer) -> Admission:
         if not self.trunks:
@@ -109,23 +186,72 @@ class TrunkAdmission:
         server = self._digest.get(trunk.name)
         if server is None:
             return Admission.accept(trunk.name)
+        return self._authenticate(request, peer.host, trunk, server)
+
+    def _authenticate(
+        self, request: Request, source: str, trunk: TrunkConfig, server: DigestServer
+    ) -> Admission:
+        guard = self.guard
+        if guard is not None and guard.refused(source) is not None:
+            return self._refuse()  # blocked: not even a challenge
         authorization = request.headers.get("Authorization")
         if authorization is None:
-            return Admission.reject(
-                401, None, tuple(("WWW-Authenticate", c) for c in server.challenges())
-            )
-        result = server.verify(
-            authorization,
+            self._metrics.attempt("challenged")
+            return self._challenge(server, source)
+        try:
+            params = parse_digest_params(authorization)
+        except SipParseError:
+            self._metrics.attempt("rejected")
+            return Admission.reject(403, "Forbidden (bad credentials)")
+        user = params.get("username")
+        account = f"{trunk.name}/{user}" if user == trunk.username else None
+        if guard is not None and account is not None and guard.refused(source, account):
+            return self._refuse()  # the right password is refused too while it lasts
+        result = server.verify_params(
+            params,
             request.method,
-            lambda user: trunk.password if user == trunk.username else None,
+            lambda name: trunk.password if name == trunk.username else None,
+            request.uri,
+            source,
         )
+        return self._answer(result, trunk.name, server, source, account)
+
+    def _answer(
+        self,
+        result: DigestResult,
+        trunk: str,
+        server: DigestServer,
+        source: str,
+        account: str | None,
+    ) -> Admission:
+        guard = self.guard
         if result.ok:
-            return Admission.accept(trunk.name)
+            self._metrics.attempt("ok")
+            if guard is not None:
+                guard.success(source, account)
+            return Admission.accept(trunk)
         if result.status is DigestStatus.STALE:
-            return Admission.reject(
-                401, None, tuple(("WWW-Authenticate", c) for c in server.challenges(stale=True))
-            )
+            self._metrics.attempt("stale")
+            return self._challenge(server, source, stale=True)
+        if result.status is DigestStatus.URI_MISMATCH:
+            # RFC 7616 §3.4.6: "SHOULD return a 400 Bad Request"
+            self._metrics.attempt("bad_uri")
+            return Admission.reject(400, "Bad Request (digest uri is not the Request-URI)")
+        if result.guess:
+            self._metrics.attempt("failed")
+            if guard is not None:
+                guard.failure(source, account)
+        else:
+            self._metrics.attempt("rejected")
         return Admission.reject(403, "Forbidden (bad credentials)")
+
+    def _challenge(self, server: DigestServer, source: str, stale: bool = False) -> Admission:
+        values = server.challenges(stale=stale, source=source)
+        return Admission.reject(401, None, tuple(("WWW-Authenticate", v) for v in values))
+
+    def _refuse(self) -> Admission:
+        self._metrics.attempt("blocked")
+        return Admission.drop() if self._drop else Admission.reject(403, "Forbidden")
 
 
 class MetricsObserver:
@@ -356,7 +482,13 @@ class Server:
         )
         self.ua: UserAgent | None = None
         self.router = ConfigRouter(config)
-        self.admission = TrunkAdmission(config.trunks, secrets.token_bytes(32))
+        self.admission = TrunkAdmission(
+            config.trunks,
+            secrets.token_bytes(32),
+            config.sip.auth_guard,
+            clock=self.loop.time,
+            metrics=AuthMetrics(self.metrics),
+        )
         self.analysis_queue: AnalysisJobQueue | None = None
         self.analysis_pool: AnalysisWorkerPool | None = None
         self.analysis_metrics = AnalysisMetrics(self.metrics)
@@ -420,6 +552,7 @@ class Server:
             "Cap on accepted SIP TCP connections (from RLIMIT_NOFILE unless configured)",
             lambda: float(self.transport.limits.max_total),
         )
+        self._add_auth_gauges()
         self.metrics.rtp_ports_in_use.set_function(self._ports)
         self.metrics.add_gauge_callback(
             "event_loop_lag_seconds",
@@ -516,6 +649,21 @@ class Server:
                 if worst > 0.2:
                     log.warning("event loop stalled", extra={"lag_s": round(worst, 3)})
                 worst, window_start = 0.0, now
+
+    def _add_auth_gauges(self) -> None:
+        admission = self.admission
+        self.metrics.add_gauge_callback(
+            "sip_auth_nonces", "Digest nonces held (bounded per trunk)", admission.nonces
+        )
+        guard = admission.guard
+        if guard is None:
+            return
+        for scope in GuardScope:
+            self.metrics.add_gauge_callback(
+                f"sip_auth_blocked_{scope.value}s",
+                f"Keys ({scope.value}) the auth guard blocks now",
+                functools.partial(guard.blocked_count, scope),
+            )
 
     def _transactions(self) -> float:
         return float(self.ua.transaction_count()) if self.ua else 0.0

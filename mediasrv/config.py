@@ -24,6 +24,8 @@ from mediasrv.media.api import RecordMode
 __all__ = [
     "DEFAULT_COUNTRY_CODE",
     "AnalysisSettings",
+    "AuthGuardConfig",
+    "BlockedPolicy",
     "Config",
     "ConfigError",
     "DigestAlgorithm",
@@ -227,6 +229,37 @@ class ServerConfig:
         return "127.0.0.1" if host in ("0.0.0.0", "::") else host
 
 
+# ---------------------------------------------------- [sip.auth_guard] (issue 8, finding 3)
+
+
+class BlockedPolicy(enum.StrEnum):
+    """What a source refused by the auth guard gets for its INVITEs."""
+
+    REJECT = "reject"  # 403 Forbidden
+    DROP = "drop"  # nothing at all (no 100 Trying, nothing to reflect)
+
+
+@dataclass(frozen=True)
+class AuthGuardConfig:
+    """Limits on failed digest authentication (fail2ban-style, in memory) and on nonce use."""
+
+    enabled: bool = True
+    max_failures: int = 5
+    max_user_failures: int = 20
+    window: float = 60.0
+    backoff: float = 0.25
+    base_block: float = 60.0
+    max_block: float = 3600.0
+    blocked_policy: BlockedPolicy = BlockedPolicy.REJECT
+    exempt: tuple[str, ...] = ()
+    max_entries: int = 10_000
+    nonce_max_failures: int = 5
+    nonce_table_size: int = 10_000
+
+
+# ---------------------------------------------------- end of [sip.auth_guard]
+
+
 @dataclass(frozen=True)
 class SipConfig:
     user_agent: str = "mediasrv"
@@ -239,6 +272,7 @@ class SipConfig:
     tcp_idle_timeout: float = 60.0  # RFC 3261 §18.3: close a connection silent this long
     tcp_max_per_source: int = 64  # accepted connections per IPv4 address / IPv6 /64
     tcp_max_connections: int = 0  # 0: derived from RLIMIT_NOFILE, keeping fds for RTP
+    auth_guard: AuthGuardConfig = field(default_factory=AuthGuardConfig)
 
 
 @dataclass(frozen=True)
@@ -679,9 +713,52 @@ def _sip(ctx: _Ctx, data: object) -> SipConfig:
         tcp_idle_timeout=t.float_("tcp_idle_timeout", d.tcp_idle_timeout, hi=86400.0),
         tcp_max_per_source=t.int_("tcp_max_per_source", d.tcp_max_per_source, 1, 1_000_000),
         tcp_max_connections=t.int_("tcp_max_connections", d.tcp_max_connections, 0, 1_000_000),
+        auth_guard=_auth_guard(ctx, t.data.get("auth_guard", {})),
     )
     if cfg.t2 < cfg.t1:  # RFC 3261 §17.1.2.2: intervals double from T1 up to T2
         raise t.err("t2", f"must be at least t1 ({cfg.t1:g}), got {cfg.t2:g}")
+    return cfg
+
+
+def _off_or_seconds(t: _Table, key: str, default: float) -> float:
+    """0 (turned off) or a number of seconds, checked as :meth:`_Table.float_` does."""
+    v = t.data.get(key, default)
+    if v == 0 and not isinstance(v, bool):
+        return 0.0
+    return t.float_(key, default)
+
+
+def _auth_guard(ctx: _Ctx, data: object) -> AuthGuardConfig:
+    """[sip.auth_guard] (issue 8, finding 3)."""
+    d = AuthGuardConfig()
+    t = _Table(ctx, ("sip", "auth_guard"), data, AuthGuardConfig.__dataclass_fields__)
+    week = 7 * 86400.0
+    exempt = t.str_list("exempt", "CIDR networks like '192.0.2.0/24'")
+    for j, net in enumerate(exempt):
+        try:
+            ipaddress.ip_network(net.strip(), strict=False)
+        except ValueError:
+            raise ctx.error(
+                ("sip", "auth_guard", "exempt", j), f"{net!r} is not a CIDR network"
+            ) from None
+    cfg = AuthGuardConfig(
+        enabled=t.bool_("enabled", d.enabled),
+        max_failures=t.int_("max_failures", d.max_failures, 1, 1000),
+        max_user_failures=t.int_("max_user_failures", d.max_user_failures, 0, 1_000_000),
+        window=t.float_("window", d.window),
+        backoff=_off_or_seconds(t, "backoff", d.backoff),
+        base_block=t.float_("base_block", d.base_block, hi=week),
+        max_block=t.float_("max_block", d.max_block, hi=week),
+        blocked_policy=t.enum_("blocked_policy", BlockedPolicy, d.blocked_policy),
+        exempt=tuple(n.strip() for n in exempt),
+        max_entries=t.int_("max_entries", d.max_entries, 100, 10_000_000),
+        nonce_max_failures=t.int_("nonce_max_failures", d.nonce_max_failures, 1, 1000),
+        nonce_table_size=t.int_("nonce_table_size", d.nonce_table_size, 100, 10_000_000),
+    )
+    if cfg.max_block < cfg.base_block:
+        raise t.err(
+            "max_block", f"must be at least base_block ({cfg.base_block:g}), got {cfg.max_block:g}"
+        )
     return cfg
 
 

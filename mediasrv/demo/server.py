@@ -62,8 +62,13 @@ def render_config(
     lines: list[str] = []
     for name, values in sections.items():
         lines.append(f"[{name}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if not isinstance(v, dict)]
         lines.append("")
+        for sub, table in values.items():  # a nested table, e.g. [sip.auth_guard]
+            if isinstance(table, dict):
+                lines.append(f"[{name}.{sub}]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+                lines.append("")
     for name, entries in tables.items():
         for entry in entries:
             lines.append(f"[[{name}]]")

@@ -32,6 +32,7 @@ _DISPOSITIONS = (
     "failed",
     "rejected",
 )
+_AUTH_RESULTS = ("ok", "stale", "failed", "rejected", "bad_uri", "challenged", "blocked")
 _SIP_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO")
 _CALL_SECONDS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _RING_SECONDS = (0.5, 1, 2, 5, 10, 20, 30, 60)
@@ -97,6 +98,21 @@ class Metrics:
         self.sip_tcp_idle_closed_total = Counter(
             f"{p}sip_tcp_idle_closed", "SIP TCP connections closed as idle", registry=r
         )
+        # digest authentication and its guard (issue 8, finding 3)
+        self.sip_auth_attempts_total = Counter(
+            f"{p}sip_auth_attempts",
+            "Inbound digest authentication attempts by result (ok, stale, failed: a wrong "
+            "password, rejected: unusable credentials, bad_uri, challenged, blocked: refused "
+            "by the auth guard unchecked)",
+            ["result"],
+            registry=r,
+        )
+        self.sip_auth_blocks_total = Counter(
+            f"{p}sip_auth_blocks",
+            "Blocks started by the auth guard (scope: source address or username)",
+            ["scope"],
+            registry=r,
+        )
         # media
         self.rtp_packets_total = Counter(
             f"{p}rtp_packets", "RTP packets relayed", ["direction"], registry=r
@@ -155,6 +171,10 @@ class Metrics:
             self.rtp_packets_total.labels(direction=direction)
         for reason in ("per_source", "total"):
             self.sip_tcp_refused_total.labels(reason=reason)
+        for result in _AUTH_RESULTS:
+            self.sip_auth_attempts_total.labels(result=result)
+        for scope in ("source", "user"):
+            self.sip_auth_blocks_total.labels(scope=scope)
         for result in ("done", "failed"):
             self.analysis_jobs_total.labels(result=result)
         for result in ("delivered", "failed"):

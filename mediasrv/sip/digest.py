@@ -1,10 +1,15 @@
 """Digest authentication for SIP (RFC 3261 §22, RFC 2617, RFC 7616, RFC 8760).
 
-MD5 and SHA-256 with qop=auth. The server side is stateless: a nonce is a timestamp plus an
-HMAC of it under a server secret, so any node holding the secret can verify it and no per-call
-state is kept (RFC 7616 §3.3 leaves the nonce format to the server). The price is that nonce
-counts are not tracked, so a captured response can be replayed until its nonce expires; the
-TTL bounds that window and ``stale=true`` asks an honest client to retry with a fresh nonce.
+MD5 and SHA-256 with qop=auth. A nonce is a timestamp plus an HMAC of it (and of the address it
+was issued to) under a server secret, so a forged or foreign nonce is refused without any
+state, and a nonce answered from another address than the one challenged is foreign too (RFC
+7616 §3.3 leaves the nonce format to the server). On top of that the server keeps a bounded
+table of the nonces it issued (:class:`NonceTable`), which makes each nonce bounded in use: the
+nonce count ``nc`` must grow with every request (RFC 7616 §3.4: a count seen before is a
+replay), a nonce answered wrongly ``max_failures`` times is spent, and an answer without qop
+(RFC 2617 §3.2.2.1 form) is good once. A correct answer to a nonce that expired or left the
+table gets ``stale=true`` (RFC 7616 §3.3), so an honest client retries with a fresh one (the
+table is per process: nodes sharing a secret would re-challenge each other's nonces so).
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mediasrv.sip.uri import SipParseError, parse_uri, unquote
@@ -27,8 +33,10 @@ __all__ = [
     "DigestResult",
     "DigestServer",
     "DigestStatus",
+    "NonceTable",
     "choose_challenge",
     "parse_digest_params",
+    "same_resource",
 ]
 
 
@@ -55,8 +63,9 @@ class DigestCredentials:
 
 class DigestStatus(enum.Enum):
     OK = "ok"
-    STALE = "stale"  # correct response, expired nonce: re-challenge with stale=true
+    STALE = "stale"  # correct response, but a nonce we cannot take: re-challenge, stale=true
     FAILED = "failed"
+    URI_MISMATCH = "uri-mismatch"  # the digest uri is not the Request-URI (RFC 7616 §3.4.6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,11 @@ class DigestResult:
     status: DigestStatus
     username: str | None = None
     reason: str = ""
+    # True when the response was compared with a password and was wrong (or named no known
+    # user): a password guess, which rate limits count. Answers refused before any password
+    # was involved (forged nonce, spent nonce, wrong realm or algorithm) teach an attacker
+    # nothing and are not guesses.
+    guess: bool = False
 
     @property
     def ok(self) -> bool:
@@ -216,9 +230,59 @@ class DigestClient:
         return "Digest " + ", ".join(parts)
 
 
+@dataclass(slots=True)
+class _NonceState:
+    issued: float
+    last_nc: int = 0  # highest nonce count accepted (RFC 7616 §3.4)
+    failures: int = 0  # wrong answers to this nonce
+    used: bool = False  # accepted once without qop (no nc to tell a replay from a retry)
+
+
+class NonceTable:
+    """The nonces we issued that may still be answered, oldest first, at most ``capacity``.
+
+    A full table forgets its oldest nonce; an answer to a forgotten nonce is re-challenged
+    with ``stale=true``, which costs an honest client one round trip and gives a flood of
+    challenges no way to grow memory.
+    """
+
+    def __init__(self, capacity: int, ttl: float) -> None:
+        if capacity < 1:
+            raise ValueError("the nonce table needs room for at least one nonce")
+        self.capacity = capacity
+        self.ttl = ttl
+        self._nonces: OrderedDict[str, _NonceState] = OrderedDict()
+        self.evicted = 0  # nonces forgotten to make room (not by expiry)
+
+    def __len__(self) -> int:
+        return len(self._nonces)
+
+    def add(self, nonce: str, now: float) -> None:
+        self._expire(now)
+        while len(self._nonces) >= self.capacity:
+            self._nonces.popitem(last=False)
+            self.evicted += 1
+        self._nonces[nonce] = _NonceState(now)
+
+    def get(self, nonce: str) -> _NonceState | None:
+        return self._nonces.get(nonce)
+
+    def _expire(self, now: float) -> None:
+        # issue order is time order, so the expired ones are at the front
+        nonces = self._nonces
+        while nonces:
+            oldest = next(iter(nonces.values()))
+            if now - oldest.issued <= self.ttl:
+                break
+            nonces.popitem(last=False)
+
+
 class DigestServer:
-    """UAS side: challenge requests from trunks that must authenticate; stateless nonces
-    (HMAC of timestamp with a secret, so no per-call state; stale=true after expiry)."""
+    """UAS side: challenge requests from trunks that must authenticate and verify the answers.
+
+    ``algorithms`` are the only ones offered and accepted (RFC 8760 §2.4: SHA-256 first);
+    ``max_failures`` wrong answers spend a nonce; ``max_nonces`` bounds the nonce table.
+    """
 
     def __init__(
         self,
@@ -227,47 +291,61 @@ class DigestServer:
         algorithms: Sequence[DigestAlgorithm] = (DigestAlgorithm.SHA256, DigestAlgorithm.MD5),
         nonce_ttl: float = 300.0,
         clock: Callable[[], float] = time.time,
+        max_failures: int = 5,
+        max_nonces: int = 10_000,
     ) -> None:
         if not algorithms:
             raise ValueError("at least one digest algorithm is required")
         if len(secret) < 16:
             raise ValueError("the nonce secret must be at least 16 bytes")
+        if max_failures < 1:
+            raise ValueError("max_failures must be at least 1")
         self.realm = realm
         self._secret = secret
         # RFC 8760 §2.4: SHA-256 challenges come first, whatever order was configured
-        self.algorithms = tuple(sorted(algorithms, key=lambda a: _PREFERENCE.index(a.value)))
+        self.algorithms = tuple(sorted(set(algorithms), key=lambda a: _PREFERENCE.index(a.value)))
+        self._allowed = frozenset(a.value for a in self.algorithms)
         self.nonce_ttl = nonce_ttl
+        self.max_failures = max_failures
         self._clock = clock
+        self.nonces = NonceTable(max_nonces, nonce_ttl)
 
     # -- nonces ---------------------------------------------------------------------------
 
-    def _mac(self, stamp: str) -> str:
-        msg = f"{stamp}:{self.realm}".encode()
+    def _mac(self, stamp: str, source: str) -> str:
+        msg = f"{stamp}:{self.realm}:{source}".encode()
         return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()[:32]
 
-    def new_nonce(self) -> str:
-        """``<hex milliseconds>.<hmac>``: authentic without server state."""
-        stamp = f"{int(self._clock() * 1000):x}"
-        return f"{stamp}.{self._mac(stamp)}"
+    def new_nonce(self, source: str = "") -> str:
+        """``<hex milliseconds>-<salt>.<hmac>``, bound to the address ``source`` it is issued
+        to; the salt keeps two nonces of one millisecond apart (each has its own nc)."""
+        now = self._clock()
+        stamp = f"{int(now * 1000):x}-{secrets.token_hex(4)}"
+        nonce = f"{stamp}.{self._mac(stamp, source)}"
+        self.nonces.add(nonce, now)
+        return nonce
 
-    def _nonce_age(self, nonce: str) -> float | None:
-        """Seconds since the nonce was issued, or None if we did not issue it."""
+    def _nonce_age(self, nonce: str, source: str) -> float | None:
+        """Seconds since the nonce was issued to ``source``, or None if we did not."""
         stamp, dot, mac = nonce.partition(".")
-        if not dot or not stamp or len(stamp) > 16:
+        if not dot or not stamp or len(stamp) > 32:
             return None
-        if not hmac.compare_digest(mac.encode(), self._mac(stamp).encode()):
+        if not hmac.compare_digest(mac.encode(), self._mac(stamp, source).encode()):
             return None
         try:
-            issued = int(stamp, 16) / 1000
+            issued = int(stamp.partition("-")[0], 16) / 1000
         except ValueError:
             return None
         return self._clock() - issued
 
     # -- challenge / verify ----------------------------------------------------------------
 
-    def challenges(self, stale: bool = False) -> list[str]:
-        """WWW-Authenticate (or Proxy-Authenticate) values, one per algorithm, SHA-256 first."""
-        nonce = self.new_nonce()
+    def challenges(self, stale: bool = False, source: str = "") -> list[str]:
+        """WWW-Authenticate (or Proxy-Authenticate) values, one per algorithm, SHA-256 first.
+
+        ``source`` is the address the challenge goes to; only answers from it are taken.
+        """
+        nonce = self.new_nonce(source)
         out = []
         for alg in self.algorithms:
             value = (
@@ -284,16 +362,25 @@ class DigestServer:
         authorization: str,
         method: str,
         password_for: Callable[[str], str | None],
-        request_uri: str | None = None,
+        request_uri: str,
+        source: str = "",
     ) -> DigestResult:
-        """Check an Authorization value; never raises for bad input.
-
-        ``request_uri`` (optional) must then equal the credentials' ``uri`` (RFC 2617 §3.2.2.5).
-        """
+        """Check an Authorization value sent from ``source``; never raises for bad input."""
         try:
             params = parse_digest_params(authorization)
         except SipParseError as exc:
             return _failed(exc.reason)
+        return self.verify_params(params, method, password_for, request_uri, source)
+
+    def verify_params(
+        self,
+        params: Mapping[str, str],
+        method: str,
+        password_for: Callable[[str], str | None],
+        request_uri: str,
+        source: str = "",
+    ) -> DigestResult:
+        """:meth:`verify` on credentials already split by :func:`parse_digest_params`."""
         username = params.get("username")
         nonce = params.get("nonce")
         uri = params.get("uri")
@@ -302,10 +389,12 @@ class DigestServer:
             return _failed("missing digest parameter", username)
         if params.get("realm") != self.realm:
             return _failed("wrong realm", username)
-        if request_uri is not None and not _same_uri(uri, request_uri):
-            return _failed("uri does not match Request-URI", username)
-        algorithm = params.get("algorithm", "MD5").upper()
-        if algorithm not in {a.value for a in self.algorithms}:
+        # RFC 7616 §3.4.6, RFC 3261 §22.4: the credentials name the resource they were made
+        # for; answers made for another Request-URI (another number) are not taken.
+        if not same_resource(uri, request_uri):
+            return DigestResult(DigestStatus.URI_MISMATCH, username, "uri is not the Request-URI")
+        algorithm = params.get("algorithm", "MD5").upper()  # RFC 7616 §3.4: absent means MD5
+        if algorithm not in self._allowed:
             return _failed(f"algorithm {algorithm} not allowed", username)
         qop = params.get("qop")
         nc = params.get("nc", "")
@@ -315,29 +404,57 @@ class DigestServer:
                 return _failed("unsupported qop", username)
             if len(nc) != 8 or not all(c in "0123456789abcdefABCDEF" for c in nc) or not cnonce:
                 return _failed("bad nc or cnonce", username)
-        age = self._nonce_age(nonce)
+        age = self._nonce_age(nonce, source)
         if age is None:
             return _failed("unknown nonce", username)
+        state = self.nonces.get(nonce)
+        if state is not None and state.failures >= self.max_failures:
+            # not even checked: one nonce must not serve unbounded guesses
+            return _failed("nonce spent", username)
         password = password_for(username)
         if password is None:
-            return _failed("unknown user", username)
+            return self._wrong(state, "unknown user", username)
         ha1 = _ha1(algorithm, username, self.realm, password, nonce, cnonce)
         expected = _response(algorithm, ha1, nonce, method, uri, qop and "auth", nc, cnonce)
         if not hmac.compare_digest(expected.encode(), response.lower().encode()):
-            return _failed("wrong response", username)
-        # a correct answer to an expired nonce: the client knows the password, so
-        # re-challenge with stale=true instead of failing (RFC 7616 §3.3 "stale")
+            return self._wrong(state, "wrong response", username)
+        # A correct answer we must not take as it is: the client knows the password (or
+        # replays what it captured), so re-challenge with stale=true (RFC 7616 §3.3) and let
+        # an honest client answer a fresh nonce.
         if age > self.nonce_ttl or age < -5.0:
             return DigestResult(DigestStatus.STALE, username, "nonce expired")
+        if state is None:
+            return DigestResult(DigestStatus.STALE, username, "nonce not in the table")
+        if qop is None:
+            if state.used:
+                return DigestResult(DigestStatus.STALE, username, "nonce used without qop")
+            state.used = True
+        else:
+            count = int(nc, 16)
+            if count <= state.last_nc:  # RFC 7616 §3.4: the same nc twice is a replay
+                return DigestResult(DigestStatus.STALE, username, "nonce count replayed")
+            state.last_nc = count
         return DigestResult(DigestStatus.OK, username)
 
+    def _wrong(self, state: _NonceState | None, reason: str, username: str) -> DigestResult:
+        if state is not None:
+            state.failures += 1
+        return DigestResult(DigestStatus.FAILED, username, reason, guess=True)
 
-def _same_uri(a: str, b: str) -> bool:
-    """digest-uri vs Request-URI (RFC 2617 §3.2.2.5), tolerating case in scheme and host."""
-    if a == b:
+
+def same_resource(digest_uri: str, request_uri: str) -> bool:
+    """Does the digest ``uri`` name the Request-URI? (RFC 7616 §3.4.6, RFC 3261 §22.4)
+
+    Compared as SIP URIs are (RFC 3261 §19.1.4: scheme and host case-insensitive, user part
+    exact after unescaping, ports and the transport/user/method/maddr/ttl parameters must
+    agree), not byte for byte: the response hash already covers the uri bytes, and the same
+    resource written another way (``SIP:`` for ``sip:``, ``transport=UDP``) is still the same
+    resource. A uri that is not a SIP URI must equal the Request-URI exactly.
+    """
+    if digest_uri == request_uri:
         return True
     try:
-        return parse_uri(a) == parse_uri(b)
+        return parse_uri(digest_uri).equivalent(parse_uri(request_uri))
     except SipParseError:
         return False
 

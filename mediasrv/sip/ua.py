@@ -83,6 +83,7 @@ class NullObserver:
 class Verdict(enum.Enum):
     ACCEPT = "accept"
     REJECT = "reject"
+    DROP = "drop"  # no response at all (not even 100 Trying), no transaction kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,10 @@ class Admission:
         cls, code: int, reason: str | None = None, headers: tuple[tuple[str, str], ...] = ()
     ) -> Admission:
         return cls(Verdict.REJECT, code, reason, headers)
+
+    @classmethod
+    def drop(cls) -> Admission:
+        return cls(Verdict.DROP)
 
 
 AdmissionPolicy = Callable[[Request, Peer], Admission]
@@ -304,14 +309,19 @@ class UserAgent:
         return self._inbound_by_ist.get(id(ist))
 
     def _on_initial_invite(self, request: Request, peer: Peer, key: tuple[str, ...]) -> None:
+        # The admission policy is synchronous and cheap, so it runs first: a dropped INVITE
+        # must leave no transaction behind (one that never answers would never end) and
+        # get not even a 100 Trying.
+        verdict = None if self.draining else self.admission(request, peer)
+        if verdict is not None and verdict.verdict is Verdict.DROP:
+            return
         ist = self._new_server_transaction(InviteServerTransaction, request, peer, key)
         assert isinstance(ist, InviteServerTransaction)
         # §17.2.1: 100 Trying at once, so the caller stops retransmitting.
         ist.respond(self.finish_response(make_response(request, 100)))
-        if self.draining:
+        if verdict is None:  # draining
             ist.respond(self.finish_response(make_response(request, 503, to_tag=new_tag())))
             return
-        verdict = self.admission(request, peer)
         if verdict.verdict is Verdict.REJECT:
             response = make_response(request, verdict.code, verdict.reason, to_tag=new_tag())
             for name, value in verdict.headers:

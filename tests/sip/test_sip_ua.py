@@ -231,6 +231,25 @@ def test_admission_reject_and_draining_503() -> None:
     assert statuses(h2.take()) == [100, 503]
 
 
+def test_admission_drop_answers_nothing_and_keeps_no_transaction() -> None:
+    """A dropped INVITE (auth guard, blocked_policy = "drop"): no 100, no final, and no
+    server transaction that would wait forever for a response."""
+    seen: list[str] = []
+
+    def drop(req: Request, _peer: Peer) -> Admission:
+        seen.append(req.call_id)
+        return Admission.drop()
+
+    h = Harness(admission=drop)
+    h.feed(invite())
+    h.feed(invite())  # a retransmission meets the policy again: still nothing
+    assert h.take() == []
+    assert seen == ["call-1", "call-1"]
+    assert h.idle()
+    h.clock.advance(40)
+    assert h.take() == []
+
+
 # -- outbound leg ---------------------------------------------------------------------------------
 
 
@@ -341,7 +360,8 @@ def test_outbound_digest_retry_with_credentials() -> None:
     retry = sent[1]
     assert isinstance(retry, Request)
     assert retry.cseq[0] == req.cseq[0] + 1
-    result = server.verify(retry.headers.get("Authorization") or "", "INVITE", lambda u: "pw")
+    auth = retry.headers.get("Authorization") or ""
+    result = server.verify(auth, "INVITE", lambda u: "pw", retry.uri)
     assert result.ok
     assert events == []
 
@@ -376,7 +396,10 @@ def test_a_bug_in_admission_costs_one_call_not_the_server() -> None:
 
     h = Harness(admission=broken)
     h.feed(invite())
-    assert statuses(h.take()) == [100, 500]
+    # the policy runs before the transaction exists (a dropped INVITE must leave none), so
+    # the 500 goes out statelessly, without a 100 first; nothing is left behind
+    assert statuses(h.take()) == [500]
+    assert h.idle()
     h.clock.advance(40)
     assert h.idle()
 
