@@ -78,6 +78,8 @@ class ServerSpec:
     server: dict[str, object] = field(default_factory=dict)
     analysis: dict[str, object] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    # Any other tables by their dotted name, e.g. {"sip.rate_limit": {"rate": 5.0}}.
+    extra_sections: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 class ServerProcess:
@@ -110,6 +112,8 @@ class ServerProcess:
             sections["sip"] = dict(self.spec.sip)
         if self.spec.analysis:
             sections["analysis"] = dict(self.spec.analysis)
+        for name, values in self.spec.extra_sections.items():
+            sections[name] = dict(values)
         tables = {"trunks": self.spec.trunks, "numbers": self.spec.numbers}
         self.spec.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(render_config(sections, tables))

@@ -21,6 +21,9 @@ log = logging.getLogger("mediasrv.sip.transport")
 
 Receive = Callable[[bytes, Peer], None]
 OnMalformed = Callable[[str], None]
+# The pre-parse source gate (issue 8): False drops what a source sent, unparsed and unanswered
+# (mediasrv.sip.ratelimit.SourceGuard.admit). It sees only the address: no parse, no copy.
+AdmitSource = Callable[[str], bool]
 
 
 def _addr(sockaddr: tuple[str, int] | tuple[str, int, int, int]) -> tuple[str, int]:
@@ -34,7 +37,11 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         if len(data) < 4 or data.strip(b"\r\n\x00 ") == b"":
             return  # RFC 5626 §3.5.1 CRLF keep-alive (or empty): nothing to parse
-        self.owner.receive(data, Peer("UDP", str(addr[0]), int(addr[1])))
+        host = str(addr[0])
+        admit = self.owner.admit_source
+        if admit is not None and not admit(host):
+            return
+        self.owner.receive(data, Peer("UDP", host, int(addr[1])))
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable for a peer that went away: not our failure.
@@ -55,6 +62,11 @@ class _TcpConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         host, port = _addr(transport.get_extra_info("peername"))
         self.peer = Peer("TCP", host, port, self.conn_id)
+        admit = self.owner.admit_source
+        if not self.pending and admit is not None and not admit(host):
+            # An accepted connection from a blocked or refused source: closed unread.
+            self.transport.close()
+            return
         self.owner.register_connection(self)
         for data in self.pending:
             self.transport.write(data)
@@ -71,8 +83,10 @@ class _TcpConnection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
             return
+        admit = self.owner.admit_source
         for raw in messages:
-            self.owner.receive(raw, self.peer)
+            if admit is None or admit(self.peer.host):
+                self.owner.receive(raw, self.peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.owner.unregister_connection(self)
@@ -94,12 +108,14 @@ class SipTransport:
         port: int,
         receive: Receive,
         malformed: OnMalformed = lambda _t: None,
+        admit_source: AdmitSource | None = None,
     ) -> None:
         self.loop = loop
         self.host = host
         self.port = port
         self.receive = receive
         self.malformed = malformed
+        self.admit_source = admit_source
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp_server: asyncio.base_events.Server | None = None
         self._ids = itertools.count(1)

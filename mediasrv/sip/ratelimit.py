@@ -1,0 +1,241 @@
+"""Per-source request limits, sans-IO: token buckets on an injected clock (issue 8, F7/F8).
+
+Two limiters, both keyed by the source IP address:
+
+* :class:`SourceGuard` is the pike-style flood limit (after Kamailio's ``pike`` module): every
+  datagram (and every TCP connection and framed message) takes a token from its source's
+  bucket **before it is parsed**, so a flood costs a dictionary lookup per packet, not a parse.
+  A source that runs dry is blocked for ``block_seconds``: nothing from it is parsed or
+  answered, it is counted, and one log line says so per block. Sources in a trunk (and every
+  source when no trunk is configured) have their own, usually unlimited, budget. With the
+  ``drop`` policy for untrusted sources, a source in no trunk that is not one of our peers is
+  refused here too, before parsing, because its address alone decides.
+* :class:`KeyedLimiter` is the generic bucket table under both; the unknown-number budget
+  (INVITEs to numbers we do not serve, per source) is one more instance of it, used by the
+  admission chain in :mod:`mediasrv.calls.admission`.
+
+Tables are bounded (``max_keys``): when full, the oldest entry is evicted, so a spoofed flood
+from random addresses costs bounded memory. :meth:`KeyedLimiter.sweep` forgets idle entries.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger("mediasrv.sip.ratelimit")
+
+Clock = Callable[[], float]
+OnDrop = Callable[[str, str], None]  # (source address, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A token bucket: ``rate`` tokens per second up to ``burst``; rate 0 means no limit."""
+
+    rate: float
+    burst: float
+
+    @property
+    def unlimited(self) -> bool:
+        return self.rate <= 0.0
+
+
+UNLIMITED = Limit(0.0, 0.0)
+
+
+class Take(enum.Enum):
+    ALLOW = "allow"
+    BLOCKED = "blocked"  # already blocked: drop quietly
+    NEW_BLOCK = "new-block"  # ran dry just now: drop, and say so once
+
+
+class _Bucket:
+    __slots__ = ("blocked_until", "stamp", "tokens", "trusted")
+
+    def __init__(self, tokens: float, stamp: float, trusted: bool) -> None:
+        self.tokens = tokens
+        self.stamp = stamp
+        self.blocked_until = 0.0
+        self.trusted = trusted
+
+
+class KeyedLimiter:
+    """Token buckets by key (a source address), bounded, with a block when one runs dry."""
+
+    def __init__(self, clock: Clock, block_seconds: float, max_keys: int = 16384) -> None:
+        self.clock = clock
+        self.block_seconds = block_seconds
+        self.max_keys = max_keys
+        self._buckets: dict[str, _Bucket] = {}
+        self.blocks = 0  # blocks started since the start (a counter)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def bucket(self, key: str, limit: Limit, trusted: bool = False) -> _Bucket:
+        b = self._buckets.get(key)
+        if b is None:
+            if len(self._buckets) >= self.max_keys:
+                # Bounded table: evict the oldest entry (dicts keep insertion order).
+                del self._buckets[next(iter(self._buckets))]
+            b = _Bucket(limit.burst, self.clock(), trusted)
+            self._buckets[key] = b
+        return b
+
+    def take(self, key: str, limit: Limit, trusted: bool = False) -> Take:
+        """Take one token from ``key``'s bucket under ``limit``."""
+        b = self.bucket(key, limit, trusted)
+        return self.take_from(b, limit)
+
+    def take_from(self, b: _Bucket, limit: Limit) -> Take:
+        now = self.clock()
+        if b.blocked_until:
+            if now < b.blocked_until:
+                return Take.BLOCKED
+            b.blocked_until = 0.0  # the block is over: start again with a full bucket
+            b.tokens, b.stamp = limit.burst, now
+        if limit.unlimited:
+            return Take.ALLOW
+        tokens = b.tokens + (now - b.stamp) * limit.rate
+        if tokens > limit.burst:
+            tokens = limit.burst
+        b.stamp = now
+        if tokens < 1.0:
+            b.tokens = 0.0
+            b.blocked_until = now + self.block_seconds
+            self.blocks += 1
+            return Take.NEW_BLOCK
+        b.tokens = tokens - 1.0
+        return Take.ALLOW
+
+    def blocked(self, key: str) -> bool:
+        b = self._buckets.get(key)
+        return b is not None and b.blocked_until > self.clock()
+
+    def blocked_now(self) -> int:
+        now = self.clock()
+        return sum(1 for b in self._buckets.values() if b.blocked_until > now)
+
+    def sweep(self, idle_seconds: float) -> int:
+        """Forget unblocked buckets untouched for ``idle_seconds`` (they would be full)."""
+        now = self.clock()
+        stale = [
+            k
+            for k, b in self._buckets.items()
+            if b.blocked_until <= now and now - b.stamp >= idle_seconds
+        ]
+        for k in stale:
+            del self._buckets[k]
+        return len(stale)
+
+
+class SourceGuard:
+    """The pre-parse gate of the transport: ``admit(host)`` per datagram, message, connection.
+
+    ``is_trusted(host)``: the address is in a trunk (or no trunk is configured), computed once
+    per table entry. ``is_peer(host)``: we have a transaction or dialog with that address (an
+    operator's phone answers from an address in no trunk), asked only for untrusted sources.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        is_trusted: Callable[[str], bool],
+        is_peer: Callable[[str], bool],
+        untrusted: Limit,
+        trusted: Limit = UNLIMITED,
+        block_seconds: float = 30.0,
+        max_sources: int = 16384,
+        drop_untrusted: bool = False,
+        on_drop: OnDrop | None = None,
+        enabled: bool = True,
+    ) -> None:
+        self.limiter = KeyedLimiter(clock, block_seconds, max_sources)
+        self.is_trusted = is_trusted
+        self.is_peer = is_peer
+        self.untrusted = untrusted
+        self.trusted = trusted
+        self.drop_untrusted = drop_untrusted
+        self.on_drop = on_drop
+        self.enabled = enabled
+        self.dropped: dict[str, int] = {"rate-limited": 0, "untrusted-source": 0}
+
+    def admit(self, host: str) -> bool:
+        """True: parse and handle what ``host`` sent. False: drop it unparsed and unanswered."""
+        limiter = self.limiter
+        b = limiter._buckets.get(host)
+        if b is None:
+            trusted = self.is_trusted(host)
+            b = limiter.bucket(host, self.trusted if trusted else self.untrusted, trusted)
+        if b.trusted:
+            limit = self.trusted
+        elif self.is_peer(host):
+            limit = self.trusted  # our own operator's phone: as trusted as a trunk
+        elif self.drop_untrusted:
+            return self._drop(host, "untrusted-source")
+        else:
+            limit = self.untrusted
+        if not self.enabled:
+            return True
+        verdict = limiter.take_from(b, limit)
+        if verdict is Take.ALLOW:
+            return True
+        if verdict is Take.NEW_BLOCK:
+            log.warning(
+                "SIP source over its request rate: blocked",
+                extra={
+                    "source": host,
+                    "block_s": limiter.block_seconds,
+                    "rate": limit.rate,
+                    "burst": limit.burst,
+                },
+            )
+        return self._drop(host, "rate-limited")
+
+    def _drop(self, host: str, reason: str) -> bool:
+        self.dropped[reason] += 1
+        if self.on_drop is not None:
+            self.on_drop(host, reason)
+        return False
+
+    def sweep(self) -> int:
+        """Forget idle sources (called periodically by the server)."""
+        return self.limiter.sweep(max(self.limiter.block_seconds, 60.0))
+
+
+class UnknownNumberBudget:
+    """INVITEs to numbers we do not serve, per source: ``allow(host)`` or stay silent.
+
+    Within the budget the caller gets its 404; beyond it, nothing at all (no 100, no 404) for
+    ``block_seconds``, so a scanner learns nothing from the silence and stalls, while calls from
+    the same source to real numbers still go through (a carrier's trunk must not be cut off by
+    a spoofed burst of wrong numbers).
+    """
+
+    def __init__(
+        self, clock: Clock, limit: Limit, block_seconds: float, max_sources: int = 16384
+    ) -> None:
+        self.limiter = KeyedLimiter(clock, block_seconds, max_sources)
+        self.limit = limit
+
+    def allow(self, host: str) -> bool:
+        if self.limit.unlimited:
+            return True
+        verdict = self.limiter.take(host, self.limit)
+        if verdict is Take.NEW_BLOCK:
+            log.warning(
+                "too many INVITEs to unknown numbers: no answers to this source for a while",
+                extra={
+                    "source": host,
+                    "block_s": self.limiter.block_seconds,
+                    "rate": self.limit.rate,
+                    "burst": self.limit.burst,
+                },
+            )
+        return verdict is Take.ALLOW
+
+    def sweep(self) -> int:
+        return self.limiter.sweep(max(self.limiter.block_seconds, 60.0))
