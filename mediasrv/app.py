@@ -29,7 +29,6 @@ from mediasrv.config import (
     AnalysisSettings,
     Config,
     NumberConfig,
-    OptionsPolicy,
     TrunkConfig,
     UntrustedSourcePolicy,
 )

@@ -185,4 +185,7 @@ class RejectionLog:
         )
         async with self._conn.execute(sql, (limit,)) as cur:
             found = await cur.fetchall()
-        return [RejectionRow(str(a), str(b), str(c), float(d), float(e), int(f)) for a, b, c, d, e, f in found]
+        return [
+            RejectionRow(str(a), str(b), str(c), float(d), float(e), int(f))
+            for a, b, c, d, e, f in found
+        ]

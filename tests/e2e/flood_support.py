@@ -171,7 +171,7 @@ def svwar(
         code = -9
         out = _text(exc.stdout) + _text(exc.stderr)
     seconds = time.monotonic() - start
-    pattern = re.compile(r"\b(\d{%d})\b" % digits)
+    pattern = re.compile(r"\b(\d{" + str(digits) + r"})\b")
     found = {m for m in pattern.findall(_table(out)) if first <= int(m) <= last}
     return SvwarRun(found, seconds, code, out)
 
