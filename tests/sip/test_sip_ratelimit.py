@@ -79,7 +79,7 @@ def guard(**kw: object) -> tuple[SourceGuard, FakeClock, list[tuple[str, str]]]:
 
 
 def test_guard_limits_untrusted_sources_not_trunks(caplog: pytest.LogCaptureFixture) -> None:
-    g, clock, drops = guard()
+    g, _clock, drops = guard()
     with caplog.at_level(logging.WARNING, "mediasrv.sip.ratelimit"):
         admitted = sum(g.admit("127.0.0.3") for _ in range(10_000))
         trunk = sum(g.admit("127.0.0.1") for _ in range(10_000))
@@ -91,7 +91,7 @@ def test_guard_limits_untrusted_sources_not_trunks(caplog: pytest.LogCaptureFixt
 
 
 def test_guard_drop_policy_refuses_untrusted_but_not_peers() -> None:
-    g, clock, drops = guard(drop_untrusted=True, peers={"127.0.0.9"})
+    g, _clock, drops = guard(drop_untrusted=True, peers={"127.0.0.9"})
     assert not g.admit("127.0.0.3")
     assert drops == [("127.0.0.3", "untrusted-source")]
     assert g.admit("127.0.0.9")  # an operator we called: its answers must come through
@@ -99,7 +99,7 @@ def test_guard_drop_policy_refuses_untrusted_but_not_peers() -> None:
 
 
 def test_guard_disabled_still_applies_drop_policy() -> None:
-    g, clock, drops = guard(drop_untrusted=True, enabled=False)
+    g, _clock, _drops = guard(drop_untrusted=True, enabled=False)
     assert sum(g.admit("127.0.0.4") for _ in range(100)) == 0
     g2, _, _ = guard(enabled=False)
     assert sum(g2.admit("127.0.0.4") for _ in range(100)) == 100
