@@ -286,9 +286,9 @@ class SourceScreening:
             block_seconds=rl.block_seconds,
             max_sources=rl.max_sources,
             drop_untrusted=drop and bool(self.trunks),
-            on_drop=self.rejections.note,
             enabled=rl.enabled,
         )
+        self.rejections.collectors.append(self.guard.collect)
         self.metrics.add_gauge_callback(
             "sip_blocked_sources",
             "Source addresses blocked now by the per-source request rate limit",
@@ -305,12 +305,12 @@ class SourceScreening:
     def note(self, source: str, reason: str, number: str) -> None:
         self.rejections.note(source, reason, number)
 
-    def _count(self, reason: str) -> None:
+    def _count(self, reason: str, count: int) -> None:
         child = self._counters.get(reason)
         if child is None:
             child = self.metrics.sip_refused_total.labels(reason=reason)
             self._counters[reason] = child  # reasons are ours, a handful: bounded
-        child.inc()
+        child.inc(count)
 
     async def sweep_forever(self, period: float = 30.0) -> None:
         while True:

@@ -75,7 +75,7 @@ class RejectionLog:
         path: Path,
         flush_interval: float = 5.0,
         max_keys: int = 2000,
-        on_note: Callable[[str], None] | None = None,
+        on_note: Callable[[str, int], None] | None = None,
         wall_clock: Callable[[], float] = time.time,
         synchronous: Synchronous = Synchronous.NORMAL,
     ) -> None:
@@ -89,6 +89,8 @@ class RejectionLog:
         self._sources: set[str] = set()
         self._conn: aiosqlite.Connection | None = None
         self._task: asyncio.Task[None] | None = None
+        # Counted elsewhere and handed over at each flush (the pre-parse guard's drops).
+        self.collectors: list[Callable[[], list[tuple[str, str, int]]]] = []
 
     async def open(self) -> None:
         if self._conn is not None:
@@ -115,10 +117,10 @@ class RejectionLog:
             await self._conn.close()
             self._conn = None
 
-    def note(self, source: str, reason: str, number: str = "") -> None:
-        """Count one refused request (cheap: called per dropped datagram under a flood)."""
+    def note(self, source: str, reason: str, number: str = "", count: int = 1) -> None:
+        """Count ``count`` refused requests (a dictionary update, no I/O)."""
         if self.on_note is not None:
-            self.on_note(reason)
+            self.on_note(reason, count)
         now = self.wall_clock()
         key = (source, reason, number)
         entry = self._pending.get(key)
@@ -126,10 +128,16 @@ class RejectionLog:
             key = self._bounded(key)
             entry = self._pending.get(key)
             if entry is None:
-                self._pending[key] = [now, now, 1.0]
+                self._pending[key] = [now, now, float(count)]
                 return
         entry[1] = now
-        entry[2] += 1
+        entry[2] += count
+
+    def collect(self) -> None:
+        """Take over what the collectors counted since the last time."""
+        for collector in self.collectors:
+            for source, reason, count in collector():
+                self.note(source, reason, "", count)
 
     def _bounded(self, key: Key) -> Key:
         if len(self._pending) < self.max_keys:
@@ -153,6 +161,7 @@ class RejectionLog:
 
     async def flush(self) -> int:
         """Write what was counted since the last flush; returns the rows touched."""
+        self.collect()
         if not self._pending or self._conn is None:
             return 0
         batch, self._pending, self._sources = self._pending, {}, set()

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 log = logging.getLogger("mediasrv.sip.ratelimit")
 
 Clock = Callable[[], float]
-OnDrop = Callable[[str, str], None]  # (source address, reason)
+Drops = list[tuple[str, str, int]]  # (source address, reason, count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +53,17 @@ class Take(enum.Enum):
 
 
 class _Bucket:
-    __slots__ = ("blocked_until", "stamp", "tokens", "trusted")
+    # Plain ints and floats only: a dropped datagram must not allocate a tracked object (a
+    # tuple, a list), or a flood drives the cyclic GC into full collections that pause the loop.
+    __slots__ = ("blocked_until", "dropped_policy", "dropped_rate", "stamp", "tokens", "trusted")
 
     def __init__(self, tokens: float, stamp: float, trusted: bool) -> None:
         self.tokens = tokens
         self.stamp = stamp
         self.blocked_until = 0.0
         self.trusted = trusted
+        self.dropped_rate = 0  # rate-limited since the last collect()
+        self.dropped_policy = 0  # refused by the drop policy since the last collect()
 
 
 class KeyedLimiter:
@@ -79,7 +83,8 @@ class KeyedLimiter:
         b = self._buckets.get(key)
         if b is None:
             if len(self._buckets) >= self.max_keys:
-                # Bounded table: evict the oldest entry (dicts keep insertion order).
+                # Bounded table: evict the oldest entry (dicts keep insertion order). Its
+                # uncollected drop counts are lost (they stay in no report, only in the log).
                 del self._buckets[next(iter(self._buckets))]
             b = _Bucket(limit.burst, self.clock(), trusted)
             self._buckets[key] = b
@@ -125,7 +130,9 @@ class KeyedLimiter:
         stale = [
             k
             for k, b in self._buckets.items()
-            if b.blocked_until <= now and now - b.stamp >= idle_seconds
+            if b.blocked_until <= now
+            and now - b.stamp >= idle_seconds
+            and not (b.dropped_rate or b.dropped_policy)
         ]
         for k in stale:
             del self._buckets[k]
@@ -150,7 +157,6 @@ class SourceGuard:
         block_seconds: float = 30.0,
         max_sources: int = 16384,
         drop_untrusted: bool = False,
-        on_drop: OnDrop | None = None,
         enabled: bool = True,
     ) -> None:
         self.limiter = KeyedLimiter(clock, block_seconds, max_sources)
@@ -159,9 +165,7 @@ class SourceGuard:
         self.untrusted = untrusted
         self.trusted = trusted
         self.drop_untrusted = drop_untrusted
-        self.on_drop = on_drop
         self.enabled = enabled
-        self.dropped: dict[str, int] = {"rate-limited": 0, "untrusted-source": 0}
 
     def admit(self, host: str) -> bool:
         """True: parse and handle what ``host`` sent. False: drop it unparsed and unanswered."""
@@ -175,7 +179,8 @@ class SourceGuard:
         elif self.is_peer(host):
             limit = self.trusted  # our own operator's phone: as trusted as a trunk
         elif self.drop_untrusted:
-            return self._drop(host, "untrusted-source")
+            b.dropped_policy += 1
+            return False
         else:
             limit = self.untrusted
         if not self.enabled:
@@ -193,13 +198,21 @@ class SourceGuard:
                     "burst": limit.burst,
                 },
             )
-        return self._drop(host, "rate-limited")
-
-    def _drop(self, host: str, reason: str) -> bool:
-        self.dropped[reason] += 1
-        if self.on_drop is not None:
-            self.on_drop(host, reason)
+        b.dropped_rate += 1
         return False
+
+    def collect(self) -> Drops:
+        """What was dropped per source since the last call (and reset): counts are kept in
+        the buckets and handed over periodically, never per datagram."""
+        out: Drops = []
+        for host, b in self.limiter._buckets.items():
+            if b.dropped_rate:
+                out.append((host, "rate-limited", b.dropped_rate))
+                b.dropped_rate = 0
+            if b.dropped_policy:
+                out.append((host, "untrusted-source", b.dropped_policy))
+                b.dropped_policy = 0
+        return out
 
     def sweep(self) -> int:
         """Forget idle sources (called periodically by the server)."""

@@ -26,6 +26,10 @@ OnMalformed = Callable[[str], None]
 AdmitSource = Callable[[str], bool]
 
 
+_BLANK_BYTES = b"\r\n\x00 "
+_BLANK = frozenset(_BLANK_BYTES)  # checked on the first byte only: no copy of every datagram
+
+
 def _addr(sockaddr: tuple[str, int] | tuple[str, int, int, int]) -> tuple[str, int]:
     return sockaddr[0], sockaddr[1]
 
@@ -35,7 +39,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.owner = owner
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        if len(data) < 4 or data.strip(b"\r\n\x00 ") == b"":
+        if len(data) < 4 or (data[0] in _BLANK and not data.strip(_BLANK_BYTES)):
             return  # RFC 5626 §3.5.1 CRLF keep-alive (or empty): nothing to parse
         host = str(addr[0])
         admit = self.owner.admit_source

@@ -63,45 +63,44 @@ def test_table_is_bounded_and_sweep_forgets_idle_sources() -> None:
     assert limiter.blocked("blocked")
 
 
-def guard(**kw: object) -> tuple[SourceGuard, FakeClock, list[tuple[str, str]]]:
+def guard(**kw: object) -> tuple[SourceGuard, FakeClock]:
     clock = FakeClock()
-    drops: list[tuple[str, str]] = []
     peers: set[str] = set(kw.pop("peers", set()))  # type: ignore[arg-type]
     g = SourceGuard(
         clock.time,
         is_trusted=lambda host: host == "127.0.0.1",
         is_peer=peers.__contains__,
         untrusted=Limit(10.0, 20),
-        on_drop=lambda host, reason: drops.append((host, reason)),
         **kw,  # type: ignore[arg-type]
     )
-    return g, clock, drops
+    return g, clock
 
 
 def test_guard_limits_untrusted_sources_not_trunks(caplog: pytest.LogCaptureFixture) -> None:
-    g, _clock, drops = guard()
+    g, _clock = guard()
     with caplog.at_level(logging.WARNING, "mediasrv.sip.ratelimit"):
         admitted = sum(g.admit("127.0.0.3") for _ in range(10_000))
         trunk = sum(g.admit("127.0.0.1") for _ in range(10_000))
     assert admitted == 20
     assert trunk == 10_000  # trusted limit defaults to none
-    assert len(drops) == 10_000 - 20 and drops[0] == ("127.0.0.3", "rate-limited")
+    assert g.collect() == [("127.0.0.3", "rate-limited", 10_000 - 20)]
+    assert g.collect() == []  # handed over once
     blocked = [r for r in caplog.records if "blocked" in r.getMessage()]
     assert len(blocked) == 1  # one line per block, not per packet
 
 
 def test_guard_drop_policy_refuses_untrusted_but_not_peers() -> None:
-    g, _clock, drops = guard(drop_untrusted=True, peers={"127.0.0.9"})
+    g, _clock = guard(drop_untrusted=True, peers={"127.0.0.9"})
     assert not g.admit("127.0.0.3")
-    assert drops == [("127.0.0.3", "untrusted-source")]
+    assert g.collect() == [("127.0.0.3", "untrusted-source", 1)]
     assert g.admit("127.0.0.9")  # an operator we called: its answers must come through
     assert g.admit("127.0.0.1")
 
 
 def test_guard_disabled_still_applies_drop_policy() -> None:
-    g, _clock, _drops = guard(drop_untrusted=True, enabled=False)
+    g, _clock = guard(drop_untrusted=True, enabled=False)
     assert sum(g.admit("127.0.0.4") for _ in range(100)) == 0
-    g2, _, _ = guard(enabled=False)
+    g2, _ = guard(enabled=False)
     assert sum(g2.admit("127.0.0.4") for _ in range(100)) == 100
 
 
