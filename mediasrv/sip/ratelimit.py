@@ -166,6 +166,7 @@ class SourceGuard:
         self.trusted = trusted
         self.drop_untrusted = drop_untrusted
         self.enabled = enabled
+        self._trusted_free = trusted.unlimited or not enabled
 
     def admit(self, host: str) -> bool:
         """True: parse and handle what ``host`` sent. False: drop it unparsed and unanswered."""
@@ -174,10 +175,10 @@ class SourceGuard:
         if b is None:
             trusted = self.is_trusted(host)
             b = limiter.bucket(host, self.trusted if trusted else self.untrusted, trusted)
-        if b.trusted:
+        if b.trusted or self.is_peer(host):  # a trunk, or our own operator's phone
+            if self._trusted_free:
+                return True  # the common case of legitimate traffic: nothing more to do
             limit = self.trusted
-        elif self.is_peer(host):
-            limit = self.trusted  # our own operator's phone: as trusted as a trunk
         elif self.drop_untrusted:
             b.dropped_policy += 1
             return False
