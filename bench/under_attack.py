@@ -340,7 +340,7 @@ async def run(args: argparse.Namespace) -> int:
         tcp_open = still_open(conns)
         for c in conns:
             c.close()
-        results = [out.get(timeout=30) for _ in procs]
+        results: list[object] = [out.get(timeout=30) for _ in procs]
         uac_result = await uac.wait(args.duration + 60)
         await asyncio.sleep(args.settle)
         samples.rss_end_kb = status_kb(pid, "VmRSS")
@@ -355,10 +355,14 @@ async def run(args: argparse.Namespace) -> int:
         await uac.stop()
         await uas.stop()
         code = server.stop()
-    flood_res = next((r for r in results if r[0] == "flood"), ("flood", 0, 0, 1.0))
-    brute_res = next((r for r in results if r[0] == "brute"), ("brute", 0, 0, 0, 0))
-    _, f_sent, f_answered, f_secs = flood_res  # type: ignore[misc]
-    _, guesses, challenges, timeouts, accepted = brute_res  # type: ignore[misc]
+    by_kind: dict[str, tuple[float, ...]] = {
+        str(r[0]): tuple(float(x) for x in r[1:]) for r in results if isinstance(r, tuple)
+    }
+    flood_vals = by_kind.get("flood", (0.0, 0.0, 1.0))
+    f_sent, f_answered, f_secs = int(flood_vals[0]), int(flood_vals[1]), flood_vals[2]
+    guesses, challenges, timeouts, accepted = (
+        int(x) for x in by_kind.get("brute", (0.0, 0.0, 0.0, 0.0))
+    )
     stats = uac_result.stats
     legit_cps = stats.successful / args.duration
     cpu_pct = 100.0 * samples.cpu_attack_s / attack_wall
