@@ -46,6 +46,7 @@ class Exchange:
     sent: int
     sent_bytes: int
     replies: list[bytes]
+    send_seconds: float = 0.0  # from the first to the last request sent
 
     @property
     def reply_bytes(self) -> int:
@@ -78,6 +79,7 @@ def probe(
     src = sock.getsockname()
     dst = f"127.0.0.1:{port}"
     sent = sent_bytes = 0
+    last_sent = 0.0
     replies: list[bytes] = []
     interval = 1.0 / rate
     start = time.monotonic()
@@ -93,6 +95,7 @@ def probe(
                 sent += 1
                 sent_bytes += len(data)
                 next_send += interval
+                last_sent = time.monotonic()
                 continue
             try:
                 replies.append(sock.recv(65535))
@@ -100,7 +103,7 @@ def probe(
                 time.sleep(0.001)
     finally:
         sock.close()
-    return Exchange(sent, sent_bytes, replies)
+    return Exchange(sent, sent_bytes, replies, max(0.0, last_sent - start))
 
 
 # --------------------------------------------------------------------------- SIPVicious
