@@ -31,6 +31,7 @@ from mediasrv.api.auth import (
     ensure_server_token,
 )
 from mediasrv.api.http import HttpPolicy, HttpServer
+from mediasrv.calls.admission import KnownNumberAdmission
 from mediasrv.calls.call import Call, CallResult, CallServices
 from mediasrv.calls.routing import Destination, Route
 from mediasrv.config import (
@@ -40,6 +41,7 @@ from mediasrv.config import (
     Config,
     NumberConfig,
     TrunkConfig,
+    UntrustedSourcePolicy,
 )
 from mediasrv.log import bind_log_context
 from mediasrv.media.api import MediaEvent, RecordMode
@@ -50,6 +52,7 @@ from mediasrv.outputs.calllog import CallLogStore, Disposition
 from mediasrv.outputs.metrics import Metrics
 from mediasrv.outputs.recordings import recording_path
 from mediasrv.outputs.records import call_record_from_result
+from mediasrv.outputs.rejections import RejectionLog
 from mediasrv.sip.auth_guard import AuthGuard, GuardPolicy, GuardScope, parse_exempt
 from mediasrv.sip.dialog import LocalContact, Peer
 from mediasrv.sip.digest import (
@@ -63,6 +66,9 @@ from mediasrv.sip.digest import (
 from mediasrv.sip.legs import InboundLeg
 from mediasrv.sip.message import Request, Response
 from mediasrv.sip.parser import SipParseError
+from mediasrv.sip.ratelimit import Limit, SourceGuard, UnknownNumberBudget
+from mediasrv.sip.screening import OptionsPolicy as SipOptionsPolicy
+from mediasrv.sip.screening import Screen, SourcePolicy, UntrustedPolicy
 from mediasrv.sip.transaction import TimerConfig
 from mediasrv.sip.transport import SipTransport, TcpLimits, derive_max_total
 from mediasrv.sip.ua import Admission, UserAgent
@@ -428,6 +434,83 @@ def _show_new_token(token: str, config: Config) -> None:
         flush=True,
     )
     log.warning("generated a new HTTP API token (printed on the console, not logged)")
+class SourceScreening:
+    """Issue 8 wiring: who is trusted, the pre-parse guard, the screen, refused-request counts.
+
+    One object so that ``Server`` gains a few lines only: ``guard.admit`` is the transport's
+    source gate, ``screen`` the user agent's out-of-dialog screen, ``note`` counts a refusal.
+    """
+
+    def __init__(self, config: Config, metrics: Metrics, clock: Callable[[], float]) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.trunks = config.trunks
+        sip = config.sip
+        rl = sip.rate_limit
+        self.rejections = RejectionLog(config.server.db_path, on_note=self._count)
+        self._counters: dict[str, Counter] = {}
+        self.policy = SourcePolicy(
+            self.is_trusted,
+            UntrustedPolicy(sip.untrusted_source_policy.value),
+            SipOptionsPolicy(sip.options_policy.value),
+        )
+        self.budget = UnknownNumberBudget(
+            clock,
+            Limit(rl.unknown_number_rate, rl.unknown_number_burst) if rl.enabled else Limit(0, 0),
+            rl.unknown_number_block_seconds,
+            rl.max_sources,
+        )
+        self._clock = clock
+        self.guard: SourceGuard | None = None
+
+    def is_trusted(self, host: str) -> bool:
+        """In a trunk's ACL; every source is, when no trunk is configured (an open server)."""
+        return not self.trunks or any(t.allows(host) for t in self.trunks)
+
+    def make_guard(self, is_peer: Callable[[str], bool]) -> SourceGuard:
+        rl = self.config.sip.rate_limit
+        drop = self.config.sip.untrusted_source_policy is UntrustedSourcePolicy.DROP
+        self.guard = SourceGuard(
+            self._clock,
+            self.is_trusted,
+            is_peer,
+            untrusted=Limit(rl.rate, rl.burst),
+            trusted=Limit(rl.trusted_rate, rl.trusted_burst),
+            block_seconds=rl.block_seconds,
+            max_sources=rl.max_sources,
+            drop_untrusted=drop and bool(self.trunks),
+            enabled=rl.enabled,
+        )
+        self.rejections.collectors.append(self.guard.collect)
+        self.metrics.add_gauge_callback(
+            "sip_blocked_sources",
+            "Source addresses blocked now by the per-source request rate limit",
+            lambda: float(self.guard.limiter.blocked_now()) if self.guard else 0.0,
+        )
+        return self.guard
+
+    def screen(self, request: Request, peer: Peer) -> Screen:
+        verdict = self.policy.screen(request, peer)
+        if verdict is not Screen.PASS:
+            self.rejections.note(peer.host, "untrusted-source", "")
+        return verdict
+
+    def note(self, source: str, reason: str, number: str) -> None:
+        self.rejections.note(source, reason, number)
+
+    def _count(self, reason: str, count: int) -> None:
+        child = self._counters.get(reason)
+        if child is None:
+            child = self.metrics.sip_refused_total.labels(reason=reason)
+            self._counters[reason] = child  # reasons are ours, a handful: bounded
+        child.inc(count)
+
+    async def sweep_forever(self, period: float = 30.0) -> None:
+        while True:
+            await asyncio.sleep(period)
+            if self.guard is not None:
+                self.guard.sweep()
+            self.budget.sweep()
 
 
 def _cseq_method(msg: Response) -> str:
@@ -482,13 +565,21 @@ class Server:
         )
         self.ua: UserAgent | None = None
         self.router = ConfigRouter(config)
-        self.admission = TrunkAdmission(
+        self.trunk_admission = TrunkAdmission(
             config.trunks,
             secrets.token_bytes(32),
             config.sip.auth_guard,
             clock=self.loop.time,
             metrics=AuthMetrics(self.metrics),
         )
+        self.screening = SourceScreening(config, self.metrics, self.loop.time)
+        self.admission = KnownNumberAdmission(
+            self.trunk_admission,
+            self.router,
+            self.screening.note,
+            self.screening.budget,
+        )
+        self._sweep_task: asyncio.Task[None] | None = None
         self.analysis_queue: AnalysisJobQueue | None = None
         self.analysis_pool: AnalysisWorkerPool | None = None
         self.analysis_metrics = AnalysisMetrics(self.metrics)
@@ -514,6 +605,7 @@ class Server:
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.store.open()
+        await self.screening.rejections.open()
         await self._start_analysis()
         repaired = await self.loop.run_in_executor(
             None, repair_recordings, self.config.server.recordings_dir
@@ -537,7 +629,10 @@ class Server:
             admission=self.admission,
             cfg=TimerConfig(sip.t1, sip.t2, sip.t4),
             observer=self.sip_observer,
+            screen=self.screening.screen,
         )
+        self.transport.admit_source = self.screening.make_guard(self.ua.is_peer).admit
+        self._sweep_task = self.loop.create_task(self.screening.sweep_forever())
         self.metrics.add_gauge_callback(
             "mediasrv_sip_transactions", "SIP transactions in progress", self._transactions
         )
@@ -651,7 +746,7 @@ class Server:
                 worst, window_start = 0.0, now
 
     def _add_auth_gauges(self) -> None:
-        admission = self.admission
+        admission = self.trunk_admission
         self.metrics.add_gauge_callback(
             "sip_auth_nonces", "Digest nonces held (bounded per trunk)", admission.nonces
         )
@@ -710,6 +805,8 @@ class Server:
     async def stop(self) -> None:
         if self._lag_task is not None:
             self._lag_task.cancel()
+        if self._sweep_task is not None:
+            self._sweep_task.cancel()
         for call in list(self.calls.values()):
             call.stop()
         if self._tasks:
@@ -721,6 +818,7 @@ class Server:
             await self.analysis_pool.stop()
         if self.analysis_queue is not None:
             await self.analysis_queue.close()
+        await self.screening.rejections.close()
         await self.store.close()
         self._stopped.set()
 

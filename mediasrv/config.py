@@ -33,11 +33,14 @@ __all__ = [
     "LogFormat",
     "MediaConfig",
     "NumberConfig",
+    "OptionsPolicy",
+    "RateLimitConfig",
     "RecordMode",
     "RecordingFormat",
     "ServerConfig",
     "SipConfig",
     "TrunkConfig",
+    "UntrustedSourcePolicy",
     "load_config",
     "normalize_number",
     "parse_hostport",
@@ -258,11 +261,43 @@ class AuthGuardConfig:
 
 
 # ---------------------------------------------------- end of [sip.auth_guard]
+# ---- issue 8 (flood, enumeration, reflection): source policies and [sip.rate_limit] ----
+
+
+class UntrustedSourcePolicy(enum.StrEnum):
+    """What a source in no trunk gets for an out-of-dialog request."""
+
+    REJECT = "reject"  # 403, sent once
+    DROP = "drop"  # nothing (also refused before parsing where the address alone decides)
+
+
+class OptionsPolicy(enum.StrEnum):
+    TRUNKS = "trunks"  # OPTIONS answered for trunk sources only
+    ANY = "any"
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    """Per-source limits (token buckets), checked before parsing; see mediasrv.sip.ratelimit."""
+
+    enabled: bool = True
+    rate: float = 20.0  # requests/s per source in no trunk
+    burst: int = 50
+    trusted_rate: float = 0.0  # requests/s per trunk source (every source without trunks); 0=off
+    trusted_burst: int = 2000
+    block_seconds: float = 30.0
+    max_sources: int = 16384
+    unknown_number_rate: float = 0.2  # INVITEs to numbers we do not serve, per source; 0=off
+    unknown_number_burst: int = 20
+    unknown_number_block_seconds: float = 60.0
+
+
+# ---- end of issue 8 block ----
 
 
 @dataclass(frozen=True)
 class SipConfig:
-    user_agent: str = "mediasrv"
+    user_agent: str = "mediasrv"  # Server / User-Agent value; "" omits the header
     ring_timeout: float = 30.0
     max_forwards: int = 70
     t1: float = 0.5  # RFC 3261 §17.1.1.1: RTT estimate
@@ -273,6 +308,10 @@ class SipConfig:
     tcp_max_per_source: int = 64  # accepted connections per IPv4 address / IPv6 /64
     tcp_max_connections: int = 0  # 0: derived from RLIMIT_NOFILE, keeping fds for RTP
     auth_guard: AuthGuardConfig = field(default_factory=AuthGuardConfig)
+    # issue 8: who gets answers (see UntrustedSourcePolicy, OptionsPolicy, RateLimitConfig)
+    untrusted_source_policy: UntrustedSourcePolicy = UntrustedSourcePolicy.REJECT
+    options_policy: OptionsPolicy = OptionsPolicy.TRUNKS
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
 
 
 @dataclass(frozen=True)
@@ -704,7 +743,7 @@ def _sip(ctx: _Ctx, data: object) -> SipConfig:
     d = SipConfig()
     t = _Table(ctx, ("sip",), data, SipConfig.__dataclass_fields__)
     cfg = SipConfig(
-        user_agent=t.str_("user_agent", d.user_agent, allow_empty=False),
+        user_agent=_user_agent(t, d.user_agent),
         ring_timeout=t.float_("ring_timeout", d.ring_timeout),
         max_forwards=t.int_("max_forwards", d.max_forwards, 1, 255),
         t1=t.float_("t1", d.t1, hi=60.0),
@@ -714,6 +753,11 @@ def _sip(ctx: _Ctx, data: object) -> SipConfig:
         tcp_max_per_source=t.int_("tcp_max_per_source", d.tcp_max_per_source, 1, 1_000_000),
         tcp_max_connections=t.int_("tcp_max_connections", d.tcp_max_connections, 0, 1_000_000),
         auth_guard=_auth_guard(ctx, t.data.get("auth_guard", {})),
+        untrusted_source_policy=t.enum_(
+            "untrusted_source_policy", UntrustedSourcePolicy, d.untrusted_source_policy
+        ),
+        options_policy=t.enum_("options_policy", OptionsPolicy, d.options_policy),
+        rate_limit=_rate_limit(ctx, t.data.get("rate_limit", {})),
     )
     if cfg.t2 < cfg.t1:  # RFC 3261 §17.1.2.2: intervals double from T1 up to T2
         raise t.err("t2", f"must be at least t1 ({cfg.t1:g}), got {cfg.t2:g}")
@@ -760,6 +804,47 @@ def _auth_guard(ctx: _Ctx, data: object) -> AuthGuardConfig:
             "max_block", f"must be at least base_block ({cfg.base_block:g}), got {cfg.max_block:g}"
         )
     return cfg
+# ---- issue 8 block: [sip] user_agent and [sip.rate_limit] ----
+
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9 ._!%*+`'~()/:;,=@-]*$")  # RFC 3261 §20.35 product
+
+
+def _user_agent(t: _Table, default: str) -> str:
+    value = t.str_("user_agent", default).strip()
+    if not _TOKEN_CHARS.match(value):
+        raise t.err("user_agent", f"{value!r}: use letters, digits and . _ - / ( ) only")
+    return value
+
+
+def _rate(t: _Table, key: str, default: float) -> float:
+    v = t.data.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise t.err(key, f"expected a number per second, got {_typename(v)}")
+    if not 0 <= v <= 1_000_000:
+        raise t.err(key, f"must be from 0 (no limit) to 1000000, got {v}")
+    return float(v)
+
+
+def _rate_limit(ctx: _Ctx, data: object) -> RateLimitConfig:
+    d = RateLimitConfig()
+    t = _Table(ctx, ("sip", "rate_limit"), data, RateLimitConfig.__dataclass_fields__)
+    return RateLimitConfig(
+        enabled=t.bool_("enabled", d.enabled),
+        rate=_rate(t, "rate", d.rate),
+        burst=t.int_("burst", d.burst, 1, 1_000_000),
+        trusted_rate=_rate(t, "trusted_rate", d.trusted_rate),
+        trusted_burst=t.int_("trusted_burst", d.trusted_burst, 1, 1_000_000),
+        block_seconds=t.float_("block_seconds", d.block_seconds),
+        max_sources=t.int_("max_sources", d.max_sources, 16, 10_000_000),
+        unknown_number_rate=_rate(t, "unknown_number_rate", d.unknown_number_rate),
+        unknown_number_burst=t.int_("unknown_number_burst", d.unknown_number_burst, 1, 1_000_000),
+        unknown_number_block_seconds=t.float_(
+            "unknown_number_block_seconds", d.unknown_number_block_seconds
+        ),
+    )
+
+
+# ---- end of issue 8 block ----
 
 
 def _media(ctx: _Ctx, data: object) -> MediaConfig:

@@ -92,6 +92,8 @@ class ServerSpec:
     env: dict[str, str] = field(default_factory=dict)
     api_token: str | None = field(default_factory=generate_token, repr=False)
     nofile: int | None = None  # the server's RLIMIT_NOFILE (soft and hard), if set
+    # Any other tables by their dotted name, e.g. {"sip.rate_limit": {"rate": 5.0}}.
+    extra_sections: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 class ServerProcess:
@@ -129,6 +131,8 @@ class ServerProcess:
             http.setdefault("api_token_sha256", hash_token(self.spec.api_token))
         if http:
             sections["http"] = http
+        for name, values in self.spec.extra_sections.items():
+            sections[name] = dict(values)
         tables = {"trunks": self.spec.trunks, "numbers": self.spec.numbers}
         self.spec.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(render_config(sections, tables))

@@ -34,6 +34,7 @@ _DISPOSITIONS = (
 )
 _AUTH_RESULTS = ("ok", "stale", "failed", "rejected", "bad_uri", "challenged", "blocked")
 _SIP_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO")
+_REFUSALS = ("untrusted-source", "rate-limited", "unknown-number", "unknown-number-silenced")
 _CALL_SECONDS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _RING_SECONDS = (0.5, 1, 2, 5, 10, 20, 30, 60)
 _JITTER_SECONDS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
@@ -158,6 +159,13 @@ class Metrics:
         self.http_requests_total = Counter(
             f"{p}http_requests", "HTTP requests served", ["route", "code"], registry=r
         )
+        # issue 8: requests refused by the source policy, the rate limits, the number check
+        self.sip_refused_total = Counter(
+            f"{p}sip_refused",
+            "SIP requests refused or dropped (untrusted source, rate limit, unknown number)",
+            ["reason"],
+            registry=r,
+        )
         self._callbacks: dict[str, Gauge] = {}
         self._prefill()
 
@@ -179,6 +187,8 @@ class Metrics:
             self.analysis_jobs_total.labels(result=result)
         for result in ("delivered", "failed"):
             self.notify_deliveries_total.labels(result=result)
+        for reason in _REFUSALS:
+            self.sip_refused_total.labels(reason=reason)
 
     # ---------------------------------------------------------------- helpers
 

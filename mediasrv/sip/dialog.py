@@ -95,7 +95,8 @@ class Dialog:
         headers.add("CSeq", f"{seq} {method}")
         if method in ("INVITE", "ACK") or method == "UPDATE":
             headers.add("Contact", local.contact(self.peer.transport))
-        headers.add("User-Agent", local.user_agent)
+        if local.user_agent:  # empty: the header is omitted
+            headers.add("User-Agent", local.user_agent)
         for name, value in extra:
             headers.add(name, value)
         if body:

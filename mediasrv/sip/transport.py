@@ -33,6 +33,13 @@ PeersInUse = Callable[[], Iterable[Peer]]
 
 # RFC 5626 §4.4.1: a double-CRLF ping is answered with a single CRLF pong.
 _PONG = b"\r\n"
+# The pre-parse source gate (issue 8): False drops what a source sent, unparsed and unanswered
+# (mediasrv.sip.ratelimit.SourceGuard.admit). It sees only the address: no parse, no copy.
+AdmitSource = Callable[[str], bool]
+
+
+_BLANK_BYTES = b"\r\n\x00 "
+_BLANK = frozenset(_BLANK_BYTES)  # checked on the first byte only: no copy of every datagram
 
 
 def _addr(sockaddr: tuple[str, int] | tuple[str, int, int, int]) -> tuple[str, int]:
@@ -156,9 +163,13 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.owner = owner
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        if len(data) < 4 or data.strip(b"\r\n\x00 ") == b"":
+        if len(data) < 4 or (data[0] in _BLANK and not data.strip(_BLANK_BYTES)):
             return  # RFC 5626 §3.5.1 CRLF keep-alive (or empty): nothing to parse
-        self.owner.receive(data, Peer("UDP", str(addr[0]), int(addr[1])))
+        host = str(addr[0])
+        admit = self.owner.admit_source
+        if admit is not None and not admit(host):
+            return
+        self.owner.receive(data, Peer("UDP", host, int(addr[1])))
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable for a peer that went away: not our failure.
@@ -185,9 +196,15 @@ class _TcpConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         host, port = _addr(transport.get_extra_info("peername"))
         self.peer = Peer("TCP", host, port, self.conn_id)
-        if not self.outbound and not self.owner.admit(self, host):
-            self.transport.abort()
-            return
+        if not self.outbound:
+            # The source gate first (a blocked source costs no connection slot), then the caps.
+            admit = self.owner.admit_source
+            if admit is not None and not admit(host):
+                self.transport.close()  # a blocked or refused source: closed unread
+                return
+            if not self.owner.admit(self, host):
+                self.transport.abort()
+                return
         self.last_active = self.owner.loop.time()
         self.owner.register_connection(self)
         for data in self.pending:
@@ -212,8 +229,10 @@ class _TcpConnection(asyncio.Protocol):
             self.write(_PONG * (framer.pings - pings))
         if messages:
             self.last_active = self.owner.loop.time()
+        admit = self.owner.admit_source
         for raw in messages:
-            self.owner.receive(raw, self.peer)
+            if admit is None or admit(self.peer.host):
+                self.owner.receive(raw, self.peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.owner.unregister_connection(self)
@@ -239,6 +258,7 @@ class SipTransport:
         limits: TcpLimits | None = None,
         observer: TcpObserver | None = None,
         peers_in_use: PeersInUse = lambda: (),
+        admit_source: AdmitSource | None = None,
     ) -> None:
         self.loop = loop
         self.host = host
@@ -250,6 +270,7 @@ class SipTransport:
         # Connections whose peer a dialog or an unanswered INVITE uses are never idle.
         self.peers_in_use = peers_in_use
         self.limiter = ConnectionLimiter(self.limits.max_per_source, self.limits.max_total)
+        self.admit_source = admit_source
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp_server: asyncio.base_events.Server | None = None
         self._ids = itertools.count(1)

@@ -30,6 +30,7 @@ from .message import (
     serialize,
 )
 from .parser import SipParseError, parse_message
+from .screening import Screen, stateless_tag
 from .transaction import (
     ClientTransaction,
     InviteClientTransaction,
@@ -82,8 +83,8 @@ class NullObserver:
 
 class Verdict(enum.Enum):
     ACCEPT = "accept"
-    REJECT = "reject"
-    DROP = "drop"  # no response at all (not even 100 Trying), no transaction kept
+    REJECT = "reject"  # answered once, statelessly (RFC 3261 §8.2.7)
+    DROP = "drop"  # not answered at all (no 100 Trying either)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,16 +108,21 @@ class Admission:
         return cls(Verdict.REJECT, code, reason, headers)
 
     @classmethod
-    def drop(cls) -> Admission:
-        return cls(Verdict.DROP)
+    def drop(cls, reason: str = "") -> Admission:
+        return cls(Verdict.DROP, reason=reason)
 
 
 AdmissionPolicy = Callable[[Request, Peer], Admission]
+ScreenPolicy = Callable[[Request, Peer], Screen]
 IncomingCall = Callable[[InboundLeg, str], None]
 
 
 def _admit_all(_request: Request, _peer: Peer) -> Admission:
     return Admission.accept()
+
+
+def _pass_all(_request: Request, _peer: Peer) -> Screen:
+    return Screen.PASS
 
 
 class UserAgent:
@@ -131,6 +137,7 @@ class UserAgent:
         admission: AdmissionPolicy = _admit_all,
         cfg: TimerConfig | None = None,
         observer: SipObserver | None = None,
+        screen: ScreenPolicy = _pass_all,
     ) -> None:
         self.timers = timers
         self._send_to = send_to
@@ -145,6 +152,12 @@ class UserAgent:
         # INVITE server transaction (by id) -> its inbound leg, for CANCEL and ACK timeouts.
         self._inbound_by_ist: dict[int, InboundLeg] = {}
         self.draining = False
+        # Out-of-dialog requests from sources in no trunk: 403 once, or silence (issue 8).
+        self.screen = screen
+        # Addresses we have a client transaction or a dialog with, counted: their messages
+        # pass the pre-parse source gate even when they are in no trunk (operators' phones).
+        self._peer_hosts: dict[str, int] = {}
+        self._client_hosts: dict[tuple[str, ...], str] = {}
 
     # -- counts for leak checks and metrics ------------------------------------------------------
     def transaction_count(self) -> int:
@@ -162,6 +175,19 @@ class UserAgent:
         peers = [leg.dialog.peer for leg in self.dialogs.values() if leg.dialog is not None]
         peers.extend(leg.peer for leg in self._inbound_by_ist.values())
         return peers
+    def is_peer(self, host: str) -> bool:
+        """True while we have a client transaction or a dialog with ``host``."""
+        return host in self._peer_hosts
+
+    def _hold_peer(self, host: str) -> None:
+        self._peer_hosts[host] = self._peer_hosts.get(host, 0) + 1
+
+    def _release_peer(self, host: str) -> None:
+        left = self._peer_hosts.get(host, 0) - 1
+        if left > 0:
+            self._peer_hosts[host] = left
+        else:
+            self._peer_hosts.pop(host, None)
 
     # -- input -----------------------------------------------------------------------------------
     def receive(self, data: bytes, peer: Peer) -> None:
@@ -210,6 +236,23 @@ class UserAgent:
         elif txn is None:
             self._reply_raw(request, peer, 500, "Server Internal Error")
 
+    def _reply_stateless(
+        self,
+        request: Request,
+        peer: Peer,
+        code: int,
+        reason: str | None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """§8.2.7: one response, no transaction; a retransmitted request gets it again."""
+        try:
+            response = make_response(request, code, reason, to_tag=stateless_tag(request))
+        except (ValueError, LookupError):
+            return
+        for name, value in headers:
+            response.headers.add(name, value)
+        self._send(self.finish_response(response), peer)
+
     def _reply_raw(self, request: Request, peer: Peer, code: int, reason: str | None) -> None:
         try:
             response = make_response(request, code, reason, to_tag=new_tag())
@@ -250,6 +293,8 @@ class UserAgent:
         if to_tag:
             self._on_in_dialog(request, peer, to_tag)
             return
+        if not self._screened_in(request, peer):
+            return
         if method == "INVITE":
             self._on_initial_invite(request, peer, key)
         elif method == "OPTIONS":
@@ -261,10 +306,20 @@ class UserAgent:
         else:
             self.reply(request, peer, 501)
 
+    def _screened_in(self, request: Request, peer: Peer) -> bool:
+        """Out-of-dialog requests from sources the policy refuses: 403 once, or nothing."""
+        verdict = self.screen(request, peer)
+        if verdict is Screen.PASS:
+            return True
+        if verdict is Screen.REJECT:
+            self._reply_stateless(request, peer, 403, "Forbidden")
+        return False
+
     def _on_in_dialog(self, request: Request, peer: Peer, to_tag: str) -> None:
         leg = self.dialogs.get((request.call_id, to_tag, request.from_tag or ""))
         if leg is None:
-            self.reply(request, peer, 481)  # §12.2.2
+            if self._screened_in(request, peer):
+                self.reply(request, peer, 481)  # §12.2.2
             return
         dialog = leg.dialog
         if dialog is not None and request.method != "INVITE":
@@ -288,6 +343,8 @@ class UserAgent:
         """§9.2: answer the CANCEL itself, then 487 the INVITE if it is still pending."""
         invite_key = (*key[:-1], "INVITE")
         ist = self.server_transactions.get(invite_key)
+        if not isinstance(ist, InviteServerTransaction) and not self._screened_in(request, peer):
+            return
         nist = self._new_server_transaction(NonInviteServerTransaction, request, peer, key)
         if not isinstance(ist, InviteServerTransaction):
             nist.respond(self.finish_response(make_response(request, 481, to_tag=new_tag())))
@@ -309,24 +366,21 @@ class UserAgent:
         return self._inbound_by_ist.get(id(ist))
 
     def _on_initial_invite(self, request: Request, peer: Peer, key: tuple[str, ...]) -> None:
-        # The admission policy is synchronous and cheap, so it runs first: a dropped INVITE
-        # must leave no transaction behind (one that never answers would never end) and
-        # get not even a 100 Trying.
-        verdict = None if self.draining else self.admission(request, peer)
-        if verdict is not None and verdict.verdict is Verdict.DROP:
+        # Admission (ACL, digest, known number) comes first and needs no state: a refusal is
+        # answered once and statelessly (§8.2.7: no 100, no retransmission per Timer G), so
+        # a spoofed INVITE brings back one response at most, never a dozen (issue 8, F8).
+        verdict = self.admission(request, peer)
+        if verdict.verdict is Verdict.DROP:
+            return
+        if verdict.verdict is Verdict.REJECT:
+            self._reply_stateless(request, peer, verdict.code, verdict.reason, verdict.headers)
             return
         ist = self._new_server_transaction(InviteServerTransaction, request, peer, key)
         assert isinstance(ist, InviteServerTransaction)
         # §17.2.1: 100 Trying at once, so the caller stops retransmitting.
         ist.respond(self.finish_response(make_response(request, 100)))
-        if verdict is None:  # draining
+        if self.draining:
             ist.respond(self.finish_response(make_response(request, 503, to_tag=new_tag())))
-            return
-        if verdict.verdict is Verdict.REJECT:
-            response = make_response(request, verdict.code, verdict.reason, to_tag=new_tag())
-            for name, value in verdict.headers:
-                response.headers.add(name, value)
-            ist.respond(self.finish_response(response))
             return
         if request.headers.get("Require"):
             response = make_response(request, 420, to_tag=new_tag())
@@ -420,7 +474,7 @@ class UserAgent:
     # -- output ----------------------------------------------------------------------------------
     def finish_response(self, response: Response) -> Response:
         """Headers every response of ours carries."""
-        if "Server" not in response.headers:
+        if self.local.user_agent and "Server" not in response.headers:
             response.headers.add("Server", self.local.user_agent)
         self.observer.message_out(response)
         return response
@@ -488,6 +542,8 @@ class UserAgent:
             timeout,
         )
         self.client_transactions[txn.key] = txn
+        self._client_hosts[txn.key] = peer.host
+        self._hold_peer(peer.host)
         txn.start()
         return txn
 
@@ -507,6 +563,9 @@ class UserAgent:
     def _client_terminated(self, txn: Transaction) -> None:
         if self.client_transactions.get(txn.key) is txn:
             del self.client_transactions[txn.key]
+            host = self._client_hosts.pop(txn.key, None)
+            if host is not None:
+                self._release_peer(host)
 
     def send_ack(self, dialog: Dialog, cseq: int) -> Request:
         """§13.2.2.4: the ACK for a 2xx is a new request within the dialog (new branch)."""
@@ -516,10 +575,13 @@ class UserAgent:
 
     # -- dialogs ---------------------------------------------------------------------------------
     def remember_dialog(self, dialog: Dialog, leg: Leg) -> None:
+        if dialog.key not in self.dialogs:
+            self._hold_peer(dialog.peer.host)
         self.dialogs[dialog.key] = leg
 
     def forget_dialog(self, dialog: Dialog) -> None:
-        self.dialogs.pop(dialog.key, None)
+        if self.dialogs.pop(dialog.key, None) is not None:
+            self._release_peer(dialog.peer.host)
 
     # -- outbound calls --------------------------------------------------------------------------
     def create_outbound(
@@ -545,7 +607,8 @@ class UserAgent:
         headers.add("CSeq", "1 INVITE")
         headers.add("Contact", self.local.contact(peer.transport))
         headers.add("Allow", ALLOW)
-        headers.add("User-Agent", self.local.user_agent)
+        if self.local.user_agent:  # empty: no product name on the wire
+            headers.add("User-Agent", self.local.user_agent)
         for name, value in extra:
             headers.add(name, value)
         if sdp:

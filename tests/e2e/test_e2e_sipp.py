@@ -112,9 +112,10 @@ async def test_operator_failures_are_mapped_back_to_the_caller(
     assert all(r["sip_code"] == expected_code for r in rows)
 
 
-async def test_unknown_number_gets_404_and_is_logged(
+async def test_unknown_number_gets_404_and_is_counted_not_logged_as_a_call(
     tmp_path: Path, start_server: StartServer
 ) -> None:
+    """Issue 8 (F7): a 404 is no call; it is counted in rejected_requests, not the call log."""
     server = start_server(numbers=[number_to(free_port())])
     result = await run_sipp(
         SippOptions(
@@ -129,9 +130,10 @@ async def test_unknown_number_gets_404_and_is_logged(
         tmp_path / "uac",
     )
     assert result.final_codes() == [404], result.describe()
-    assert not any(server.wait_idle(20).values())  # idle: the final row is written
-    rows = server.calls(10)
-    assert len(rows) == 1 and rows[0]["disposition"] == "rejected" and rows[0]["sip_code"] == 404
+    assert not any(server.wait_idle(20).values())
+    assert server.calls(10) == []
+    m = server.metrics()
+    assert m.get('mediasrv_sip_refused_total{reason="unknown-number"}') == 1.0
 
 
 async def test_no_rtp_timeout_ends_the_call_with_a_logged_reason(

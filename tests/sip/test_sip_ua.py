@@ -224,7 +224,9 @@ def test_unanswerable_message_is_dropped_answerable_one_gets_400() -> None:
 def test_admission_reject_and_draining_503() -> None:
     h = Harness(admission=lambda req, peer: Admission.reject(403, "Forbidden"))
     h.feed(invite())
-    assert statuses(h.take()) == [100, 403]
+    # Refused before any state (issue 8): no 100 Trying, and the 403 is sent once.
+    assert statuses(h.take()) == [403]
+    assert h.idle()
     h2 = Harness()
     h2.ua.draining = True
     h2.feed(invite())
