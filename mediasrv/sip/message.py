@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from mediasrv.sip.uri import (
     SipParseError,
     Via,
+    first_list_element,
     is_token,
     parse_name_addr,
     parse_via,
+    split_list,
     split_params,
 )
 
@@ -137,44 +139,6 @@ def checked_name(raw: str) -> str | None:
     if not is_token(name):
         return None
     return canonical_name(name)
-
-
-def split_list(value: str) -> list[str]:
-    """Split a comma list, not inside quoted strings or <...> (RFC 3261 §7.3.1)."""
-    if "," not in value:
-        return [value]
-    if '"' not in value and "<" not in value:
-        return [v.strip() for v in value.split(",") if v.strip()]
-    out: list[str] = []
-    start = 0
-    in_quote = False
-    depth = 0
-    i = 0
-    n = len(value)
-    while i < n:
-        ch = value[i]
-        if in_quote:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                in_quote = False
-        elif ch == '"':
-            in_quote = True
-        elif ch == "<":
-            depth += 1
-        elif ch == ">":
-            if depth:
-                depth -= 1
-        elif ch == "," and depth == 0:
-            item = value[start:i].strip()
-            if item:
-                out.append(item)
-            start = i + 1
-        i += 1
-    item = value[start:].strip()
-    if item:
-        out.append(item)
-    return out
 
 
 def _clean(value: str) -> str:
@@ -321,7 +285,7 @@ class _MessageMixin:
         if cached is not None and cached[0] is raw:
             return cached[1]
         # only the first element of a possibly combined line is the top Via
-        via = parse_via(split_list(raw)[0] if "," in raw else raw)
+        via = parse_via(first_list_element(raw))
         self._top = (raw, via)
         return via
 

@@ -8,18 +8,20 @@ lazily by the message properties.
 
 from __future__ import annotations
 
+import itertools
 import re
+from operator import methodcaller
 
 from mediasrv.sip.message import (
     Headers,
     Request,
     Response,
+    canonical_name,
     checked_name,
     is_token,
     parse_cseq,
-    split_list,
 )
-from mediasrv.sip.uri import SipParseError, parse_via
+from mediasrv.sip.uri import SipParseError, first_list_element, parse_via
 
 __all__ = ["MAX_HEADERS", "MAX_MESSAGE", "SipParseError", "StreamFramer", "parse_message"]
 
@@ -28,7 +30,15 @@ MAX_HEADERS = 256  # header lines per message
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")  # RFC 3261 §8.1.1
 _MANDATORY_SET = frozenset(_MANDATORY)
 _BAD_URI_CHARS = frozenset('<>"')
-_FOLD = re.compile(r"[ \t]*\r?\n[ \t]+")  # LWS with a line break inside (§7.3.1, §25.1)
+# A line end that does not start a continuation line: the end of a logical header line.
+# It is anchored on the LF, so matching is linear in the input (issue 8: the former unfolding
+# regex, [ \t]*\r?\n[ \t]+, retried its leading [ \t]* at every blank of a long run: 60 s
+# for one 64 KB datagram).
+_LOGICAL_END = re.compile(r"\n(?![ \t])")
+_strip_lws = methodcaller("strip", " \t")
+_SPLIT_LINES = MAX_HEADERS + 1  # start line + this many header lines; the rest stays whole
+# a header line a response needs (Via, From, To, Call-ID, CSeq; long or compact name)
+_NEEDED_LINE = re.compile(r"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:(.*)$", re.M | re.I)
 
 
 def _find_header_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
@@ -71,61 +81,75 @@ def _parse_start_line(line: str) -> tuple[str, str, str]:
     return "request", method, uri
 
 
-class _Folded(Exception):
-    """Internal: the header block has folded lines; take the unfolding slow path."""
-
-
 def _split_lines(head: str) -> list[str] | None:
-    """Split the header block on CRLF; None if it has bare LF or CR line ends (slow path)."""
-    lines = head.split("\r\n")
-    breaks = len(lines) - 1
-    if head.count("\n") == breaks and head.count("\r") == breaks:
-        return lines
-    return None
+    """Split the header block on CRLF; None if it has bare LF or CR line ends or folded lines
+    (slow path). At most ``_SPLIT_LINES`` header lines are split off; the last item is then
+    the unsplit rest (see ``_parse_header_lines``)."""
+    if "\n " in head or "\n\t" in head:
+        return None
+    breaks = head.count("\n")
+    if head.count("\r") != breaks or head.count("\r\n") != breaks:
+        return None
+    return head.split("\r\n", _SPLIT_LINES)
 
 
 def _split_lines_lenient(head: str) -> list[str]:
-    """Unfold (§7.3.1: a line end followed by SP/HTAB is one SP), then split on CRLF or a
-    tolerated bare LF; a bare CR is an error."""
-    head = _FOLD.sub(" ", head).replace("\r\n", "\n")
+    """Split the header block on CRLF or a tolerated bare LF (a bare CR is an error), then
+    unfold: a line end followed by SP/HTAB, with the blanks around it, is one SP (§7.3.1,
+    LWS in §25.1). Linear in the size of ``head``: only C-level splits and joins."""
+    head = head.replace("\r\n", "\n")
     if "\r" in head:
         raise SipParseError("bare CR in headers")
-    return head.split("\n")
+    if "\n " not in head and "\n\t" not in head:
+        return head.split("\n", _SPLIT_LINES)
+    logical = _LOGICAL_END.split(head, _SPLIT_LINES)
+    return [_unfold(line) if "\n" in line else line for line in logical]
+
+
+def _unfold(line: str) -> str:
+    """One logical line with its continuation line ends (LF + SP/HTAB) -> one physical line."""
+    pieces = line.split("\n")
+    first = pieces[0].rstrip(" \t")
+    return " ".join([first, *map(_strip_lws, pieces[1:])])
 
 
 def _parse_header_lines(lines: list[str]) -> tuple[list[tuple[str, str]], str | None]:
     """Header lines -> canonical (name, value) list, plus the first problem seen (if any).
 
     Parsing continues past a bad line so that a 400 can still be formed (§21.4.1).
-    Raises _Folded at a continuation line (the caller unfolds and starts again).
+    Continuation lines were unfolded before (``_split_lines_lenient``). Past
+    ``MAX_HEADERS`` lines the rest of the block is only searched for what a 400 needs.
     """
     items: list[tuple[str, str]] = []
     append = items.append
     problem: str | None = None
+    rest = lines.pop() if len(lines) > MAX_HEADERS and "\n" in lines[-1] else ""
     for line in lines:
         name, colon, value = line.partition(":")
         canon = checked_name(name)
         if canon is None or not colon:
-            if line[:1] in (" ", "\t"):
-                raise _Folded
             if problem is None:
                 problem = "header line without colon" if not colon else "bad header name"
             continue
         append((canon, value.strip()))
+    if rest:
+        items.extend(_needed_headers(rest))
+        problem = "too many headers"
     if len(items) > MAX_HEADERS:
         problem = "too many headers"
     return items, problem
 
 
-def _parse_head(head: str, lines: list[str]) -> tuple[Request | Response, str | None]:
+def _needed_headers(rest: str) -> list[tuple[str, str]]:
+    """The headers a 400 response copies (§8.2.6.2), from an over-long header block's rest."""
+    found = itertools.islice(_NEEDED_LINE.finditer(rest), MAX_HEADERS)
+    return [(canonical_name(m.group(1)), m.group(2).strip()) for m in found]
+
+
+def _parse_head(lines: list[str]) -> tuple[Request | Response, str | None]:
     """Start line and headers -> message (no body yet) and the first problem seen."""
     kind, first, second = _parse_start_line(lines[0].strip())
-    try:
-        items, problem = _parse_header_lines(lines[1:])
-    except _Folded:
-        lines = _split_lines_lenient(head)
-        kind, first, second = _parse_start_line(lines[0].strip())
-        items, problem = _parse_header_lines(lines[1:])  # no folds are left to raise
+    items, problem = _parse_header_lines(lines[1:])
     headers = Headers._from_canonical(items)
     if kind == "request":
         return Request(first, second, headers), problem
@@ -153,7 +177,7 @@ def _partial(msg: Request | Response) -> Request | None:
         return None
     try:
         top = h.get("Via") or ""
-        parse_via(split_list(top)[0] if "," in top else top)
+        parse_via(first_list_element(top))
     except SipParseError:
         return None
     return msg
@@ -222,7 +246,7 @@ def parse_message(data: bytes, max_size: int = MAX_MESSAGE) -> Request | Respons
     if "\x00" in head:
         raise SipParseError("NUL in headers")
     try:
-        msg, problem = _parse_head(head, lines)
+        msg, problem = _parse_head(lines)
     except SipParseError:
         if encoding_problem:
             raise SipParseError(encoding_problem) from None
