@@ -313,6 +313,30 @@ def header_tag(value: str) -> str | None:
     return split_params(tail).get("tag") if ";" in tail else None
 
 
+def parse_max_forwards(value: str | None) -> int | None:
+    """Max-Forwards = 1*DIGIT (RFC 3261 §20.22), 0-255 (§8.1.1.6); None when absent.
+
+    Leading zeros are allowed (RFC 4475 §3.1.1.1 sends ``0068``); anything else, or a value
+    above 255, is an error (RFC 4475 §3.1.2.4 lets a server refuse it).
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 10 or int(text) > 255:
+        raise SipParseError("bad Max-Forwards")
+    return int(text)
+
+
+def onward_max_forwards(received: int | None, configured: int) -> int:
+    """Max-Forwards of the request a B2BUA sends on for one it received: the received value
+    less one (RFC 3261 §16.6 step 3, which RFC 7332 §3 applies to B2BUAs: a B2BUA must not
+    restore the hop count it was given), never more than ``[sip] max_forwards``; the
+    configured value when the request had none (§16.3 step 3: the check is passed)."""
+    if received is None:
+        return configured
+    return max(0, min(received - 1, configured))
+
+
 def parse_cseq(value: str) -> tuple[int, str]:
     """CSeq = 1*DIGIT LWS Method, number < 2**31 (RFC 3261 §8.1.1.5, §20.16)."""
     parts = value.split()

@@ -27,6 +27,7 @@ from .message import (
     new_branch,
     new_call_id,
     new_tag,
+    parse_max_forwards,
     serialize,
 )
 from .parser import SipParseError, parse_message
@@ -308,6 +309,10 @@ class UserAgent:
                 response.headers.add(name, value)
             ist.respond(self.finish_response(response))
             return
+        refusal = self._hop_refusal(request)
+        if refusal is not None:
+            ist.respond(self.finish_response(make_response(request, *refusal, to_tag=new_tag())))
+            return
         if request.headers.get("Require"):
             response = make_response(request, 420, to_tag=new_tag())
             response.headers.add("Unsupported", request.headers.get("Require") or "")
@@ -316,6 +321,16 @@ class UserAgent:
         leg = InboundLeg(self, request, peer, ist)
         self._inbound_by_ist[id(ist)] = leg
         self.on_incoming(leg, verdict.trunk)
+
+    @staticmethod
+    def _hop_refusal(request: Request) -> tuple[int, str | None] | None:
+        """An INVITE we would forward with no hop left gets 483 (RFC 3261 §16.3 step 3, for a
+        B2BUA by RFC 7332 §3), so a routing loop through us ends; a malformed value is 400."""
+        try:
+            hops = parse_max_forwards(request.headers.get("Max-Forwards"))
+        except SipParseError as exc:
+            return 400, f"Bad Request ({exc.reason})"
+        return (483, None) if hops == 0 else None
 
     def _reply_options(self, request: Request, peer: Peer) -> None:
         """OPTIONS keepalives from trunks get 200 with what we support (§11.2)."""
@@ -512,11 +527,17 @@ class UserAgent:
         sink: LegEventSink,
         credentials: DigestCredentials | None = None,
         extra: tuple[tuple[str, str], ...] = (),
+        max_forwards: int | None = None,
     ) -> OutboundLeg:
-        """Build the initial INVITE of an outbound leg (§8.1.1) and start it."""
+        """Build the initial INVITE of an outbound leg (§8.1.1) and start it.
+
+        ``max_forwards``: the inbound leg's ``onward_max_forwards`` when this INVITE is sent
+        on behalf of a received one (RFC 7332 §3); ``[sip] max_forwards`` when we originate.
+        """
+        hops = self.local.max_forwards if max_forwards is None else max_forwards
         headers = Headers()
         headers.add("Via", self.local.via(peer.transport, new_branch()))
-        headers.add("Max-Forwards", "70")
+        headers.add("Max-Forwards", str(hops))
         display = f'"{from_display}" ' if from_display else ""
         user = from_user or "anonymous"
         headers.add("From", f"{display}<sip:{user}@{self.local.hostport()}>;tag={new_tag()}")

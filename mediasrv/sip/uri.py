@@ -288,6 +288,8 @@ def parse_uri(text: str) -> SipUri:
     host, port = _split_host_port(hostport)
     headers: dict[str, str] = {}
     if qmark:
+        if hdr_text.count("&") > MAX_PARAMS:
+            raise SipParseError("too many URI headers")
         for item in hdr_text.split("&"):
             if item:
                 k, _, v = item.partition("=")
@@ -347,7 +349,13 @@ def unquote(value: str) -> str:
     inner = value[1:-1]
     if "\\" not in inner:
         return inner
-    return _QUOTED_PAIR.sub(r"\1", inner)
+    if "\x00" in inner:  # never in a parsed header (NUL is refused); the general way then
+        return _QUOTED_PAIR.sub(r"\1", inner)
+    # C-level replaces, left to right as a scanner would: an escaped backslash first, then
+    # every other backslash drops and keeps the character after it; a lone final one stays
+    text = inner.replace("\\\\", "\x00")
+    tail = "\\" if text.endswith("\\") else ""
+    return text[: len(text) - len(tail)].replace("\\", "").replace("\x00", "\\") + tail
 
 
 def quoted_end(text: str, start: int) -> int:
