@@ -169,12 +169,12 @@ def _content_length(headers: Headers) -> int | None:
 
 
 def _partial(msg: Request | Response) -> Request | None:
-    """The request, if it has what a 400 response needs: a usable top Via and the rest."""
+    """The request, if a 400 can reach its sender: it needs a usable top Via (§18.2.2); the
+    From, To, Call-ID and CSeq it has are copied, the missing ones are not invented
+    (RFC 4475 §3.3.1 expects a 400 to a request lacking From, To and Call-ID)."""
     if not isinstance(msg, Request):
         return None
     h = msg.headers
-    if any(h.get(n) is None for n in _MANDATORY):
-        return None
     try:
         top = h.get("Via") or ""
         parse_via(first_list_element(top))
