@@ -29,6 +29,7 @@ MAX_MESSAGE = 256 * 1024  # far above any sane SIP message; larger input is reje
 MAX_HEADERS = 256  # header lines per message
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")  # RFC 3261 §8.1.1
 _MANDATORY_SET = frozenset(_MANDATORY)
+_SINGLE = ("From", "To", "Call-ID", "CSeq", "Max-Forwards")  # one value each (§20)
 _BAD_URI_CHARS = frozenset('<>"')
 # A line end that does not start a continuation line: the end of a logical header line.
 # It is anchored on the LF, so matching is linear in the input (issue 8: the former unfolding
@@ -57,28 +58,41 @@ def _find_header_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]
     return -1, -1
 
 
-def _parse_start_line(line: str) -> tuple[str, str, str]:
-    """("request", method, uri) or ("response", code, reason)."""
+BAD_VERSION = "unsupported SIP version"  # answered 505 (RFC 3261 §21.5.6, RFC 4475 §3.1.2.16)
+
+
+def _parse_start_line(line: str) -> tuple[str, str, str, str | None]:
+    """("request", method, uri, problem) or ("response", code, reason, None).
+
+    A request line whose method and "SIP/x.y" can be read but whose Request-URI or version is
+    bad is returned with the problem, so that a 400 (505) can still be sent (RFC 4475
+    §3.1.2.7-9, §3.1.2.16); anything else raises.
+    """
     if line[:4].upper() == "SIP/":
         version, _, rest = line.partition(" ")
         code, _, reason = rest.partition(" ")
         if version.upper() != "SIP/2.0":
-            raise SipParseError("unsupported SIP version")
+            raise SipParseError(BAD_VERSION)
         if len(code) != 3 or not (code.isascii() and code.isdigit()) or code[0] not in "123456":
             raise SipParseError("bad status code")
-        return "response", code, reason.strip()
-    parts = line.split(" ")
-    if len(parts) != 3:
+        return "response", code, reason.strip(), None
+    method, _, rest = line.partition(" ")
+    uri, _, version = rest.rpartition(" ")
+    if not is_token(method) or not uri:  # Method = token (§25.1)
         raise SipParseError("bad request line")
-    method, uri, version = parts
-    if not is_token(method):  # Method = token (§25.1)
-        raise SipParseError("bad method")
     if version.upper() != "SIP/2.0":
-        raise SipParseError("unsupported SIP version")
-    # isprintable() is False for TAB and other controls
-    if ":" not in uri or not uri.isprintable() or not _BAD_URI_CHARS.isdisjoint(uri):
-        raise SipParseError("bad Request-URI")
-    return "request", method, uri
+        if version[:4].upper() != "SIP/":
+            raise SipParseError("bad request line")
+        return "request", method, uri, BAD_VERSION
+    # isprintable() is False for TAB and other controls; SP is allowed once on each side
+    if (
+        " " in uri
+        or ":" not in uri
+        or not uri.isprintable()
+        or not _BAD_URI_CHARS.isdisjoint(uri)
+    ):
+        return "request", method, uri, "bad Request-URI"
+    return "request", method, uri, None
 
 
 def _split_lines(head: str) -> list[str] | None:
@@ -148,8 +162,9 @@ def _needed_headers(rest: str) -> list[tuple[str, str]]:
 
 def _parse_head(lines: list[str]) -> tuple[Request | Response, str | None]:
     """Start line and headers -> message (no body yet) and the first problem seen."""
-    kind, first, second = _parse_start_line(lines[0].strip())
+    kind, first, second, start_problem = _parse_start_line(lines[0].strip())
     items, problem = _parse_header_lines(lines[1:])
+    problem = start_problem or problem
     headers = Headers._from_canonical(items)
     if kind == "request":
         return Request(first, second, headers), problem
@@ -189,6 +204,9 @@ def _check_mandatory(msg: Request | Response) -> str | None:
     if not _MANDATORY_SET <= present:
         missing = next(n for n in _MANDATORY if n not in present)
         return f"missing {missing}"
+    for name in _SINGLE:
+        if len(h.get_lines(name)) > 1:
+            return f"more than one {name}"  # RFC 4475 §3.3.8: 400
     try:
         _, method = parse_cseq(h.get("CSeq") or "")
     except SipParseError as exc:
@@ -255,7 +273,7 @@ def parse_message(data: bytes, max_size: int = MAX_MESSAGE) -> Request | Respons
     if problem is None:
         problem = _check_mandatory(msg)
     if problem is not None:
-        raise SipParseError(problem, _partial(msg))
+        raise SipParseError(problem, _partial(msg), 505 if problem == BAD_VERSION else 400)
     body = data[body_start:]
     try:
         length = _content_length(msg.headers)

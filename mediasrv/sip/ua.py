@@ -181,8 +181,11 @@ class UserAgent:
         partial = exc.partial
         log.info("malformed SIP message", extra={"error": exc.reason, "peer": peer.host})
         if partial is not None and partial.method != "ACK":
-            # §21.4.1: 400 Bad Request, with the reason in the phrase.
-            self._reply_raw(partial, peer, 400, f"Bad Request ({exc.reason[:60]})")
+            # §21.4.1: 400 Bad Request, with the reason in the phrase (505 for a version).
+            if exc.status == 400:
+                self._reply_raw(partial, peer, 400, f"Bad Request ({exc.reason[:60]})")
+            else:
+                self._reply_raw(partial, peer, exc.status, None)
 
     def _fail_request(self, request: Request, peer: Peer) -> None:
         """500 through the request's transaction if one was created, so none is left behind."""
@@ -231,6 +234,11 @@ class UserAgent:
             return
         if method == "CANCEL":
             self._on_cancel(request, peer, key)
+            return
+        refusal = _uas_refusal(request)
+        if refusal is not None:
+            code, extra = refusal
+            self.reply(request, peer, code, extra=extra)
             return
         to_tag = request.to_tag
         if to_tag:
@@ -555,6 +563,26 @@ class UserAgent:
         leg = OutboundLeg(self, request, peer, sink, credentials)
         leg.start()
         return leg
+
+
+_SCHEMES = frozenset(("sip", "sips", "tel"))
+
+
+def _uas_refusal(request: Request) -> tuple[int, tuple[tuple[str, str], ...]] | None:
+    """§8.2.2.1: a Request-URI scheme we do not serve is 416; §8.2.2.3: an option in Require
+    is 420 with Unsupported (INVITE checks Require after admission, in _on_initial_invite);
+    §8.2.3: an INVITE body that is not SDP is 415 with Accept."""
+    scheme = request.uri.partition(":")[0].lower()
+    if scheme not in _SCHEMES:
+        return 416, ()
+    require = request.headers.get("Require")
+    if require and request.method != "INVITE":
+        return 420, (("Unsupported", require),)
+    if request.method == "INVITE" and request.body:
+        ctype = (request.headers.get("Content-Type") or "").partition(";")[0].strip().lower()
+        if ctype != "application/sdp":
+            return 415, (("Accept", "application/sdp"),)
+    return None
 
 
 def _nothing() -> None:

@@ -39,10 +39,11 @@ class SipParseError(ValueError):
     400 response needs (Via, From, To, Call-ID, CSeq) were readable (RFC 3261 §8.2.6 / §21.4.1).
     """
 
-    def __init__(self, reason: str, partial: Request | None = None) -> None:
+    def __init__(self, reason: str, partial: Request | None = None, status: int = 400) -> None:
         super().__init__(reason)
         self.reason = reason
         self.partial = partial
+        self.status = status  # what a response to ``partial`` says: 400, or 505
 
 
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
