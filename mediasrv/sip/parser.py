@@ -262,7 +262,9 @@ def parse_message(data: bytes, max_size: int = MAX_MESSAGE) -> Request | Respons
         head, encoding_problem = _decode(data[start:end])
         lines = _split_lines_lenient(head)
     if "\x00" in head:
-        raise SipParseError("NUL in headers")
+        # refused, but with a 400 where the rest can be read (RFC 4475 §3.1.1.2 quotes a
+        # NUL in a display name: legal there, yet nothing we would store)
+        encoding_problem = encoding_problem or "NUL in headers"
     try:
         msg, problem = _parse_head(lines)
     except SipParseError:

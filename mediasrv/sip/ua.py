@@ -235,7 +235,7 @@ class UserAgent:
         if method == "CANCEL":
             self._on_cancel(request, peer, key)
             return
-        refusal = _uas_refusal(request)
+        refusal = None if method == "INVITE" else _uas_refusal(request)
         if refusal is not None:
             code, extra = refusal
             self.reply(request, peer, code, extra=extra)
@@ -324,6 +324,13 @@ class UserAgent:
         if request.headers.get("Require"):
             response = make_response(request, 420, to_tag=new_tag())
             response.headers.add("Unsupported", request.headers.get("Require") or "")
+            ist.respond(self.finish_response(response))
+            return
+        unserved = _uas_refusal(request)  # after admission: a stranger learns nothing more
+        if unserved is not None:
+            response = make_response(request, unserved[0], to_tag=new_tag())
+            for name, value in unserved[1]:
+                response.headers.add(name, value)
             ist.respond(self.finish_response(response))
             return
         leg = InboundLeg(self, request, peer, ist)
@@ -570,8 +577,10 @@ _SCHEMES = frozenset(("sip", "sips", "tel"))
 
 def _uas_refusal(request: Request) -> tuple[int, tuple[tuple[str, str], ...]] | None:
     """§8.2.2.1: a Request-URI scheme we do not serve is 416; §8.2.2.3: an option in Require
-    is 420 with Unsupported (INVITE checks Require after admission, in _on_initial_invite);
-    §8.2.3: an INVITE body that is not SDP is 415 with Accept."""
+    is 420 with Unsupported (an initial INVITE is checked after admission, its Require in
+    _on_initial_invite);
+    §8.2.3: an INVITE body that is not SDP is 415 with Accept, and an INVITE whose Accept
+    leaves out SDP is 406 (RFC 4475 §3.3.6, §3.3.15)."""
     scheme = request.uri.partition(":")[0].lower()
     if scheme not in _SCHEMES:
         return 416, ()
@@ -582,7 +591,15 @@ def _uas_refusal(request: Request) -> tuple[int, tuple[tuple[str, str], ...]] | 
         ctype = (request.headers.get("Content-Type") or "").partition(";")[0].strip().lower()
         if ctype != "application/sdp":
             return 415, (("Accept", "application/sdp"),)
+    accept = request.headers.get_all("Accept")
+    if request.method == "INVITE" and accept and not _accepts_sdp(accept):
+        return 406, ()  # §21.4.7: our answer would be SDP, which the caller does not accept
     return None
+
+
+def _accepts_sdp(accept: list[str]) -> bool:
+    types = {a.partition(";")[0].strip().lower() for a in accept}
+    return bool(types & {"application/sdp", "application/*", "*/*", ""})
 
 
 def _nothing() -> None:
