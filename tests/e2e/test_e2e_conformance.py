@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from pathlib import Path
@@ -103,3 +104,58 @@ async def test_routing_loop_through_the_server_stops_with_483(tmp_path: Path) ->
         options_answer_time(server.sip_port, "after-loop")
     finally:
         assert server.stop() == 0, server.log_tail()
+
+
+TORTURE = Path(__file__).parent.parent / "data" / "sip" / "torture"
+
+
+def torture_table() -> list[tuple[str, str]]:
+    rows = (line.split("\t") for line in (TORTURE / "expected.tsv").read_text().splitlines())
+    return [(r[0], r[1]) for r in rows if r[0] and not r[0].startswith("#")]
+
+
+def final_answer(port: int, payload: bytes, timeout: float) -> int | None:
+    """The final status the server sends back for ``payload`` (None: nothing within timeout)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.sendto(payload, ("127.0.0.1", port))
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            s.settimeout(left)
+            try:
+                reply = s.recv(65535)
+            except TimeoutError:
+                return None
+            code = int(reply.split(b" ", 2)[1])
+            if code >= 200:
+                return code
+        return None
+
+
+def test_torture_messages_against_the_running_server(start_server: StartServer) -> None:
+    """Each RFC 4475 / RFC 5118 message over UDP gets its final answer from the real server:
+    the code of the sans-IO table, 404 where the table starts a call (no such tracking
+    number), and nothing only for responses. The server keeps serving and leaks nothing."""
+    server = start_server(numbers=[{"number": NUMBER, "destinations": ["sip:op@127.0.0.1:5999"]}])
+    seen: dict[str, int | None] = {}
+    for n, (name, expected) in enumerate(torture_table()):
+        # The RFCs reuse branch values (RFC 5118's four REGISTERs share one): to the running
+        # server those are retransmissions of one transaction (§17.2.3), answered to the
+        # first sender. A suffix after the magic cookie keeps each message its own (a bare
+        # cookie, 4475_badbranch's point, is left as it is).
+        data = re.sub(
+            rb"branch=z9hG4bK(?=[^\s;,])",
+            b"branch=z9hG4bK" + f"r{n}-".encode(),
+            (TORTURE / f"{name}.sip").read_bytes(),
+        )
+        silent = expected == "dropped"
+        code = final_answer(server.sip_port, data, timeout=0.3 if silent else 5.0)
+        seen[name] = code
+        if silent:
+            assert code is None, (name, code)
+        elif expected.endswith("+call"):
+            assert code == 404, (name, code)  # not a tracking number of this server
+        else:
+            assert code == int(expected.split("+")[-1]), (name, expected, code)
+    options_answer_time(server.sip_port, "after-torture")
+    assert not any(server.wait_idle(20).values()), seen

@@ -22,66 +22,15 @@ from mediasrv.sip.ua import UserAgent
 TORTURE = Path(__file__).parent.parent / "data" / "sip" / "torture"
 CALLER = Peer("UDP", "127.0.0.1", 5071)
 
-# fixture -> (outcome, what the RFC says and why this is the answer)
-EXPECTED: dict[str, tuple[str, str]] = {
-    "4475_badaspec": ("200", "§3.1.2.14 spaces in addr-spec of To: processed (OPTIONS reads no To URI)"),
-    "4475_badbranch": ("200", "§3.2.1 branch is just the cookie: processed"),
-    "4475_baddate": ("100+call", "§3.1.2.12 bad time zone in Date: processed"),
-    "4475_baddn": ("200", "§3.1.2.15 non-token display names: processed"),
-    "4475_badinv01": ("100+call", "§3.1.2.1 extra ;;,;,, separators: processed (liberal; an answer is given)"),
-    "4475_badvers": ("505", "§3.1.2.16 SIP/7.0: 505"),
-    "4475_bcast": ("dropped", "§3.3.10 a response: dropped"),
-    "4475_bext01": ("420", "§3.3.5 Require of unknown options: 420"),
-    "4475_bigcode": ("dropped", "§3.1.2.19 a response: dropped"),
-    "4475_clerr": ("400", "§3.1.2.2 Content-Length larger than the message: 400"),
-    "4475_cparam01": ("405", "§3.3.12 REGISTER: 405"),
-    "4475_dblreq": ("405", "§3.1.1.8 the REGISTER is processed (405), the trailing INVITE discarded (§18.3)"),
-    "4475_esc01": ("100+call", "§3.1.1.3 valid: processed"),
-    "4475_esc02": ("501", "§3.1.1.5 valid, unknown method: 501"),
-    "4475_escnull": ("405", "§3.1.1.4 valid REGISTER: we serve no REGISTER, 405"),
-    "4475_escruri": ("100+call", "§3.1.2.11 escaped headers in the Request-URI: processed (allowed)"),
-    "4475_insuf": ("400", "§3.3.1 no From, To, Call-ID: 400 from what is there"),
-    "4475_intmeth": ("400", "§3.1.1.2 valid (endpoint: 501); its To quotes a NUL, which we refuse with 400"),
-    "4475_inv2543": ("100+call", "§3.4.1 RFC 2543 INVITE (no branch, no Max-Forwards): processed"),
-    "4475_invut": ("100+415", "§3.3.6 unknown Content-Type: 415"),
-    "4475_ltgtruri": ("400", "§3.1.2.7 <> around the Request-URI: 400"),
-    "4475_lwsdisp": ("200", "§3.1.1.6 valid: processed"),
-    "4475_lwsruri": ("400", "§3.1.2.8 LWS in the Request-URI: 400"),
-    "4475_lwsstart": ("400", "§3.1.2.9 multiple SP in the request line: 400 (reject allowed)"),
-    "4475_mcl01": ("400", "§3.3.9 conflicting Content-Length: 400"),
-    "4475_mismatch01": ("400", "§3.1.2.17 CSeq method mismatch: 400"),
-    "4475_mismatch02": ("400", "§3.1.2.18 unknown method, CSeq mismatch: 400 (allowed besides 501)"),
-    "4475_multi01": ("400", "§3.3.8 several values in single-value headers: 400"),
-    "4475_ncl": ("400", "§3.1.2.3 negative Content-Length: 400"),
-    "4475_noreason": ("dropped", "§3.1.1.13 a response matching no transaction: dropped"),
-    "4475_novelsc": ("416", "§3.3.3 scheme we never serve: 416"),
-    "4475_quotbal": ("400", "§3.1.2.6 unterminated quote: 400"),
-    "4475_regaut01": ("405", "§3.3.7 REGISTER: 405"),
-    "4475_regbadct": ("405", "§3.1.2.13 REGISTER: 405"),
-    "4475_scalar02": ("400", "§3.1.2.4 overlarge CSeq: 400"),
-    "4475_scalarlg": ("dropped", "§3.1.2.5 a response: dropped"),
-    "4475_sdp01": ("100+406", "§3.3.15 Accept without SDP: 406"),
-    "4475_semiuri": ("200", "§3.1.1.9 valid: processed"),
-    "4475_transports": ("200", "§3.1.1.10 valid: processed"),
-    "4475_trws": ("200", "§3.1.2.10 trailing SP after the version: processed"),
-    "4475_unkscm": ("416", "§3.3.2 unknown URI scheme: 416"),
-    "4475_unksm2": ("405", "§3.3.4 REGISTER: 405"),
-    "4475_unreason": ("dropped", "§3.1.1.12 a response matching no transaction: dropped (§17.1.3)"),
-    "4475_wsinv": ("481", "§3.1.1.1 valid; its To has a tag, so it is a re-INVITE of a dialog we do not have: 481 (§12.2.2)"),
-    "4475_zeromf": ("200", "§3.3.11 OPTIONS with Max-Forwards 0: we are its final recipient, 200"),
-    "5118_ipv4-mapped-ipv6": ("100+call", "§4.9 INVITE: processed"),
-    "5118_ipv6-bad": ("405", "§4.2 REGISTER: 405"),
-    "5118_ipv6-bug-abnf-3-colons": ("200", "§4.10 OPTIONS (we read no To URI): processed"),
-    "5118_ipv6-correct-abnf-2-colons": ("200", "§4.10 OPTIONS: processed"),
-    "5118_ipv6-good": ("405", "§4.1 REGISTER: 405"),
-    "5118_ipv6-in-sdp": ("100+call", "§4.6 INVITE with IPv6 SDP: processed"),
-    "5118_mult-ip-in-header": ("481", "§4.7 BYE of no dialog: 481"),
-    "5118_mult-ip-in-sdp": ("100+call", "§4.8 INVITE: processed"),
-    "5118_port-ambiguous": ("405", "§4.3 REGISTER: 405"),
-    "5118_port-unambiguous": ("405", "§4.4 REGISTER: 405"),
-    "5118_via-received-param-no-delim": ("200", "§4.5 OPTIONS: processed"),
-    "5118_via-received-param-with-delim": ("481", "§4.5 BYE of no dialog: 481"),
-}
+EXPECTED_TSV = TORTURE / "expected.tsv"  # fixture, outcome, why (shared with the e2e replay)
+
+
+def load_expected() -> dict[str, tuple[str, str]]:
+    rows = (line.split("\t") for line in EXPECTED_TSV.read_text().splitlines())
+    return {r[0]: (r[1], r[2]) for r in rows if r[0] and not r[0].startswith("#")}
+
+
+EXPECTED = load_expected()
 
 
 def outcome(data: bytes) -> str:
