@@ -96,15 +96,14 @@ def _parse_start_line(line: str) -> tuple[str, str, str, str | None]:
 
 
 def _split_lines(head: str) -> list[str] | None:
-    """Split the header block on CRLF; None if it has bare LF or CR line ends or folded lines
-    (slow path). At most ``_SPLIT_LINES`` header lines are split off; the last item is then
-    the unsplit rest (see ``_parse_header_lines``)."""
-    if "\n " in head or "\n\t" in head:
-        return None
-    breaks = head.count("\n")
-    if head.count("\r") != breaks or head.count("\r\n") != breaks:
-        return None
-    return head.split("\r\n", _SPLIT_LINES)
+    """Split the header block on CRLF; None if it has bare LF or CR line ends (slow path).
+    At most ``_SPLIT_LINES`` header lines are split off; the last item is then the unsplit
+    rest (see ``_parse_header_lines``). Folded lines are found by the header loop."""
+    lines = head.split("\r\n", _SPLIT_LINES)
+    breaks = len(lines) - 1 if len(lines) <= _SPLIT_LINES else head.count("\r\n")
+    if head.count("\n") == breaks and head.count("\r") == breaks:
+        return lines
+    return None
 
 
 def _split_lines_lenient(head: str) -> list[str]:
@@ -127,12 +126,17 @@ def _unfold(line: str) -> str:
     return " ".join([first, *map(_strip_lws, pieces[1:])])
 
 
+class _Folded(Exception):
+    """Internal: the header block has folded lines; take the unfolding slow path."""
+
+
 def _parse_header_lines(lines: list[str]) -> tuple[list[tuple[str, str]], str | None]:
     """Header lines -> canonical (name, value) list, plus the first problem seen (if any).
 
     Parsing continues past a bad line so that a 400 can still be formed (§21.4.1).
-    Continuation lines were unfolded before (``_split_lines_lenient``). Past
-    ``MAX_HEADERS`` lines the rest of the block is only searched for what a 400 needs.
+    Raises _Folded at a continuation line (the caller unfolds, ``_split_lines_lenient``, and
+    starts again: at most one wasted pass). Past ``MAX_HEADERS`` lines the rest of the block
+    is only searched for what a 400 needs.
     """
     items: list[tuple[str, str]] = []
     append = items.append
@@ -142,6 +146,8 @@ def _parse_header_lines(lines: list[str]) -> tuple[list[tuple[str, str]], str | 
         name, colon, value = line.partition(":")
         canon = checked_name(name)
         if canon is None or not colon:
+            if line[:1] in (" ", "\t"):
+                raise _Folded
             if problem is None:
                 problem = "header line without colon" if not colon else "bad header name"
             continue
@@ -160,10 +166,14 @@ def _needed_headers(rest: str) -> list[tuple[str, str]]:
     return [(canonical_name(m.group(1)), m.group(2).strip()) for m in found]
 
 
-def _parse_head(lines: list[str]) -> tuple[Request | Response, str | None]:
+def _parse_head(head: str, lines: list[str]) -> tuple[Request | Response, str | None]:
     """Start line and headers -> message (no body yet) and the first problem seen."""
+    try:
+        items, problem = _parse_header_lines(lines[1:])
+    except _Folded:
+        lines = _split_lines_lenient(head)
+        items, problem = _parse_header_lines(lines[1:])  # unfolded: nothing left to raise
     kind, first, second, start_problem = _parse_start_line(lines[0].strip())
-    items, problem = _parse_header_lines(lines[1:])
     problem = start_problem or problem
     headers = Headers._from_canonical(items)
     if kind == "request":
@@ -200,13 +210,15 @@ def _partial(msg: Request | Response) -> Request | None:
 
 def _check_mandatory(msg: Request | Response) -> str | None:
     h = msg.headers
-    present = {n for n, _ in h._items}
+    names = [n for n, _ in h._items]
+    present = set(names)
     if not _MANDATORY_SET <= present:
         missing = next(n for n in _MANDATORY if n not in present)
         return f"missing {missing}"
-    for name in _SINGLE:
-        if len(h.get_lines(name)) > 1:
-            return f"more than one {name}"  # RFC 4475 §3.3.8: 400
+    if len(names) != len(present):  # some header repeats: is it one that must not?
+        twice = next((n for n in _SINGLE if names.count(n) > 1), None)
+        if twice is not None:
+            return f"more than one {twice}"  # RFC 4475 §3.3.8: 400
     try:
         _, method = parse_cseq(h.get("CSeq") or "")
     except SipParseError as exc:
@@ -266,7 +278,7 @@ def parse_message(data: bytes, max_size: int = MAX_MESSAGE) -> Request | Respons
         # NUL in a display name: legal there, yet nothing we would store)
         encoding_problem = encoding_problem or "NUL in headers"
     try:
-        msg, problem = _parse_head(lines)
+        msg, problem = _parse_head(head, lines)
     except SipParseError:
         if encoding_problem:
             raise SipParseError(encoding_problem) from None
