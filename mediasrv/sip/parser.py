@@ -116,7 +116,11 @@ def _split_lines_lenient(head: str) -> list[str]:
     if "\n " not in head and "\n\t" not in head:
         return head.split("\n", _SPLIT_LINES)
     logical = _LOGICAL_END.split(head, _SPLIT_LINES)
-    return [_unfold(line) if "\n" in line else line for line in logical]
+    rest = logical.pop() if len(logical) > _SPLIT_LINES else None  # only searched, later
+    lines = [_unfold(line) if "\n" in line else line for line in logical]
+    if rest is not None:
+        lines.append(rest)
+    return lines
 
 
 def _unfold(line: str) -> str:
