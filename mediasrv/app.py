@@ -619,7 +619,12 @@ class Server:
 
         self.metrics.set_engine(self.media.engine_name)
         await self.transport.start()
-        local = LocalContact(self.advertised, self.transport.port, self.config.sip.user_agent)
+        local = LocalContact(
+            self.advertised,
+            self.transport.port,
+            self.config.sip.user_agent,
+            max_forwards=self.config.sip.max_forwards,
+        )
         sip = self.config.sip
         self.ua = UserAgent(
             self.loop,

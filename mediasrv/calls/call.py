@@ -255,6 +255,7 @@ class Call:
             sdp=operator_offer,
             sink=None,
             credentials=destination.credentials,
+            max_forwards=self.inbound.onward_max_forwards,  # a routing loop ends (483)
         )
         leg.sink = self._sink_for(leg)
         self._legs_tried.append(leg)

@@ -16,6 +16,7 @@ from mediasrv.media.api import Direction, NoCommonCodec, SdpError
 from mediasrv.media.codec import Codec
 
 MAX_SDP_BYTES = 65536  # a real offer is < 2 KB; refuse absurd bodies early
+MAX_SDP_LINES = 512  # a real offer has < 50; bounds the per-line work (issue 8)
 TELEPHONE_EVENT = "telephone-event"
 DEFAULT_TE_PT = 101
 DEFAULT_PTIME = 20
@@ -173,6 +174,8 @@ def parse(data: bytes) -> SessionDescription:
         text = bytes(data).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SdpError(f"SDP is not UTF-8 (byte {exc.start})") from None
+    if text.count("\n") > MAX_SDP_LINES:
+        raise SdpError(f"SDP has more than {MAX_SDP_LINES} lines")
     return _Parser(text).run()
 
 

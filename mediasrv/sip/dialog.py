@@ -24,11 +24,13 @@ class Peer:
 
 @dataclass(frozen=True, slots=True)
 class LocalContact:
-    """How we name ourselves in Via and Contact."""
+    """How we name ourselves in Via and Contact, and the Max-Forwards of the requests we
+    originate (``[sip] max_forwards``, RFC 3261 §8.1.1.6)."""
 
     host: str
     port: int
     user_agent: str = "mediasrv"
+    max_forwards: int = 70
 
     def hostport(self) -> str:
         host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
@@ -86,7 +88,7 @@ class Dialog:
         seq = self.next_seq() if cseq is None else cseq
         headers = Headers()
         headers.add("Via", local.via(self.peer.transport, new_branch()))
-        headers.add("Max-Forwards", "70")
+        headers.add("Max-Forwards", str(local.max_forwards))
         for route in self.route_set:
             headers.add("Route", route)
         headers.add("From", f"{self.local_uri};tag={self.local_tag}")

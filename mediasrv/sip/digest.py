@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -92,45 +93,49 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+_SEPARATORS = re.compile(r"[ \t,]*+")
+_BLANKS = re.compile(r"[ \t]*+")
+_QUOTED_VALUE = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.S)
+MAX_DIGEST_PARAMS = 32  # RFC 7616 defines 14; bounded work per header (issue 8)
+
+
 def parse_digest_params(value: str) -> dict[str, str]:
     """``Digest a=b, c="d, e"`` -> ``{"a": "b", "c": "d, e"}`` (keys lower-cased, quotes removed).
 
-    Raises SipParseError if the scheme is not Digest or a parameter is malformed.
+    Raises SipParseError if the scheme is not Digest or a parameter is malformed. Linear in
+    the length of ``value``: C-level scans between parameters, Python once per parameter.
     """
     text = value.strip()
     scheme, _, rest = text.partition(" ")
     if scheme.lower() != "digest":
         raise SipParseError("not a Digest credential")
     params: dict[str, str] = {}
-    i = 0
     n = len(rest)
+    i = _SEPARATORS.match(rest).end()  # type: ignore[union-attr]  # always matches
+    count = 0
     while i < n:
-        while i < n and rest[i] in " \t,":
-            i += 1
-        if i >= n:
-            break
+        count += 1
+        if count > MAX_DIGEST_PARAMS:
+            raise SipParseError("too many digest parameters")
         eq = rest.find("=", i)
         if eq < 0:
             raise SipParseError("bad digest parameter")
         name = rest[i:eq].strip().lower()
         if not name or any(c in name for c in ' \t,"'):
             raise SipParseError("bad digest parameter")
-        i = eq + 1
-        while i < n and rest[i] in " \t":
-            i += 1
+        i = _BLANKS.match(rest, eq + 1).end()  # type: ignore[union-attr]
         if i < n and rest[i] == '"':
-            j = i + 1
-            while j < n and rest[j] != '"':
-                j += 2 if rest[j] == "\\" else 1
-            if j >= n:
+            quoted = _QUOTED_VALUE.match(rest, i)
+            if quoted is None:
                 raise SipParseError("unterminated quoted string")
-            params[name] = unquote(rest[i : j + 1])
-            i = j + 1
+            params[name] = unquote(quoted.group())
+            i = quoted.end()
         else:
             j = rest.find(",", i)
             j = n if j < 0 else j
             params[name] = rest[i:j].strip()
             i = j
+        i = _SEPARATORS.match(rest, i).end()  # type: ignore[union-attr]
     return params
 
 

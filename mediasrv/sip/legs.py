@@ -15,7 +15,17 @@ from typing import TYPE_CHECKING
 from .dialog import Dialog, DialogState, Peer
 from .digest import DigestClient, DigestCredentials, DigestError, choose_challenge
 from .events import Answered, Dtmf, Failed, Hangup, LegEvent, LegEventSink, ReOffer, Ringing
-from .message import Headers, Request, Response, make_response, new_branch, new_tag, serialize
+from .message import (
+    Headers,
+    Request,
+    Response,
+    make_response,
+    new_branch,
+    new_tag,
+    onward_max_forwards,
+    parse_max_forwards,
+    serialize,
+)
 from .transaction import InviteClientTransaction, InviteServerTransaction
 from .uri import parse_name_addr, parse_uri
 
@@ -147,6 +157,10 @@ class Leg:
             self.ua.reply(request, peer, 405)
 
     def _on_reinvite(self, request: Request, peer: Peer) -> None:
+        if parse_max_forwards(request.headers.get("Max-Forwards")) == 0:
+            # we would pass it on to the other leg: not with no hops left (RFC 3261 §16.3)
+            self.ua.reply(request, peer, 483)
+            return
         if self._reinvite_pending is not None:
             self.ua.reply(request, peer, 491)  # §14.2: a re-INVITE is already in progress
             return
@@ -198,6 +212,10 @@ class InboundLeg(Leg):
         self.caller_display = from_addr.display or ""
         self.called_user = parse_request_user(request.uri) or (to_addr.uri.user or "")
         self._from_tag = from_addr.tag or ""
+        # The hop count that stays inside sip/: calls/ passes it, as an opaque int, to the
+        # outbound leg it creates for this call (UserAgent.create_outbound(max_forwards=)).
+        received = parse_max_forwards(request.headers.get("Max-Forwards"))
+        self.onward_max_forwards = onward_max_forwards(received, ua.local.max_forwards)
 
     @property
     def call_id(self) -> str:
@@ -349,7 +367,8 @@ class OutboundLeg(Leg):
         headers.add("Via", request.headers.get("Via") or "")  # same branch (§9.1)
         for route in request.headers.get_all("Route"):
             headers.add("Route", route)
-        headers.add("Max-Forwards", "70")
+        # the INVITE's hop budget (§9.1: the CANCEL follows the INVITE's path)
+        headers.add("Max-Forwards", request.headers.get("Max-Forwards") or "70")
         headers.add("From", request.headers.get("From") or "")
         headers.add("To", request.headers.get("To") or "")
         headers.add("Call-ID", request.call_id)

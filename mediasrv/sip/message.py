@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from mediasrv.sip.uri import (
     SipParseError,
     Via,
+    first_list_element,
     is_token,
     parse_name_addr,
     parse_via,
+    split_list,
     split_params,
 )
 
@@ -137,44 +139,6 @@ def checked_name(raw: str) -> str | None:
     if not is_token(name):
         return None
     return canonical_name(name)
-
-
-def split_list(value: str) -> list[str]:
-    """Split a comma list, not inside quoted strings or <...> (RFC 3261 §7.3.1)."""
-    if "," not in value:
-        return [value]
-    if '"' not in value and "<" not in value:
-        return [v.strip() for v in value.split(",") if v.strip()]
-    out: list[str] = []
-    start = 0
-    in_quote = False
-    depth = 0
-    i = 0
-    n = len(value)
-    while i < n:
-        ch = value[i]
-        if in_quote:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                in_quote = False
-        elif ch == '"':
-            in_quote = True
-        elif ch == "<":
-            depth += 1
-        elif ch == ">":
-            if depth:
-                depth -= 1
-        elif ch == "," and depth == 0:
-            item = value[start:i].strip()
-            if item:
-                out.append(item)
-            start = i + 1
-        i += 1
-    item = value[start:].strip()
-    if item:
-        out.append(item)
-    return out
 
 
 def _clean(value: str) -> str:
@@ -321,7 +285,7 @@ class _MessageMixin:
         if cached is not None and cached[0] is raw:
             return cached[1]
         # only the first element of a possibly combined line is the top Via
-        via = parse_via(split_list(raw)[0] if "," in raw else raw)
+        via = parse_via(first_list_element(raw))
         self._top = (raw, via)
         return via
 
@@ -347,6 +311,30 @@ def header_tag(value: str) -> str | None:
             return None
         tail = value[semi:]
     return split_params(tail).get("tag") if ";" in tail else None
+
+
+def parse_max_forwards(value: str | None) -> int | None:
+    """Max-Forwards = 1*DIGIT (RFC 3261 §20.22), 0-255 (§8.1.1.6); None when absent.
+
+    Leading zeros are allowed (RFC 4475 §3.1.1.1 sends ``0068``); anything else, or a value
+    above 255, is an error (RFC 4475 §3.1.2.4 lets a server refuse it).
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 10 or int(text) > 255:
+        raise SipParseError("bad Max-Forwards")
+    return int(text)
+
+
+def onward_max_forwards(received: int | None, configured: int) -> int:
+    """Max-Forwards of the request a B2BUA sends on for one it received: the received value
+    less one (RFC 3261 §16.6 step 3, which RFC 7332 §3 applies to B2BUAs: a B2BUA must not
+    restore the hop count it was given), never more than ``[sip] max_forwards``; the
+    configured value when the request had none (§16.3 step 3: the check is passed)."""
+    if received is None:
+        return configured
+    return max(0, min(received - 1, configured))
 
 
 def parse_cseq(value: str) -> tuple[int, str]:

@@ -8,18 +8,20 @@ lazily by the message properties.
 
 from __future__ import annotations
 
+import itertools
 import re
+from operator import methodcaller
 
 from mediasrv.sip.message import (
     Headers,
     Request,
     Response,
+    canonical_name,
     checked_name,
     is_token,
     parse_cseq,
-    split_list,
 )
-from mediasrv.sip.uri import SipParseError, parse_via
+from mediasrv.sip.uri import SipParseError, first_list_element, parse_via
 
 __all__ = ["MAX_HEADERS", "MAX_MESSAGE", "SipParseError", "StreamFramer", "parse_message"]
 
@@ -27,8 +29,17 @@ MAX_MESSAGE = 256 * 1024  # far above any sane SIP message; larger input is reje
 MAX_HEADERS = 256  # header lines per message
 _MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")  # RFC 3261 §8.1.1
 _MANDATORY_SET = frozenset(_MANDATORY)
+_SINGLE = ("From", "To", "Call-ID", "CSeq", "Max-Forwards")  # one value each (§20)
 _BAD_URI_CHARS = frozenset('<>"')
-_FOLD = re.compile(r"[ \t]*\r?\n[ \t]+")  # LWS with a line break inside (§7.3.1, §25.1)
+# A line end that does not start a continuation line: the end of a logical header line.
+# It is anchored on the LF, so matching is linear in the input (issue 8: the former unfolding
+# regex, [ \t]*\r?\n[ \t]+, retried its leading [ \t]* at every blank of a long run: 60 s
+# for one 64 KB datagram).
+_LOGICAL_END = re.compile(r"\n(?![ \t])")
+_strip_lws = methodcaller("strip", " \t")
+_SPLIT_LINES = MAX_HEADERS + 1  # start line + this many header lines; the rest stays whole
+# a header line a response needs (Via, From, To, Call-ID, CSeq; long or compact name)
+_NEEDED_LINE = re.compile(r"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:(.*)$", re.M | re.I)
 
 
 def _find_header_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
@@ -47,61 +58,94 @@ def _find_header_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]
     return -1, -1
 
 
-def _parse_start_line(line: str) -> tuple[str, str, str]:
-    """("request", method, uri) or ("response", code, reason)."""
+BAD_VERSION = "unsupported SIP version"  # answered 505 (RFC 3261 §21.5.6, RFC 4475 §3.1.2.16)
+
+
+def _parse_start_line(line: str) -> tuple[str, str, str, str | None]:
+    """("request", method, uri, problem) or ("response", code, reason, None).
+
+    A request line whose method and "SIP/x.y" can be read but whose Request-URI or version is
+    bad is returned with the problem, so that a 400 (505) can still be sent (RFC 4475
+    §3.1.2.7-9, §3.1.2.16); anything else raises.
+    """
     if line[:4].upper() == "SIP/":
         version, _, rest = line.partition(" ")
         code, _, reason = rest.partition(" ")
         if version.upper() != "SIP/2.0":
-            raise SipParseError("unsupported SIP version")
+            raise SipParseError(BAD_VERSION)
         if len(code) != 3 or not (code.isascii() and code.isdigit()) or code[0] not in "123456":
             raise SipParseError("bad status code")
-        return "response", code, reason.strip()
-    parts = line.split(" ")
-    if len(parts) != 3:
+        return "response", code, reason.strip(), None
+    method, _, rest = line.partition(" ")
+    uri, _, version = rest.rpartition(" ")
+    if not is_token(method) or not uri:  # Method = token (§25.1)
         raise SipParseError("bad request line")
-    method, uri, version = parts
-    if not is_token(method):  # Method = token (§25.1)
-        raise SipParseError("bad method")
     if version.upper() != "SIP/2.0":
-        raise SipParseError("unsupported SIP version")
-    # isprintable() is False for TAB and other controls
-    if ":" not in uri or not uri.isprintable() or not _BAD_URI_CHARS.isdisjoint(uri):
-        raise SipParseError("bad Request-URI")
-    return "request", method, uri
-
-
-class _Folded(Exception):
-    """Internal: the header block has folded lines; take the unfolding slow path."""
+        if version[:4].upper() != "SIP/":
+            raise SipParseError("bad request line")
+        return "request", method, uri, BAD_VERSION
+    # isprintable() is False for TAB and other controls; SP is allowed once on each side
+    if (
+        " " in uri
+        or ":" not in uri
+        or not uri.isprintable()
+        or not _BAD_URI_CHARS.isdisjoint(uri)
+    ):
+        return "request", method, uri, "bad Request-URI"
+    return "request", method, uri, None
 
 
 def _split_lines(head: str) -> list[str] | None:
-    """Split the header block on CRLF; None if it has bare LF or CR line ends (slow path)."""
-    lines = head.split("\r\n")
-    breaks = len(lines) - 1
+    """Split the header block on CRLF; None if it has bare LF or CR line ends (slow path).
+    At most ``_SPLIT_LINES`` header lines are split off; the last item is then the unsplit
+    rest (see ``_parse_header_lines``). Folded lines are found by the header loop."""
+    lines = head.split("\r\n", _SPLIT_LINES)
+    breaks = len(lines) - 1 if len(lines) <= _SPLIT_LINES else head.count("\r\n")
     if head.count("\n") == breaks and head.count("\r") == breaks:
         return lines
     return None
 
 
 def _split_lines_lenient(head: str) -> list[str]:
-    """Unfold (§7.3.1: a line end followed by SP/HTAB is one SP), then split on CRLF or a
-    tolerated bare LF; a bare CR is an error."""
-    head = _FOLD.sub(" ", head).replace("\r\n", "\n")
+    """Split the header block on CRLF or a tolerated bare LF (a bare CR is an error), then
+    unfold: a line end followed by SP/HTAB, with the blanks around it, is one SP (§7.3.1,
+    LWS in §25.1). Linear in the size of ``head``: only C-level splits and joins."""
+    head = head.replace("\r\n", "\n")
     if "\r" in head:
         raise SipParseError("bare CR in headers")
-    return head.split("\n")
+    if "\n " not in head and "\n\t" not in head:
+        return head.split("\n", _SPLIT_LINES)
+    logical = _LOGICAL_END.split(head, _SPLIT_LINES)
+    rest = logical.pop() if len(logical) > _SPLIT_LINES else None  # only searched, later
+    lines = [_unfold(line) if "\n" in line else line for line in logical]
+    if rest is not None:
+        lines.append(rest)
+    return lines
+
+
+def _unfold(line: str) -> str:
+    """One logical line with its continuation line ends (LF + SP/HTAB) -> one physical line."""
+    pieces = line.split("\n")
+    first = pieces[0].rstrip(" \t")
+    return " ".join([first, *map(_strip_lws, pieces[1:])])
+
+
+class _Folded(Exception):
+    """Internal: the header block has folded lines; take the unfolding slow path."""
 
 
 def _parse_header_lines(lines: list[str]) -> tuple[list[tuple[str, str]], str | None]:
     """Header lines -> canonical (name, value) list, plus the first problem seen (if any).
 
     Parsing continues past a bad line so that a 400 can still be formed (§21.4.1).
-    Raises _Folded at a continuation line (the caller unfolds and starts again).
+    Raises _Folded at a continuation line (the caller unfolds, ``_split_lines_lenient``, and
+    starts again: at most one wasted pass). Past ``MAX_HEADERS`` lines the rest of the block
+    is only searched for what a 400 needs.
     """
     items: list[tuple[str, str]] = []
     append = items.append
     problem: str | None = None
+    rest = lines.pop() if len(lines) > MAX_HEADERS and "\n" in lines[-1] else ""
     for line in lines:
         name, colon, value = line.partition(":")
         canon = checked_name(name)
@@ -112,20 +156,29 @@ def _parse_header_lines(lines: list[str]) -> tuple[list[tuple[str, str]], str | 
                 problem = "header line without colon" if not colon else "bad header name"
             continue
         append((canon, value.strip()))
+    if rest:
+        items.extend(_needed_headers(rest))
+        problem = "too many headers"
     if len(items) > MAX_HEADERS:
         problem = "too many headers"
     return items, problem
 
 
+def _needed_headers(rest: str) -> list[tuple[str, str]]:
+    """The headers a 400 response copies (§8.2.6.2), from an over-long header block's rest."""
+    found = itertools.islice(_NEEDED_LINE.finditer(rest), MAX_HEADERS)
+    return [(canonical_name(m.group(1)), m.group(2).strip()) for m in found]
+
+
 def _parse_head(head: str, lines: list[str]) -> tuple[Request | Response, str | None]:
     """Start line and headers -> message (no body yet) and the first problem seen."""
-    kind, first, second = _parse_start_line(lines[0].strip())
     try:
         items, problem = _parse_header_lines(lines[1:])
     except _Folded:
         lines = _split_lines_lenient(head)
-        kind, first, second = _parse_start_line(lines[0].strip())
-        items, problem = _parse_header_lines(lines[1:])  # no folds are left to raise
+        items, problem = _parse_header_lines(lines[1:])  # unfolded: nothing left to raise
+    kind, first, second, start_problem = _parse_start_line(lines[0].strip())
+    problem = start_problem or problem
     headers = Headers._from_canonical(items)
     if kind == "request":
         return Request(first, second, headers), problem
@@ -145,15 +198,15 @@ def _content_length(headers: Headers) -> int | None:
 
 
 def _partial(msg: Request | Response) -> Request | None:
-    """The request, if it has what a 400 response needs: a usable top Via and the rest."""
+    """The request, if a 400 can reach its sender: it needs a usable top Via (§18.2.2); the
+    From, To, Call-ID and CSeq it has are copied, the missing ones are not invented
+    (RFC 4475 §3.3.1 expects a 400 to a request lacking From, To and Call-ID)."""
     if not isinstance(msg, Request):
         return None
     h = msg.headers
-    if any(h.get(n) is None for n in _MANDATORY):
-        return None
     try:
         top = h.get("Via") or ""
-        parse_via(split_list(top)[0] if "," in top else top)
+        parse_via(first_list_element(top))
     except SipParseError:
         return None
     return msg
@@ -161,10 +214,15 @@ def _partial(msg: Request | Response) -> Request | None:
 
 def _check_mandatory(msg: Request | Response) -> str | None:
     h = msg.headers
-    present = {n for n, _ in h._items}
+    names = [n for n, _ in h._items]
+    present = set(names)
     if not _MANDATORY_SET <= present:
         missing = next(n for n in _MANDATORY if n not in present)
         return f"missing {missing}"
+    if len(names) != len(present):  # some header repeats: is it one that must not?
+        twice = next((n for n in _SINGLE if names.count(n) > 1), None)
+        if twice is not None:
+            return f"more than one {twice}"  # RFC 4475 §3.3.8: 400
     try:
         _, method = parse_cseq(h.get("CSeq") or "")
     except SipParseError as exc:
@@ -220,7 +278,9 @@ def parse_message(data: bytes, max_size: int = MAX_MESSAGE) -> Request | Respons
         head, encoding_problem = _decode(data[start:end])
         lines = _split_lines_lenient(head)
     if "\x00" in head:
-        raise SipParseError("NUL in headers")
+        # refused, but with a 400 where the rest can be read (RFC 4475 §3.1.1.2 quotes a
+        # NUL in a display name: legal there, yet nothing we would store)
+        encoding_problem = encoding_problem or "NUL in headers"
     try:
         msg, problem = _parse_head(head, lines)
     except SipParseError:
@@ -231,7 +291,7 @@ def parse_message(data: bytes, max_size: int = MAX_MESSAGE) -> Request | Respons
     if problem is None:
         problem = _check_mandatory(msg)
     if problem is not None:
-        raise SipParseError(problem, _partial(msg))
+        raise SipParseError(problem, _partial(msg), 505 if problem == BAD_VERSION else 400)
     body = data[body_start:]
     try:
         length = _content_length(msg.headers)

@@ -27,6 +27,7 @@ from .message import (
     new_branch,
     new_call_id,
     new_tag,
+    parse_max_forwards,
     serialize,
 )
 from .parser import SipParseError, parse_message
@@ -221,8 +222,11 @@ class UserAgent:
         partial = exc.partial
         log.info("malformed SIP message", extra={"error": exc.reason, "peer": peer.host})
         if partial is not None and partial.method != "ACK":
-            # §21.4.1: 400 Bad Request, with the reason in the phrase.
-            self._reply_raw(partial, peer, 400, f"Bad Request ({exc.reason[:60]})")
+            # §21.4.1: 400 Bad Request, with the reason in the phrase (505 for a version).
+            if exc.status == 400:
+                self._reply_raw(partial, peer, 400, f"Bad Request ({exc.reason[:60]})")
+            else:
+                self._reply_raw(partial, peer, exc.status, None)
 
     def _fail_request(self, request: Request, peer: Peer) -> None:
         """500 through the request's transaction if one was created, so none is left behind."""
@@ -288,6 +292,11 @@ class UserAgent:
             return
         if method == "CANCEL":
             self._on_cancel(request, peer, key)
+            return
+        refusal = None if method == "INVITE" else _uas_refusal(request)
+        if refusal is not None:
+            code, extra = refusal
+            self.reply(request, peer, code, extra=extra)
             return
         to_tag = request.to_tag
         if to_tag:
@@ -382,14 +391,35 @@ class UserAgent:
         if self.draining:
             ist.respond(self.finish_response(make_response(request, 503, to_tag=new_tag())))
             return
+        refusal = self._hop_refusal(request)
+        if refusal is not None:  # RFC 3261 §16.3 step 3 (483 Too Many Hops)
+            ist.respond(self.finish_response(make_response(request, *refusal, to_tag=new_tag())))
+            return
         if request.headers.get("Require"):
             response = make_response(request, 420, to_tag=new_tag())
             response.headers.add("Unsupported", request.headers.get("Require") or "")
             ist.respond(self.finish_response(response))
             return
+        unserved = _uas_refusal(request)  # after admission: a stranger learns nothing more
+        if unserved is not None:
+            response = make_response(request, unserved[0], to_tag=new_tag())
+            for name, value in unserved[1]:
+                response.headers.add(name, value)
+            ist.respond(self.finish_response(response))
+            return
         leg = InboundLeg(self, request, peer, ist)
         self._inbound_by_ist[id(ist)] = leg
         self.on_incoming(leg, verdict.trunk)
+
+    @staticmethod
+    def _hop_refusal(request: Request) -> tuple[int, str | None] | None:
+        """An INVITE we would forward with no hop left gets 483 (RFC 3261 §16.3 step 3, for a
+        B2BUA by RFC 7332 §3), so a routing loop through us ends; a malformed value is 400."""
+        try:
+            hops = parse_max_forwards(request.headers.get("Max-Forwards"))
+        except SipParseError as exc:
+            return 400, f"Bad Request ({exc.reason})"
+        return (483, None) if hops == 0 else None
 
     def _reply_options(self, request: Request, peer: Peer) -> None:
         """OPTIONS keepalives from trunks get 200 with what we support (§11.2)."""
@@ -594,11 +624,17 @@ class UserAgent:
         sink: LegEventSink,
         credentials: DigestCredentials | None = None,
         extra: tuple[tuple[str, str], ...] = (),
+        max_forwards: int | None = None,
     ) -> OutboundLeg:
-        """Build the initial INVITE of an outbound leg (§8.1.1) and start it."""
+        """Build the initial INVITE of an outbound leg (§8.1.1) and start it.
+
+        ``max_forwards``: the inbound leg's ``onward_max_forwards`` when this INVITE is sent
+        on behalf of a received one (RFC 7332 §3); ``[sip] max_forwards`` when we originate.
+        """
+        hops = self.local.max_forwards if max_forwards is None else max_forwards
         headers = Headers()
         headers.add("Via", self.local.via(peer.transport, new_branch()))
-        headers.add("Max-Forwards", "70")
+        headers.add("Max-Forwards", str(hops))
         display = f'"{from_display}" ' if from_display else ""
         user = from_user or "anonymous"
         headers.add("From", f"{display}<sip:{user}@{self.local.hostport()}>;tag={new_tag()}")
@@ -617,6 +653,36 @@ class UserAgent:
         leg = OutboundLeg(self, request, peer, sink, credentials)
         leg.start()
         return leg
+
+
+_SCHEMES = frozenset(("sip", "sips", "tel"))
+
+
+def _uas_refusal(request: Request) -> tuple[int, tuple[tuple[str, str], ...]] | None:
+    """§8.2.2.1: a Request-URI scheme we do not serve is 416; §8.2.2.3: an option in Require
+    is 420 with Unsupported (an initial INVITE is checked after admission, its Require in
+    _on_initial_invite);
+    §8.2.3: an INVITE body that is not SDP is 415 with Accept, and an INVITE whose Accept
+    leaves out SDP is 406 (RFC 4475 §3.3.6, §3.3.15)."""
+    scheme = request.uri.partition(":")[0].lower()
+    if scheme not in _SCHEMES:
+        return 416, ()
+    require = request.headers.get("Require")
+    if require and request.method != "INVITE":
+        return 420, (("Unsupported", require),)
+    if request.method == "INVITE" and request.body:
+        ctype = (request.headers.get("Content-Type") or "").partition(";")[0].strip().lower()
+        if ctype != "application/sdp":
+            return 415, (("Accept", "application/sdp"),)
+    accept = request.headers.get_all("Accept")
+    if request.method == "INVITE" and accept and not _accepts_sdp(accept):
+        return 406, ()  # §21.4.7: our answer would be SDP, which the caller does not accept
+    return None
+
+
+def _accepts_sdp(accept: list[str]) -> bool:
+    types = {a.partition(";")[0].strip().lower() for a in accept}
+    return bool(types & {"application/sdp", "application/*", "*/*", ""})
 
 
 def _nothing() -> None:

@@ -8,6 +8,7 @@ layer; ``mediasrv.sip.parser`` re-exports it as the public name.
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -20,10 +21,12 @@ __all__ = [
     "SipParseError",
     "SipUri",
     "Via",
+    "first_list_element",
     "is_token",
     "parse_name_addr",
     "parse_uri",
     "parse_via",
+    "split_list",
     "split_params",
     "unquote",
 ]
@@ -36,10 +39,11 @@ class SipParseError(ValueError):
     400 response needs (Via, From, To, Call-ID, CSeq) were readable (RFC 3261 §8.2.6 / §21.4.1).
     """
 
-    def __init__(self, reason: str, partial: Request | None = None) -> None:
+    def __init__(self, reason: str, partial: Request | None = None, status: int = 400) -> None:
         super().__init__(reason)
         self.reason = reason
         self.partial = partial
+        self.status = status  # what a response to ``partial`` says: 400, or 505
 
 
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
@@ -56,16 +60,50 @@ def is_token(name: str) -> bool:
     return bool(name) and _TOKEN_CHARS.issuperset(name)
 
 
+# Every scanner below is linear in its input (issue 8): a regular expression whose
+# alternatives start with different characters, with possessive quantifiers (Python 3.11),
+# so the engine never backtracks; Python code runs once per element, never per character.
+_QUOTED = r'"(?:[^"\\]++|\\.)*+"'  # quoted-string with quoted-pairs (RFC 3261 §25.1)
+_QUOTED_STRING = re.compile(_QUOTED, re.S)
+_QUOTED_PAIR = re.compile(r"\\(.)", re.S)
+# one comma-list element: separators skipped, then text, quoted strings and <...> (a comma
+# inside either does not split); an unterminated quote or < runs to the end
+_LIST_ITEM = re.compile(r'[\s,]*+((?:[^",<]++|"(?:[^"\\]++|\\.)*+"?|<[^>]*+>?)*+)', re.S)
+# one ";" parameter, quoted strings kept whole; an unterminated quote is an error
+_PARAM = re.compile(r'(?:[^";]++|' + _QUOTED + r")*+", re.S)
+MAX_PARAMS = 256  # ";" per header value or URI: far above any real one, cheap to refuse
+
+
+def split_list(value: str) -> list[str]:
+    """Split a comma list, not inside quoted strings or <...> (RFC 3261 §7.3.1)."""
+    if "," not in value:
+        return [value]
+    if '"' not in value and "<" not in value:
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [item for m in _LIST_ITEM.finditer(value) if (item := m.group(1).strip())]
+
+
+def first_list_element(value: str) -> str:
+    """The first element of a comma list ("" if none), scanning no further than it."""
+    if "," not in value:
+        return value
+    match = _LIST_ITEM.match(value)
+    return match.group(1).strip() if match else ""
+
+
 def split_params(text: str) -> dict[str, str | None]:
     """Split ``a=b;c;d="x;y"`` into a dict with lower-cased keys.
 
     Semicolons inside quoted strings do not split (generic-param values may be quoted-strings,
-    RFC 3261 §25.1 gen-value). A parameter without ``=`` maps to None.
+    RFC 3261 §25.1 gen-value). A parameter without ``=`` maps to None. More than
+    ``MAX_PARAMS`` parameters is an error (bounded work per header).
     """
     params: dict[str, str | None] = {}
     if not text:
         return params
-    parts = text.split(";") if '"' not in text else _split_quoted(text, ";")
+    if text.count(";") > MAX_PARAMS:
+        raise SipParseError("too many parameters")
+    parts = text.split(";") if '"' not in text else _split_quoted(text)
     for part in parts:
         name, eq, value = part.partition("=")
         name = name.strip().lower()
@@ -77,36 +115,20 @@ def split_params(text: str) -> dict[str, str | None]:
     return params
 
 
-def _split_quoted(text: str, sep: str) -> list[str]:
-    """Split on ``sep`` outside quoted strings (with backslash quoted-pairs) and <...>."""
+def _split_quoted(text: str) -> list[str]:
+    """Split on ";" outside quoted strings (with backslash quoted-pairs)."""
     out: list[str] = []
-    start = 0
-    in_quote = False
-    depth = 0
-    i = 0
+    pos = 0
     n = len(text)
-    while i < n:
-        ch = text[i]
-        if in_quote:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                in_quote = False
-        elif ch == '"':
-            in_quote = True
-        elif ch == "<":
-            depth += 1
-        elif ch == ">":
-            if depth:
-                depth -= 1
-        elif ch == sep and depth == 0:
-            out.append(text[start:i])
-            start = i + 1
-        i += 1
-    if in_quote:
-        raise SipParseError("unterminated quoted string")
-    out.append(text[start:])
-    return out
+    while True:
+        match = _PARAM.match(text, pos)
+        end = match.end() if match else pos
+        out.append(text[pos:end])
+        if end >= n:
+            return out
+        if text[end] != ";":
+            raise SipParseError("unterminated quoted string")
+        pos = end + 1
 
 
 def _format_params(params: dict[str, str | None]) -> str:
@@ -267,6 +289,8 @@ def parse_uri(text: str) -> SipUri:
     host, port = _split_host_port(hostport)
     headers: dict[str, str] = {}
     if qmark:
+        if hdr_text.count("&") > MAX_PARAMS:
+            raise SipParseError("too many URI headers")
         for item in hdr_text.split("&"):
             if item:
                 k, _, v = item.partition("=")
@@ -326,29 +350,21 @@ def unquote(value: str) -> str:
     inner = value[1:-1]
     if "\\" not in inner:
         return inner
-    out: list[str] = []
-    i = 0
-    while i < len(inner):
-        if inner[i] == "\\" and i + 1 < len(inner):
-            i += 1
-        out.append(inner[i])
-        i += 1
-    return "".join(out)
+    if "\x00" in inner:  # never in a parsed header (NUL is refused); the general way then
+        return _QUOTED_PAIR.sub(r"\1", inner)
+    # C-level replaces, left to right as a scanner would: an escaped backslash first, then
+    # every other backslash drops and keeps the character after it; a lone final one stays
+    text = inner.replace("\\\\", "\x00")
+    tail = "\\" if text.endswith("\\") else ""
+    return text[: len(text) - len(tail)].replace("\\", "").replace("\x00", "\\") + tail
 
 
-def _quoted_end(text: str, start: int) -> int:
+def quoted_end(text: str, start: int) -> int:
     """Index of the closing quote of the quoted-string opening at ``start``."""
-    i = start + 1
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == '"':
-            return i
-        i += 1
-    raise SipParseError("unterminated quoted string")
+    match = _QUOTED_STRING.match(text, start)
+    if match is None:
+        raise SipParseError("unterminated quoted string")
+    return match.end() - 1
 
 
 def parse_name_addr(text: str) -> NameAddr:
@@ -358,7 +374,7 @@ def parse_name_addr(text: str) -> NameAddr:
         return NameAddr(uri=SipUri(scheme="", host=""), wildcard=True)
     display: str | None = None
     if text.startswith('"'):
-        qend = _quoted_end(text, 0)
+        qend = quoted_end(text, 0)
         display = text[: qend + 1]
         lt = text.find("<", qend)
         if lt < 0:
@@ -421,7 +437,9 @@ class Via:
 def parse_via(text: str) -> Via:
     """Parse one via-parm, e.g. ``SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport``."""
     head, _, param_text = text.partition(";")
-    parts = head.split()
+    parts = head.split(None, 7)  # "SIP / 2.0 / UDP host : port" has 7 pieces at most
+    if len(parts) > 7:
+        raise SipParseError("bad Via")
     if len(parts) == 2 and parts[0].count("/") == 2:
         proto, sent_by = parts
     else:

@@ -207,16 +207,24 @@ def test_unknown_dialog_bye_gets_481_and_options_gets_200() -> None:
 def test_malformed_fixtures_never_crash_and_leave_no_state(name: str) -> None:
     h = Harness()
     h.feed((DATA / name).read_bytes())
+    expected = 505 if name == "bad_version.sip" else 400  # §21.5.6 Version Not Supported
     for msg in h.take():
-        assert isinstance(msg, Response) and msg.status == 400
+        assert isinstance(msg, Response) and msg.status == expected
     h.clock.advance(40)
     assert h.idle()
 
 
 def test_unanswerable_message_is_dropped_answerable_one_gets_400() -> None:
     h = Harness()
+    wire: list[bytes] = []
+    h.ua._send_to = lambda data, _peer: wire.append(data)
     h.feed(invite().replace(b"Call-ID: call-1\r\n", b""))
-    assert h.take() == []  # no Call-ID: a response could not be matched, so none is sent
+    # no Call-ID: the client matches a response by Via branch and CSeq (§17.1.3), so it gets
+    # its 400 (RFC 4475 §3.3.1), without an invented Call-ID
+    assert len(wire) == 1 and wire[0].startswith(b"SIP/2.0 400") and b"\r\nCall-ID:" not in wire[0]
+    h.feed(invite().replace(b"Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bKinv1\r\n", b""))
+    assert len(wire) == 1  # no Via: nowhere to send a response (§18.2.2), dropped
+    h.ua._send_to = h._send
     h.feed(invite().replace(b"CSeq: 1 INVITE", b"CSeq: 1 BYE"))
     assert statuses(h.take()) == [400]
 
