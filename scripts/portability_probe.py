@@ -25,10 +25,14 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mediasrv.analysis.whisper import WhisperOnnx
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "analysis" / "data"
@@ -50,17 +54,17 @@ def cpu_flags() -> str:
     # qemu-user passes the host's /proc/cpuinfo through: ask the CPU itself (cpuid) via numpy.
     from numpy._core._multiarray_umath import __cpu_features__ as feat
 
-    have = [k for k in ("AVX2", "AVX512F", "AVX512_VNNI", "AVXVNNI") if feat.get(k)]
+    have = [k for k in ("AVX2", "AVX512F", "AVX512VNNI") if feat.get(k)]
     return ",".join(have) or "none"
 
 
-def _session_model(model_dir: Path):  # type: ignore[no-untyped-def]
+def _session_model(model_dir: Path) -> WhisperOnnx:
     from mediasrv.analysis.whisper import WhisperOnnx
 
     return WhisperOnnx(model_dir, threads=1)
 
 
-def _greedy(m, cross: dict[str, np.ndarray], prompt: list[int], steps: int,  # type: ignore[no-untyped-def]
+def _greedy(m: WhisperOnnx, cross: dict[str, np.ndarray], prompt: list[int], steps: int,
             forced: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Greedy timestamped decode: (tokens, raw logits [steps, V], top-2 margins).
 
@@ -116,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                                                 args.steps, ref["tokens"])
     t_dec = time.monotonic() - t0
     out["cpu"] = np.array(cpu_flags())
-    np.savez(args.out, **out)
+    np.savez(args.out, **out)  # type: ignore[arg-type]  # (numpy stubs: allow_pickle)
     text = m.tokenizer.decode([int(t) for t in out["tokens"]
                                if t < m.tokenizer.special.eot])
     print(f"probe: cpu features {out['cpu']}; encoder {t_enc:.1f} s, decoder "
