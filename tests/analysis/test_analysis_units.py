@@ -222,32 +222,3 @@ def test_graph_version_is_the_same_in_builder_and_run_time() -> None:
     from mediasrv.analysis.whisper_graph import GRAPH_VERSION
 
     assert GRAPH_VERSION == WHISPER_GRAPH_VERSION
-
-
-def test_models_built_with_another_quantisation_are_rebuilt(tmp_path: Path) -> None:
-    """A cache from before a quantisation change is not current: `models build` redoes it
-    (issue 7: CI machines and users with an old cache get the portable weights)."""
-    from mediasrv.analysis.manifest import Manifest, ModelEntry, sha256_file
-    from mediasrv.analysis.modelbuild import (
-        FLOAT32,
-        WHISPER_GRAPH_VERSION,
-        WHISPER_QUANTIZATION,
-        _is_current,
-    )
-
-    (tmp_path / "whisper-base").mkdir()
-    model = tmp_path / "whisper-base" / "encoder.onnx"
-    model.write_bytes(b"weights")
-    files = {"whisper-base/encoder.onnx": sha256_file(model)}
-
-    def manifest(extra: dict[str, str]) -> Manifest:
-        return Manifest({"whisper-base": ModelEntry("whisper-base", files, "p", "1", "s", "MIT",
-                                                    "v", extra=extra)})
-
-    current = {"graph_version": WHISPER_GRAPH_VERSION, "quantization": WHISPER_QUANTIZATION}
-    assert _is_current(manifest(current), tmp_path, "whisper-base")
-    old = {"graph_version": WHISPER_GRAPH_VERSION}  # built before the scheme was recorded
-    assert not _is_current(manifest(old), tmp_path, "whisper-base")
-    other = {**current, "quantization": FLOAT32}
-    assert not _is_current(manifest(other), tmp_path, "whisper-base")
-    assert _is_current(manifest(other), tmp_path, "whisper-base", FLOAT32)
