@@ -50,8 +50,8 @@ def _activations(path: Path) -> tuple[list[tuple[str, np.ndarray, np.ndarray]], 
     return [(n.name, a, inits[n.input[1]]) for n, a in zip(nodes, outs, strict=True)], inits
 
 
-def saturation(a: np.ndarray, w: np.ndarray, rows: int) -> tuple[float, float, float]:
-    """(share of pair sums saturated, share of outputs changed, max |change| / max |acc|)."""
+def saturation(a: np.ndarray, w: np.ndarray, rows: int) -> tuple[int, int, int, int, float]:
+    """(pair sums, saturated ones, outputs, changed ones, max |change| / max |acc|)."""
     a2 = a.reshape(-1, a.shape[-1]).astype(np.int32)
     pick = np.linspace(0, a2.shape[0] - 1, min(rows, a2.shape[0])).astype(int)
     a2 = a2[pick]
@@ -70,7 +70,7 @@ def saturation(a: np.ndarray, w: np.ndarray, rows: int) -> tuple[float, float, f
         worst_change = max(worst_change, int(np.max(np.abs(changed))))
         max_acc = max(max_acc, int(np.max(np.abs(exact))))
     n_pairs = a2.shape[0] * wt.shape[0] * (k // 2)
-    return (n_sat / n_pairs, n_changed / (a2.shape[0] * wt.shape[0]),
+    return (n_pairs, n_sat, a2.shape[0] * wt.shape[0], n_changed,
             worst_change / max(1, max_acc))
 
 
@@ -84,22 +84,20 @@ def main() -> int:
 
     path = (args.models_dir or default_models_dir()) / args.model / "encoder.onnx"
     layers, _ = _activations(path)
-    worst = (0.0, 0.0, 0.0)
-    total_pairs = total_out = 0.0
+    pairs = sat = outs = changed = 0
+    worst = 0.0
     wmax = 0
     for _name, a, w in layers:
-        s = saturation(a, w, args.rows)
-        worst = tuple(max(x, y) for x, y in zip(worst, s, strict=True))  # type: ignore[assignment]
-        total_pairs += s[0] / len(layers)
-        total_out += s[1] / len(layers)
+        n_p, n_s, n_o, n_c, rel = saturation(a, w, args.rows)
+        pairs, sat, outs, changed = pairs + n_p, sat + n_s, outs + n_o, changed + n_c
+        worst = max(worst, rel)
         wmax = max(wmax, int(np.abs(w.astype(np.int32)).max()))
-    print(f"{path}: {len(layers)} int8 MatMuls, weights within +-{wmax}; on {args.rows} rows "
-          f"of each: pair sums saturated {100 * total_pairs:.4f} % (worst layer "
-          f"{100 * worst[0]:.4f} %), outputs changed {100 * total_out:.3f} % (worst layer "
-          f"{100 * worst[1]:.3f} %), largest change {100 * worst[2]:.3f} % of the largest "
-          f"accumulator")
-    print(f"RESULT int8_saturation pairs_pct={100 * total_pairs:.4f} "
-          f"outputs_pct={100 * total_out:.3f} weight_max={wmax}")
+    print(f"{path}: {len(layers)} int8 MatMuls, weights within +-{wmax}; on up to {args.rows} "
+          f"rows of each: {sat} of {pairs} pair sums saturate ({sat / pairs:.2g}), {changed} of "
+          f"{outs} accumulators change ({changed / outs:.2g}), the largest by {100 * worst:.3f} "
+          f"% of the largest accumulator")
+    print(f"RESULT int8_saturation saturated_pairs={sat} pairs={pairs} changed_outputs={changed} "
+          f"outputs={outs} weight_max={wmax}")
     return 0
 
 
