@@ -689,7 +689,7 @@ class Server:
         settings = self.config.analysis
         if not settings.enabled:
             return
-        self.analysis_queue = AnalysisJobQueue(self.config.server.db_path)
+        self.analysis_queue = AnalysisJobQueue(self.config.server.db_path, clock=time.time)
         await self.analysis_queue.open()
         config = analysis_config(settings)
         missing = models_ready(config)

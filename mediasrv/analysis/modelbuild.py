@@ -156,6 +156,10 @@ def _quantize(src: Path, dst: Path) -> None:
 
     # DefaultTensorType: ONNX shape inference cannot type the outputs of the com.microsoft
     # MultiHeadAttention node; they are float32.
+    # Kept 8-bit per-tensor after measuring (issue 7, bench/RESULTS.md "CPU portability"):
+    # int8 results differ between AVX-512 VNNI and AVX2 CPUs, but not through u8s8 pair
+    # saturation (none found on real activations); 7-bit weights (reduce_range) gave no
+    # smaller differences and a worse near-tie. Float32 is portable (1e-5) but too slow.
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
                      op_types_to_quantize=["MatMul", "Gather"], per_channel=False,
                      extra_options={"DefaultTensorType": TensorProto.FLOAT})

@@ -71,6 +71,10 @@ _WEAK_PHANTOMS = frozenset({"you", "thankyou", "bye", "ありがとうござい�
 # A unit of 3+ characters said three times in a row ("もう一回もう一回もう一回"): a
 # decoding loop; short back-channel repeats like はいはいはい are left alone.
 _LOOP = re.compile(r"(.{3,}?)\1\1")
+# One letter six or more times in a row ("んんんんんんん", seen on hold music forced past
+# the VAD on an AVX-512 VNNI CPU, issue 7): a stuck decode, not a word. Digits are left
+# alone ("1000000").
+_CHAR_RUN = re.compile(r"([^\W\d_])\1{5,}")
 
 
 def _squash(text: str) -> str:
@@ -86,9 +90,10 @@ def rejected(r: DecodeResult, p: SttParams) -> str | None:
         return "no speech"
     if r.avg_logprob < p.min_avg_logprob:
         return "low confidence"
-    if r.compression_ratio > p.max_compression_ratio or _LOOP.search(_squash(r.text)):
-        return "repetition"
     squashed = _squash(r.text)
+    if (r.compression_ratio > p.max_compression_ratio or _LOOP.search(squashed)
+            or _CHAR_RUN.search(squashed)):
+        return "repetition"
     if squashed in _PHANTOMS:
         return "phantom phrase"
     if squashed in _WEAK_PHANTOMS and (r.no_speech_prob > 0.2 or r.avg_logprob < -0.6):

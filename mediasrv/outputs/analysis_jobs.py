@@ -47,6 +47,7 @@ __all__ = [
     "AnalysisWorkerPool",
     "JobOutcome",
     "JobState",
+    "WallClock",
     "run_analysis_job",
 ]
 
@@ -114,16 +115,25 @@ class AnalysisMetricsHooks(Protocol):
 
 ResultSink = Callable[[str, dict[str, Any]], Awaitable[None]]
 JobFunction = Callable[[AnalysisJob], JobOutcome]
+# Wall-clock seconds (``time.time`` in the app): leases are compared across processes and
+# restarts through the shared table, so they need a clock every server agrees on.
+WallClock = Callable[[], float]
 
 
 class AnalysisJobQueue:
-    """The ``analysis_jobs`` table: enqueue, claim with a lease, complete, fail."""
+    """The ``analysis_jobs`` table: enqueue, claim with a lease, complete, fail.
+
+    Every timestamp and lease deadline comes from ``clock`` (the app passes ``time.time``;
+    tests pass a fake one and move it instead of sleeping out a lease).
+    """
 
     def __init__(self, path: Path, owner: str | None = None,
-                 synchronous: Synchronous = Synchronous.FULL) -> None:
+                 synchronous: Synchronous = Synchronous.FULL,
+                 clock: WallClock = time.time) -> None:
         self.path = Path(path)
         self.owner = owner or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._synchronous = synchronous
+        self._clock = clock
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()  # one transaction at a time on our connection
 
@@ -163,7 +173,7 @@ class AnalysisJobQueue:
 
     async def enqueue(self, call_id: str, wav_path: str, business: str = "") -> bool:
         """Queue a call once; False if it already has a job (re-enqueueing is a no-op)."""
-        now = time.time()
+        now = self._clock()
         rows = await self._tx(
             "INSERT INTO analysis_jobs (call_id, wav_path, business, state, created_at, "
             "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (call_id) DO NOTHING "
@@ -174,7 +184,7 @@ class AnalysisJobQueue:
 
     async def claim(self, lease_seconds: float) -> AnalysisJob | None:
         """Take the oldest queued job, or one whose holder's lease ran out."""
-        now = time.time()
+        now = self._clock()
         rows = await self._tx(
             "UPDATE analysis_jobs SET state = ?, attempts = attempts + 1, lease_owner = ?, "
             "lease_until = ?, updated_at = ? WHERE job_id = (SELECT job_id FROM analysis_jobs "
@@ -193,7 +203,7 @@ class AnalysisJobQueue:
             await self._tx(
                 "UPDATE analysis_jobs SET lease_until = ? WHERE job_id = ? AND lease_owner = ? "
                 "AND state = ? RETURNING job_id",
-                (time.time() + lease_seconds, job_id, self.owner, JobState.RUNNING.value),
+                (self._clock() + lease_seconds, job_id, self.owner, JobState.RUNNING.value),
             )
 
     async def complete(self, job_id: int, result: dict[str, Any]) -> bool:
@@ -201,7 +211,7 @@ class AnalysisJobQueue:
         rows = await self._tx(
             "UPDATE analysis_jobs SET state = ?, result = ?, error = NULL, lease_until = NULL, "
             "updated_at = ? WHERE job_id = ? AND lease_owner = ? AND state = ? RETURNING job_id",
-            (JobState.DONE.value, json.dumps(result, ensure_ascii=False), time.time(), job_id,
+            (JobState.DONE.value, json.dumps(result, ensure_ascii=False), self._clock(), job_id,
              self.owner, JobState.RUNNING.value),
         )
         return bool(rows)
@@ -213,7 +223,7 @@ class AnalysisJobQueue:
             "error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? "
             "WHERE job_id = ? AND lease_owner = ? AND state = ? RETURNING state",
             (max_attempts, JobState.FAILED.value, JobState.QUEUED.value, error[:2000],
-             time.time(), job_id, self.owner, JobState.RUNNING.value),
+             self._clock(), job_id, self.owner, JobState.RUNNING.value),
         )
         return JobState(rows[0][0]) if rows else None
 

@@ -6,6 +6,8 @@ import gzip
 import json
 import re
 import wave
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +82,46 @@ def hold_music(seconds: float, rate: int = 8000, seed: int = 7) -> np.ndarray:
     for f in (130.8, 164.8, 196.0):  # C major pad
         out += 0.15 * np.sin(2 * np.pi * f * t)
     return (0.25 * out / np.abs(out).max()).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What a test placed in a recording: who said which text, starting when (seconds)."""
+
+    channel: object
+    start: float
+    text: str
+
+
+def assign_to_turns(found: Sequence[tuple[object, float, str]], turns: Sequence[Turn],
+                    tolerance: float) -> list[list[tuple[object, float, str]]]:
+    """Give each decoded (channel, start, text) to the turn it belongs to.
+
+    The turn is the latest one on the same channel that starts no later than ``tolerance``
+    after the piece: a decoder may cut one utterance into several pieces (where a tie or a
+    rounding difference between CPUs puts a timestamp), so tests compare the joined text of
+    each turn, never the number of pieces. A piece that fits no turn (wrong channel, or
+    before every turn of its channel) fails the calling test.
+    """
+    groups: list[list[tuple[object, float, str]]] = [[] for _ in turns]
+    for piece in found:
+        channel, start, _ = piece
+        owners = [i for i, t in enumerate(turns)
+                  if t.channel == channel and t.start <= start + tolerance]
+        assert owners, f"{piece} belongs to no turn of {turns}"
+        groups[max(owners, key=lambda i: turns[i].start)].append(piece)
+    return groups
+
+
+def check_turns(found: Sequence[tuple[object, float, str]], turns: Sequence[Turn],
+                tolerance: float, max_cer: float, japanese: bool = True) -> None:
+    """Every turn was heard on its channel, starting within ``tolerance`` s, its text with a
+    character (or word) error rate under ``max_cer``; nothing was heard that was not said."""
+    from mediasrv.analysis.scoring import cer, wer
+
+    for turn, got in zip(turns, assign_to_turns(found, turns, tolerance), strict=True):
+        assert got, f"nothing decoded for {turn}; found {found}"
+        assert abs(got[0][1] - turn.start) < tolerance, (turn, got)
+        text = ("" if japanese else " ").join(g[2] for g in got)
+        rate = cer(turn.text, text) if japanese else wer(turn.text, text)
+        assert rate < max_cer, (turn, got, rate)

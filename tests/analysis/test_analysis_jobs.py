@@ -77,6 +77,19 @@ class Sink:
         self.event.set()
 
 
+class FakeClock:
+    """Wall-clock stand-in for the queue's leases: time moves only when a test says so."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 async def _until(cond: Any, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not await cond():
@@ -106,14 +119,18 @@ async def test_enqueue_is_idempotent_and_claims_are_exclusive(tmp_path: Path) ->
 
 async def test_expired_lease_is_taken_over_and_the_stale_result_refused(tmp_path: Path) -> None:
     db = tmp_path / "mediasrv.db"
-    a, b = AnalysisJobQueue(db, owner="a"), AnalysisJobQueue(db, owner="b")
+    clock = FakeClock()
+    a = AnalysisJobQueue(db, owner="a", clock=clock)
+    b = AnalysisJobQueue(db, owner="b", clock=clock)
     await a.open()
     await b.open()
     try:
         await a.enqueue("call-1", "/rec/1.wav")
-        job_a = await a.claim(lease_seconds=0.1)
+        job_a = await a.claim(lease_seconds=10)
         assert job_a is not None
-        await asyncio.sleep(0.2)  # a's server "crashed": its lease runs out
+        clock.advance(9.9)
+        assert await b.claim(lease_seconds=60) is None  # a's lease still holds
+        clock.advance(0.2)  # a's server "crashed": its lease runs out
         job_b = await b.claim(lease_seconds=60)
         assert job_b is not None and job_b.job_id == job_a.job_id and job_b.attempts == 2
         assert await b.complete(job_b.job_id, {"label": "from b"})
@@ -215,9 +232,10 @@ async def test_job_that_keeps_failing_ends_failed(tmp_path: Path) -> None:
 
 async def test_restart_picks_up_a_job_abandoned_in_flight(tmp_path: Path) -> None:
     db = tmp_path / "mediasrv.db"
-    q1 = AnalysisJobQueue(db, owner="old-server")
+    clock = FakeClock()
+    q1 = AnalysisJobQueue(db, owner="old-server", clock=clock)
     await q1.open()
-    pool1 = AnalysisWorkerPool(q1, None, Sink(), None, workers=1, lease_seconds=1.0,
+    pool1 = AnalysisWorkerPool(q1, None, Sink(), None, workers=1, lease_seconds=120.0,
                                poll_seconds=0.05, job_fn=slow_job, initializer=init_nothing)
     await pool1.start()
     await pool1.enqueue("c1", "/rec/c1.wav")
@@ -229,9 +247,10 @@ async def test_restart_picks_up_a_job_abandoned_in_flight(tmp_path: Path) -> Non
     await _until(running, 30)
     await pool1.stop()  # the old server goes away mid-job
     await q1.close()
-    await asyncio.sleep(1.1)  # its lease expires
-    q2 = AnalysisJobQueue(db, owner="new-server")
+    q2 = AnalysisJobQueue(db, owner="new-server", clock=clock)
     await q2.open()
+    assert await q2.claim(lease_seconds=60) is None  # the old lease still holds
+    clock.advance(121.0)  # its lease expires
     sink = Sink()
     pool2 = AnalysisWorkerPool(q2, None, sink, None, workers=1, poll_seconds=0.05,
                                job_fn=echo_job, initializer=init_nothing)

@@ -22,7 +22,9 @@ from analysis_support import (
     ASTERISK_DIR,
     DATA,
     EN_PROMPTS,
+    Turn,
     asterisk_transcripts,
+    check_turns,
     hold_music,
     ja_transcripts,
     mono,
@@ -35,10 +37,20 @@ from mediasrv.analysis.audio import Audio, read_wav, resample
 from mediasrv.analysis.gender import Gender
 from mediasrv.analysis.manifest import Manifest, ModelError
 from mediasrv.analysis.scoring import cer, corpus_rate
-from mediasrv.analysis.stt import Channel
+from mediasrv.analysis.stt import Channel, Utterance
 from mediasrv.analysis.vad import Region
 
 pytestmark = pytest.mark.slow
+
+# What these tests assert holds on any CPU: the int8 kernels differ by instruction set
+# (AVX2, AVX-512 VNNI), so a near-tie in the decoder can go either way. Error rates stay
+# under thresholds, each utterance is on its channel and near its start; how many pieces
+# the decoder or the VAD cut an utterance into is not asserted (see check_turns).
+START_TOLERANCE_S = 0.5
+
+
+def _heard(timeline: list[Utterance]) -> list[tuple[object, float, str]]:
+    return [(u.channel, u.start, u.text) for u in timeline]
 
 
 def _transcribe(an: Analyzer, path: Path) -> str:
@@ -66,7 +78,7 @@ def test_japanese_cer_synthetic_female_calls(ja_analyzer: Analyzer) -> None:
     assert corpus_rate(pairs, japanese=True) <= 0.10, pairs
 
 
-def _call(tmp_path: Path) -> tuple[Path, list[tuple[Channel, float, str]]]:
+def _call(tmp_path: Path) -> tuple[Path, list[Turn]]:
     """Stereo call: female caller (left) and male operator (right) taking turns."""
     texts = ja_transcripts()
     turns = [(Channel.CALLER, 0.5, "ja_f1"), (Channel.OPERATOR, 5.2, "ja_m1"),
@@ -76,7 +88,7 @@ def _call(tmp_path: Path) -> tuple[Path, list[tuple[Channel, float, str]]]:
     left = place(total, [(s, clips[n]) for ch, s, n in turns if ch is Channel.CALLER])
     right = place(total, [(s, clips[n]) for ch, s, n in turns if ch is Channel.OPERATOR])
     path = write_wav(tmp_path / "call.wav", Audio(np.stack([left, right]), 8000))
-    return path, [(ch, s, texts[n]["text"]) for ch, s, n in turns]
+    return path, [Turn(ch, s, texts[n]["text"]) for ch, s, n in turns]
 
 
 def test_timeline_puts_each_utterance_on_its_channel(ja_analyzer: Analyzer, tmp_path: Path) -> None:
@@ -84,11 +96,11 @@ def test_timeline_puts_each_utterance_on_its_channel(ja_analyzer: Analyzer, tmp_
     result = ja_analyzer.analyze(path)
     tl = result.timeline
     assert [u.start for u in tl] == sorted(u.start for u in tl)
-    assert len(tl) == len(expected)
-    for u, (channel, start, text) in zip(tl, expected, strict=True):
-        assert u.channel is channel
-        assert abs(u.start - start) < 0.5
-        assert cer(text, u.text) < 0.4, (u, text)
+    # Per turn 0.5: whisper-base reads the synthetic male voice at CER 0.2-0.36 depending on
+    # the CPU (bench/RESULTS.md); over the whole call the bar is the tighter one.
+    check_turns(_heard(tl), expected, START_TOLERANCE_S, max_cer=0.5)
+    said, heard = "".join(t.text for t in expected), "".join(u.text for u in tl)
+    assert cer(said, heard) < 0.25, tl
     assert result.gender.gender is Gender.FEMALE
     assert result.outcome.label == "booking_made"
     assert result.outcome.evidence["channel"] == "operator"
@@ -138,17 +150,17 @@ def test_one_sided_call_long_silence_then_speech(ja_analyzer: Analyzer) -> None:
     clip = mono(DATA / "jsut_basic5000_0001.wav")
     left = place(45.0, [(40.0, clip)])
     result = ja_analyzer.analyze_audio(Audio(np.stack([left, np.zeros_like(left)]), 8000))
-    assert len(result.timeline) == 1
-    assert result.timeline[0].start == pytest.approx(40.0, abs=0.5)
-    assert result.timeline[0].channel is Channel.CALLER
+    ref = ja_transcripts()["jsut_basic5000_0001"]["text"]
+    check_turns(_heard(result.timeline), [Turn(Channel.CALLER, 40.0, ref)], START_TOLERANCE_S,
+                max_cer=0.15)
 
 
 def test_resampled_16k_input_works_too(ja_analyzer: Analyzer, tmp_path: Path) -> None:
     x = resample(mono(DATA / "ja_f1.wav"), 8000, 16000)
     path = write_wav(tmp_path / "wide.wav", Audio(x[None], 16000))
     result = ja_analyzer.analyze(path)
-    assert len(result.timeline) == 1
-    assert cer(ja_transcripts()["ja_f1"]["text"], result.timeline[0].text) <= 0.10
+    ref = ja_transcripts()["ja_f1"]["text"]
+    check_turns(_heard(result.timeline), [Turn(Channel.CALLER, 0.0, ref)], 1.0, max_cer=0.10)
 
 
 def test_manifest_refuses_a_tampered_model(models_dir: Path, tmp_path: Path) -> None:
@@ -195,7 +207,9 @@ def test_guards_keep_real_speech(ja_analyzer: Analyzer) -> None:
     x = mono(DATA / "ja_m1.wav")
     kept = ja_analyzer.transcriber.transcribe_channel(x, 8000, Channel.OPERATOR,
                                                       [Region(0.0, x.size / 8000)])
-    assert len(kept) == 1 and kept[0].channel is Channel.OPERATOR
+    ref = ja_transcripts()["ja_m1"]["text"]
+    check_turns(_heard(kept), [Turn(Channel.OPERATOR, 0.0, ref)], START_TOLERANCE_S,
+                max_cer=0.4)  # the synthetic male voice: whisper-base's CER ~0.2 on it
 
 
 def test_timestamped_decoding_splits_a_window_at_the_pauses(ja_analyzer: Analyzer) -> None:
@@ -206,11 +220,14 @@ def test_timestamped_decoding_splits_a_window_at_the_pauses(ja_analyzer: Analyze
     window = np.concatenate([clips[0], gap, clips[1], gap, clips[2]])
     pieces, no_speech = ja_analyzer.transcriber.whisper.transcribe_pieces(window, "ja", 5)
     assert no_speech < 0.5
-    assert len(pieces) == 3
     starts = [0.0, clips[0].size / 16000 + 1.0, (clips[0].size + clips[1].size) / 16000 + 2.0]
-    for piece, start, name in zip(pieces, starts, names, strict=True):
-        assert abs(piece.start - start) < 1.1
-        assert cer(texts[name]["text"], piece.text) < 0.35, piece
+    said = [Turn(Channel.CALLER, s, texts[n]["text"]) for s, n in zip(starts, names, strict=True)]
+    # Each utterance's text is found near its start (one utterance may come as two pieces:
+    # where the decoder puts a timestamp inside it is a near-tie that CPUs break differently).
+    check_turns([(Channel.CALLER, p.start, p.text) for p in pieces], said, 1.1, max_cer=0.35)
+    assert all(p.start <= p.end for p in pieces)
+    whole = cer("".join(t.text for t in said), "".join(p.text for p in pieces))
+    assert whole < 0.25, pieces
 
 
 def test_label_rules_are_per_business(models_dir: Path, tmp_path: Path) -> None:
@@ -247,8 +264,10 @@ def test_operator_echo_on_the_caller_leg_is_not_transcribed(ja_analyzer: Analyze
     caller = place(12.0, [(6.5, mono(DATA / "ja_f1.wav"))])
     echo = np.roll(operator, 400) * 10 ** (echo_db / 20)  # 50 ms late, attenuated
     result = ja_analyzer.analyze_audio(Audio(np.stack([caller + echo, operator]), 8000))
-    assert [(u.channel, round(u.start)) for u in result.timeline] == [
-        (Channel.OPERATOR, 0), (Channel.CALLER, 6)]
+    texts = ja_transcripts()
+    check_turns(_heard(result.timeline), [Turn(Channel.OPERATOR, 0.5, texts["ja_m1"]["text"]),
+                                          Turn(Channel.CALLER, 6.5, texts["ja_f1"]["text"])],
+                START_TOLERANCE_S, max_cer=0.4)
     assert result.gender.gender is Gender.FEMALE  # not judged on the male operator's echo
 
 
@@ -256,7 +275,10 @@ def test_quiet_caller_talking_over_the_operator_is_kept(ja_analyzer: Analyzer) -
     operator = place(12.0, [(0.5, mono(DATA / "ja_m1.wav"))])
     caller = place(12.0, [(1.0, mono(DATA / "ja_f2.wav") * 10 ** (-15 / 20))])
     result = ja_analyzer.analyze_audio(Audio(np.stack([caller, operator]), 8000))
-    assert {u.channel for u in result.timeline} == {Channel.CALLER, Channel.OPERATOR}
+    texts = ja_transcripts()
+    check_turns(_heard(result.timeline), [Turn(Channel.OPERATOR, 0.5, texts["ja_m1"]["text"]),
+                                          Turn(Channel.CALLER, 1.0, texts["ja_f2"]["text"])],
+                START_TOLERANCE_S, max_cer=0.5)
 
 
 def test_long_call_keeps_times_and_order(en_analyzer: Analyzer) -> None:
@@ -269,10 +291,15 @@ def test_long_call_keeps_times_and_order(en_analyzer: Analyzer) -> None:
     right = place(240.0, [(s, mono(ASTERISK_DIR / f"{p}.wav")) for s, p in
                           zip(starts[1::2], prompts[1::2], strict=True)])
     result = en_analyzer.analyze_audio(Audio(np.stack([left, right]), 8000))
-    assert len(result.timeline) == len(starts)
-    assert all(abs(u.start - s) < 0.5 for u, s in zip(result.timeline, starts, strict=True))
-    assert [u.channel for u in result.timeline] == [Channel.CALLER, Channel.OPERATOR] * 3
-    assert "weasels" in result.timeline[4].text.lower()
+    assert [u.start for u in result.timeline] == sorted(u.start for u in result.timeline)
+    texts = asterisk_transcripts()
+    said = [Turn((Channel.CALLER, Channel.OPERATOR)[k % 2], s, texts[p])
+            for k, (s, p) in enumerate(zip(starts, prompts, strict=True))]
+    # Per prompt a loose bar (one short prompt: "I am sorry" heard as "But", WER 0.27);
+    # over the call the tight one.
+    check_turns(_heard(result.timeline), said, START_TOLERANCE_S, max_cer=0.5, japanese=False)
+    heard = " ".join(u.text for u in result.timeline)
+    assert corpus_rate([(" ".join(t.text for t in said), heard)], japanese=False) < 0.15, heard
 
 
 @pytest.mark.parametrize("n_samples", [0, 100])
@@ -289,5 +316,8 @@ def test_caller_on_the_right_channel_when_configured(ja_analyzer: Analyzer) -> N
     operator = place(10.0, [(0.5, mono(DATA / "ja_m1.wav"))])
     caller = place(10.0, [(5.0, mono(DATA / "ja_f1.wav"))])
     result = swapped.analyze_audio(Audio(np.stack([operator, caller]), 8000))
-    assert [u.channel for u in result.timeline] == [Channel.OPERATOR, Channel.CALLER]
+    texts = ja_transcripts()
+    check_turns(_heard(result.timeline), [Turn(Channel.OPERATOR, 0.5, texts["ja_m1"]["text"]),
+                                          Turn(Channel.CALLER, 5.0, texts["ja_f1"]["text"])],
+                START_TOLERANCE_S, max_cer=0.4)
     assert result.gender.gender is Gender.FEMALE

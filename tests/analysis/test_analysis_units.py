@@ -222,3 +222,17 @@ def test_graph_version_is_the_same_in_builder_and_run_time() -> None:
     from mediasrv.analysis.whisper_graph import GRAPH_VERSION
 
     assert GRAPH_VERSION == WHISPER_GRAPH_VERSION
+
+
+def test_a_stuck_single_letter_decode_is_a_repetition() -> None:
+    """Hold music decoded as one kana over and over (seen on an AVX-512 VNNI CPU) is dropped;
+    short real repeats and long numbers are kept."""
+    from mediasrv.analysis.stt import SttParams, rejected
+    from mediasrv.analysis.whisper import DecodeResult, compression_ratio
+
+    def decoded(text: str) -> DecodeResult:
+        return DecodeResult(text, [], -0.9, 0.01, compression_ratio(text))
+
+    assert rejected(decoded("んんんんんんん"), SttParams()) == "repetition"
+    assert rejected(decoded("ええ、はいはいはい"), SttParams()) is None
+    assert rejected(decoded("お振込みは1000000円です"), SttParams()) is None
