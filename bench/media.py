@@ -24,7 +24,11 @@ ratio=.. loss=.. p99_ms=.. recorded=yes|no`` for run 2 (run 1 with ``--no-record
 is one direction of one call (2 per call).
 
 Usage: python bench/media.py [--calls 500] [--seconds 20] [--no-record] [--no-rtpengine]
-       [--callbacks] [--python]; needs gcc, taskset and (for the comparison) rtpengine on PATH.
+       [--callbacks] [--python]; needs gcc and taskset. rtpengine (for the comparison) is
+       installed on first use when absent (``apt-get install rtpengine-daemon``, as root or
+       with sudo). Any python 3 will do: the script re-runs itself under the project's
+       virtualenv when that python has no installed mediasrv, and the relay child imports the
+       installed package too (``PYTHONSAFEPATH=1``, no ``PYTHONPATH``; bench/benchenv.py).
 """
 
 from __future__ import annotations
@@ -42,6 +46,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+if __name__ == "__main__":  # run by path; bench/ is not on sys.path under PYTHONSAFEPATH
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import benchenv
+
+    benchenv.use_project_python(__file__)
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -369,7 +379,7 @@ def run_load(rtpload: Path, portfile: Path, seconds: float, pid: int) -> tuple[f
 
 def run_mediasrv(
     rtpload: Path, work: Path, calls: int, seconds: float, path_name: str, record: bool,
-    kernel_rec: bool = False,
+    env: dict[str, str], kernel_rec: bool = False,
 ) -> RunResult:  # fmt: skip
     portfile = work / f"ports-{path_name}-{int(record)}.txt"
     record_dir = work / f"rec-{path_name}"
@@ -379,7 +389,6 @@ def run_mediasrv(
     if record:
         record_dir.mkdir(exist_ok=True)
         cmd.append(str(record_dir))
-    env = dict(os.environ, PYTHONPATH=str(HERE.parent))
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None and proc.stdin is not None
@@ -405,11 +414,9 @@ def run_mediasrv(
                      (rss - rss_base) / calls, line)  # fmt: skip
 
 
-def run_rtpengine(rtpload: Path, work: Path, calls: int, seconds: float) -> RunResult | None:
-    binary = shutil.which("rtpengine")
-    if binary is None:
-        print("  rtpengine not found (apt-get install rtpengine-daemon): no comparison")
-        return None
+def run_rtpengine(
+    rtpload: Path, work: Path, calls: int, seconds: float, binary: str
+) -> RunResult:  # fmt: skip
     log = (work / "rtpengine.log").open("w")
     cmd = [
         *PRIORITY, "taskset", "-c", "1", binary, "--config-file=none", "-f", "-E", "--table=-1",
@@ -462,6 +469,11 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     if 2 * args.calls > 65000 - PHONE_BASE or 4 * args.calls > ENGINE_PORTS[1] - ENGINE_PORTS[0]:
         ap.error("too many calls for the port ranges")
+    import benchenv  # on sys.path when run as a script (see the top)
+
+    rtpengine = None if args.no_rtpengine else benchenv.ensure_rtpengine()
+    # The relay child must import the installed mediasrv (compiled kernels), not the tree.
+    child_env = benchenv.child_env()
     print(f"media bench: {args.calls} calls = {2 * args.calls} streams, {args.seconds:.0f} s each run, "
           f"relay on CPU 1, phones on CPU 0", flush=True)  # fmt: skip
     # (packet path, recorded, kernel recorder) per run; the first recorded run (or the first
@@ -479,10 +491,14 @@ def main(argv: list[str]) -> int:
         work = Path(tmp)
         rtpload = build_rtpload(work)
         results = [
-            run_mediasrv(rtpload, work, args.calls, args.seconds, path, rec, kernel)
+            run_mediasrv(rtpload, work, args.calls, args.seconds, path, rec, child_env, kernel)
             for path, rec, kernel in plan
         ]
-        rtpe = None if args.no_rtpengine else run_rtpengine(rtpload, work, args.calls, args.seconds)
+        rtpe = None
+        if rtpengine is not None:
+            rtpe = run_rtpengine(rtpload, work, args.calls, args.seconds, rtpengine)
+        elif not args.no_rtpengine:
+            print("  rtpengine unavailable (see the bench: line above): no comparison")
     print(
         f"{'run':<28}{'cpu%':>7}{'cpu/100 streams':>17}{'loss':>10}{'p50 ms':>9}{'p99 ms':>9}{'KB/call':>9}"
     )
