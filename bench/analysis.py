@@ -51,7 +51,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "analysis" / "data"
 ASTERISK = Path("/usr/share/asterisk/sounds/en")
 ASTERISK_TEXTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
-CACHE = Path.home() / ".cache" / "mediasrv" / "bench"
+# Synthesised voices are kept between runs (the same folder as bench/benchenv.py's cache_dir).
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mediasrv" / "bench"
 
 EN_PROMPTS = (
     "hello-world", "all-circuits-busy-now", "agent-newlocation", "agent-alreadyon",

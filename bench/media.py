@@ -214,7 +214,10 @@ async def _serve(calls: int, path_name: str, record_dir: str | None, portfile: s
         )
     Path(portfile).write_text("".join(lines))
     ticks = _time_ticks(engine)
-    print(f"READY engine={engine.engine_name} rss_base_kb={rss_base}", flush=True)
+    import mediasrv
+
+    where = Path(mediasrv.__file__).resolve().parent
+    print(f"READY engine={engine.engine_name} rss_base_kb={rss_base} mediasrv={where}", flush=True)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_reader(sys.stdin.fileno(), stop.set)
@@ -396,6 +399,8 @@ def run_mediasrv(
         if not ready.startswith("READY"):
             raise RuntimeError(f"mediasrv relay failed to start: {ready!r}")
         rss_base = int(parse_load(ready)["rss_base_kb"])
+        if path_name == "cython-thread" and not record and not kernel_rec:
+            print(f"  relay child: {ready.removeprefix('READY ')}", flush=True)
         time.sleep(0.5)
         cpu, line = run_load(rtpload, portfile, seconds, proc.pid)
         rss = _rss_kb(proc.pid)
