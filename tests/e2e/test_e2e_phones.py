@@ -77,12 +77,10 @@ async def wait_rx_packets(phone: PhoneProcess, more: int, timeout: float = 10.0)
     """Wait until the phone's call has received ``more`` RTP packets beyond what it had."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    await phone.command("stats")
-    first = int((await phone.wait_event("stats"))["rx_packets"])
+    first = int((await phone.stats())["rx_packets"])
     while True:
         await asyncio.sleep(0.1)
-        await phone.command("stats")
-        now = int((await phone.wait_event("stats"))["rx_packets"])
+        now = int((await phone.stats())["rx_packets"])
         if now >= first + more:
             return now - first
         if loop.time() > deadline:
