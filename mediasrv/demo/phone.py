@@ -363,7 +363,8 @@ class Phone:
             self.emitter.emit("hold_state", call=slot.call_id, state=status.value)
 
     def _connect_media(self, slot: CallSlot) -> None:
-        """Record whatever arrives from the moment media is up; play once the call is confirmed."""
+        """Record whatever arrives from the moment media is up; once the call is confirmed,
+        send the capture device's silence and play the file (mixed by the conference bridge)."""
         if slot.media.status is not MediaStatus.ACTIVE:
             return
         audio = slot.call.getAudioMedia(-1)
@@ -374,6 +375,11 @@ class Phone:
             slot.media.recorder, slot.media.record_path = recorder, path
         if slot.media.recorder is not None:
             audio.startTransmit(slot.media.recorder)
+        if slot.confirmed:
+            # The (null) capture device's silence, as a real phone sends its microphone:
+            # with no source at all, pjsua2 stopped sending RTP on one of two phones after
+            # about a second (seen 2026-12, both with and without load), taking DTMF with it.
+            self.ep.audDevManager().getCaptureDevMedia().startTransmit(audio)
         if self.opts.play is not None and slot.confirmed:
             if slot.media.player is None:
                 player = ReportingPlayer(
