@@ -32,6 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SIPPY_REQUIREMENT = "sippy==2.5.0"  # the version the reference figures in TOOLS.md were taken on
 RTPENGINE_DEB = "rtpengine-daemon"
+_REEXEC = "MEDIASRV_BENCH_REEXEC"  # set on the re-exec: never loop
 
 
 def say(line: str) -> None:
@@ -57,21 +58,21 @@ def project_venv() -> Path:
 
 
 def use_project_python(script: str) -> None:
-    """Re-exec ``script`` under the project's venv unless mediasrv is installed for this python."""
+    """Re-exec ``script`` under the project's venv unless mediasrv is installed for this python
+    (and not shadowed by the source tree, e.g. through ``PYTHONPATH``)."""
     if _installed_mediasrv() is not None:
         return
     venv_dir = project_venv()
     python = venv_dir / "bin" / "python"
-    if not python.exists():
-        sys.exit(f"bench: mediasrv is not installed for {sys.executable} and {python} does not "
-                 "exist: run `bash scripts/bootstrap.sh setup` first (or set MEDIASRV_VENV)")
-    if Path(sys.prefix).resolve() == venv_dir.resolve():
-        sys.exit(f"bench: {python} cannot import an installed mediasrv: run "
-                 "`bash scripts/bootstrap.sh setup` again")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONSAFEPATH"] = "1"
-    say(f"re-running under the project's python {python} ({sys.executable} has no installed "
-        "mediasrv)")
+    if os.environ.get(_REEXEC) or not python.exists():
+        sys.exit(f"bench: {sys.executable} cannot import an installed mediasrv and {python} "
+                 "is not one that can: run `bash scripts/bootstrap.sh setup` first (or set "
+                 "MEDIASRV_VENV)")
+    env = child_env(**{_REEXEC: "1"})
+    why = ("would import the source tree" if importlib.util.find_spec("mediasrv") is not None
+           else "has no installed mediasrv")
+    say(f"re-running under the project's python {python}, PYTHONSAFEPATH=1, no PYTHONPATH "
+        f"({sys.executable} {why})")
     os.execve(python, [str(python), str(Path(script).resolve()), *sys.argv[1:]], env)
 
 
