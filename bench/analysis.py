@@ -14,6 +14,10 @@
   (m/f) if espeak-ng is installed. Precision = correct / decided, coverage = decided / all.
 - Peak RSS per worker process.
 
+Any python 3 will do: the script re-runs itself under the project's virtualenv when that
+python has no installed mediasrv (bench/benchenv.py). The models it uses (VAD, gender, the
+Whisper model) are built on first use if ``mediasrv models build`` has not made them yet.
+
 Last line: RESULT analysis rtf_per_core=.. ja_cer=.. en_wer=.. gender_precision=..
 gender_coverage=.. rss_mb=..
 """
@@ -35,13 +39,20 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+if __name__ == "__main__":  # run by path; bench/ is not on sys.path under PYTHONSAFEPATH
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import benchenv
+
+    benchenv.use_project_python(__file__)
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "analysis" / "data"
 ASTERISK = Path("/usr/share/asterisk/sounds/en")
 ASTERISK_TEXTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
-CACHE = Path.home() / ".cache" / "mediasrv" / "bench"
+# Synthesised voices are kept between runs (the same folder as bench/benchenv.py's cache_dir).
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mediasrv" / "bench"
 
 EN_PROMPTS = (
     "hello-world", "all-circuits-busy-now", "agent-newlocation", "agent-alreadyon",
@@ -237,6 +248,21 @@ def accuracy(config: Any, tmp: Path) -> dict[str, Any]:
     }
 
 
+def ensure_models(models_dir: Path, names: list[str]) -> None:
+    """Build what is missing or stale (``mediasrv models build --only ...``); one line says
+    what was used or built."""
+    from mediasrv.analysis.manifest import Manifest
+    from mediasrv.analysis.modelbuild import build
+
+    before = Manifest.load(models_dir).models
+    after = build(names, models_dir, force=False).models
+    built = [n for n in names if before.get(n) != after.get(n)]
+    kept = [n for n in names if n not in built]
+    parts = ([f"built {', '.join(built)}"] if built else []) + (
+        [f"using {', '.join(kept)} (already built)"] if kept else [])
+    print(f"bench: models in {models_dir}: {'; '.join(parts)}", file=sys.stderr, flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=4)
@@ -248,7 +274,9 @@ def main() -> int:
     from mediasrv.analysis.analyzer import AnalysisConfig
     from mediasrv.analysis.manifest import default_models_dir
 
-    config = AnalysisConfig(models_dir=args.models_dir or default_models_dir(),
+    models_dir = args.models_dir or default_models_dir()
+    ensure_models(models_dir, ["vad", "gender", args.model])
+    config = AnalysisConfig(models_dir=models_dir,
                             whisper_model=args.model, language="ja", beam_size=args.beam)
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)

@@ -20,11 +20,18 @@ and recorded, and the engine thread paced (1 ms sleep between rounds); ``--pytho
 pure-Python reference packet path)
 
 Last line: ``RESULT media calls=N cpu_per_100_streams=.. rtpengine_cpu_per_100_streams=..
-ratio=.. loss=.. p99_ms=.. recorded=yes|no`` for run 2 (run 1 with ``--no-record``). A stream
-is one direction of one call (2 per call).
+ratio=.. loss=.. p99_ms=.. recorded=yes|no us_per_packet=.. packet_ratio=..`` for run 2 (run
+1 with ``--no-record``). A stream is one direction of one call (2 per call). ``us_per_packet``
+is the relay's CPU per packet delivered, and ``packet_ratio`` the same against rtpengine: on a
+loaded machine the load generator falls behind (``send_lag``), fewer packets flow than 50 per
+second per stream, and only the per-packet figures stay comparable.
 
 Usage: python bench/media.py [--calls 500] [--seconds 20] [--no-record] [--no-rtpengine]
-       [--callbacks] [--python]; needs gcc, taskset and (for the comparison) rtpengine on PATH.
+       [--callbacks] [--python]; needs gcc and taskset. rtpengine (for the comparison) is
+       installed on first use when absent (``apt-get install rtpengine-daemon``, as root or
+       with sudo). Any python 3 will do: the script re-runs itself under the project's
+       virtualenv when that python has no installed mediasrv, and the relay child imports the
+       installed package too (``PYTHONSAFEPATH=1``, no ``PYTHONPATH``; bench/benchenv.py).
 """
 
 from __future__ import annotations
@@ -42,6 +49,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+if __name__ == "__main__":  # run by path; bench/ is not on sys.path under PYTHONSAFEPATH
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import benchenv
+
+    benchenv.use_project_python(__file__)
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -68,10 +81,19 @@ class RunResult:
     p99_ms: float
     rss_per_call_kb: float
     load_line: str
+    wall_s: float = 0.0  # the load window the CPU share was measured over
 
     @property
     def streams(self) -> int:
         return 2 * self.calls
+
+    @property
+    def us_per_packet(self) -> float:
+        """Relay CPU per packet it delivered: unlike the per-stream figure, it holds when a
+        starved load generator (a loaded machine) sends fewer packets than 50 per second."""
+        received = parse_load(self.load_line).get("received", 0.0)
+        cpu_s = self.cpu_pct / 100.0 * self.wall_s
+        return cpu_s / received * 1e6 if received else float("nan")
 
     @property
     def cpu_per_100_streams(self) -> float:
@@ -204,7 +226,10 @@ async def _serve(calls: int, path_name: str, record_dir: str | None, portfile: s
         )
     Path(portfile).write_text("".join(lines))
     ticks = _time_ticks(engine)
-    print(f"READY engine={engine.engine_name} rss_base_kb={rss_base}", flush=True)
+    import mediasrv
+
+    where = Path(mediasrv.__file__).resolve().parent
+    print(f"READY engine={engine.engine_name} rss_base_kb={rss_base} mediasrv={where}", flush=True)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_reader(sys.stdin.fileno(), stop.set)
@@ -353,8 +378,11 @@ def parse_load(line: str) -> dict[str, float]:
     return out
 
 
-def run_load(rtpload: Path, portfile: Path, seconds: float, pid: int) -> tuple[float, str]:
-    """Run the phones on CPU 0; return (relay CPU % of one core, rtpload's figures line)."""
+def run_load(
+    rtpload: Path, portfile: Path, seconds: float, pid: int
+) -> tuple[float, str, float]:  # fmt: skip
+    """Run the phones on CPU 0; return (relay CPU % of one core, rtpload's figures line,
+    the window's wall seconds)."""
     c0, t0 = _cpu_ticks(pid), time.monotonic()
     out = subprocess.run(
         [*PRIORITY, "taskset", "-c", "0", str(rtpload), str(portfile), str(seconds), "50", "1", str(PHONE_SOCKETS)],
@@ -364,12 +392,12 @@ def run_load(rtpload: Path, portfile: Path, seconds: float, pid: int) -> tuple[f
         raise RuntimeError(f"rtpload failed: {out.stderr.strip()}")
     c1, t1 = _cpu_ticks(pid), time.monotonic()
     cpu = 100.0 * (c1 - c0) / CLK_TCK / (t1 - t0)
-    return cpu, out.stdout.strip()
+    return cpu, out.stdout.strip(), t1 - t0
 
 
 def run_mediasrv(
     rtpload: Path, work: Path, calls: int, seconds: float, path_name: str, record: bool,
-    kernel_rec: bool = False,
+    env: dict[str, str], kernel_rec: bool = False,
 ) -> RunResult:  # fmt: skip
     portfile = work / f"ports-{path_name}-{int(record)}.txt"
     record_dir = work / f"rec-{path_name}"
@@ -379,7 +407,6 @@ def run_mediasrv(
     if record:
         record_dir.mkdir(exist_ok=True)
         cmd.append(str(record_dir))
-    env = dict(os.environ, PYTHONPATH=str(HERE.parent))
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None and proc.stdin is not None
@@ -387,8 +414,10 @@ def run_mediasrv(
         if not ready.startswith("READY"):
             raise RuntimeError(f"mediasrv relay failed to start: {ready!r}")
         rss_base = int(parse_load(ready)["rss_base_kb"])
+        if path_name == "cython-thread" and not record and not kernel_rec:
+            print(f"  relay child: {ready.removeprefix('READY ')}", flush=True)
         time.sleep(0.5)
-        cpu, line = run_load(rtpload, portfile, seconds, proc.pid)
+        cpu, line, wall = run_load(rtpload, portfile, seconds, proc.pid)
         rss = _rss_kb(proc.pid)
         proc.stdin.close()
         done = proc.stdout.readline().strip()
@@ -402,14 +431,12 @@ def run_mediasrv(
     if record:
         shutil.rmtree(record_dir, ignore_errors=True)
     return RunResult(name, calls, cpu, figures["loss"], figures["p50_ms"], figures["p99_ms"],
-                     (rss - rss_base) / calls, line)  # fmt: skip
+                     (rss - rss_base) / calls, line, wall)  # fmt: skip
 
 
-def run_rtpengine(rtpload: Path, work: Path, calls: int, seconds: float) -> RunResult | None:
-    binary = shutil.which("rtpengine")
-    if binary is None:
-        print("  rtpengine not found (apt-get install rtpengine-daemon): no comparison")
-        return None
+def run_rtpengine(
+    rtpload: Path, work: Path, calls: int, seconds: float, binary: str
+) -> RunResult:  # fmt: skip
     log = (work / "rtpengine.log").open("w")
     cmd = [
         *PRIORITY, "taskset", "-c", "1", binary, "--config-file=none", "-f", "-E", "--table=-1",
@@ -423,7 +450,7 @@ def run_rtpengine(rtpload: Path, work: Path, calls: int, seconds: float) -> RunR
         rss_base = _rss_kb(proc.pid)
         rtpengine_sessions(calls, portfile)
         time.sleep(0.5)
-        cpu, line = run_load(rtpload, portfile, seconds, proc.pid)
+        cpu, line, wall = run_load(rtpload, portfile, seconds, proc.pid)
         rss = _rss_kb(proc.pid)
     finally:
         proc.kill()  # rtpengine's SIGTERM shutdown is slow; nothing to keep
@@ -432,7 +459,7 @@ def run_rtpengine(rtpload: Path, work: Path, calls: int, seconds: float) -> RunR
     figures = parse_load(line)
     print(f"  rtpengine: cpu={cpu:.1f}% {line}", flush=True)
     return RunResult("rtpengine", calls, cpu, figures["loss"], figures["p50_ms"], figures["p99_ms"],
-                     (rss - rss_base) / calls, line)  # fmt: skip
+                     (rss - rss_base) / calls, line, wall)  # fmt: skip
 
 
 def build_rtpload(work: Path) -> Path:
@@ -462,6 +489,11 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     if 2 * args.calls > 65000 - PHONE_BASE or 4 * args.calls > ENGINE_PORTS[1] - ENGINE_PORTS[0]:
         ap.error("too many calls for the port ranges")
+    import benchenv  # on sys.path when run as a script (see the top)
+
+    rtpengine = None if args.no_rtpengine else benchenv.ensure_rtpengine()
+    # The relay child must import the installed mediasrv (compiled kernels), not the tree.
+    child_env = benchenv.child_env()
     print(f"media bench: {args.calls} calls = {2 * args.calls} streams, {args.seconds:.0f} s each run, "
           f"relay on CPU 1, phones on CPU 0", flush=True)  # fmt: skip
     # (packet path, recorded, kernel recorder) per run; the first recorded run (or the first
@@ -479,23 +511,30 @@ def main(argv: list[str]) -> int:
         work = Path(tmp)
         rtpload = build_rtpload(work)
         results = [
-            run_mediasrv(rtpload, work, args.calls, args.seconds, path, rec, kernel)
+            run_mediasrv(rtpload, work, args.calls, args.seconds, path, rec, child_env, kernel)
             for path, rec, kernel in plan
         ]
-        rtpe = None if args.no_rtpengine else run_rtpengine(rtpload, work, args.calls, args.seconds)
+        rtpe = None
+        if rtpengine is not None:
+            rtpe = run_rtpengine(rtpload, work, args.calls, args.seconds, rtpengine)
+        elif not args.no_rtpengine:
+            print("  rtpengine unavailable (see the bench: line above): no comparison")
     print(
-        f"{'run':<28}{'cpu%':>7}{'cpu/100 streams':>17}{'loss':>10}{'p50 ms':>9}{'p99 ms':>9}{'KB/call':>9}"
+        f"{'run':<34}{'cpu%':>7}{'cpu/100 streams':>17}{'us/pkt':>8}{'loss':>10}{'p50 ms':>9}"
+        f"{'p99 ms':>9}{'KB/call':>9}"
     )
     for r in [*results, *([rtpe] if rtpe else [])]:
-        print(f"{r.name:<28}{r.cpu_pct:>7.1f}{r.cpu_per_100_streams:>17.2f}{r.loss:>10.5f}"
-              f"{r.p50_ms:>9.3f}{r.p99_ms:>9.3f}{r.rss_per_call_kb:>9.1f}")  # fmt: skip
+        print(f"{r.name:<34}{r.cpu_pct:>7.1f}{r.cpu_per_100_streams:>17.2f}{r.us_per_packet:>8.2f}"
+              f"{r.loss:>10.5f}{r.p50_ms:>9.3f}{r.p99_ms:>9.3f}{r.rss_per_call_kb:>9.1f}")  # fmt: skip
     main_run = results[0] if args.no_record else results[1]
     rtpe_cpu = rtpe.cpu_per_100_streams if rtpe else float("nan")
     ratio = main_run.cpu_per_100_streams / rtpe_cpu if rtpe else float("nan")
+    pkt_ratio = main_run.us_per_packet / rtpe.us_per_packet if rtpe else float("nan")
     print(
         f"RESULT media calls={args.calls} cpu_per_100_streams={main_run.cpu_per_100_streams:.2f} "
         f"rtpengine_cpu_per_100_streams={rtpe_cpu:.2f} ratio={ratio:.2f} loss={main_run.loss:.5f} "
-        f"p99_ms={main_run.p99_ms:.3f} recorded={'no' if args.no_record else 'yes'}"
+        f"p99_ms={main_run.p99_ms:.3f} recorded={'no' if args.no_record else 'yes'} "
+        f"us_per_packet={main_run.us_per_packet:.2f} packet_ratio={pkt_ratio:.2f}"
     )
     return 0
 

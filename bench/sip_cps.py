@@ -4,8 +4,14 @@ Both B2BUAs run the same way in the same run:
 
 * **mediasrv** (``<venv>/bin/mediasrv run``), media anchored (RTP ports allocated per leg and
   SDP rewritten; SIPp's uac sends no RTP), recording off, logs at warning level;
-* **Sippy B2BUA** 2.5.0 (``pip install sippy`` in its own virtualenv, see ``--sippy-venv``),
-  signalling only, the reference measured at 250 calls/s here (TOOLS.md).
+* **Sippy B2BUA** 2.5.0 in its own virtualenv, created on first use under the user's cache
+  directory (``~/.cache/mediasrv/bench/sippy-venv``, ``pip install sippy``; ``--sippy-venv``
+  or ``$SIPPY_VENV`` for another), signalling only, the reference measured at 250 calls/s
+  here (TOOLS.md).
+
+Run it with any python 3: it re-runs itself under the project's virtualenv (``.venv/`` or
+``$MEDIASRV_VENV``, made by ``bash scripts/bootstrap.sh setup``) when that python has no
+installed mediasrv (bench/benchenv.py).
 
 The B2BUA is pinned to CPU 1 and both SIPp instances to CPU 0 (``taskset``). Each call holds
 1 s. A rate passes when every call of a ``--duration`` run succeeds with 0 failed calls and
@@ -38,6 +44,7 @@ import platform
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +54,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
+
+if __name__ == "__main__":  # run by path; bench/ is not on sys.path under PYTHONSAFEPATH
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import benchenv
+
+    benchenv.use_project_python(__file__)
 
 from mediasrv.demo.sipp import (
     SippOptions,
@@ -133,8 +146,8 @@ class SippyTarget:
 
     name = "sippy"
 
-    def __init__(self, venv: Path) -> None:
-        self.exe = venv / "bin" / "b2bua"
+    def __init__(self, exe: Path) -> None:
+        self.exe = exe
         self.proc: asyncio.subprocess.Process | None = None
         self.pid = 0
         self.sip_port = 0
@@ -422,13 +435,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrent-rate", type=int, default=0,
                    help="ramp rate for held calls (default: 80%% of mediasrv's cps, <= 500)")
     p.add_argument("--record", default="off", choices=["off", "both", "caller", "operator"])
-    p.add_argument("--sippy-venv", type=Path, default=Path(os.environ.get(
-        "SIPPY_VENV", "/work/.cache/sippy-venv")))
+    p.add_argument("--sippy-venv", type=Path, default=None,
+                   help="Sippy's virtualenv (default $SIPPY_VENV, else created on first use "
+                   "under ~/.cache/mediasrv/bench/sippy-venv)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     return p.parse_args(argv)
 
 
-async def bench(args: argparse.Namespace) -> int:
+async def bench(args: argparse.Namespace, sippy_b2bua: Callable[[], Path]) -> int:
     quick = args.quick
     duration = args.duration or (5.0 if quick else 20.0)
     workdir = Path(tempfile.mkdtemp(prefix="sip-cps-"))
@@ -442,10 +456,17 @@ async def bench(args: argparse.Namespace) -> int:
           f"{args.hold_ms} ms; open files {nofile}", flush=True)
     names = [t.strip() for t in args.targets.split(",") if t.strip()]
     mediasrv = MediasrvTarget(mediasrv_command(), args.record, (10000, 60998))
-    targets: dict[str, Target] = {"mediasrv": mediasrv, "sippy": SippyTarget(args.sippy_venv)}
+    targets: dict[str, Target] = {"mediasrv": mediasrv}
     best: dict[str, int] = {}
     try:
         for name in names:
+            if name == "sippy":
+                try:
+                    targets[name] = SippyTarget(await asyncio.to_thread(sippy_b2bua))
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    print(f"sippy: could not set up: {exc}", flush=True)
+                    best[name] = 0
+                    continue
             target = targets[name]
 
             async def check(rate: int, target: Target = target) -> bool:
@@ -497,7 +518,11 @@ async def bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return asyncio.run(bench(parse_args(argv)))
+    import benchenv  # on sys.path when run as a script (see the top)
+
+    args = parse_args(argv)
+    venv = args.sippy_venv or benchenv.default_sippy_venv()
+    return asyncio.run(bench(args, lambda: benchenv.ensure_sippy(venv)))
 
 
 if __name__ == "__main__":

@@ -10,9 +10,16 @@ time so it is safe on a shared 2-core machine. The last line is
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+if __name__ == "__main__":  # run by path; bench/ is not on sys.path under PYTHONSAFEPATH
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import benchenv
+
+    benchenv.use_project_python(__file__)
 
 from mediasrv.sip.message import make_response, serialize
 from mediasrv.sip.parser import parse_message

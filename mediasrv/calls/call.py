@@ -435,6 +435,12 @@ class Call:
 
     def _note_dtmf(self, digit: str, leg: str, source: str) -> None:
         self.result.dtmf.append((digit, leg, source))
+        # The count, not the digit: callers key in PINs and card numbers; the call row keeps
+        # the digits, the log only says that one was taken (RFC 4733: at its end packet).
+        log.info(
+            "dtmf digit",
+            extra={"call_id": self.id, "leg": leg, "source": source, "count": len(self.result.dtmf)},
+        )
 
     def _reject(self, code: int, outcome: Outcome, reason: str) -> None:
         self.inbound.reject(code)

@@ -11,7 +11,8 @@ commands from stdin, one JSON object per line::
 Every command may name a call with ``"call": <id>``; without it the most recent live call is
 used. The phone reports on stdout, one JSON object per line, with ``"event"`` set to one of
 ``ready``, ``incoming``, ``calling``, ``state``, ``media_active``, ``dtmf``, ``hold_state``,
-``stats``, ``disconnected``, ``recorded``, ``error``, ``bye``.
+``played`` (the ``--play`` file, not looped, reached its end), ``stats``, ``disconnected``,
+``recorded``, ``error``, ``bye``.
 
 pjsua2 facts this module relies on (see ../../shared/TOOLS.md): one ``Endpoint`` per process,
 at most 4 calls, the null audio device, worker-thread mode for clean audio, and every Python
@@ -117,6 +118,20 @@ class Emitter:
         with self._lock:
             self._stream.write(line + "\n")
             self._stream.flush()
+
+
+class ReportingPlayer(pj.AudioMediaPlayer):
+    """A WAV player that reports once when a file it does not loop has played to its end."""
+
+    def __init__(self, on_end: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_end: Callable[[], None] | None = on_end
+
+    def onEof2(self) -> None:  # pjsua2 names the callback
+        # pjmedia calls this on its clock thread; the emitter is thread-safe.
+        on_end, self._on_end = self._on_end, None
+        if on_end is not None:
+            on_end()
 
 
 @dataclass
@@ -348,7 +363,8 @@ class Phone:
             self.emitter.emit("hold_state", call=slot.call_id, state=status.value)
 
     def _connect_media(self, slot: CallSlot) -> None:
-        """Record whatever arrives from the moment media is up; play once the call is confirmed."""
+        """Record whatever arrives from the moment media is up; once the call is confirmed,
+        send the capture device's silence and play the file (mixed by the conference bridge)."""
         if slot.media.status is not MediaStatus.ACTIVE:
             return
         audio = slot.call.getAudioMedia(-1)
@@ -359,9 +375,15 @@ class Phone:
             slot.media.recorder, slot.media.record_path = recorder, path
         if slot.media.recorder is not None:
             audio.startTransmit(slot.media.recorder)
+        if slot.confirmed:
+            # The (null) capture device's silence, as a real phone sends its microphone:
+            # with no source at all, pjsua2 stopped sending RTP on one of two phones after
+            # about a second (seen 2026-12, both with and without load), taking DTMF with it.
+            self.ep.audDevManager().getCaptureDevMedia().startTransmit(audio)
         if self.opts.play is not None and slot.confirmed:
             if slot.media.player is None:
-                player = pj.AudioMediaPlayer()
+                player = ReportingPlayer(
+                    functools.partial(self.emitter.emit, "played", call=slot.call_id))
                 flags = 0 if self.opts.play_loop else pj.PJMEDIA_FILE_NO_LOOP
                 player.createPlayer(str(self.opts.play), flags)
                 slot.media.player = player

@@ -41,7 +41,9 @@ async def test_finished_call_gets_timeline_gender_and_label(
     )
     await caller.dial(f"sip:{NUMBER}@{server.sip_uri_host}")
     await caller.wait_event("state", state="CONFIRMED", timeout=10)
-    await asyncio.sleep(7.0)  # both clips are about 5 s
+    # Hang up once both have said their clip (about 5 s each), not after a guessed time.
+    await caller.wait_event("played", timeout=30)
+    await operator.wait_event("played", timeout=30)
     await caller.command("hangup")
     await operator.wait_event("disconnected", timeout=10)
 

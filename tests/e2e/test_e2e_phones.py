@@ -4,6 +4,7 @@ ring timeout, BYE from each side, hold and resume, and the stereo recording."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from conftest import StartServer
 from peers_plugin import StartPhone
 
-from mediasrv.demo.audio import correlate_aligned, correlate_piecewise, read_wav
+from mediasrv.demo.audio import AudioError, correlate_aligned, correlate_piecewise, read_wav
 from mediasrv.demo.phones import PhoneProcess
 from mediasrv.demo.server import ServerProcess
 
@@ -52,6 +53,58 @@ async def wait_rows(
     return rows
 
 
+async def wait_log(
+    server: ServerProcess, msg: str, timeout: float = 10.0, **fields: object
+) -> dict[str, object]:
+    """The first JSON log line of the server with this ``msg`` and these fields."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        for line in server.log_path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("msg") == msg and all(record.get(k) == v for k, v in fields.items()):
+                return dict(record)
+        if loop.time() > deadline:
+            raise AssertionError(f"no log line {msg!r} {fields} within {timeout} s:\n"
+                                 f"{server.log_tail(2000)}")
+        await asyncio.sleep(0.1)
+
+
+async def wait_rx_packets(phone: PhoneProcess, more: int, timeout: float = 10.0) -> int:
+    """Wait until the phone's call has received ``more`` RTP packets beyond what it had."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    first = int((await phone.stats())["rx_packets"])
+    while True:
+        await asyncio.sleep(0.1)
+        now = int((await phone.stats())["rx_packets"])
+        if now >= first + more:
+            return now - first
+        if loop.time() > deadline:
+            raise AssertionError(f"{phone.name}: {now - first} packets in {timeout} s, want {more}")
+
+
+async def wait_recorded_seconds(path: Path, seconds: float, timeout: float = 20.0) -> float:
+    """Wait until the recording on disk (its header is updated every second while recording)
+    holds ``seconds`` of audio; returns what it holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    held = 0.0
+    while loop.time() < deadline:
+        try:
+            wav = read_wav(path)
+            held = len(wav.samples) / wav.rate
+        except (OSError, AudioError):
+            held = 0.0  # not created yet, or the header caught mid-update
+        if held >= seconds:
+            return held
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{path}: {held:.2f} s recorded within {timeout} s, want {seconds}")
+
+
 async def assert_idle(server: ServerProcess) -> None:
     leaks = await asyncio.to_thread(server.wait_idle, 20)
     assert not any(leaks.values()), leaks
@@ -79,13 +132,14 @@ async def test_bridged_call_audio_both_ways_dtmf_and_stereo_recording(
     await caller.wait_event("state", state="CONFIRMED", timeout=10)
     await caller.wait_event("media_active", timeout=10)
     # pjsua sends RFC 4733 packets instead of audio while a digit lasts, so the digits go
-    # after the known speech (4 s), not over it.
-    await asyncio.sleep(4.5)
+    # after the known speech (4 s), not over it: once both phones have played their file.
+    await caller.wait_event("played", timeout=20)
+    await operator.wait_event("played", timeout=20)
     await caller.command("dtmf", digits="1234")
     await operator.wait_event("dtmf", timeout=10, digit="4")
-    # The phone reports a digit at its first packet; the server logs it at its end packet
+    # The phone reports a digit at its first packet; the server takes it at its end packet
     # (RFC 4733 §2.5.1.4), ~100 ms later: do not hang up inside the last digit.
-    await asyncio.sleep(0.6)
+    await wait_log(server, "dtmf digit", count=4)
     await caller.command("hangup")
     await operator.wait_event("disconnected", timeout=10)
     heard_by_operator = Path((await operator.wait_event("recorded"))["path"])
@@ -201,7 +255,7 @@ async def test_hold_and_resume_pass_through_to_the_operator(
     await operator.wait_event("hold_state", timeout=10, state="remote_hold")
     await caller.command("unhold")
     await operator.wait_event("hold_state", timeout=10, state="active")
-    await asyncio.sleep(1.0)
+    await wait_rx_packets(operator, 50)  # 1 s of audio after the resume
     await caller.command("hangup")
     await operator.wait_event("disconnected", timeout=10)
     heard = read_wav(Path((await operator.wait_event("recorded"))["path"])).samples
@@ -220,11 +274,19 @@ async def test_kill_9_mid_call_keeps_the_row_and_a_valid_recording(
     )
     caller = await start_phone("caller", play=speech_wavs["caller"], play_loop=True)
     server = start_server(numbers=route_to(operator))
+    loop = asyncio.get_running_loop()
+    dialled_at = loop.time()
     await caller.dial(tracking_uri(server))
     await caller.wait_event("state", state="CONFIRMED", timeout=10)
-    await asyncio.sleep(3.0)
+    rows = await asyncio.to_thread(server.calls, 10)
+    while not (rows and rows[0]["recording_path"]) and loop.time() < dialled_at + 20:
+        await asyncio.sleep(0.1)  # the row of a call in progress names its recording
+        rows = await asyncio.to_thread(server.calls, 10)
+    assert len(rows) == 1 and rows[0]["recording_path"], rows
+    recording = Path(str(rows[0]["recording_path"]))
+    on_disk_s = await wait_recorded_seconds(recording, 3.0)
     server.kill()  # SIGKILL: no drain, no header update
-    killed_at_s = 3.0
+    up_for_s = loop.time() - dialled_at  # the recording cannot be longer than the call
     await caller.command("hangup")
     # Restart on the same data directory: rows cut off are marked, WAV headers repaired.
     restarted = start_server(numbers=route_to(operator), workdir=server.spec.workdir)
@@ -232,10 +294,11 @@ async def test_kill_9_mid_call_keeps_the_row_and_a_valid_recording(
     assert len(rows) == 1
     row = rows[0]
     assert row["disposition"] == "failed" and row["end_reason"] == "server-restart"
-    recording = Path(str(row["recording_path"]))
+    assert Path(str(row["recording_path"])) == recording
     wav = read_wav(recording)  # the wave module refuses a broken header
     assert wav.channels == 2 and wav.rate == 8000
     seconds = len(wav.samples) / 8000
-    assert killed_at_s - 1.0 <= seconds <= killed_at_s + 1.0, seconds
+    # Everything on disk before the kill is kept (the header was repaired to cover it).
+    assert on_disk_s <= seconds <= up_for_s + 0.5, (on_disk_s, seconds, up_for_s)
     left = wav.samples[:, 0].astype(np.float64)
     assert float(np.sqrt(np.mean(left**2))) > 100.0  # real audio, not a silent file

@@ -1,6 +1,6 @@
 """Regenerate the pjsua2 SDP fixtures in tests/media/data/ from a real pjsua2 phone.
 
-Run: /work/venv/bin/python tests/media/capture_pjsua2_sdp.py
+Run: .venv/bin/python tests/media/capture_pjsua2_sdp.py
 A minimal UAS on a plain UDP socket answers a pjsua2 (pjproject 2.15) call, then the phone
 puts the call on hold and resumes it; the bodies of the INVITE and both re-INVITEs are saved
 byte for byte: pjsua2_offer.sdp, pjsua2_hold.sdp, pjsua2_resume.sdp. The phone runs in a

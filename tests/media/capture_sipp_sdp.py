@@ -1,6 +1,6 @@
 """Regenerate sipp_uac.sdp and sipp_uac_pcap.sdp: the SDP bodies SIPp 3.6 really sends.
 
-Run: /work/venv/bin/python tests/media/capture_sipp_sdp.py
+Run: .venv/bin/python tests/media/capture_sipp_sdp.py
 SIPp's built-in ``uac`` and ``uac_pcap`` scenarios dial a plain UDP socket; the first
 INVITE's body is saved byte for byte, and SIPp is stopped.
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +37,7 @@ class Call:
     a: Peer  # the caller's phone
     b: Peer  # the operator's phone
     events: list[MediaEvent] = field(default_factory=list)
+    b_seq: int = 0  # the operator phone's next packet (operator_talks)
 
     @property
     def to_caller_leg(self) -> tuple[str, int]:
@@ -214,13 +215,31 @@ async def test_hold_stops_relay_toward_the_held_side_only(call: Call) -> None:
     assert (await call.a.recv()).payload == voice(3)
 
 
+def rtp_timeouts(c: Call) -> list[RtpTimeout]:
+    return [e for e in c.events if isinstance(e, RtpTimeout)]
+
+
+async def operator_talks(c: Call, seconds: float, until: Callable[[], bool] | None = None) -> None:
+    """The operator's phone sends a packet every 20 ms for ``seconds`` of the loop clock, or
+    until ``until()`` holds (then the caller's timeout must have come within ``seconds``)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        if until is not None and until():
+            return
+        c.b.send(Rtp(0, c.b_seq & 0xFFFF, 160 * c.b_seq, 0xB, voice(c.b_seq)), c.to_operator_leg)
+        c.b_seq += 1
+        await asyncio.sleep(0.02)
+    assert until is None, f"no caller RTP timeout within {seconds} s: {c.events}"
+
+
 async def test_no_rtp_timeout_fires_once_per_silent_leg() -> None:
     c = await make_call(no_rtp_timeout=0.3)
     try:
-        for i in range(8):  # only the operator's phone keeps talking
-            c.b.send(Rtp(0, i, 160 * i, 0xB, voice(i)), c.to_operator_leg)
-            await asyncio.sleep(0.1)
-        timeouts = [e for e in c.events if isinstance(e, RtpTimeout)]
+        # Only the operator's phone keeps talking: the caller's leg times out, once.
+        await operator_talks(c, 10.0, until=lambda: bool(rtp_timeouts(c)))
+        await operator_talks(c, 0.8)  # more than two timeouts' worth: no second event
+        timeouts = rtp_timeouts(c)
         assert [t.role for t in timeouts] == [LegRole.CALLER]
         assert timeouts[0].silent_for >= 0.3
     finally:
@@ -275,16 +294,11 @@ async def test_no_rtp_timeout_waits_while_the_peer_holds_us() -> None:
     try:
         # The caller holds with a=inactive: it will send nothing, on purpose.
         c.engine.answer(c.caller, offer_sdp(c.a.port, direction=Direction.INACTIVE))
-        for i in range(6):
-            c.b.send(Rtp(0, i, 160 * i, 0xB, voice(i)), c.to_operator_leg)
-            await asyncio.sleep(0.1)
-        assert [e for e in c.events if isinstance(e, RtpTimeout)] == []
+        await operator_talks(c, 0.8)  # more than twice the timeout
+        assert rtp_timeouts(c) == []
         c.engine.answer(c.caller, offer_sdp(c.a.port))  # resume: the clock starts again
-        for i in range(6, 12):
-            c.b.send(Rtp(0, i, 160 * i, 0xB, voice(i)), c.to_operator_leg)
-            await asyncio.sleep(0.1)
-        timeouts = [e for e in c.events if isinstance(e, RtpTimeout)]
-        assert [t.role for t in timeouts] == [LegRole.CALLER]
+        await operator_talks(c, 10.0, until=lambda: bool(rtp_timeouts(c)))
+        assert [t.role for t in rtp_timeouts(c)] == [LegRole.CALLER]
     finally:
         await _finish(c)
 

@@ -32,7 +32,8 @@ async def test_known_audio_arrives_both_ways(
                                  record=tmp_path / "operator_heard.wav")
     await _connected(caller, operator)
     await caller.wait_event("media_active")
-    await asyncio.sleep(4.5)
+    await caller.wait_event("played", timeout=20)  # the 4 s of known audio, each way
+    await operator.wait_event("played", timeout=20)
     await caller.command("hangup")
     await operator.wait_event("disconnected")
     heard_by_operator = Path((await operator.wait_event("recorded"))["path"])
@@ -69,11 +70,17 @@ async def test_rtp_counters_of_a_live_call(start_phone: StartPhone) -> None:
     operator = await start_phone("operator", auto_answer="200")
     await _connected(caller, operator)
     await caller.wait_event("media_active")
-    await asyncio.sleep(1.0)
+    # 20 ms packets both ways (no VAD: silence is sent too): the counters reach 30 (0.6 s)
+    # however long a loaded machine takes, so wait for them (bounded). Not more: with
+    # nothing to play, one of the two pjsua2 phones stops sending after about 50 packets.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
     stats = await caller.stats()
-    # 20 ms packets both ways for about a second (no VAD: silence is sent too).
-    assert stats["tx_packets"] >= 30
-    assert stats["rx_packets"] >= 30
+    while min(stats["tx_packets"], stats["rx_packets"]) < 30 and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+        stats = await caller.stats()
+    assert stats["tx_packets"] >= 30, stats
+    assert stats["rx_packets"] >= 30, stats
     assert stats["rx_loss"] == 0
 
 
