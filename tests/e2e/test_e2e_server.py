@@ -149,8 +149,8 @@ DROPPED = Outcome(())
 FIXTURE_OUTCOMES: dict[str, Outcome] = {
     # malformed requests: 400 when a response can be formed (RFC 3261 §21.4.1), else dropped
     "bad_start_line.sip": Outcome((), malformed=True),  # no SIP-Version: not even a request
-    "bad_version.sip": Outcome((), malformed=True),  # SIP/3.0
-    "missing_call_id.sip": Outcome((), malformed=True),  # a response needs the Call-ID
+    "bad_version.sip": Outcome((505,), malformed=True),  # SIP/3.0: 505 (RFC 3261 §21.5.7)
+    "missing_call_id.sip": Outcome((400,), malformed=True),  # Via usable: 400 copies the rest
     "binary_junk.sip": Outcome((), malformed=True),
     "content_length_too_big.sip": Outcome((400,), malformed=True),
     "cseq_mismatch.sip": Outcome((400,), malformed=True),
@@ -161,9 +161,10 @@ FIXTURE_OUTCOMES: dict[str, Outcome] = {
     # well-formed requests
     "compact_form.sip": Outcome((100, 480)),  # to the tracking number; no operator listens
     "pjsua2_invite.sip": Outcome((100, 480)),  # the same
-    "sipp_invite.sip": Outcome((100, 404)),  # "service" is no tracking number
-    "sipp_invite_transport_upper.sip": Outcome((100, 404)),  # sent with a branch of its own
-    "ipv6_invite.sip": Outcome((100, 404)),  # "bob" is no tracking number
+    # unknown numbers are refused at admission, once and statelessly (no 100 first: issue 8)
+    "sipp_invite.sip": Outcome((404,)),  # "service" is no tracking number
+    "sipp_invite_transport_upper.sip": Outcome((404,)),  # sent with a branch of its own
+    "ipv6_invite.sip": Outcome((404,)),  # "bob" is no tracking number
     "folded_headers.sip": Outcome((200,)),  # OPTIONS
     "multi_via_one_line.sip": Outcome((481,)),  # BYE outside any dialog (§12.2.2)
     "unknown_method_mixed_case.sip": Outcome((501,)),
