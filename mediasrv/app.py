@@ -29,7 +29,8 @@ from mediasrv.media.api import MediaEvent, RecordMode
 from mediasrv.media.engine import MediaEngine
 from mediasrv.media.recorder import repair_wav
 from mediasrv.outputs.analysis_jobs import AnalysisJobQueue, AnalysisWorkerPool
-from mediasrv.outputs.calllog import CallLogStore, Disposition
+from mediasrv.outputs.calllog import CallLogStore, CallRecord, Disposition
+from mediasrv.outputs.checkpoint import LiveCallCheckpoint
 from mediasrv.outputs.metrics import Metrics
 from mediasrv.outputs.recordings import recording_path
 from mediasrv.outputs.records import call_record_from_result
@@ -45,6 +46,10 @@ if TYPE_CHECKING:
     from mediasrv.analysis.analyzer import AnalysisConfig
 
 log = logging.getLogger("mediasrv.app")
+
+# How long a caller's 200 may wait for the row that says answered. A store that stalls
+# longer (disk trouble) must not hold calls up: the answer goes out, the write still lands.
+ANSWER_STORE_WAIT_S = 0.5
 
 
 class ConfigRouter:
@@ -250,6 +255,9 @@ class Server:
         self.metrics = Metrics()
         self.store = CallLogStore(config.server.db_path)
         self.calls: dict[str, Call] = {}
+        self.checkpoint = LiveCallCheckpoint(
+            self.store.checkpoint_live, self.calls.keys, config.store.checkpoint_interval
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
         self._draining = False
@@ -290,8 +298,12 @@ class Server:
             log.warning("recordings repaired after an unclean stop", extra={"files": repaired})
         await self._forget_missing_recordings()
         cut_off = await self.store.mark_unfinished()
-        if cut_off:
-            log.warning("calls cut off by the previous run marked failed", extra={"calls": cut_off})
+        if cut_off.total:
+            log.warning(
+                "calls cut off by the previous run closed at their last checkpoint",
+                extra={"answered": cut_off.answered, "failed": cut_off.failed},
+            )
+        self.checkpoint.start()
 
         self.metrics.set_engine(self.media.engine_name)
         await self.transport.start()
@@ -453,6 +465,7 @@ class Server:
             call.stop()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5.0)
+        await self.checkpoint.stop()
         await self.http.stop()
         await self.transport.stop()
         await self.media.close()
@@ -489,6 +502,7 @@ class Server:
             media=self.media,
             create_outbound=self.ua.create_outbound,
             recording_path=self._recording_path,
+            store_answer=self._log_answered,
         )
         call = Call(leg, route, services, trunk)
         self.calls[call.id] = call
@@ -517,14 +531,28 @@ class Server:
     async def _log_started(self, call: Call) -> None:
         """The in-progress row, with the recording path the call will use if answered."""
         result = call.result
-        record = call_record_from_result(result)
-        record.disposition = Disposition.IN_PROGRESS
+        record = _live_record(result)
         if call.route is not None and call.route.record is not RecordMode.OFF:
             record.recording_path = str(self._recording_path(call.id, result.start_time))
         try:
-            await self.store.record_call(record)
+            await self.store.record_live(record)
         except Exception:
             log.exception("could not store in-progress call row", extra={"call": record.call_id})
+
+    async def _log_answered(self, result: CallResult) -> None:
+        """The in-progress row now says answered (time, operator, recording): a crash from
+        here on leaves an answered call. The caller's 200 waits for it, up to a bound."""
+        record = _live_record(result)
+        try:
+            await asyncio.wait_for(self.store.record_live(record), ANSWER_STORE_WAIT_S)
+        except TimeoutError:
+            # The write is shielded in the store: it still lands, later.
+            log.warning(
+                "call log slow: answered the caller before the answer was stored",
+                extra={"call": record.call_id, "wait_s": ANSWER_STORE_WAIT_S},
+            )
+        except Exception:
+            log.exception("could not store the answer", extra={"call": record.call_id})
 
     async def _log_call(self, result: CallResult) -> None:
         record = call_record_from_result(result)
@@ -550,6 +578,15 @@ class Server:
         call = self.calls.get(event.call_id)
         if call is not None:
             call.media_event(event)
+
+
+def _live_record(result: CallResult) -> CallRecord:
+    """The row of a call still in progress: what is known so far, disposition in-progress."""
+    record = call_record_from_result(result)
+    record.disposition = Disposition.IN_PROGRESS
+    record.end_time = None
+    record.talk_seconds = 0.0
+    return record
 
 
 def repair_recordings(root: Path) -> int:

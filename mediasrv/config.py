@@ -33,6 +33,7 @@ __all__ = [
     "RecordingFormat",
     "ServerConfig",
     "SipConfig",
+    "StoreConfig",
     "TrunkConfig",
     "load_config",
     "normalize_number",
@@ -256,6 +257,17 @@ class AnalysisSettings:
     models_dir: str = ""  # "": $MEDIASRV_MODELS_DIR or ~/.cache/mediasrv/models
 
 
+# --- [store] (issue 8, finding 6: calls cut off by a crash) -------------------------------
+@dataclass(frozen=True)
+class StoreConfig:
+    # Seconds between checkpoints of the live calls: after a crash, a cut-off call's end
+    # time is known to within this.
+    checkpoint_interval: float = 2.0
+
+
+# --- end [store] -------------------------------------------------------------------------
+
+
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -313,6 +325,7 @@ class Config:
     sip: SipConfig = field(default_factory=SipConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    store: StoreConfig = field(default_factory=StoreConfig)
     trunks: tuple[TrunkConfig, ...] = ()
     numbers: tuple[NumberConfig, ...] = ()
     source: str = "<defaults>"
@@ -681,6 +694,14 @@ def _analysis(ctx: _Ctx, data: object) -> AnalysisSettings:
     )
 
 
+def _store(ctx: _Ctx, data: object) -> StoreConfig:
+    d = StoreConfig()
+    t = _Table(ctx, ("store",), data, StoreConfig.__dataclass_fields__)
+    return StoreConfig(
+        checkpoint_interval=t.float_("checkpoint_interval", d.checkpoint_interval, hi=3600.0),
+    )
+
+
 _TRUNK_KEYS = [k for k in TrunkConfig.__dataclass_fields__ if k != "networks"]
 
 
@@ -759,7 +780,7 @@ def _check_ports(ctx: _Ctx, server: ServerConfig) -> None:
         )
 
 
-_SECTIONS = ("server", "sip", "media", "analysis", "trunks", "numbers")
+_SECTIONS = ("server", "sip", "media", "analysis", "store", "trunks", "numbers")
 
 
 def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
@@ -768,6 +789,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
     sip = _sip(ctx, raw.get("sip", {}))
     media = _media(ctx, raw.get("media", {}))
     analysis = _analysis(ctx, raw.get("analysis", {}))
+    store = _store(ctx, raw.get("store", {}))
     trunks = tuple(_trunk(ctx, i, d) for i, d in enumerate(top.tables("trunks")))
     seen_trunks: dict[str, int] = {}
     for i, tr in enumerate(trunks):
@@ -801,6 +823,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
         sip=sip,
         media=media,
         analysis=analysis,
+        store=store,
         trunks=trunks,
         numbers=numbers,
         source=ctx.source,

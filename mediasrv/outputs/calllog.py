@@ -15,10 +15,10 @@ import asyncio
 import enum
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import aiosqlite
 
@@ -29,6 +29,7 @@ __all__ = [
     "CallLog",
     "CallLogStore",
     "CallRecord",
+    "CutOff",
     "Disposition",
     "StoreClosed",
 ]
@@ -107,7 +108,11 @@ class CallLog(Protocol):
 
     async def update_analysis(self, call_id: str, analysis: dict[str, object]) -> None: ...
 
-    async def mark_unfinished(self, end_reason: str = "server-restart") -> int: ...
+    async def record_live(self, rec: CallRecord) -> None: ...
+
+    async def checkpoint_live(self, call_ids: Collection[str], now: float) -> int: ...
+
+    async def mark_unfinished(self, end_reason: str = "server-restart") -> CutOff: ...
 
     async def count_calls(
         self,
@@ -163,11 +168,47 @@ CALLS_MIGRATIONS: list[Migration] = [
         "CREATE INDEX calls_tracking_start ON calls (tracking_number, start_time)",
         "CREATE INDEX calls_disposition_start ON calls (disposition, start_time)",
     ],
+    # 2: the last moment a live call was known alive (issue 8, finding 6). Stamped on every
+    # in-progress row by the periodic checkpoint; a call cut off by a crash ends there.
+    # Not a CallRecord field: it is the store's own bookkeeping, not part of the API's row.
+    ["ALTER TABLE calls ADD COLUMN last_seen REAL"],
 ]
 
+# An upsert, not INSERT OR REPLACE: a replace deletes the row first and would reset the
+# columns CallRecord does not carry (last_seen).
 _UPSERT = (
-    f"INSERT OR REPLACE INTO calls ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
+    f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)}) "
+    "ON CONFLICT (call_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "call_id")
+)
+# A live row (in-progress) never overwrites a final one, whatever order the writes land in.
+_UPSERT_LIVE = f"{_UPSERT} WHERE calls.disposition = '{Disposition.IN_PROGRESS.value}'"
+_CHECKPOINT = (
+    "UPDATE calls SET last_seen = ? WHERE call_id IN (SELECT value FROM json_each(?)) "
+    f"AND disposition = '{Disposition.IN_PROGRESS.value}'"
+)
+# Calls cut off by a crash (still in-progress at start). Every SET expression reads the row
+# as it was before the update. The call ended at its last sign of life: the last checkpoint,
+# or its answer or its start when that came later.
+_CUT_OFF_END = "MAX(start_time, COALESCE(answer_time, start_time), COALESCE(last_seen, start_time))"
+_FLAG_UNFINISHED = (
+    "flags = CASE WHEN json_valid(flags) "
+    "THEN json_insert(flags, '$[#]', 'unfinished') ELSE '[\"unfinished\"]' END"
+)
+_MARK_ANSWERED = (
+    f"UPDATE calls SET disposition = '{Disposition.ANSWERED.value}', sip_code = 200, "
+    f"end_time = {_CUT_OFF_END}, "
+    f"talk_seconds = ROUND({_CUT_OFF_END} - answer_time, 3), "
+    "ring_seconds = ROUND(MAX(0, answer_time - start_time), 3), "
+    f"end_reason = ?, {_FLAG_UNFINISHED} "
+    f"WHERE disposition = '{Disposition.IN_PROGRESS.value}' AND answer_time IS NOT NULL"
+)
+_MARK_FAILED = (
+    f"UPDATE calls SET disposition = '{Disposition.FAILED.value}', "
+    f"end_time = {_CUT_OFF_END}, talk_seconds = 0, "
+    f"ring_seconds = ROUND({_CUT_OFF_END} - start_time, 3), "
+    f"end_reason = ?, {_FLAG_UNFINISHED} "
+    f"WHERE disposition = '{Disposition.IN_PROGRESS.value}' AND answer_time IS NULL"
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM calls"
 
@@ -242,6 +283,17 @@ def _consume(fut: asyncio.Future[int]) -> None:
         fut.exception()
 
 
+class CutOff(NamedTuple):
+    """Calls found cut off by a crash at start: answered ones stay answered."""
+
+    answered: int
+    failed: int
+
+    @property
+    def total(self) -> int:
+        return self.answered + self.failed
+
+
 class StoreClosed(RuntimeError):
     """The store is not open (never opened, or closed)."""
 
@@ -297,18 +349,33 @@ class CallLogStore:
         if changed == 0:
             raise KeyError(call_id)
 
-    async def mark_unfinished(self, end_reason: str = "server-restart") -> int:
-        """Mark calls left ``in-progress`` (the process died mid-call) as failed; run at start.
+    async def record_live(self, rec: CallRecord) -> None:
+        """Insert or update the row of a call in progress (at its start, at its answer).
 
-        They keep what was known when they started, get ``end_reason`` and the flag
-        ``"unfinished"``; returns how many there were.
+        Never overwrites a row that is no longer in progress: the final row wins, whatever
+        order the writes land in. Returns once committed.
         """
-        return await self._write(
-            "UPDATE calls SET disposition = ?, end_reason = ?, flags = CASE WHEN json_valid(flags) "
-            "THEN json_insert(flags, '$[#]', 'unfinished') ELSE '[\"unfinished\"]' END "
-            "WHERE disposition = ?",
-            (Disposition.FAILED.value, end_reason, Disposition.IN_PROGRESS.value),
+        await self._write(_UPSERT_LIVE, _to_row(rec))
+
+    async def checkpoint_live(self, call_ids: Collection[str], now: float) -> int:
+        """Stamp ``last_seen = now`` on the in-progress rows of ``call_ids``: ONE statement
+        whatever their number (the ids travel as one JSON array). Returns the rows stamped."""
+        if not call_ids:
+            return 0
+        return await self._write(_CHECKPOINT, (now, json.dumps(list(call_ids))))
+
+    async def mark_unfinished(self, end_reason: str = "server-restart") -> CutOff:
+        """Close the calls left ``in-progress`` (the process died mid-call); run at start.
+
+        Each ends at its last sign of life (the last checkpoint, or its answer or start when
+        later). An answered call stays ``answered`` (code 200, talk time up to that end); an
+        unanswered one becomes ``failed``: the server dropped it, the caller did not give up.
+        Both get ``end_reason`` and the flag ``"unfinished"``; the others are untouched.
+        """
+        answered, failed = await asyncio.gather(
+            self._write(_MARK_ANSWERED, (end_reason,)), self._write(_MARK_FAILED, (end_reason,))
         )
+        return CutOff(answered, failed)
 
     async def _write(self, sql: str, params: tuple[object, ...]) -> int:
         if self._writer is None or self._closing:
