@@ -77,6 +77,7 @@ class ServerSpec:
     media: dict[str, object] = field(default_factory=dict)
     server: dict[str, object] = field(default_factory=dict)
     analysis: dict[str, object] = field(default_factory=dict)
+    store: dict[str, object] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -110,6 +111,8 @@ class ServerProcess:
             sections["sip"] = dict(self.spec.sip)
         if self.spec.analysis:
             sections["analysis"] = dict(self.spec.analysis)
+        if self.spec.store:
+            sections["store"] = dict(self.spec.store)
         tables = {"trunks": self.spec.trunks, "numbers": self.spec.numbers}
         self.spec.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(render_config(sections, tables))
