@@ -7,6 +7,12 @@ Durability: :meth:`CallLogStore.record_call` returns only after the row is commi
 from many call tasks are group-committed: whatever arrived while the previous transaction was
 being written goes into the next one, so a burst of hangups costs one fsync, not one each.
 Reads use a second connection and never see a half-written batch (WAL snapshot).
+
+Crashes (issue 8, finding 6): a call's row is written ``in-progress`` when it starts and again
+when it is answered (:meth:`CallLogStore.record_live`, before the caller's 200), and the
+periodic checkpoint stamps ``last_seen`` on every live row (:meth:`checkpoint_live`, one
+statement). The next start closes the rows a crash left in progress at their last sign of
+life (:meth:`mark_unfinished`): answered calls stay answered, with end and talk time.
 """
 
 from __future__ import annotations
