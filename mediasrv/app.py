@@ -303,7 +303,6 @@ class Server:
                 "calls cut off by the previous run closed at their last checkpoint",
                 extra={"answered": cut_off.answered, "failed": cut_off.failed},
             )
-        self.checkpoint.start()
 
         self.metrics.set_engine(self.media.engine_name)
         await self.transport.start()
@@ -330,6 +329,7 @@ class Server:
         )
         self._lag_task = self.loop.create_task(self._watch_loop_lag())
         await self.http.start()
+        self.checkpoint.start()
         if not self.config.trunks:
             log.warning("no [[trunks]] configured: accepting INVITEs from any source address")
         log.info(
