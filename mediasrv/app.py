@@ -255,6 +255,8 @@ class Server:
         self.metrics = Metrics()
         self.store = CallLogStore(config.server.db_path)
         self.calls: dict[str, Call] = {}
+        self._answers_not_stored_in_time = 0
+        self._slow_answers_logged_at = -1e9
         self.checkpoint = LiveCallCheckpoint(
             self.store.checkpoint_live, self.calls.keys, config.store.checkpoint_interval
         )
@@ -547,12 +549,22 @@ class Server:
             await asyncio.wait_for(self.store.record_live(record), ANSWER_STORE_WAIT_S)
         except TimeoutError:
             # The write is shielded in the store: it still lands, later.
-            log.warning(
-                "call log slow: answered the caller before the answer was stored",
-                extra={"call": record.call_id, "wait_s": ANSWER_STORE_WAIT_S},
-            )
+            self._answers_not_stored_in_time += 1
+            self._log_slow_answers()
         except Exception:
             log.exception("could not store the answer", extra={"call": record.call_id})
+
+    def _log_slow_answers(self, every_s: float = 10.0) -> None:
+        """One line per ``every_s`` at most, however many answers were late."""
+        now = self.loop.time()
+        if now - self._slow_answers_logged_at < every_s:
+            return
+        self._slow_answers_logged_at = now
+        log.warning(
+            "call log slow: answers went out before they were stored",
+            extra={"answers": self._answers_not_stored_in_time, "wait_s": ANSWER_STORE_WAIT_S},
+        )
+        self._answers_not_stored_in_time = 0
 
     async def _log_call(self, result: CallResult) -> None:
         record = call_record_from_result(result)
