@@ -546,7 +546,8 @@ class Server:
         here on leaves an answered call. The caller's 200 waits for it, up to a bound."""
         record = _live_record(result)
         try:
-            await asyncio.wait_for(self.store.record_live(record), ANSWER_STORE_WAIT_S)
+            async with asyncio.timeout(ANSWER_STORE_WAIT_S):
+                await self.store.record_answer(record)
         except TimeoutError:
             # The write is shielded in the store: it still lands, later.
             self._answers_not_stored_in_time += 1

@@ -118,6 +118,8 @@ class CallLog(Protocol):
 
     async def record_live(self, rec: CallRecord) -> None: ...
 
+    async def record_answer(self, rec: CallRecord) -> None: ...
+
     async def checkpoint_live(self, call_ids: Collection[str], now: float) -> int: ...
 
     async def mark_unfinished(self, end_reason: str = "server-restart") -> CutOff: ...
@@ -191,6 +193,19 @@ _UPSERT = (
 )
 # A live row (in-progress) never overwrites a final one, whatever order the writes land in.
 _UPSERT_LIVE = f"{_UPSERT} WHERE calls.disposition = '{Disposition.IN_PROGRESS.value}'"
+# The answer of a call in progress: only what the answer changes (cheaper than the whole row).
+_ANSWER_COLUMNS = (
+    "answer_time",
+    "sip_code",
+    "operator_uri",
+    "ring_seconds",
+    "recording_path",
+    "attempts",
+)
+_ANSWER = (
+    f"UPDATE calls SET {', '.join(f'{c} = ?' for c in _ANSWER_COLUMNS)} "
+    f"WHERE call_id = ? AND disposition = '{Disposition.IN_PROGRESS.value}'"
+)
 _CHECKPOINT = (
     "UPDATE calls SET last_seen = ? WHERE call_id IN (SELECT value FROM json_each(?)) "
     f"AND disposition = '{Disposition.IN_PROGRESS.value}'"
@@ -425,6 +440,24 @@ class CallLogStore:
         order the writes land in. Returns once committed.
         """
         await self._write(_UPSERT_LIVE, _to_row(rec))
+
+    async def record_answer(self, rec: CallRecord) -> None:
+        """The call in progress was answered: set its answer columns (time, code, operator,
+        ring time, recording, attempts). Its start row is queued before, so it is normally
+        there; if not (its write failed), the whole live row is written. Returns once
+        committed; never touches a row that is no longer in progress."""
+        attempts = json.dumps(rec.attempts, default=str, ensure_ascii=False)
+        params = (
+            rec.answer_time,
+            rec.sip_code,
+            rec.operator_uri,
+            rec.ring_seconds,
+            rec.recording_path,
+            attempts,
+            rec.call_id,
+        )  # in _ANSWER_COLUMNS order
+        if await self._write(_ANSWER, params) == 0:
+            await self.record_live(rec)
 
     async def checkpoint_live(self, call_ids: Collection[str], now: float) -> int:
         """Stamp ``last_seen = now`` on the in-progress rows of ``call_ids``: ONE statement

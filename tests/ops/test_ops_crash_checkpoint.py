@@ -217,6 +217,41 @@ async def test_a_live_row_never_overwrites_the_final_row(store: CallLogStore) ->
     assert await store.get_call(fresh.call_id) == fresh
 
 
+async def test_the_answer_updates_the_live_row_and_nothing_else(store: CallLogStore) -> None:
+    start = make(recording_path="/rec/x.wav", caller_display="山田", media_stats={"k": 1})
+    await store.record_live(start)
+    attempts: list[dict[str, object]] = [{"uri": "sip:op1@127.0.0.1", "code": 200}]
+    answered = make(
+        call_id=start.call_id,
+        answer_time=T0 + 3.5,
+        sip_code=200,
+        operator_uri="sip:op1@127.0.0.1",
+        ring_seconds=3.5,
+        recording_path="/rec/x.wav",
+        attempts=attempts,
+        caller_display="changed?",  # not an answer column: stays as the start row had it
+    )
+    await store.record_answer(answered)
+    got = await store.get_call(start.call_id)
+    assert got is not None and got.disposition is Disposition.IN_PROGRESS
+    assert (got.answer_time, got.sip_code, got.operator_uri) == (
+        T0 + 3.5,
+        200,
+        answered.operator_uri,
+    )
+    assert got.ring_seconds == 3.5 and got.attempts == attempts
+    assert got.caller_display == "山田" and got.media_stats == {"k": 1}
+    # no start row (its write failed): the answer writes the whole live row
+    lone = make(answer_time=T0 + 1, sip_code=200, operator_uri="sip:o")
+    await store.record_answer(lone)
+    assert await store.get_call(lone.call_id) == lone
+    # a final row is never touched
+    final = make(disposition=Disposition.ANSWERED, end_time=T0 + 9, sip_code=200)
+    await store.record_call(final)
+    await store.record_answer(make(call_id=final.call_id, answer_time=T0 + 5, sip_code=200))
+    assert await store.get_call(final.call_id) == final
+
+
 async def test_restart_keeps_answered_cut_off_calls_answered(store: CallLogStore) -> None:
     """The repair at start: ends at the last checkpoint (or the answer, if later)."""
     answered = make(
