@@ -1,8 +1,8 @@
 """Call-log write throughput: the group commit's writer, against its earlier form (issue 8).
 
-Each simulated call writes what a real one does: its in-progress row at the start, the same
-row again at the answer, and its final row at the end (``record_live``, ``record_live``,
-``record_call``); a checkpoint stamps the live calls between waves. Waves of ``--wave`` calls
+Each simulated call writes what a real one does: its in-progress row at the start, its
+answer columns at the answer, and its final row at the end (``record_live``,
+``record_answer``, ``record_call``); a checkpoint stamps the live calls between waves. Waves of ``--wave`` calls
 are written concurrently, as a burst of call tasks would. Two writers in the same run, on
 fresh databases in the same directory (``synchronous = FULL``):
 
@@ -73,7 +73,7 @@ async def one_call(store: CallLogStore, rec: CallRecord) -> None:
     await store.record_live(rec)
     answered = replace(rec, answer_time=rec.start_time + 1, sip_code=200,
                        operator_uri="sip:op@127.0.0.1")
-    await store.record_live(answered)
+    await store.record_answer(answered)
     final = replace(answered, disposition=Disposition.ANSWERED, end_time=rec.start_time + 2,
                     talk_seconds=1.0, end_reason="caller-bye")
     await store.record_call(final)
