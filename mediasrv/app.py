@@ -48,7 +48,8 @@ from mediasrv.media.api import MediaEvent, RecordMode
 from mediasrv.media.engine import MediaEngine
 from mediasrv.media.recorder import repair_wav
 from mediasrv.outputs.analysis_jobs import AnalysisJobQueue, AnalysisWorkerPool
-from mediasrv.outputs.calllog import CallLogStore, Disposition
+from mediasrv.outputs.calllog import CallLogStore, CallRecord, Disposition
+from mediasrv.outputs.checkpoint import LiveCallCheckpoint
 from mediasrv.outputs.metrics import Metrics
 from mediasrv.outputs.recordings import recording_path
 from mediasrv.outputs.records import call_record_from_result
@@ -77,6 +78,10 @@ if TYPE_CHECKING:
     from mediasrv.analysis.analyzer import AnalysisConfig
 
 log = logging.getLogger("mediasrv.app")
+
+# How long a caller's 200 may wait for the row that says answered. A store that stalls
+# longer (disk trouble) must not hold calls up: the answer goes out, the write still lands.
+ANSWER_STORE_WAIT_S = 0.5
 
 
 class ConfigRouter:
@@ -534,6 +539,11 @@ class Server:
         self.metrics = Metrics()
         self.store = CallLogStore(config.server.db_path)
         self.calls: dict[str, Call] = {}
+        self._answers_not_stored_in_time = 0
+        self._slow_answers_logged_at = -1e9
+        self.checkpoint = LiveCallCheckpoint(
+            self.store.checkpoint_live, self.calls.keys, config.store.checkpoint_interval
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
         self._draining = False
@@ -614,8 +624,11 @@ class Server:
             log.warning("recordings repaired after an unclean stop", extra={"files": repaired})
         await self._forget_missing_recordings()
         cut_off = await self.store.mark_unfinished()
-        if cut_off:
-            log.warning("calls cut off by the previous run marked failed", extra={"calls": cut_off})
+        if cut_off.total:
+            log.warning(
+                "calls cut off by the previous run closed at their last checkpoint",
+                extra={"answered": cut_off.answered, "failed": cut_off.failed},
+            )
 
         self.metrics.set_engine(self.media.engine_name)
         await self.transport.start()
@@ -661,6 +674,7 @@ class Server:
         )
         self._lag_task = self.loop.create_task(self._watch_loop_lag())
         await self.http.start()
+        self.checkpoint.start()
         if not self.config.trunks:
             log.warning("no [[trunks]] configured: accepting INVITEs from any source address")
         log.info(
@@ -816,6 +830,7 @@ class Server:
             call.stop()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5.0)
+        await self.checkpoint.stop()
         await self.http.stop()
         await self.transport.stop()
         await self.media.close()
@@ -853,6 +868,7 @@ class Server:
             media=self.media,
             create_outbound=self.ua.create_outbound,
             recording_path=self._recording_path,
+            store_answer=self._log_answered,
         )
         call = Call(leg, route, services, trunk)
         self.calls[call.id] = call
@@ -881,14 +897,39 @@ class Server:
     async def _log_started(self, call: Call) -> None:
         """The in-progress row, with the recording path the call will use if answered."""
         result = call.result
-        record = call_record_from_result(result)
-        record.disposition = Disposition.IN_PROGRESS
+        record = _live_record(result)
         if call.route is not None and call.route.record is not RecordMode.OFF:
             record.recording_path = str(self._recording_path(call.id, result.start_time))
         try:
-            await self.store.record_call(record)
+            await self.store.record_live(record)
         except Exception:
             log.exception("could not store in-progress call row", extra={"call": record.call_id})
+
+    async def _log_answered(self, result: CallResult) -> None:
+        """The in-progress row now says answered (time, operator, recording): a crash from
+        here on leaves an answered call. The caller's 200 waits for it, up to a bound."""
+        record = _live_record(result)
+        try:
+            async with asyncio.timeout(ANSWER_STORE_WAIT_S):
+                await self.store.record_answer(record)
+        except TimeoutError:
+            # The write is shielded in the store: it still lands, later.
+            self._answers_not_stored_in_time += 1
+            self._log_slow_answers()
+        except Exception:
+            log.exception("could not store the answer", extra={"call": record.call_id})
+
+    def _log_slow_answers(self, every_s: float = 10.0) -> None:
+        """One line per ``every_s`` at most, however many answers were late."""
+        now = self.loop.time()
+        if now - self._slow_answers_logged_at < every_s:
+            return
+        self._slow_answers_logged_at = now
+        log.warning(
+            "call log slow: answers went out before they were stored",
+            extra={"answers": self._answers_not_stored_in_time, "wait_s": ANSWER_STORE_WAIT_S},
+        )
+        self._answers_not_stored_in_time = 0
 
     async def _log_call(self, result: CallResult) -> None:
         record = call_record_from_result(result)
@@ -918,6 +959,15 @@ class Server:
         call = self.calls.get(event.call_id)
         if call is not None:
             call.media_event(event)
+
+
+def _live_record(result: CallResult) -> CallRecord:
+    """The row of a call still in progress: what is known so far, disposition in-progress."""
+    record = call_record_from_result(result)
+    record.disposition = Disposition.IN_PROGRESS
+    record.end_time = None
+    record.talk_seconds = 0.0
+    return record
 
 
 def repair_recordings(root: Path) -> int:

@@ -39,6 +39,7 @@ __all__ = [
     "RecordingFormat",
     "ServerConfig",
     "SipConfig",
+    "StoreConfig",
     "TrunkConfig",
     "UntrustedSourcePolicy",
     "load_config",
@@ -358,6 +359,15 @@ class HttpConfig:
 MIN_TOKEN_LENGTH = 32
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _HEADER_VALUE = re.compile(r"^[\x20-\x7e]*$")
+# --- [store] (issue 8, finding 6: calls cut off by a crash) -------------------------------
+@dataclass(frozen=True)
+class StoreConfig:
+    # Seconds between checkpoints of the live calls: after a crash, a cut-off call's end
+    # time is known to within this.
+    checkpoint_interval: float = 2.0
+
+
+# --- end [store] -------------------------------------------------------------------------
 
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -418,6 +428,7 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     http: HttpConfig = field(default_factory=HttpConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     trunks: tuple[TrunkConfig, ...] = ()
     numbers: tuple[NumberConfig, ...] = ()
     source: str = "<defaults>"
@@ -939,6 +950,14 @@ def _is_host_or_hostport(text: str) -> bool:
     return True
 
 
+def _store(ctx: _Ctx, data: object) -> StoreConfig:
+    d = StoreConfig()
+    t = _Table(ctx, ("store",), data, StoreConfig.__dataclass_fields__)
+    return StoreConfig(
+        checkpoint_interval=t.float_("checkpoint_interval", d.checkpoint_interval, hi=3600.0),
+    )
+
+
 _TRUNK_KEYS = [k for k in TrunkConfig.__dataclass_fields__ if k != "networks"]
 
 
@@ -1017,7 +1036,7 @@ def _check_ports(ctx: _Ctx, server: ServerConfig) -> None:
         )
 
 
-_SECTIONS = ("server", "sip", "media", "analysis", "http", "trunks", "numbers")
+_SECTIONS = ("server", "sip", "media", "analysis", "http", "store", "trunks", "numbers")
 
 
 def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
@@ -1027,6 +1046,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
     media = _media(ctx, raw.get("media", {}))
     analysis = _analysis(ctx, raw.get("analysis", {}))
     http = _http(ctx, raw.get("http", {}))
+    store = _store(ctx, raw.get("store", {}))
     trunks = tuple(_trunk(ctx, i, d) for i, d in enumerate(top.tables("trunks")))
     seen_trunks: dict[str, int] = {}
     for i, tr in enumerate(trunks):
@@ -1061,6 +1081,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
         media=media,
         analysis=analysis,
         http=http,
+        store=store,
         trunks=trunks,
         numbers=numbers,
         source=ctx.source,

@@ -95,6 +95,10 @@ class CallResult:
         return max(0.0, self.end_time - self.answer_time)
 
 
+async def _nothing_to_store(_result: CallResult) -> None:
+    return None
+
+
 @dataclass(slots=True)
 class CallServices:
     """What a call needs from the rest of the server (wired by app.py)."""
@@ -103,6 +107,9 @@ class CallServices:
     create_outbound: Callable[..., OutboundLeg]
     recording_path: Callable[[str, float], Path]  # (call id, start time) -> WAV path
     wall_clock: Callable[[], float] = time.time
+    # Persist the answer (answer time, operator, recording) before the caller gets its 200,
+    # so that a call the caller saw answered is answered in the log even after a crash.
+    store_answer: Callable[[CallResult], Awaitable[None]] = _nothing_to_store
 
 
 class Stop(enum.Enum):
@@ -260,12 +267,17 @@ class Call:
         leg.sink = self._sink_for(leg)
         self._legs_tried.append(leg)
         self.outbound = leg
-        code = await self._ring(leg, destination.ring_timeout)
-        attempt.code = code
+        outcome = await self._ring(leg, destination.ring_timeout)
         attempt.end = self.services.wall_clock()
-        return code
+        if isinstance(outcome, Answered):
+            attempt.code = 200
+            await self._connect(leg, outcome.sdp)
+            return 200
+        attempt.code = outcome
+        return outcome
 
-    async def _ring(self, leg: OutboundLeg, ring_timeout: float) -> int:
+    async def _ring(self, leg: OutboundLeg, ring_timeout: float) -> int | Answered:
+        """Wait for this destination's answer (returned as is) or its failure code."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ring_timeout
         while True:
@@ -279,6 +291,8 @@ class Call:
                 leg.cancel()
                 return 408
             if source is leg:
+                if isinstance(event, Answered):
+                    return event
                 result = self._on_outbound_ringing(leg, event)
                 if result is not None:
                     return result
@@ -303,9 +317,6 @@ class Call:
             else:
                 self.inbound.ring(180)
             return None
-        if isinstance(event, Answered):
-            self._connect(leg, event.sdp)
-            return 200
         if isinstance(event, Failed):
             return event.code
         return None
@@ -329,28 +340,54 @@ class Call:
             self.media.bridge(self.caller_media, self.operator_media)
             self.media_bridged = True
 
-    def _connect(self, leg: OutboundLeg, sdp: bytes | None) -> None:
+    async def _connect(self, leg: OutboundLeg, sdp: bytes | None) -> None:
+        """The operator answered: store the answer, then answer the caller, bridge, record."""
         assert self.caller_media is not None and self.operator_media is not None
         if sdp:
             self.media.accept_answer(self.operator_media, sdp)
-        self.inbound.answer(self._caller_answer())
-        if not self.media_bridged:
-            self.media.bridge(self.caller_media, self.operator_media)
-            self.media_bridged = True
-        self.bridged = True
+        answer = self._caller_answer()
         self.result.answer_time = self.services.wall_clock()
         self.result.operator_uri = leg.request.uri
         self.result.outcome = Outcome.ANSWERED
         self.result.sip_code = 200
+        self.result.recording = self._recording_target()
+        # Committed before it is acknowledged (ARCHITECTURE): the caller's 200 waits for the
+        # row that says answered; the write joins the store's group commit.
+        await self.services.store_answer(self.result)
+        if self.inbound.terminated:
+            self._caller_left_during_answer(leg)
+            return
+        self.inbound.answer(answer)
+        if not self.media_bridged:
+            self.media.bridge(self.caller_media, self.operator_media)
+            self.media_bridged = True
+        self.bridged = True
         self._start_recording()
 
-    def _start_recording(self) -> None:
+    def _caller_left_during_answer(self, leg: OutboundLeg) -> None:
+        """The caller's CANCEL crossed the operator's 200 while the answer was stored: the
+        caller never got a 200, so the call is abandoned and the operator gets a BYE."""
+        self.result.answer_time = None
+        self.result.operator_uri = ""
+        self.result.recording = None
+        self.result.outcome = Outcome.ABANDONED
+        self.result.sip_code = self.inbound.final_code or 487
+        if not self.result.end_reason:
+            self.result.end_reason = f"caller-{self.inbound.end_reason or 'cancel'}"
+        leg.end()
+
+    def _recording_target(self) -> Path | None:
         mode = self.route.record if self.route is not None else RecordMode.BOTH
         if mode is RecordMode.OFF:
+            return None
+        return self.services.recording_path(self.id, self.result.start_time)
+
+    def _start_recording(self) -> None:
+        path = self.result.recording
+        if path is None:
             return
-        path = self.services.recording_path(self.id, self.result.start_time)
+        mode = self.route.record if self.route is not None else RecordMode.BOTH
         self.media.record(self.id, path, mode)
-        self.result.recording = path
 
     async def _talk(self) -> None:
         """Both legs up: wait until one side hangs up (or media dies, or the drain ends)."""

@@ -89,6 +89,7 @@ class ServerSpec:
     server: dict[str, object] = field(default_factory=dict)
     analysis: dict[str, object] = field(default_factory=dict)
     http: dict[str, object] = field(default_factory=dict)
+    store: dict[str, object] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     api_token: str | None = field(default_factory=generate_token, repr=False)
     nofile: int | None = None  # the server's RLIMIT_NOFILE (soft and hard), if set
@@ -133,6 +134,8 @@ class ServerProcess:
             sections["http"] = http
         for name, values in self.spec.extra_sections.items():
             sections[name] = dict(values)
+        if self.spec.store:
+            sections["store"] = dict(self.spec.store)
         tables = {"trunks": self.spec.trunks, "numbers": self.spec.numbers}
         self.spec.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(render_config(sections, tables))

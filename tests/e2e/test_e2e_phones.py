@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -267,13 +268,15 @@ async def test_hold_and_resume_pass_through_to_the_operator(
 async def test_kill_9_mid_call_keeps_the_row_and_a_valid_recording(
     start_server: StartServer, start_phone: StartPhone, speech_wavs: dict[str, Path]
 ) -> None:
-    """F13/F12: a crash loses nothing: the call row is there (marked cut off) after the
-    restart, and the recording is a valid WAV holding the audio up to the kill."""
+    """F13/F12: a crash loses nothing: the call row is there after the restart, still
+    answered (issue 8, finding 6) and ended at the last checkpoint, and the recording is a
+    valid WAV holding the audio up to the kill."""
     operator = await start_phone(
         "operator", auto_answer="200", play=speech_wavs["operator"], play_loop=True
     )
     caller = await start_phone("caller", play=speech_wavs["caller"], play_loop=True)
-    server = start_server(numbers=route_to(operator))
+    store = {"checkpoint_interval": 0.5}
+    server = start_server(numbers=route_to(operator), store=store)
     loop = asyncio.get_running_loop()
     dialled_at = loop.time()
     await caller.dial(tracking_uri(server))
@@ -285,15 +288,24 @@ async def test_kill_9_mid_call_keeps_the_row_and_a_valid_recording(
     assert len(rows) == 1 and rows[0]["recording_path"], rows
     recording = Path(str(rows[0]["recording_path"]))
     on_disk_s = await wait_recorded_seconds(recording, 3.0)
+    killed_at = time.time()
     server.kill()  # SIGKILL: no drain, no header update
     up_for_s = loop.time() - dialled_at  # the recording cannot be longer than the call
     await caller.command("hangup")
-    # Restart on the same data directory: rows cut off are marked, WAV headers repaired.
-    restarted = start_server(numbers=route_to(operator), workdir=server.spec.workdir)
+    # Restart on the same data directory: rows cut off are closed, WAV headers repaired.
+    restarted = start_server(numbers=route_to(operator), store=store, workdir=server.spec.workdir)
     rows = await asyncio.to_thread(restarted.calls, 10)
     assert len(rows) == 1
     row = rows[0]
-    assert row["disposition"] == "failed" and row["end_reason"] == "server-restart"
+    assert row["disposition"] == "answered" and row["end_reason"] == "server-restart", row
+    assert row["sip_code"] == 200 and row["operator_uri"], row
+    answer_time, end_time, talk = row["answer_time"], row["end_time"], row["talk_seconds"]
+    assert isinstance(answer_time, float) and isinstance(end_time, float), row
+    assert isinstance(talk, float)
+    # ended at the last checkpoint (every 0.5 s) before the kill
+    assert killed_at - 2.0 <= end_time <= killed_at + 0.2, end_time - killed_at
+    # talk time: at least what was recorded before the kill, less a checkpoint's slack
+    assert on_disk_s - 2.0 <= talk <= up_for_s + 0.5, (talk, on_disk_s, up_for_s)
     assert Path(str(row["recording_path"])) == recording
     wav = read_wav(recording)  # the wave module refuses a broken header
     assert wav.channels == 2 and wav.rate == 8000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -167,3 +169,74 @@ async def test_no_rtp_timeout_ends_the_call_with_a_logged_reason(
     talk = rows[0]["talk_seconds"]
     assert isinstance(talk, float) and 0.9 <= talk < 5.0, talk
     assert "no RTP" in server.log_tail(50000)
+
+
+async def test_sigkill_under_sipp_load_leaves_every_answered_call_answered(
+    tmp_path: Path, start_server: StartServer
+) -> None:
+    """Issue 8, finding 6: SIGKILL mid-run, restart on the same data directory. Every call
+    the caller saw answered is ``answered`` with its answer time; the calls cut off by the
+    kill end at the last checkpoint (within a few seconds of the kill), with talk time."""
+    calls, rate, interval = 75, 25, 0.5
+    uas_port = free_port()
+    numbers = [number_to(uas_port)]
+    store = {"checkpoint_interval": interval}
+    server = start_server(numbers=numbers, store=store)
+    uas = await start_uas(tmp_path, "uas", uas_port, calls)
+    uac = await SippRun.start(
+        SippOptions(
+            scenario=sipp_scenario("uac_log_answer.xml"),
+            name="uac",
+            remote=server.sip_uri_host,
+            service=NUMBER,
+            calls=calls,
+            rate=rate,
+            hold_ms=3500,  # calls placed from t=0 to t=3 s end from t=3.5 s to t=6.5 s
+            timeout_s=40,
+            trace_logs=True,
+            extra=("-max_invite_retrans", "2", "-max_non_invite_retrans", "2"),
+        ),
+        tmp_path / "uac",
+    )
+    try:
+        # Every INVITE has arrived (one row each), then a few checkpoints pass: kill.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while len(await asyncio.to_thread(server.calls, 500)) < calls:
+            assert loop.time() < deadline, "not every INVITE reached the server"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(4 * interval)
+        killed_at = time.time()
+        server.kill()
+        restarted = start_server(numbers=numbers, store=store, workdir=server.spec.workdir)
+        result = await uac.wait(60)  # finishes on its own: every wait in the scenario is bounded
+    finally:
+        await uac.stop()
+        await uas.stop()
+    seen_answered = {
+        line.split()[-1] for line in result.log_lines() if line.startswith("ANSWERED ")
+    }
+    rows = {str(r["inbound_call_id"]): r for r in restarted.calls(500)}
+    assert len(rows) == calls  # no row lost
+    assert len(seen_answered) == calls, result.describe() + result.errors_tail()
+    assert all(r["disposition"] != "in-progress" for r in rows.values())
+    cut_off = []
+    for call_id in seen_answered:
+        row = rows[call_id]
+        assert row["disposition"] == "answered", row
+        assert row["sip_code"] == 200 and row["operator_uri"], row
+        answer_time, end_time = row["answer_time"], row["end_time"]
+        assert isinstance(answer_time, float) and isinstance(end_time, float), row
+        assert answer_time < killed_at
+        if row["end_reason"] == "server-restart":
+            cut_off.append(row)
+            # ended at the last checkpoint before the kill: within a few seconds of it
+            assert killed_at - 3.0 <= end_time <= killed_at + 0.2, (end_time - killed_at, row)
+            talk = row["talk_seconds"]
+            assert isinstance(talk, float) and talk > 0, row
+            assert abs(talk - (end_time - answer_time)) < 0.01
+            assert "unfinished" in row["flags"]  # type: ignore[operator]
+        else:
+            assert row["end_reason"] == "caller-bye" and end_time < killed_at + 0.2, row
+    # the kill did cut calls off (those placed in the last ~1.5 s before it, ~35 of them)
+    assert len(cut_off) >= 10, len(cut_off)

@@ -17,6 +17,7 @@ from mediasrv.outputs.calllog import (
     CALLS_MIGRATIONS,
     CallLogStore,
     CallRecord,
+    CutOff,
     Disposition,
     StoreClosed,
 )
@@ -289,14 +290,14 @@ async def test_calls_cut_off_by_a_crash_are_marked_at_restart(tmp_path: Path) ->
     await s.close()
     await s.open()  # "after the restart"
     try:
-        assert await s.mark_unfinished() == 1
+        assert await s.mark_unfinished() == CutOff(answered=0, failed=1)
         got = await s.get_call(live.call_id)
         assert got is not None
         assert got.disposition is Disposition.FAILED and got.end_reason == "server-restart"
         assert got.flags == ["valid", "unfinished"]
         untouched = await s.get_call(done.call_id)
         assert untouched == done
-        assert await s.mark_unfinished() == 0  # idempotent
+        assert await s.mark_unfinished() == CutOff(0, 0)  # idempotent
     finally:
         await s.close()
 
