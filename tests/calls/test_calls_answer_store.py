@@ -17,6 +17,15 @@ from mediasrv.sip.events import Answered, Hangup, LegEvent
 OFFER = b"v=0\r\nm=audio 4000 RTP/AVP 0\r\n"
 
 
+async def spin_until(cond: Callable[[], bool], what: str, spins: int = 10_000) -> None:
+    """Let the call task run until ``cond`` holds; fail (never hang) if it does not."""
+    for _ in range(spins):
+        if cond():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(what)
+
+
 class FakeRequest:
     def __init__(self, uri: str) -> None:
         self.uri = uri
@@ -31,6 +40,7 @@ class FakeInbound:
         self.called_user = "0312345678"
         self.caller_user = "09012345678"
         self.caller_display = ""
+        self.onward_max_forwards = 69  # the caller's Max-Forwards (70) less our hop
         self.offer: bytes | None = OFFER
         self.sink: Callable[[LegEvent], None] = lambda _e: None
         self.terminated = False
@@ -132,8 +142,8 @@ class Scene:
         return self.outbound
 
     async def operator_answers(self) -> None:
-        while self.outbound is None:
-            await asyncio.sleep(0)
+        await spin_until(lambda: self.outbound is not None, "no operator leg was created")
+        assert self.outbound is not None
         self.now += 2.0
         self.outbound.sink(Answered(OFFER))
 
@@ -154,8 +164,7 @@ async def test_the_caller_gets_its_200_only_once_the_answer_is_stored() -> None:
         await asyncio.sleep(0)
     assert "stored" in scene.log and "caller 200" not in scene.log  # waits for the commit
     release.set()
-    while "caller 200" not in scene.log:
-        await asyncio.sleep(0)
+    await spin_until(lambda: "caller 200" in scene.log, "the caller never got its 200")
     scene.inbound.sink(Hangup("bye"))
     result = await asyncio.wait_for(task, 5.0)
     rec = Path(f"/rec/{scene.call.id}.wav")
