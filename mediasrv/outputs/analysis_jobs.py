@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import aiosqlite
 
-from mediasrv.outputs.sqlite import Migration, Synchronous, connect, migrate
+from mediasrv.outputs.sqlite import Migration, Synchronous, connect_migrated
 
 __all__ = [
     "ANALYSIS_JOBS_MIGRATIONS",
@@ -140,12 +140,7 @@ class AnalysisJobQueue:
     async def open(self) -> None:
         if self._db is not None:
             return
-        db = await connect(self.path, self._synchronous)
-        try:
-            await migrate(db, "analysis_jobs", ANALYSIS_JOBS_MIGRATIONS, self.path)
-        except BaseException:
-            await db.close()
-            raise
+        db = await connect_migrated(self.path, "analysis_jobs", ANALYSIS_JOBS_MIGRATIONS, self._synchronous)
         self._db = db
 
     async def close(self) -> None:

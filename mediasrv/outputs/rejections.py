@@ -23,7 +23,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from mediasrv.outputs.sqlite import Migration, Synchronous, connect, migrate
+from mediasrv.outputs.sqlite import Migration, Synchronous, connect_migrated
 
 __all__ = ["REJECTIONS_MIGRATIONS", "RejectionLog", "RejectionRow"]
 
@@ -95,12 +95,7 @@ class RejectionLog:
     async def open(self) -> None:
         if self._conn is not None:
             return
-        conn = await connect(self.path, self._synchronous)
-        try:
-            await migrate(conn, "rejections", REJECTIONS_MIGRATIONS, self.path)
-        except BaseException:
-            await conn.close()
-            raise
+        conn = await connect_migrated(self.path, "rejections", REJECTIONS_MIGRATIONS, self._synchronous)
         self._conn = conn
         self._task = asyncio.get_running_loop().create_task(self._periodic(), name="rejections")
 

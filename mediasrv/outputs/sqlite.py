@@ -116,3 +116,16 @@ async def migrate(
         await conn.execute("ROLLBACK")
         raise
     return known
+
+
+async def connect_migrated(
+    path: Path, component: str, steps: Sequence[Migration], synchronous: Synchronous
+) -> aiosqlite.Connection:
+    """:func:`connect`, then :func:`migrate` ``component``; the connection is closed on failure."""
+    conn = await connect(path, synchronous)
+    try:
+        await migrate(conn, component, steps, path)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
