@@ -183,9 +183,10 @@ async def test_keepalive_pings_get_pongs_and_keep_the_connection(
 ) -> None:
     """RFC 5626 §4.4.1: a double-CRLF ping is answered by a CRLF pong, and is activity."""
     seen = Counting()
-    t = await make_transport(TcpLimits(idle_timeout=0.3), seen)
+    # pings every 0.15 s against a 0.6 s timeout: a 4x margin for a loaded machine's loop
+    t = await make_transport(TcpLimits(idle_timeout=0.6), seen)
     reader, writer = await connect(t.port)
-    for _ in range(6):  # 6 x 0.15 s = 3 idle timeouts
+    for _ in range(12):  # 12 x 0.15 s = 3 idle timeouts
         writer.write(b"\r\n\r\n")
         assert await asyncio.wait_for(reader.readexactly(2), 5) == b"\r\n"
         await asyncio.sleep(0.15)
