@@ -23,8 +23,10 @@ per the Standard Webhooks spec (:mod:`mediasrv.outputs.webhooks`):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,6 +38,7 @@ from typing import Any, Protocol
 import aiohttp
 import aiosqlite
 
+from mediasrv.outputs.mailer import Mailer, parse_mailto
 from mediasrv.outputs.sqlite import Migration, Synchronous, connect_migrated
 from mediasrv.outputs.webhooks import (
     RETRY_SCHEDULE,
@@ -219,6 +222,14 @@ def event_statements(event: OutboxEvent) -> list[SqlStatement]:
     return statements
 
 
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    """ROLLBACK whatever state the transaction is in. BEGIN goes inside the ``try``: a task
+    cancelled while awaiting BEGIN does not stop aiosqlite's thread from running it, and a
+    transaction left open would fail every later BEGIN on this connection."""
+    with contextlib.suppress(sqlite3.Error):
+        await conn.execute("ROLLBACK")
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
@@ -336,15 +347,15 @@ class OutboxStore:
     async def _transaction(self, statements: Iterable[SqlStatement]) -> list[int]:
         conn = self.conn
         async with self._tx_lock:
-            await conn.execute("BEGIN IMMEDIATE")
             try:
+                await conn.execute("BEGIN IMMEDIATE")
                 counts = []
                 for sql, params in statements:
                     cur = await conn.execute(sql, params)
                     counts.append(cur.rowcount)
                 await conn.execute("COMMIT")
             except BaseException:
-                await conn.execute("ROLLBACK")
+                await _rollback(conn)
                 raise
         return counts
 
@@ -367,7 +378,13 @@ class OutboxStore:
         secret: str | None = None,
         description: str = "",
     ) -> Endpoint:
-        check_url(url)
+        if url.startswith("mailto:"):
+            try:
+                parse_mailto(url)
+            except ValueError as exc:
+                raise TargetRefused(str(exc)) from exc
+        else:
+            check_url(url)
         secret = secret or new_secret()
         secret_key(secret)  # refuse a malformed secret before storing it
         types = " ".join(event_types) if event_types else "*"
@@ -478,8 +495,8 @@ class OutboxStore:
         self, owner: str, now: float, limit: int, lease_s: float
     ) -> list[Claim]:
         conn = self.conn
-        await conn.execute("BEGIN IMMEDIATE")
         try:
+            await conn.execute("BEGIN IMMEDIATE")
             async with conn.execute(
                 "SELECT d.delivery_id, d.event_id, d.endpoint_id, d.attempts, e.type, "
                 "e.created_at, e.seq, e.data, p.url, p.secrets "
@@ -515,7 +532,7 @@ class OutboxStore:
                 )
             await conn.execute("COMMIT")
         except BaseException:
-            await conn.execute("ROLLBACK")
+            await _rollback(conn)
             raise
         return claims
 
@@ -716,7 +733,9 @@ class WebhookDispatcher:
         schedule: Sequence[float] = RETRY_SCHEDULE,
         hooks: DeliveryHooks | None = None,
         idle_poll_s: float = 1.0,
+        mailer: Mailer | None = None,
     ) -> None:
+        self._mailer = mailer
         self._store = store
         self._node = node
         self._owner = f"{node}:{uuid.uuid4().hex[:12]}"
@@ -813,27 +832,31 @@ class WebhookDispatcher:
         self._wake.clear()
 
     async def _deliver(self, claim: Claim) -> None:
-        status, error, excerpt, retry_after, latency = await self._post(claim)
+        if claim.url.startswith("mailto:"):
+            outcome = await self._mail(claim)
+        else:
+            outcome = await self._post(claim)
         now = self._clock()
         attempt = Attempt(
             delivery_id=claim.delivery_id,
             attempt=claim.attempts + 1,
             at=now,
-            status=status,
-            latency_ms=latency * 1000.0,
-            error=error,
-            response_excerpt=excerpt,
+            status=outcome.status,
+            latency_ms=outcome.latency_s * 1000.0,
+            error=outcome.error,
+            response_excerpt=outcome.excerpt,
         )
         disable = None
         next_at: float | None = None
-        if status is not None and 200 <= status < 300:
+        if outcome.ok:
             result = "delivered"
-        elif status == 410:
-            # Spec "Delivery success and failure": 410 Gone, the receiver wants no more.
-            disable, result = "410 Gone from the receiver", "disabled"
+        elif outcome.disable is not None:
+            disable, result = outcome.disable, "disabled"
             next_at = now  # stays pending: a re-enabled endpoint gets it
         else:
-            delay = self._delay(claim.attempts + 1, retry_after)
+            delay = (
+                None if outcome.permanent else self._delay(claim.attempts + 1, outcome.retry_after)
+            )
             result = "dead" if delay is None else "retry"
             next_at = None if delay is None else now + delay
         try:
@@ -843,23 +866,21 @@ class WebhookDispatcher:
             return
         if result == "dead":
             log.warning(
-                "webhook %s to %s: dead after %d attempts (last: %s)",
+                "notification %s to %s: dead after %d attempts (last: %s)",
                 claim.event_id,
                 claim.url,
                 attempt.attempt,
-                status if status is not None else error,
+                outcome.status if outcome.status is not None else outcome.error,
             )
         elif disable:
             log.warning("webhook endpoint %s disabled: %s", claim.endpoint_id, disable)
-        self._hooks.on_attempt(claim.event_type, result, latency)
+        self._hooks.on_attempt(claim.event_type, result, outcome.latency_s)
 
     def _delay(self, failed: int, retry_after: float | None) -> float | None:
         return next_delay(failed, retry_after, schedule=self._schedule)
 
-    async def _post(
-        self, claim: Claim
-    ) -> tuple[int | None, str | None, str | None, float | None, float]:
-        """One POST: (status, error, response excerpt, Retry-After seconds, latency s)."""
+    async def _post(self, claim: Claim) -> _Outcome:
+        """One webhook POST (Standard Webhooks headers)."""
         assert self._session is not None
         timestamp = int(self._clock())
         headers = {
@@ -879,15 +900,57 @@ class WebhookDispatcher:
                 raw = await response.content.read(EXCERPT)
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
-            return (
-                status,
-                None,
-                raw.decode("utf-8", "replace"),
-                retry_after,
-                time.perf_counter() - started,
-            )
         except TargetRefused as exc:
-            error = str(exc)
+            return _Outcome(error=str(exc), latency_s=time.perf_counter() - started)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            error = f"{type(exc).__name__}: {exc}"[:300]
-        return None, error, None, None, time.perf_counter() - started
+            return _Outcome(
+                error=f"{type(exc).__name__}: {exc}"[:300], latency_s=time.perf_counter() - started
+            )
+        return _Outcome(
+            ok=200 <= status < 300,  # 3xx is a failure: redirects are not followed (spec)
+            status=status,
+            excerpt=raw.decode("utf-8", "replace"),
+            retry_after=retry_after,
+            # Spec "Delivery success and failure": 410 Gone, the receiver wants no more.
+            disable="410 Gone from the receiver" if status == 410 else None,
+            latency_s=time.perf_counter() - started,
+        )
+
+    async def _mail(self, claim: Claim) -> _Outcome:
+        """One notification email (F22) through the configured SMTP server."""
+        started = time.perf_counter()
+        if self._mailer is None:
+            return _Outcome(error="no [notify.smtp] server configured", latency_s=0.0)
+        try:
+            target = parse_mailto(claim.url)
+        except ValueError as exc:
+            return _Outcome(error=str(exc), permanent=True, latency_s=0.0)
+        envelope = json.loads(claim.body)
+        msg = self._mailer.render(
+            envelope["type"], envelope["data"], target, f"{claim.event_id}.{claim.endpoint_id}"
+        )
+        if msg is None:
+            return _Outcome(ok=True, excerpt="no email for this event type", latency_s=0.0)
+        result = await self._mailer.send(msg)
+        return _Outcome(
+            ok=result.ok,
+            status=result.code,
+            excerpt=result.detail,
+            error=None if result.ok else result.detail,
+            permanent=result.permanent,
+            latency_s=time.perf_counter() - started,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What one attempt came to."""
+
+    ok: bool = False
+    status: int | None = None  # HTTP status, or the SMTP reply code
+    excerpt: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    disable: str | None = None  # disable the endpoint, for this reason
+    permanent: bool = False  # retrying cannot help: dead at once
+    latency_s: float = 0.0
