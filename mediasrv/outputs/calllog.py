@@ -114,11 +114,13 @@ class CallLog(Protocol):
         disposition: Disposition | None = None,
     ) -> list[CallRecord]: ...
 
-    async def update_analysis(self, call_id: str, analysis: dict[str, object]) -> None: ...
+    async def update_analysis(
+        self, call_id: str, analysis: dict[str, object], also: Sequence[SqlStatement] = ()
+    ) -> None: ...
 
-    async def record_live(self, rec: CallRecord) -> None: ...
+    async def record_live(self, rec: CallRecord, also: Sequence[SqlStatement] = ()) -> None: ...
 
-    async def record_answer(self, rec: CallRecord) -> None: ...
+    async def record_answer(self, rec: CallRecord, also: Sequence[SqlStatement] = ()) -> None: ...
 
     async def checkpoint_live(self, call_ids: Collection[str], now: float) -> int: ...
 
@@ -439,24 +441,26 @@ class CallLogStore:
         call's end), so a crash loses neither the row nor its events."""
         await self._write(_UPSERT, _to_row(rec), also)
 
-    async def update_analysis(self, call_id: str, analysis: dict[str, object]) -> None:
+    async def update_analysis(
+        self, call_id: str, analysis: dict[str, object], also: Sequence[SqlStatement] = ()
+    ) -> None:
         """Set the analysis results of a call; :class:`KeyError` if no such call."""
         blob = json.dumps(analysis, default=str, ensure_ascii=False)
         changed = await self._write(
-            "UPDATE calls SET analysis = ? WHERE call_id = ?", (blob, call_id)
+            "UPDATE calls SET analysis = ? WHERE call_id = ?", (blob, call_id), also
         )
         if changed == 0:
             raise KeyError(call_id)
 
-    async def record_live(self, rec: CallRecord) -> None:
+    async def record_live(self, rec: CallRecord, also: Sequence[SqlStatement] = ()) -> None:
         """Insert or update the row of a call in progress (at its start, at its answer).
 
         Never overwrites a row that is no longer in progress: the final row wins, whatever
-        order the writes land in. Returns once committed.
+        order the writes land in. Returns once committed (with ``also``, as record_call).
         """
-        await self._write(_UPSERT_LIVE, _to_row(rec))
+        await self._write(_UPSERT_LIVE, _to_row(rec), also)
 
-    async def record_answer(self, rec: CallRecord) -> None:
+    async def record_answer(self, rec: CallRecord, also: Sequence[SqlStatement] = ()) -> None:
         """The call in progress was answered: set its answer columns (time, code, operator,
         ring time, recording, attempts). Its start row is queued before, so it is normally
         there; if not (its write failed), the whole live row is written. Returns once
@@ -471,7 +475,7 @@ class CallLogStore:
             attempts,
             rec.call_id,
         )  # in _ANSWER_COLUMNS order
-        if await self._write(_ANSWER, params) == 0:
+        if await self._write(_ANSWER, params, also) == 0:
             await self.record_live(rec)
 
     async def checkpoint_live(self, call_ids: Collection[str], now: float) -> int:

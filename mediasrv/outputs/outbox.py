@@ -70,6 +70,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_BUSY_RETRIES = (0.05, 0.2, 1.0)
 MAX_BODY = 20_000  # spec "Payload size": keep bodies under 20 kB, link to larger data
 EXCERPT = 512  # bytes of a receiver's answer kept in the delivery log
 SqlStatement = tuple[str, tuple[object, ...]]
@@ -345,6 +346,20 @@ class OutboxStore:
         return self._conn
 
     async def _transaction(self, statements: Iterable[SqlStatement]) -> list[int]:
+        work = list(statements)
+        for delay in _BUSY_RETRIES:
+            try:
+                return await self._transaction_once(work)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                # Another connection (the call log's writer) held the lock past the busy
+                # timeout, or SQLite refused to wait (a stale WAL snapshot): try again.
+                log.warning("outbox: database busy (%s); retrying in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
+        return await self._transaction_once(work)
+
+    async def _transaction_once(self, statements: list[SqlStatement]) -> list[int]:
         conn = self.conn
         async with self._tx_lock:
             try:
@@ -360,6 +375,10 @@ class OutboxStore:
         return counts
 
     # ---- producing ------------------------------------------------------------------------
+
+    async def execute(self, statements: Sequence[SqlStatement]) -> None:
+        """Run ready-made outbox statements (:func:`event_statements`) in one transaction."""
+        await self._transaction(statements)
 
     async def enqueue(self, events: Sequence[OutboxEvent]) -> None:
         """Write events in one transaction of their own (for producers without one)."""
@@ -430,6 +449,13 @@ class OutboxStore:
             rows = await cur.fetchall()
         now = self._clock()
         return [_endpoint(r, now) for r in rows]
+
+    async def subscribed_businesses(self) -> set[str]:
+        """Businesses with at least one enabled endpoint (the others get no event rows)."""
+        async with self.conn.execute(
+            "SELECT DISTINCT business FROM webhook_endpoints WHERE enabled = 1"
+        ) as cur:
+            return {r[0] for r in await cur.fetchall()}
 
     async def rotate_secret(self, business: str, endpoint_id: str, overlap_s: float) -> str:
         """A new current secret; the previous one keeps signing for ``overlap_s`` seconds,
@@ -707,13 +733,14 @@ class OutboxStore:
 
 
 class DeliveryHooks(Protocol):
-    """Metrics callbacks (F28); ``result`` is delivered | retry | dead | disabled."""
+    """Metrics callbacks (F28); ``result`` is delivered | retry | dead | disabled;
+    ``channel`` webhook | email."""
 
-    def on_attempt(self, event_type: str, result: str, latency_s: float) -> None: ...
+    def on_attempt(self, event_type: str, result: str, latency_s: float, channel: str) -> None: ...
 
 
 class _NoHooks:
-    def on_attempt(self, event_type: str, result: str, latency_s: float) -> None:
+    def on_attempt(self, event_type: str, result: str, latency_s: float, channel: str) -> None:
         return None
 
 
@@ -874,7 +901,8 @@ class WebhookDispatcher:
             )
         elif disable:
             log.warning("webhook endpoint %s disabled: %s", claim.endpoint_id, disable)
-        self._hooks.on_attempt(claim.event_type, result, outcome.latency_s)
+        channel = "email" if claim.url.startswith("mailto:") else "webhook"
+        self._hooks.on_attempt(claim.event_type, result, outcome.latency_s, channel)
 
     def _delay(self, failed: int, retry_after: float | None) -> float | None:
         return next_delay(failed, retry_after, schedule=self._schedule)
