@@ -48,9 +48,11 @@ from mediasrv.media.api import MediaEvent, RecordMode
 from mediasrv.media.engine import MediaEngine
 from mediasrv.media.recorder import repair_wav
 from mediasrv.outputs.analysis_jobs import AnalysisJobQueue, AnalysisWorkerPool
-from mediasrv.outputs.calllog import CallLogStore, CallRecord, Disposition
+from mediasrv.outputs.call_events import analysis_summary
+from mediasrv.outputs.calllog import CallLogStore, CallRecord, Disposition, SqlStatement
 from mediasrv.outputs.checkpoint import LiveCallCheckpoint
 from mediasrv.outputs.metrics import Metrics
+from mediasrv.outputs.notify import Notifier
 from mediasrv.outputs.recordings import recording_path
 from mediasrv.outputs.records import call_record_from_result
 from mediasrv.outputs.rejections import RejectionLog
@@ -538,6 +540,7 @@ class Server:
         self.loop = asyncio.get_running_loop()
         self.metrics = Metrics()
         self.store = CallLogStore(config.server.db_path)
+        self.notifier = Notifier(config.notify, config.server.db_path, self.metrics)
         self.calls: dict[str, Call] = {}
         self._answers_not_stored_in_time = 0
         self._slow_answers_logged_at = -1e9
@@ -615,6 +618,7 @@ class Server:
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.store.open()
+        await self.notifier.open()  # its tables exist before a call row carries an event
         await self.screening.rejections.open()
         await self._start_analysis()
         repaired = await self.loop.run_in_executor(
@@ -623,12 +627,14 @@ class Server:
         if repaired:
             log.warning("recordings repaired after an unclean stop", extra={"files": repaired})
         await self._forget_missing_recordings()
+        live = await self.store.list_calls(limit=10_000, disposition=Disposition.IN_PROGRESS)
         cut_off = await self.store.mark_unfinished()
         if cut_off.total:
             log.warning(
                 "calls cut off by the previous run closed at their last checkpoint",
                 extra={"answered": cut_off.answered, "failed": cut_off.failed},
             )
+            await self._notify_cut_off([r.call_id for r in live])
 
         self.metrics.set_engine(self.media.engine_name)
         await self.transport.start()
@@ -674,6 +680,7 @@ class Server:
         )
         self._lag_task = self.loop.create_task(self._watch_loop_lag())
         await self.http.start()
+        await self.notifier.start()
         self.checkpoint.start()
         if not self.config.trunks:
             log.warning("no [[trunks]] configured: accepting INVITEs from any source address")
@@ -725,10 +732,53 @@ class Server:
         )
 
     async def _analysis_done(self, call_id: str, result: dict[str, object]) -> None:
+        record = await self.store.get_call(call_id)
+        also = (
+            self.notifier.statements(record, ("analysis.completed",), analysis_summary(result))
+            if record is not None
+            else []
+        )
         try:
-            await self.store.update_analysis(call_id, result)
+            await self.store.update_analysis(call_id, result, also)
+            self._notified(also)
         except KeyError:
             log.warning("analysis result for an unknown call", extra={"call": call_id})
+
+    async def _notify_cut_off(self, call_ids: list[str]) -> None:
+        """``call.completed`` for the calls the previous run left in progress, now closed.
+
+        Not in the transaction that closed them (that ran before): a crash in between loses
+        these events (said in the issue note)."""
+        statements: list[SqlStatement] = []
+        for call_id in call_ids:
+            record = await self.store.get_call(call_id)
+            if record is not None and record.disposition is not Disposition.IN_PROGRESS:
+                statements += self.notifier.statements(record, ("call.completed",))
+        if statements:
+            try:
+                await self.notifier.store.execute(statements)
+            except Exception:
+                log.exception("could not queue call.completed for the cut-off calls")
+
+    def _notified(self, statements: list[SqlStatement]) -> None:
+        if statements:
+            self.notifier.committed()
+
+    async def _recording_ready(self, result: CallResult) -> None:
+        """``recording.ready``: the file is complete on disk (after the media flush)."""
+        if result.recording is None or not result.recording_bytes:
+            return
+        record = call_record_from_result(result)
+        also = self.notifier.statements(record, ("recording.ready",))
+        if also:
+            await self.media.flush_recordings()
+        # Own transaction: the call row was committed before the file was complete.
+        if also:
+            try:
+                await self.notifier.store.execute(also)
+                self.notifier.committed()
+            except Exception:
+                log.exception("could not queue recording.ready", extra={"call": result.call_id})
 
     async def _queue_analysis(self, result: CallResult) -> None:
         if self.analysis_queue is None or result.recording is None or not result.recording_bytes:
@@ -839,6 +889,7 @@ class Server:
         if self.analysis_queue is not None:
             await self.analysis_queue.close()
         await self.screening.rejections.close()
+        await self.notifier.stop()
         await self.store.close()
         self._stopped.set()
 
@@ -889,6 +940,7 @@ class Server:
             result = await call.run()
             await started
             await self._log_call(result)
+            await self._recording_ready(result)
             await self._queue_analysis(result)
         finally:
             self.calls.pop(call.id, None)
@@ -900,18 +952,23 @@ class Server:
         record = _live_record(result)
         if call.route is not None and call.route.record is not RecordMode.OFF:
             record.recording_path = str(self._recording_path(call.id, result.start_time))
+        also = self.notifier.statements(record, ("call.ringing",))
         try:
-            await self.store.record_live(record)
+            await self.store.record_live(record, also)
         except Exception:
             log.exception("could not store in-progress call row", extra={"call": record.call_id})
+        else:
+            self._notified(also)
 
     async def _log_answered(self, result: CallResult) -> None:
         """The in-progress row now says answered (time, operator, recording): a crash from
         here on leaves an answered call. The caller's 200 waits for it, up to a bound."""
         record = _live_record(result)
+        also = self.notifier.statements(record, ("call.answered",))
         try:
             async with asyncio.timeout(ANSWER_STORE_WAIT_S):
-                await self.store.record_answer(record)
+                await self.store.record_answer(record, also)
+                self._notified(also)
         except TimeoutError:
             # The write is shielded in the store: it still lands, later.
             self._answers_not_stored_in_time += 1
@@ -947,8 +1004,10 @@ class Server:
                     stats.jitter_ms,
                     stats.foreign_dropped,
                 )
+        also = self.notifier.statements(record, ("call.completed",))
         try:
-            await self.store.record_call(record)
+            await self.store.record_call(record, also)
+            self._notified(also)
         except Exception:
             # Never lose a call row silently: it goes to the log in full.
             log.exception(

@@ -1,4 +1,4 @@
-"""The ``mediasrv`` command: run, demo, analyze, models, token, --version.
+"""The ``mediasrv`` command: run, demo, analyze, models, token, webhooks, --version.
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 """
@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument("-c", "--config", help="TOML config file (for [server] data_dir)")
     rotate.add_argument("--data-dir", metavar="DIR", help="data directory (default ./var)")
+
+    from mediasrv.outputs.webhooks_cli import add_webhooks_parser
+
+    add_webhooks_parser(sub)
     return parser
 
 
@@ -137,6 +141,12 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _webhooks(args: argparse.Namespace) -> int:
+    from mediasrv.outputs.webhooks_cli import webhooks_main
+
+    return webhooks_main(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
@@ -145,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "analyze": _analyze,
         "models": _models,
         "token": _token,
+        "webhooks": _webhooks,
     }
     try:
         return handlers[args.command](args)

@@ -370,6 +370,34 @@ class StoreConfig:
 # --- end [store] -------------------------------------------------------------------------
 
 
+# --- [notify] and [notify.smtp] (issue 12: webhooks and email from the outbox) ------------
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = ""  # "" = no email notifications
+    port: int = 25
+    starttls: bool = False
+    tls: bool = False
+    username: str = ""
+    password: str = ""
+    sender: str = "mediasrv@localhost"
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    enabled: bool = True
+    # Webhook targets on loopback, private and link-local addresses are refused (SSRF)
+    # unless this is true (tests, and a receiver on the same private network).
+    allow_private_targets: bool = False
+    concurrency: int = 32
+    timeout: float = 15.0  # seconds per webhook request (spec: 15 to 30 s)
+    node: str = ""  # lease owner prefix; "" = the host name
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+
+
+# --- end [notify] ------------------------------------------------------------------------
+
+
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -429,6 +457,7 @@ class Config:
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     http: HttpConfig = field(default_factory=HttpConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     trunks: tuple[TrunkConfig, ...] = ()
     numbers: tuple[NumberConfig, ...] = ()
     source: str = "<defaults>"
@@ -958,6 +987,41 @@ def _store(ctx: _Ctx, data: object) -> StoreConfig:
     )
 
 
+def _notify(ctx: _Ctx, data: object) -> NotifyConfig:
+    d = NotifyConfig()
+    t = _Table(ctx, ("notify",), data, NotifyConfig.__dataclass_fields__)
+    return NotifyConfig(
+        enabled=t.bool_("enabled", d.enabled),
+        allow_private_targets=t.bool_("allow_private_targets", d.allow_private_targets),
+        concurrency=t.int_("concurrency", d.concurrency, 1, 1024),
+        timeout=t.float_("timeout", d.timeout, hi=120.0),
+        node=t.str_("node", d.node),
+        smtp=_smtp(ctx, t.data.get("smtp", {})),
+    )
+
+
+def _smtp(ctx: _Ctx, data: object) -> SmtpConfig:
+    d = SmtpConfig()
+    t = _Table(ctx, ("notify", "smtp"), data, SmtpConfig.__dataclass_fields__)
+    smtp = SmtpConfig(
+        host=t.str_("host", d.host),
+        port=t.int_("port", d.port, 1, 65535),
+        starttls=t.bool_("starttls", d.starttls),
+        tls=t.bool_("tls", d.tls),
+        username=t.str_("username", d.username),
+        password=t.str_("password", d.password),
+        sender=t.str_("sender", d.sender, allow_empty=False),
+        timeout=t.float_("timeout", d.timeout, hi=300.0),
+    )
+    if smtp.starttls and smtp.tls:
+        raise t.err("tls", "choose tls (port 465) or starttls (port 587), not both")
+    if "@" not in smtp.sender:
+        raise t.err("sender", f"expected an email address, got {smtp.sender!r}")
+    if bool(smtp.username) != bool(smtp.password):
+        raise t.err("username", "username and password go together")
+    return smtp
+
+
 _TRUNK_KEYS = [k for k in TrunkConfig.__dataclass_fields__ if k != "networks"]
 
 
@@ -1036,7 +1100,17 @@ def _check_ports(ctx: _Ctx, server: ServerConfig) -> None:
         )
 
 
-_SECTIONS = ("server", "sip", "media", "analysis", "http", "store", "trunks", "numbers")
+_SECTIONS = (
+    "server",
+    "sip",
+    "media",
+    "analysis",
+    "http",
+    "store",
+    "notify",
+    "trunks",
+    "numbers",
+)
 
 
 def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
@@ -1047,6 +1121,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
     analysis = _analysis(ctx, raw.get("analysis", {}))
     http = _http(ctx, raw.get("http", {}))
     store = _store(ctx, raw.get("store", {}))
+    notify = _notify(ctx, raw.get("notify", {}))
     trunks = tuple(_trunk(ctx, i, d) for i, d in enumerate(top.tables("trunks")))
     seen_trunks: dict[str, int] = {}
     for i, tr in enumerate(trunks):
@@ -1082,6 +1157,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
         analysis=analysis,
         http=http,
         store=store,
+        notify=notify,
         trunks=trunks,
         numbers=numbers,
         source=ctx.source,

@@ -127,9 +127,13 @@ class AnalysisJobQueue:
     tests pass a fake one and move it instead of sleeping out a lease).
     """
 
-    def __init__(self, path: Path, owner: str | None = None,
-                 synchronous: Synchronous = Synchronous.FULL,
-                 clock: WallClock = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        owner: str | None = None,
+        synchronous: Synchronous = Synchronous.FULL,
+        clock: WallClock = time.time,
+    ) -> None:
         self.path = Path(path)
         self.owner = owner or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._synchronous = synchronous
@@ -140,7 +144,9 @@ class AnalysisJobQueue:
     async def open(self) -> None:
         if self._db is not None:
             return
-        db = await connect_migrated(self.path, "analysis_jobs", ANALYSIS_JOBS_MIGRATIONS, self._synchronous)
+        db = await connect_migrated(
+            self.path, "analysis_jobs", ANALYSIS_JOBS_MIGRATIONS, self._synchronous
+        )
         self._db = db
 
     async def close(self) -> None:
@@ -185,8 +191,15 @@ class AnalysisJobQueue:
             "lease_until = ?, updated_at = ? WHERE job_id = (SELECT job_id FROM analysis_jobs "
             "WHERE state = ? OR (state = ? AND lease_until < ?) ORDER BY job_id LIMIT 1) "
             "RETURNING job_id, call_id, wav_path, business, attempts",
-            (JobState.RUNNING.value, self.owner, now + lease_seconds, now,
-             JobState.QUEUED.value, JobState.RUNNING.value, now),
+            (
+                JobState.RUNNING.value,
+                self.owner,
+                now + lease_seconds,
+                now,
+                JobState.QUEUED.value,
+                JobState.RUNNING.value,
+                now,
+            ),
         )
         if not rows:
             return None
@@ -206,8 +219,14 @@ class AnalysisJobQueue:
         rows = await self._tx(
             "UPDATE analysis_jobs SET state = ?, result = ?, error = NULL, lease_until = NULL, "
             "updated_at = ? WHERE job_id = ? AND lease_owner = ? AND state = ? RETURNING job_id",
-            (JobState.DONE.value, json.dumps(result, ensure_ascii=False), self._clock(), job_id,
-             self.owner, JobState.RUNNING.value),
+            (
+                JobState.DONE.value,
+                json.dumps(result, ensure_ascii=False),
+                self._clock(),
+                job_id,
+                self.owner,
+                JobState.RUNNING.value,
+            ),
         )
         return bool(rows)
 
@@ -217,42 +236,68 @@ class AnalysisJobQueue:
             "UPDATE analysis_jobs SET state = CASE WHEN attempts >= ? THEN ? ELSE ? END, "
             "error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? "
             "WHERE job_id = ? AND lease_owner = ? AND state = ? RETURNING state",
-            (max_attempts, JobState.FAILED.value, JobState.QUEUED.value, error[:2000],
-             self._clock(), job_id, self.owner, JobState.RUNNING.value),
+            (
+                max_attempts,
+                JobState.FAILED.value,
+                JobState.QUEUED.value,
+                error[:2000],
+                self._clock(),
+                job_id,
+                self.owner,
+                JobState.RUNNING.value,
+            ),
         )
         return JobState(rows[0][0]) if rows else None
 
     async def undelivered(self) -> list[tuple[int, str, dict[str, Any]]]:
         """Done jobs whose stored result has not reached the sink yet."""
-        async with self._lock, self._conn().execute(
-            "SELECT job_id, call_id, result FROM analysis_jobs WHERE state = ? AND delivered = 0 "
-            "ORDER BY job_id", (JobState.DONE.value,),
-        ) as cur:
+        async with (
+            self._lock,
+            self._conn().execute(
+                "SELECT job_id, call_id, result FROM analysis_jobs WHERE state = ? AND delivered = 0 "
+                "ORDER BY job_id",
+                (JobState.DONE.value,),
+            ) as cur,
+        ):
             rows = await cur.fetchall()
         return [(int(r[0]), str(r[1]), json.loads(r[2])) for r in rows]
 
     async def mark_delivered(self, job_id: int) -> None:
-        await self._tx("UPDATE analysis_jobs SET delivered = 1 WHERE job_id = ? RETURNING job_id",
-                       (job_id,))
+        await self._tx(
+            "UPDATE analysis_jobs SET delivered = 1 WHERE job_id = ? RETURNING job_id", (job_id,)
+        )
 
     async def depth(self) -> int:
-        async with self._lock, self._conn().execute(
-            "SELECT COUNT(*) FROM analysis_jobs WHERE state IN (?, ?)",
-            (JobState.QUEUED.value, JobState.RUNNING.value),
-        ) as cur:
+        async with (
+            self._lock,
+            self._conn().execute(
+                "SELECT COUNT(*) FROM analysis_jobs WHERE state IN (?, ?)",
+                (JobState.QUEUED.value, JobState.RUNNING.value),
+            ) as cur,
+        ):
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
     async def get(self, call_id: str) -> dict[str, Any] | None:
-        async with self._lock, self._conn().execute(
-            "SELECT job_id, state, attempts, error, result, delivered FROM analysis_jobs "
-            "WHERE call_id = ?", (call_id,),
-        ) as cur:
+        async with (
+            self._lock,
+            self._conn().execute(
+                "SELECT job_id, state, attempts, error, result, delivered FROM analysis_jobs "
+                "WHERE call_id = ?",
+                (call_id,),
+            ) as cur,
+        ):
             r = await cur.fetchone()
         if r is None:
             return None
-        return {"job_id": r[0], "state": r[1], "attempts": r[2], "error": r[3],
-                "result": json.loads(r[4]) if r[4] else None, "delivered": bool(r[5])}
+        return {
+            "job_id": r[0],
+            "state": r[1],
+            "attempts": r[2],
+            "error": r[3],
+            "result": json.loads(r[4]) if r[4] else None,
+            "delivered": bool(r[5]),
+        }
 
 
 # ------------------------------------------------------------------ worker processes
@@ -346,8 +391,10 @@ class AnalysisWorkerPool:
 
     def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=self._initializer, initargs=(self.config,),
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=self._initializer,
+            initargs=(self.config,),
         )
 
     async def start(self) -> None:
@@ -457,8 +504,9 @@ class AnalysisWorkerPool:
         broken = isinstance(exc, BrokenProcessPool)
         reason = "worker process died" if broken else f"{type(exc).__name__}: {exc}"
         state = await self.queue.fail(f.job.job_id, reason, self.max_attempts)
-        log.warning("analysis job %d (call %s) failed: %s -> %s", f.job.job_id, f.job.call_id,
-                    reason, state)
+        log.warning(
+            "analysis job %d (call %s) failed: %s -> %s", f.job.job_id, f.job.call_id, reason, state
+        )
         if state is JobState.FAILED and self.metrics is not None:
             self.metrics.analysis_job_failed()
         return broken
@@ -474,8 +522,10 @@ class AnalysisWorkerPool:
         try:
             await self.sink(call_id, result)
         except KeyError:
-            log.warning("analysis of call %s: no such call in the log; result kept in the "
-                        "queue table", call_id)
+            log.warning(
+                "analysis of call %s: no such call in the log; result kept in the queue table",
+                call_id,
+            )
         except Exception:
             log.exception("analysis result of call %s not delivered; will retry", call_id)
             return

@@ -100,7 +100,7 @@ class CallLog(Protocol):
 
     async def close(self) -> None: ...
 
-    async def record_call(self, rec: CallRecord) -> None: ...
+    async def record_call(self, rec: CallRecord, also: Sequence[SqlStatement] = ()) -> None: ...
 
     async def get_call(self, call_id: str) -> CallRecord | None: ...
 
@@ -114,11 +114,13 @@ class CallLog(Protocol):
         disposition: Disposition | None = None,
     ) -> list[CallRecord]: ...
 
-    async def update_analysis(self, call_id: str, analysis: dict[str, object]) -> None: ...
+    async def update_analysis(
+        self, call_id: str, analysis: dict[str, object], also: Sequence[SqlStatement] = ()
+    ) -> None: ...
 
-    async def record_live(self, rec: CallRecord) -> None: ...
+    async def record_live(self, rec: CallRecord, also: Sequence[SqlStatement] = ()) -> None: ...
 
-    async def record_answer(self, rec: CallRecord) -> None: ...
+    async def record_answer(self, rec: CallRecord, also: Sequence[SqlStatement] = ()) -> None: ...
 
     async def checkpoint_live(self, call_ids: Collection[str], now: float) -> int: ...
 
@@ -294,11 +296,17 @@ def _where(
 # --------------------------------------------------------------------------- store
 
 
+SqlStatement = tuple[str, tuple[object, ...]]
+
+
 @dataclass
 class _Write:
     sql: str
     params: tuple[object, ...]
     done: asyncio.Future[int]  # resolves to the statement's rowcount once committed
+    # Statements committed in the same transaction as this one (the webhook outbox events
+    # the change causes: outputs/outbox.event_statements): both land, or neither.
+    also: tuple[SqlStatement, ...] = ()
 
 
 def _consume(fut: asyncio.Future[int]) -> None:
@@ -322,12 +330,18 @@ class StoreClosed(RuntimeError):
 
 
 def _commit_batch(
-    conn: sqlite3.Connection, batch: list[tuple[str, tuple[object, ...]]]
+    conn: sqlite3.Connection,
+    batch: list[tuple[str, tuple[object, ...], tuple[SqlStatement, ...]]],
 ) -> list[int]:
-    """One transaction for the whole batch (runs on the writer thread); the rowcounts."""
+    """One transaction for the whole batch (runs on the writer thread); the rowcounts of the
+    main statements (the ``also`` statements ride along in the same transaction)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        counts = [conn.execute(sql, params).rowcount for sql, params in batch]
+        counts = []
+        for sql, params, also in batch:
+            counts.append(conn.execute(sql, params).rowcount)
+            for extra_sql, extra_params in also:
+                conn.execute(extra_sql, extra_params)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -368,7 +382,7 @@ class _BatchWriter:
         return cls(conn, executor)
 
     async def commit(self, batch: list[_Write]) -> list[int]:
-        work = [(item.sql, item.params) for item in batch]
+        work = [(item.sql, item.params, item.also) for item in batch]
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, _commit_batch, self._conn, work)
 
@@ -420,28 +434,33 @@ class CallLogStore:
 
     # ---------------------------------------------------------------- writes
 
-    async def record_call(self, rec: CallRecord) -> None:
-        """Insert or replace the call's row; returns once the row is committed."""
-        await self._write(_UPSERT, _to_row(rec))
+    async def record_call(self, rec: CallRecord, also: Sequence[SqlStatement] = ()) -> None:
+        """Insert or replace the call's row; returns once the row is committed.
 
-    async def update_analysis(self, call_id: str, analysis: dict[str, object]) -> None:
+        ``also``: statements committed in the same transaction (the outbox events of the
+        call's end), so a crash loses neither the row nor its events."""
+        await self._write(_UPSERT, _to_row(rec), also)
+
+    async def update_analysis(
+        self, call_id: str, analysis: dict[str, object], also: Sequence[SqlStatement] = ()
+    ) -> None:
         """Set the analysis results of a call; :class:`KeyError` if no such call."""
         blob = json.dumps(analysis, default=str, ensure_ascii=False)
         changed = await self._write(
-            "UPDATE calls SET analysis = ? WHERE call_id = ?", (blob, call_id)
+            "UPDATE calls SET analysis = ? WHERE call_id = ?", (blob, call_id), also
         )
         if changed == 0:
             raise KeyError(call_id)
 
-    async def record_live(self, rec: CallRecord) -> None:
+    async def record_live(self, rec: CallRecord, also: Sequence[SqlStatement] = ()) -> None:
         """Insert or update the row of a call in progress (at its start, at its answer).
 
         Never overwrites a row that is no longer in progress: the final row wins, whatever
-        order the writes land in. Returns once committed.
+        order the writes land in. Returns once committed (with ``also``, as record_call).
         """
-        await self._write(_UPSERT_LIVE, _to_row(rec))
+        await self._write(_UPSERT_LIVE, _to_row(rec), also)
 
-    async def record_answer(self, rec: CallRecord) -> None:
+    async def record_answer(self, rec: CallRecord, also: Sequence[SqlStatement] = ()) -> None:
         """The call in progress was answered: set its answer columns (time, code, operator,
         ring time, recording, attempts). Its start row is queued before, so it is normally
         there; if not (its write failed), the whole live row is written. Returns once
@@ -456,7 +475,7 @@ class CallLogStore:
             attempts,
             rec.call_id,
         )  # in _ANSWER_COLUMNS order
-        if await self._write(_ANSWER, params) == 0:
+        if await self._write(_ANSWER, params, also) == 0:
             await self.record_live(rec)
 
     async def checkpoint_live(self, call_ids: Collection[str], now: float) -> int:
@@ -479,10 +498,12 @@ class CallLogStore:
         )
         return CutOff(answered, failed)
 
-    async def _write(self, sql: str, params: tuple[object, ...]) -> int:
+    async def _write(
+        self, sql: str, params: tuple[object, ...], also: Sequence[SqlStatement] = ()
+    ) -> int:
         if self._writer is None or self._closing:
             raise StoreClosed(f"call log {self.path} is not open")
-        item = _Write(sql, params, asyncio.get_running_loop().create_future())
+        item = _Write(sql, params, asyncio.get_running_loop().create_future(), tuple(also))
         # A caller cancelled while waiting never reads the outcome; the error is logged by
         # _flush, so mark it retrieved instead of "Future exception was never retrieved".
         item.done.add_done_callback(_consume)
@@ -514,12 +535,32 @@ class CallLogStore:
         try:
             (count,) = await self._commit([item])
         except Exception as e:
+            if item.also and await self._commit_without_events(item, e):
+                return
             log.error("call log write failed: %s", e, extra={"sql": item.sql.split(" ", 3)[:3]})
             if not item.done.done():
                 item.done.set_exception(e)
         else:
             if not item.done.done():
                 item.done.set_result(count)
+
+    async def _commit_without_events(self, item: _Write, error: Exception) -> bool:
+        """The call data must not be lost for its events: if the pair cannot commit (an
+        outbox table missing, say), commit the call row alone and say loudly what was lost."""
+        alone = _Write(item.sql, item.params, item.done)
+        try:
+            (count,) = await self._commit([alone])
+        except Exception:
+            return False
+        log.error(
+            "call log: %d outbox statements could not be committed with their call row and "
+            "were dropped (%s); the row itself is stored",
+            len(item.also),
+            error,
+        )
+        if not item.done.done():
+            item.done.set_result(count)
+        return True
 
     # ---------------------------------------------------------------- reads
 

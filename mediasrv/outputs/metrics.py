@@ -35,6 +35,16 @@ _DISPOSITIONS = (
 _AUTH_RESULTS = ("ok", "stale", "failed", "rejected", "bad_uri", "challenged", "blocked")
 _SIP_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO")
 _REFUSALS = ("untrusted-source", "rate-limited", "unknown-number", "unknown-number-silenced")
+_NOTIFY_EVENTS = (
+    "call.ringing",
+    "call.answered",
+    "call.completed",
+    "call.updated",
+    "recording.ready",
+    "analysis.completed",
+    "voicemail.created",
+    "webhook.test",
+)
 _CALL_SECONDS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _RING_SECONDS = (0.5, 1, 2, 5, 10, 20, 30, 60)
 _JITTER_SECONDS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
@@ -154,7 +164,10 @@ class Metrics:
             registry=r,
         )
         self.notify_deliveries_total = Counter(
-            f"{p}notify_deliveries", "HTTP notification attempts", ["result"], registry=r
+            f"{p}notify_deliveries",
+            "Webhook and email delivery attempts by event type and result",
+            ["channel", "event", "result"],
+            registry=r,
         )
         self.http_requests_total = Counter(
             f"{p}http_requests", "HTTP requests served", ["route", "code"], registry=r
@@ -185,8 +198,10 @@ class Metrics:
             self.sip_auth_blocks_total.labels(scope=scope)
         for result in ("done", "failed"):
             self.analysis_jobs_total.labels(result=result)
-        for result in ("delivered", "failed"):
-            self.notify_deliveries_total.labels(result=result)
+        for channel in ("webhook", "email"):
+            for event in _NOTIFY_EVENTS:
+                for result in ("delivered", "retry", "dead", "disabled"):
+                    self.notify_deliveries_total.labels(channel=channel, event=event, result=result)
         for reason in _REFUSALS:
             self.sip_refused_total.labels(reason=reason)
 

@@ -95,7 +95,9 @@ class RejectionLog:
     async def open(self) -> None:
         if self._conn is not None:
             return
-        conn = await connect_migrated(self.path, "rejections", REJECTIONS_MIGRATIONS, self._synchronous)
+        conn = await connect_migrated(
+            self.path, "rejections", REJECTIONS_MIGRATIONS, self._synchronous
+        )
         self._conn = conn
         self._task = asyncio.get_running_loop().create_task(self._periodic(), name="rejections")
 
