@@ -39,6 +39,7 @@ __all__ = [
     "ActionKind",
     "BlockRule",
     "BlockScope",
+    "BusinessLookup",
     "Blocking",
     "Blocklist",
     "Business",
@@ -52,6 +53,7 @@ __all__ = [
     "MatchKind",
     "Menu",
     "MenuChoice",
+    "NumberVersion",
     "Operator",
     "OperatorKind",
     "Prompt",
@@ -181,6 +183,16 @@ class DateOverride:
     spans: tuple[TimeSpan, ...] = ()
     breaks: tuple[TimeSpan, ...] = ()
     label: str = ""  # e.g. "年末年始"
+    yearly: bool = False  # every year: only month and day count; 12-29..01-03 wraps the year
+
+    def covers(self, day: dt.date) -> bool:
+        if not self.yearly:
+            return self.first <= day <= self.last
+        md, lo, hi = (day.month, day.day), (self.first.month, self.first.day), (
+            self.last.month,
+            self.last.day,
+        )
+        return lo <= md <= hi if lo <= hi else md >= lo or md <= hi
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,7 +462,27 @@ class Business:
         return tuple(op for op in self.operators if group in op.groups)
 
 
-# --------------------------------------------------------------------------- protocols
+# --------------------------------------------------------------------------- versions, protocols
+
+
+@dataclass(frozen=True, slots=True)
+class NumberVersion:
+    """What a call to one tracking number runs with, fixed for the whole call: the business
+    configuration ``version`` (a new one per applied change) and its parts."""
+
+    version: int
+    business: Business
+    number: TrackingNumber
+    global_blocklist: Blocklist = field(default_factory=Blocklist)
+
+
+class BusinessLookup(Protocol):
+    """Synchronous, in-memory lookup of a dialled number's current configuration version."""
+
+    def version_for(self, number: str) -> NumberVersion | None:
+        """``number``: E.164 (or the national form); None: not a tracking number."""
+        ...
+
 
 
 class RotationStore(Protocol):
