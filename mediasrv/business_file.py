@@ -81,6 +81,7 @@ _DAYS = {d.name.lower(): d for d in Weekday}
 _PREFIX_RE = re.compile(r"^\+?[0-9]{1,15}$")
 _SOFTPHONE_RE = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=-]{1,64}$")  # RFC 3261 §25.1 user chars
 _MAX_SECONDS = 86400.0
+_MIN_E164 = 8  # "+" and at least 7 digits (country code and a subscriber number)
 
 
 # --------------------------------------------------------------------------- reading
@@ -244,7 +245,7 @@ def _operator(t: _T) -> Operator:
 
 def _e164(t: _T, key: str | int, text: str, path: Path_ | None = None) -> str:
     e164 = to_e164(text)
-    if e164 is None:
+    if e164 is None or len(e164) < _MIN_E164:  # to_e164 accepts "+81": too short to dial
         where = (*t.path, key) if path is None else path
         raise t.ctx.error(
             where, f"{text!r} is not a phone number (E.164 '+81312345678' or national '03-1234-5678')"
@@ -709,7 +710,8 @@ def _action_from_string(t: _T, path: Path_, text: str) -> Action:
 def _walk_actions(flow: FlowConfig) -> Iterator[tuple[Path_, Action]]:
     """Every action of a flow with its key path relative to the number's table."""
     yield ("start",), flow.start
-    yield ("hours", "closed"), flow.hours.closed
+    if flow.hours.schedule:  # always open: the closed action never runs
+        yield ("hours", "closed"), flow.hours.closed
     for fwd_path, fwd in _forwardings(flow):
         for key in ("on_busy", "on_no_answer", "on_exhausted"):
             yield (*fwd_path, key), getattr(fwd, key)
