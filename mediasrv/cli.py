@@ -1,4 +1,4 @@
-"""The ``mediasrv`` command: run, demo, analyze, models, token, --version.
+"""The ``mediasrv`` command: run, demo, analyze, models, token, business, --version.
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 """
@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument("-c", "--config", help="TOML config file (for [server] data_dir)")
     rotate.add_argument("--data-dir", metavar="DIR", help="data directory (default ./var)")
+
+    # --- business configuration (issue 10): apply / export / list -----------------------
+    from mediasrv.business_cli import add_business_parser
+
+    add_business_parser(sub)
+    # --- end business ---------------------------------------------------------------------
     return parser
 
 
@@ -137,6 +143,12 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _business(args: argparse.Namespace) -> int:
+    from mediasrv.business_cli import business_main
+
+    return business_main(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
@@ -145,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "analyze": _analyze,
         "models": _models,
         "token": _token,
+        "business": _business,
     }
     try:
         return handlers[args.command](args)
