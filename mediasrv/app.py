@@ -48,6 +48,8 @@ from mediasrv.media.api import MediaEvent, RecordMode
 from mediasrv.media.engine import MediaEngine
 from mediasrv.media.recorder import repair_wav
 from mediasrv.outputs.analysis_jobs import AnalysisJobQueue, AnalysisWorkerPool
+from mediasrv.outputs.business_seed import import_seed
+from mediasrv.outputs.business_store import SqliteBusinessStore
 from mediasrv.outputs.calllog import CallLogStore, CallRecord, Disposition
 from mediasrv.outputs.checkpoint import LiveCallCheckpoint
 from mediasrv.outputs.metrics import Metrics
@@ -538,6 +540,9 @@ class Server:
         self.loop = asyncio.get_running_loop()
         self.metrics = Metrics()
         self.store = CallLogStore(config.server.db_path)
+        # issue 10: business configuration (versions, version_for, round-robin pointers)
+        self.business = SqliteBusinessStore(config.server.db_path)
+        self._business_task: asyncio.Task[None] | None = None
         self.calls: dict[str, Call] = {}
         self._answers_not_stored_in_time = 0
         self._slow_answers_logged_at = -1e9
@@ -616,6 +621,7 @@ class Server:
     async def start(self) -> None:
         await self.store.open()
         await self.screening.rejections.open()
+        await self._start_business()
         await self._start_analysis()
         repaired = await self.loop.run_in_executor(
             None, repair_recordings, self.config.server.recordings_dir
@@ -686,6 +692,23 @@ class Server:
                 "pid": os.getpid(),
             },
         )
+
+    async def _start_business(self) -> None:
+        await self.business.open()
+        seeded = await import_seed(self.business, self.config)
+        if any(r.created for r in seeded):
+            log.info("[[numbers]] seed imported", extra={"versions": [r.version for r in seeded]})
+        self._business_task = self.loop.create_task(self._refresh_business())
+
+    async def _refresh_business(self) -> None:
+        """Pick up `mediasrv business apply` from another process (new calls only)."""
+        while True:
+            await asyncio.sleep(self.config.store.business_refresh_interval)
+            try:
+                if await self.business.refresh():
+                    log.info("business configuration changed: reloaded")
+            except Exception:  # the store unreachable: keep routing with what we have
+                log.exception("business configuration refresh failed; keeping the last one")
 
     async def _forget_missing_recordings(self) -> None:
         """Rows of calls cut off by a crash name the recording they would have had; keep the
@@ -839,6 +862,9 @@ class Server:
         if self.analysis_queue is not None:
             await self.analysis_queue.close()
         await self.screening.rejections.close()
+        if self._business_task is not None:
+            self._business_task.cancel()
+        await self.business.close()
         await self.store.close()
         self._stopped.set()
 

@@ -365,6 +365,9 @@ class StoreConfig:
     # Seconds between checkpoints of the live calls: after a crash, a cut-off call's end
     # time is known to within this.
     checkpoint_interval: float = 2.0
+    # issue 10: seconds between checks for business configuration applied by another
+    # process (`mediasrv business apply`); a change is live for new calls within this.
+    business_refresh_interval: float = 1.0
 
 
 # --- end [store] -------------------------------------------------------------------------
@@ -955,6 +958,9 @@ def _store(ctx: _Ctx, data: object) -> StoreConfig:
     t = _Table(ctx, ("store",), data, StoreConfig.__dataclass_fields__)
     return StoreConfig(
         checkpoint_interval=t.float_("checkpoint_interval", d.checkpoint_interval, hi=3600.0),
+        business_refresh_interval=t.float_(
+            "business_refresh_interval", d.business_refresh_interval, hi=3600.0
+        ),
     )
 
 
