@@ -47,7 +47,9 @@ def business_main(args: argparse.Namespace) -> int:
         if args.business_command == "apply":
             business = load_business_file(args.file)
             if args.check:
-                print(f"{args.file}: business {business.slug!r} is valid ({len(business.numbers)} numbers)")
+                print(
+                    f"{args.file}: business {business.slug!r} is valid ({len(business.numbers)} numbers)"
+                )
                 return 0
         else:
             business = None

@@ -59,7 +59,6 @@ from mediasrv.calls.business import (
 )
 from mediasrv.config import (
     DEFAULT_COUNTRY_CODE,
-    ConfigError,
     LocatedToml,
     TomlTable,
     parse_sip_uri_host,
@@ -90,7 +89,9 @@ _MIN_E164 = 8  # "+" and at least 7 digits (country code and a subscriber number
 class _T(TomlTable):
     """A business file table: the config tables' checks plus durations that may be 0."""
 
-    def seconds(self, key: str, default: float, *, zero: bool = False, hi: float = _MAX_SECONDS) -> float:
+    def seconds(
+        self, key: str, default: float, *, zero: bool = False, hi: float = _MAX_SECONDS
+    ) -> float:
         v = self.data.get(key, default)
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise self.err(key, f"expected a number of seconds, got {type(v).__name__}")
@@ -168,7 +169,9 @@ def _business(ctx: LocatedToml, raw: dict[str, object]) -> Business:
         slug=slug,
         name=head.str_("name", ""),
         time_zone=time_zone,
-        duplicate_window=head.seconds("duplicate_window", DEFAULT_DUPLICATE_WINDOW, hi=366 * 86400.0),
+        duplicate_window=head.seconds(
+            "duplicate_window", DEFAULT_DUPLICATE_WINDOW, hi=366 * 86400.0
+        ),
         operators=operators,
         schedules=schedules,
         blocklist=blocklist,
@@ -181,14 +184,20 @@ def _check_zone(t: _T, name: str) -> None:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise t.err("time_zone", f"unknown time zone {name!r} (an IANA name like 'Asia/Tokyo')") from None
+        raise t.err(
+            "time_zone", f"unknown time zone {name!r} (an IANA name like 'Asia/Tokyo')"
+        ) from None
 
 
-def _unique(ctx: LocatedToml, path: Path_, names: Sequence[str], what: str, key: str = "name") -> None:
+def _unique(
+    ctx: LocatedToml, path: Path_, names: Sequence[str], what: str, key: str = "name"
+) -> None:
     seen: dict[str, int] = {}
     for i, name in enumerate(names):
         if name in seen:
-            raise ctx.error((*path, i, key), f"duplicate {what} {name!r} (also {path[-1]}[{seen[name]}])")
+            raise ctx.error(
+                (*path, i, key), f"duplicate {what} {name!r} (also {path[-1]}[{seen[name]}])"
+            )
         seen[name] = i
 
 
@@ -226,7 +235,9 @@ def _operator(t: _T) -> Operator:
     elif key == "phone":
         target = _e164(t, key, target)
         if not t.has("trunk"):
-            raise t.ctx.error(t.path, "a 'phone' operator needs 'trunk' (the outbound trunk's name)")
+            raise t.ctx.error(
+                t.path, "a 'phone' operator needs 'trunk' (the outbound trunk's name)"
+            )
         kind = OperatorKind.PHONE
     else:
         if not _SOFTPHONE_RE.match(target):
@@ -248,7 +259,8 @@ def _e164(t: _T, key: str | int, text: str, path: Path_ | None = None) -> str:
     if e164 is None or len(e164) < _MIN_E164:  # to_e164 accepts "+81": too short to dial
         where = (*t.path, key) if path is None else path
         raise t.ctx.error(
-            where, f"{text!r} is not a phone number (E.164 '+81312345678' or national '03-1234-5678')"
+            where,
+            f"{text!r} is not a phone number (E.164 '+81312345678' or national '03-1234-5678')",
         )
     return e164
 
@@ -308,7 +320,9 @@ def _check_overlaps(t: _T, week: Sequence[WeeklyHours]) -> None:
                 placed.append((mine, w, s))
 
 
-def _check_breaks(t: _T, key_path: Path_, spans: Sequence[TimeSpan], breaks: Sequence[TimeSpan]) -> None:
+def _check_breaks(
+    t: _T, key_path: Path_, spans: Sequence[TimeSpan], breaks: Sequence[TimeSpan]
+) -> None:
     opened = [_minutes(sp, 0) for sp in spans]
     for b, brk in enumerate(breaks):
         start, end = _minutes(brk, 0)
@@ -403,7 +417,9 @@ def _blocklist(t: _T | None) -> Blocklist:
             category = WithheldCategory(text.strip().lower())
         except ValueError:
             choices = ", ".join(c.value for c in WithheldCategory)
-            raise t.ctx.error((*t.path, "withheld", i), f"unknown category {text!r} ({choices})") from None
+            raise t.ctx.error(
+                (*t.path, "withheld", i), f"unknown category {text!r} ({choices})"
+            ) from None
         rules.append(BlockRule(MatchKind.WITHHELD, category.value))
     return Blocklist(tuple(rules))
 
@@ -411,12 +427,16 @@ def _blocklist(t: _T | None) -> Blocklist:
 def _prefix(t: _T, i: int, text: str) -> str:
     n = re.sub(r"[\s\-().]", "", text)
     if not _PREFIX_RE.match(n) or n in ("+", "0"):
-        raise t.ctx.error((*t.path, "prefixes", i), f"{text!r} is not a number prefix ('+8150' or '050')")
+        raise t.ctx.error(
+            (*t.path, "prefixes", i), f"{text!r} is not a number prefix ('+8150' or '050')"
+        )
     if n.startswith("+"):
         return n
     if n.startswith("0"):
         return f"+{DEFAULT_COUNTRY_CODE}{n[1:]}"  # national trunk prefix 0 (Japan first)
-    raise t.ctx.error((*t.path, "prefixes", i), f"{text!r}: write '+' and the country code, or a national '0...'")
+    raise t.ctx.error(
+        (*t.path, "prefixes", i), f"{text!r}: write '+' and the country code, or a national '0...'"
+    )
 
 
 # --------------------------------------------------------------------------- numbers and flows
@@ -425,7 +445,9 @@ def _prefix(t: _T, i: int, text: str) -> str:
 class _Refs:
     """What the flow of a number may refer to."""
 
-    def __init__(self, prompts: frozenset[str], operators: Sequence[Operator], schedules: frozenset[str]) -> None:
+    def __init__(
+        self, prompts: frozenset[str], operators: Sequence[Operator], schedules: frozenset[str]
+    ) -> None:
         self.prompts = prompts
         self.operators = frozenset(o.name for o in operators)
         self.groups = frozenset(g for o in operators for g in o.groups)
@@ -659,7 +681,9 @@ _START = _CLOSED
 _ACTION_KEYS = ("action", "forward", "menu", "prompts", "sip_code")
 
 
-def _action(t: _T, key: str, refs: _Refs, default: Action | None, allowed: frozenset[ActionKind]) -> Action:
+def _action(
+    t: _T, key: str, refs: _Refs, default: Action | None, allowed: frozenset[ActionKind]
+) -> Action:
     if key not in t.data:
         if default is None:
             raise t.ctx.error(t.path, f"missing key {key!r}")
@@ -685,7 +709,9 @@ def _action(t: _T, key: str, refs: _Refs, default: Action | None, allowed: froze
         choices = ", ".join(sorted(k.value for k in allowed))
         raise t.err(key, f"action {action.kind.value!r} is not possible here (possible: {choices})")
     if action.kind is ActionKind.GUIDANCE and not action.prompts:
-        raise t.err(key, "a 'guidance' action needs prompts: { action = \"guidance\", prompts = [...] }")
+        raise t.err(
+            key, "a 'guidance' action needs prompts: { action = \"guidance\", prompts = [...] }"
+        )
     if action.kind is ActionKind.MENU and not action.menu:
         raise t.err(key, "a menu action names its menu: 'menu:NAME'")
     return action
@@ -697,7 +723,9 @@ def _action_from_string(t: _T, path: Path_, text: str) -> Action:
         kind = ActionKind(kind_s.strip().lower())
     except ValueError:
         choices = ", ".join(k.value for k in ActionKind)
-        raise t.ctx.error(path, f"unknown action {text!r} (one of {choices}; 'menu:NAME', 'forward:NAME')") from None
+        raise t.ctx.error(
+            path, f"unknown action {text!r} (one of {choices}; 'menu:NAME', 'forward:NAME')"
+        ) from None
     if name and kind not in (ActionKind.MENU, ActionKind.FORWARD):
         raise t.ctx.error(path, f"{text!r}: only 'menu:' and 'forward:' take a name")
     return Action(
@@ -759,7 +787,11 @@ def _check_action_targets(t: _T, flow: FlowConfig) -> None:
 
 
 def _fmt_span(span: TimeSpan) -> str:
-    end = "24:00" if span.end == dt.time(0) and span.start != dt.time(0) else span.end.strftime("%H:%M")
+    end = (
+        "24:00"
+        if span.end == dt.time(0) and span.start != dt.time(0)
+        else span.end.strftime("%H:%M")
+    )
     return f"{span.start.strftime('%H:%M')}-{end}"
 
 
@@ -823,7 +855,11 @@ def _write_blocklist(w: _Writer, header: str, b: Blocklist) -> None:
     if not b.rules:
         return
     w.header(header)
-    for kind, key in ((MatchKind.EXACT, "numbers"), (MatchKind.PREFIX, "prefixes"), (MatchKind.WITHHELD, "withheld")):
+    for kind, key in (
+        (MatchKind.EXACT, "numbers"),
+        (MatchKind.PREFIX, "prefixes"),
+        (MatchKind.WITHHELD, "withheld"),
+    ):
         values = [r.value for r in b.rules if r.kind is kind]
         if values:
             w.kv(key, values)
@@ -925,7 +961,14 @@ def _write_number(w: _Writer, n: TrackingNumber) -> None:
         w.kv("group", q.group, "")
         for key in ("music", "position_prompts", "periodic_prompts"):
             w.kv(key, list(getattr(q, key)), [])
-        for key in ("announce_position", "periodic_interval", "max_wait", "max_length", "wrap_up", "overflow_when_no_operator"):
+        for key in (
+            "announce_position",
+            "periodic_interval",
+            "max_wait",
+            "max_length",
+            "wrap_up",
+            "overflow_when_no_operator",
+        ):
             w.kv(key, getattr(q, key))
         w.kv("overflow", _action_value(q.overflow))
     if f.voicemail is not None:
@@ -953,7 +996,14 @@ def dump_business(b: Business) -> str:
     for o in b.operators:
         w.header("[[operators]]")
         w.kv("name", o.name)
-        w.kv({OperatorKind.SIP_URI: "sip", OperatorKind.PHONE: "phone", OperatorKind.SOFTPHONE: "softphone"}[o.kind], o.target)
+        w.kv(
+            {
+                OperatorKind.SIP_URI: "sip",
+                OperatorKind.PHONE: "phone",
+                OperatorKind.SOFTPHONE: "softphone",
+            }[o.kind],
+            o.target,
+        )
         w.kv("trunk", o.trunk, "")
         w.kv("groups", list(o.groups), [])
         w.kv("wrap_up", o.wrap_up, 0.0)

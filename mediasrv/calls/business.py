@@ -39,10 +39,10 @@ __all__ = [
     "ActionKind",
     "BlockRule",
     "BlockScope",
-    "BusinessLookup",
     "Blocking",
     "Blocklist",
     "Business",
+    "BusinessLookup",
     "DateOverride",
     "FlowConfig",
     "ForwardStrategy",
@@ -189,9 +189,13 @@ class DateOverride:
     def covers(self, day: dt.date) -> bool:
         if not self.yearly:
             return self.first <= day <= self.last
-        md, lo, hi = (day.month, day.day), (self.first.month, self.first.day), (
-            self.last.month,
-            self.last.day,
+        md, lo, hi = (
+            (day.month, day.day),
+            (self.first.month, self.first.day),
+            (
+                self.last.month,
+                self.last.day,
+            ),
         )
         return lo <= md <= hi if lo <= hi else md >= lo or md <= hi
 
@@ -483,7 +487,6 @@ class BusinessLookup(Protocol):
     def version_for(self, number: str) -> NumberVersion | None:
         """``number``: E.164 (or the national form); None: not a tracking number."""
         ...
-
 
 
 class RotationStore(Protocol):

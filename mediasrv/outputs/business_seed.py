@@ -63,9 +63,7 @@ def _business(slug: str, name: str, numbers: Sequence[NumberConfig]) -> Business
                 op_name = f"op{len(operators) + 1}"
                 operators[key] = Operator(op_name, OperatorKind.SIP_URI, uri, trunk=num.trunk)
             targets.append(Target(operator=operators[key].name, ring_timeout=num.ring_timeout))
-        forwarding = Forwarding(
-            "main", tuple(targets), on_exhausted=Action(ActionKind.HANGUP)
-        )
+        forwarding = Forwarding("main", tuple(targets), on_exhausted=Action(ActionKind.HANGUP))
         tracking.append(
             TrackingNumber(
                 number=num.e164 or "",  # filtered above
@@ -93,6 +91,9 @@ async def import_seed(store: BusinessStore, config: Config) -> list[ApplyResult]
             continue
         try:
             results.append(await store.apply(business, source))
-        except (ConfigError, ValueError) as exc:  # BusinessConflict is a ValueError: the others still seed
+        except (
+            ConfigError,
+            ValueError,
+        ) as exc:  # BusinessConflict is a ValueError: the others still seed
             log.warning("[[numbers]] seed: business %r not imported: %s", business.slug, exc)
     return results

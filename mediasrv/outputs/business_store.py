@@ -488,7 +488,10 @@ class SqliteBusinessStore(_Core):
         ) as cur:
             rows = await cur.fetchall()
         for slug, version, document in rows:
-            current[str(slug)] = (int(version), load_business_text(str(document), f"<{slug} v{version}>"))
+            current[str(slug)] = (
+                int(version),
+                load_business_text(str(document), f"<{slug} v{version}>"),
+            )
         async with self.db.execute(
             "SELECT kind, value FROM block_rules WHERE scope = 'global' ORDER BY position"
         ) as cur:
@@ -592,7 +595,15 @@ class SqliteBusinessStore(_Core):
         await db.executemany(
             "INSERT INTO operators VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (b.slug, o.name, _kind(o.kind), o.target, o.trunk, json.dumps(list(o.groups)), o.wrap_up)
+                (
+                    b.slug,
+                    o.name,
+                    _kind(o.kind),
+                    o.target,
+                    o.trunk,
+                    json.dumps(list(o.groups)),
+                    o.wrap_up,
+                )
                 for o in b.operators
             ],
         )

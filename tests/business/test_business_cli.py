@@ -20,7 +20,10 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def test_apply_export_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = ["--data-dir", str(tmp_path / "var")]
-    assert run(capsys, "business", "apply", str(EXAMPLE), *data)[:2] == (0, "sakura-dental: new version 1\n")
+    assert run(capsys, "business", "apply", str(EXAMPLE), *data)[:2] == (
+        0,
+        "sakura-dental: new version 1\n",
+    )
     code, out, _ = run(capsys, "business", "apply", str(EXAMPLE), *data)
     assert (code, out) == (0, "sakura-dental: unchanged, same as version 1\n")
     code, out, _ = run(capsys, "business", "list", *data)
@@ -32,20 +35,34 @@ def test_apply_export_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert code == 0 and out == exported.read_text(encoding="utf-8")
 
 
-def test_a_bad_file_is_one_located_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    text = EXAMPLE.read_text(encoding="utf-8").replace('"3" = "forward:doctors"', '"3" = "menu:nowhere"')
+def test_a_bad_file_is_one_located_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = EXAMPLE.read_text(encoding="utf-8").replace(
+        '"3" = "forward:doctors"', '"3" = "menu:nowhere"'
+    )
     bad = tmp_path / "bad.toml"
     bad.write_text(text, encoding="utf-8")
     line = next(i for i, s in enumerate(text.splitlines(), 1) if "menu:nowhere" in s)
     code, out, err = run(capsys, "business", "apply", str(bad), "--data-dir", str(tmp_path / "var"))
     assert code == 2 and out == ""
-    assert err == f"mediasrv: {bad}:{line}: numbers[0].menus[0].choices.3: unknown menu 'nowhere' (known: hours, main)\n"
-    code, _, err = run(capsys, "business", "apply", str(bad), "--check", "--data-dir", str(tmp_path / "var"))
+    assert (
+        err
+        == f"mediasrv: {bad}:{line}: numbers[0].menus[0].choices.3: unknown menu 'nowhere' (known: hours, main)\n"
+    )
+    code, _, err = run(
+        capsys, "business", "apply", str(bad), "--check", "--data-dir", str(tmp_path / "var")
+    )
     assert code == 2 and "unknown menu" in err
-    assert not (tmp_path / "var").exists() or run(capsys, "business", "list", "--data-dir", str(tmp_path / "var"))[1] == ""
+    assert (
+        not (tmp_path / "var").exists()
+        or run(capsys, "business", "list", "--data-dir", str(tmp_path / "var"))[1] == ""
+    )
 
 
-def test_check_stores_nothing_and_unknown_export_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_stores_nothing_and_unknown_export_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = ["--data-dir", str(tmp_path / "var")]
     code, out, _ = run(capsys, "business", "apply", str(EXAMPLE), "--check", *data)
     assert code == 0 and "is valid (2 numbers)" in out
@@ -53,10 +70,15 @@ def test_check_stores_nothing_and_unknown_export_is_exit_2(tmp_path: Path, capsy
     assert code == 2 and out == "" and "no business 'sakura-dental'" in err
 
 
-def test_a_number_of_another_business_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_number_of_another_business_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = ["--data-dir", str(tmp_path / "var")]
     assert run(capsys, "business", "apply", str(EXAMPLE), *data)[0] == 0
     other = tmp_path / "other.toml"
-    other.write_text(EXAMPLE.read_text(encoding="utf-8").replace('slug = "sakura-dental"', 'slug = "other"'), encoding="utf-8")
+    other.write_text(
+        EXAMPLE.read_text(encoding="utf-8").replace('slug = "sakura-dental"', 'slug = "other"'),
+        encoding="utf-8",
+    )
     code, _, err = run(capsys, "business", "apply", str(other), *data)
     assert code == 2 and "belongs to business 'sakura-dental'" in err

@@ -109,7 +109,11 @@ def test_the_example_uses_every_feature() -> None:
     assert flow.forwarding.strategy is ForwardStrategy.ROUND_ROBIN
     assert flow.forwarding.whisper and flow.forwarding.accept_digit == "1"
     assert flow.forwarding.on_exhausted.kind is ActionKind.QUEUE
-    assert [t.group or t.operator for t in flow.forwarding.targets] == ["tanaka", "suzuki", "reception"]
+    assert [t.group or t.operator for t in flow.forwarding.targets] == [
+        "tanaka",
+        "suzuki",
+        "reception",
+    ]
     assert flow.forwards[0].on_no_answer.kind is ActionKind.GUIDANCE
     main = flow.menu("main")
     assert main is not None and main.valid_digits == "123"
@@ -139,7 +143,9 @@ def test_export_writes_back_an_equivalent_file(tmp_path: Path) -> None:
 
 def test_a_reject_action_and_odd_digits_round_trip() -> None:
     text = BASE.replace('closed = "voicemail"', 'closed = { action = "reject", sip_code = 486 }')
-    text = text.replace('"1" = "forward"', '"*" = "forward"\n"#" = { action = "hangup", prompts = ["hello"] }')
+    text = text.replace(
+        '"1" = "forward"', '"*" = "forward"\n"#" = { action = "hangup", prompts = ["hello"] }'
+    )
     b = load_business_text(text)
     assert b.numbers[0].flow.hours.closed.sip_code == 486
     assert load_business_text(dump_business(b)) == b
@@ -168,7 +174,9 @@ def test_a_menu_choice_pointing_nowhere() -> None:
 
 
 def test_a_choice_to_voicemail_without_a_voicemail_section() -> None:
-    text = BASE[: BASE.index("[numbers.voicemail]")].replace('closed = "voicemail"', 'closed = "hangup"')
+    text = BASE[: BASE.index("[numbers.voicemail]")].replace(
+        'closed = "voicemail"', 'closed = "hangup"'
+    )
     text = text.replace('on_exhausted = "voicemail"', 'on_exhausted = "hangup"')
     text = replace_once(text, '"1" = "forward"', '"1" = "voicemail"')
     e = error_of(text)
@@ -177,8 +185,12 @@ def test_a_choice_to_voicemail_without_a_voicemail_section() -> None:
 
 
 def test_a_sixth_forwarding_target() -> None:
-    extra = "".join(f'\n[[numbers.forwarding.targets]]\noperator = "op1"\n' for _ in range(5))
-    text = replace_once(BASE, '[[numbers.forwarding.targets]]\noperator = "op1"\n', '[[numbers.forwarding.targets]]\noperator = "op1"\n' + extra)
+    extra = "".join('\n[[numbers.forwarding.targets]]\noperator = "op1"\n' for _ in range(5))
+    text = replace_once(
+        BASE,
+        '[[numbers.forwarding.targets]]\noperator = "op1"\n',
+        '[[numbers.forwarding.targets]]\noperator = "op1"\n' + extra,
+    )
     e = error_of(text)
     assert e.line == line_of(text, "[[numbers.forwarding.targets]]", nth=6)
     assert e.key == "numbers[0].forwarding.targets[5]"
@@ -187,7 +199,8 @@ def test_a_sixth_forwarding_target() -> None:
 
 def test_overlapping_spans() -> None:
     text = replace_once(
-        BASE, 'breaks = ["12:00-13:00"]\n',
+        BASE,
+        'breaks = ["12:00-13:00"]\n',
         'breaks = ["12:00-13:00"]\n\n[[schedules.week]]\ndays = ["fri"]\nhours = ["17:00-20:00"]\n',
     )
     e = error_of(text)
@@ -198,7 +211,8 @@ def test_overlapping_spans() -> None:
 
 def test_a_night_span_overlapping_the_next_morning() -> None:
     text = replace_once(
-        BASE, 'breaks = ["12:00-13:00"]\n',
+        BASE,
+        'breaks = ["12:00-13:00"]\n',
         'breaks = ["12:00-13:00"]\n\n[[schedules.week]]\ndays = ["sun"]\nhours = ["22:00-10:00"]\n',
     )
     e = error_of(text)  # Sunday night runs into Monday 09:00 (the week wraps)
@@ -214,7 +228,11 @@ def test_a_break_outside_the_hours() -> None:
 def test_a_bad_time_zone() -> None:
     text = replace_once(BASE, 'time_zone = "Asia/Tokyo"', 'time_zone = "Asia/Tokio"')
     e = error_of(text)
-    assert e.line == 3 and e.key == "business.time_zone" and "unknown time zone 'Asia/Tokio'" in e.message
+    assert (
+        e.line == 3
+        and e.key == "business.time_zone"
+        and "unknown time zone 'Asia/Tokio'" in e.message
+    )
 
 
 @pytest.mark.parametrize(
@@ -222,7 +240,11 @@ def test_a_bad_time_zone() -> None:
     [
         ('number = "03-1234-5678"', 'number = "03-12x4"', "numbers[0].number"),
         ('sip = "sip:op1@127.0.0.1:5090"', 'phone = "12"\ntrunk = "t"', "operators[0].phone"),
-        ('[[numbers]]\n', '[blocklist]\nnumbers = ["+81", "abc"]\n\n[[numbers]]\n', "blocklist.numbers[0]"),
+        (
+            "[[numbers]]\n",
+            '[blocklist]\nnumbers = ["+81", "abc"]\n\n[[numbers]]\n',
+            "blocklist.numbers[0]",
+        ),
     ],
 )
 def test_a_bad_number(old: str, new: str, key: str) -> None:
@@ -233,22 +255,77 @@ def test_a_bad_number(old: str, new: str, key: str) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "key", "message"),
     [
-        ('schedule = "office"', 'schedule = "ofice"', "numbers[0].hours.schedule", "unknown schedule 'ofice' (known: office)"),
-        ('operator = "op1"', 'operator = "op2"', "numbers[0].forwarding.targets[0].operator", "unknown operator 'op2'"),
-        ('operator = "op1"', 'group = "sales"', "numbers[0].forwarding.targets[0].group", "unknown group 'sales' (known: desk)"),
-        ('"1" = "forward"', '"12" = "forward"', "numbers[0].menus[0].choices.12", "longer than max_digits (1)"),
-        ('"1" = "forward"', '"1" = "forward"\nvalid_digits = "1"', "numbers[0].menus[0].choices.valid_digits", "keys must be among"),
-        ('"1" = "forward"', '"1" = "next_target"', "numbers[0].menus[0].choices.1", "is not possible here"),
-        ('"1" = "forward"', '"1" = "forward:sales"', "numbers[0].menus[0].choices.1", "unknown forwarding 'sales'"),
-        ('"1" = "forward"', '"1" = "jump"', "numbers[0].menus[0].choices.1", "unknown action 'jump'"),
+        (
+            'schedule = "office"',
+            'schedule = "ofice"',
+            "numbers[0].hours.schedule",
+            "unknown schedule 'ofice' (known: office)",
+        ),
+        (
+            'operator = "op1"',
+            'operator = "op2"',
+            "numbers[0].forwarding.targets[0].operator",
+            "unknown operator 'op2'",
+        ),
+        (
+            'operator = "op1"',
+            'group = "sales"',
+            "numbers[0].forwarding.targets[0].group",
+            "unknown group 'sales' (known: desk)",
+        ),
+        (
+            '"1" = "forward"',
+            '"12" = "forward"',
+            "numbers[0].menus[0].choices.12",
+            "longer than max_digits (1)",
+        ),
+        (
+            '"1" = "forward"',
+            '"1" = "forward"\nvalid_digits = "1"',
+            "numbers[0].menus[0].choices.valid_digits",
+            "keys must be among",
+        ),
+        (
+            '"1" = "forward"',
+            '"1" = "next_target"',
+            "numbers[0].menus[0].choices.1",
+            "is not possible here",
+        ),
+        (
+            '"1" = "forward"',
+            '"1" = "forward:sales"',
+            "numbers[0].menus[0].choices.1",
+            "unknown forwarding 'sales'",
+        ),
+        (
+            '"1" = "forward"',
+            '"1" = "jump"',
+            "numbers[0].menus[0].choices.1",
+            "unknown action 'jump'",
+        ),
         ('closed = "voicemail"', 'closed = "guidance"', "numbers[0].hours.closed", "needs prompts"),
-        ('hours = ["09:00-18:00"]', 'hours = ["9-18"]', "schedules[0].week[0].hours[0]", "is not a time span"),
+        (
+            'hours = ["09:00-18:00"]',
+            'hours = ["9-18"]',
+            "schedules[0].week[0].hours[0]",
+            "is not a time span",
+        ),
         ('days = ["mon",', 'days = ["mon", "mon",', "schedules[0].week[0].days[1]", "listed twice"),
         ('holidays = "jp"', 'holidays = "us"', "schedules[0].holidays", "unknown value 'us'"),
         ('slug = "acme"', 'slug = "Acme Inc"', "business.slug", "is not a slug"),
-        ('file = "hello.wav"', 'file = "hello.wav"\ncolour = "red"', "prompts[0].colour", "unknown key 'colour'"),
+        (
+            'file = "hello.wav"',
+            'file = "hello.wav"\ncolour = "red"',
+            "prompts[0].colour",
+            "unknown key 'colour'",
+        ),
         ('name = "op1"', 'name = "op1"\nsoftphone = "x"', "operators[0]", "exactly one of"),
-        ('[[numbers]]\nnumber', '[blocklist]\nwithheld = ["hidden"]\n\n[[numbers]]\nnumber', "blocklist.withheld[0]", "unknown category 'hidden'"),
+        (
+            "[[numbers]]\nnumber",
+            '[blocklist]\nwithheld = ["hidden"]\n\n[[numbers]]\nnumber',
+            "blocklist.withheld[0]",
+            "unknown category 'hidden'",
+        ),
     ],
 )
 def test_what_is_wrong_and_where(old: str, new: str, key: str, message: str | None) -> None:
@@ -260,7 +337,10 @@ def test_what_is_wrong_and_where(old: str, new: str, key: str, message: str | No
     assert e.line is not None and re.match(rf"^acme\.toml:{e.line}: ", str(e))
     # the line named is the line where the offending key is written
     written = key.rsplit(".", 1)[-1].split("[")[0]
-    assert written.strip('"') in text.splitlines()[e.line - 1].replace('"', "") or "[" in text.splitlines()[e.line - 1]
+    assert (
+        written.strip('"') in text.splitlines()[e.line - 1].replace('"', "")
+        or "[" in text.splitlines()[e.line - 1]
+    )
 
 
 def test_duplicate_names_and_numbers() -> None:
@@ -268,7 +348,9 @@ def test_duplicate_names_and_numbers() -> None:
     e = error_of(text)
     assert e.line == len(text.splitlines()) and e.key == "numbers[1].number"
     assert "duplicate number '+81312345678' (also numbers[0])" in e.message
-    text = replace_once(BASE, "[[schedules]]", '[[prompts]]\nname = "hello"\nfile = "b.wav"\n\n[[schedules]]')
+    text = replace_once(
+        BASE, "[[schedules]]", '[[prompts]]\nname = "hello"\nfile = "b.wav"\n\n[[schedules]]'
+    )
     assert "duplicate prompt 'hello'" in error_of(text).message
 
 
@@ -279,8 +361,16 @@ def test_a_toml_syntax_error_names_its_line() -> None:
 
 
 def test_a_night_break_after_midnight_and_dates(tmp_path: Path) -> None:
-    text = replace_once(BASE, 'hours = ["09:00-18:00"]\nbreaks = ["12:00-13:00"]', 'hours = ["22:00-04:00"]\nbreaks = ["01:00-01:30"]')
-    text = replace_once(text, "[[numbers]]", '[[schedules.overrides]]\nfrom = 2026-12-31\nto = 2026-12-30\n\n[[numbers]]')
+    text = replace_once(
+        BASE,
+        'hours = ["09:00-18:00"]\nbreaks = ["12:00-13:00"]',
+        'hours = ["22:00-04:00"]\nbreaks = ["01:00-01:30"]',
+    )
+    text = replace_once(
+        text,
+        "[[numbers]]",
+        "[[schedules.overrides]]\nfrom = 2026-12-31\nto = 2026-12-30\n\n[[numbers]]",
+    )
     e = error_of(text)
     assert e.key == "schedules[0].overrides[0].to" and "is before 'from'" in e.message
     ok = text.replace("to = 2026-12-30", "to = 2027-01-02")

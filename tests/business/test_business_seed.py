@@ -51,13 +51,21 @@ def test_numbers_become_businesses_with_a_forwarding(tmp_path: Path) -> None:
     first, second = acme.numbers
     assert first.number == "+81312345678" and first.medium == "web"
     fwd = first.flow.forwarding
-    assert fwd is not None and [(t.operator, t.ring_timeout) for t in fwd.targets] == [("op1", 12.0), ("op2", 12.0)]
+    assert fwd is not None and [(t.operator, t.ring_timeout) for t in fwd.targets] == [
+        ("op1", 12.0),
+        ("op2", 12.0),
+    ]
     assert fwd.on_exhausted.kind is ActionKind.HANGUP  # as today: every target failed, end
     assert second.record.value == "caller"
-    assert second.flow.forwarding is not None and second.flow.forwarding.targets[0].ring_timeout == 25.0
+    assert (
+        second.flow.forwarding is not None
+        and second.flow.forwarding.targets[0].ring_timeout == 25.0
+    )
 
 
-async def test_the_seed_is_imported_idempotently_and_yields_to_business_files(tmp_path: Path) -> None:
+async def test_the_seed_is_imported_idempotently_and_yields_to_business_files(
+    tmp_path: Path,
+) -> None:
     cfg = config(tmp_path)
     store = SqliteBusinessStore(cfg.server.db_path)
     await store.open()
@@ -75,7 +83,9 @@ async def test_the_seed_is_imported_idempotently_and_yields_to_business_files(tm
         # once applied from a business file, the seed leaves that business alone
         from mediasrv.business_file import load_business_text
 
-        text = EXAMPLE.read_text(encoding="utf-8").replace('slug = "sakura-dental"', 'slug = "default"')
+        text = EXAMPLE.read_text(encoding="utf-8").replace(
+            'slug = "sakura-dental"', 'slug = "default"'
+        )
         text = text.replace("03-1234-5678", "03-5555-0001")  # not Acme's number
         await store.apply(load_business_text(text), "default.toml")
         results = await import_seed(store, cfg)

@@ -102,14 +102,18 @@ async def test_apply_stores_a_first_version(store: BusinessStore, sakura: Busine
     assert await store.get("nobody") is None and await store.export("nobody") is None
 
 
-async def test_the_same_file_twice_is_no_new_version(store: BusinessStore, sakura: Business) -> None:
+async def test_the_same_file_twice_is_no_new_version(
+    store: BusinessStore, sakura: Business
+) -> None:
     first = await store.apply(sakura)
     again = await store.apply(load_business_file(EXAMPLE))  # equal, not the same object
     assert not again.created and again.version == first.version
     assert len(await store.versions("sakura-dental")) == 1
 
 
-async def test_every_change_is_a_new_version_and_old_ones_stay(store: BusinessStore, sakura: Business) -> None:
+async def test_every_change_is_a_new_version_and_old_ones_stay(
+    store: BusinessStore, sakura: Business
+) -> None:
     v1 = (await store.apply(sakura)).version
     changed = with_medium(sakura, "radio")
     v2 = (await store.apply(changed, "edit")).version
@@ -146,10 +150,14 @@ async def test_a_number_removed_stops_routing(store: BusinessStore, sakura: Busi
     assert [n.number for n in await store.numbers("sakura-dental")] == ["+81312345678"]
 
 
-async def test_a_number_cannot_belong_to_two_businesses(store: BusinessStore, sakura: Business) -> None:
+async def test_a_number_cannot_belong_to_two_businesses(
+    store: BusinessStore, sakura: Business
+) -> None:
     await store.apply(sakura)
     thief = replace(sakura, slug="other", name="Other")
-    with pytest.raises(BusinessConflict, match=r"\+81312345678 belongs to business 'sakura-dental'"):
+    with pytest.raises(
+        BusinessConflict, match=r"\+81312345678 belongs to business 'sakura-dental'"
+    ):
         await store.apply(thief)
     assert [b.slug for b in await store.businesses()] == ["sakura-dental"]
     assert await store.versions("other") == []
@@ -157,7 +165,9 @@ async def test_a_number_cannot_belong_to_two_businesses(store: BusinessStore, sa
     assert found is not None and found.business.slug == "sakura-dental"
 
 
-async def test_an_invalid_business_is_refused_like_a_file(store: BusinessStore, sakura: Business) -> None:
+async def test_an_invalid_business_is_refused_like_a_file(
+    store: BusinessStore, sakura: Business
+) -> None:
     ghost = Operator("ghost", OperatorKind.SIP_URI, "sip:ghost@127.0.0.1")
     fwd = sakura.numbers[1].flow.forwarding
     assert fwd is not None
@@ -165,14 +175,19 @@ async def test_an_invalid_business_is_refused_like_a_file(store: BusinessStore, 
     bad = replace(
         sakura,
         operators=(*sakura.operators, ghost),
-        numbers=(sakura.numbers[0], replace(sakura.numbers[1], flow=replace(sakura.numbers[1].flow, forwarding=bad_fwd))),
+        numbers=(
+            sakura.numbers[0],
+            replace(sakura.numbers[1], flow=replace(sakura.numbers[1].flow, forwarding=bad_fwd)),
+        ),
     )
     with pytest.raises(ConfigError, match="at most 5 forwarding targets"):
         await store.apply(bad)
     assert await store.businesses() == []
 
 
-async def test_export_is_the_business_file_of_that_version(store: BusinessStore, sakura: Business) -> None:
+async def test_export_is_the_business_file_of_that_version(
+    store: BusinessStore, sakura: Business
+) -> None:
     v1 = (await store.apply(sakura)).version
     await store.apply(with_medium(sakura, "radio"))
     from mediasrv.business_file import load_business_text
@@ -183,9 +198,13 @@ async def test_export_is_the_business_file_of_that_version(store: BusinessStore,
     assert current is not None and 'medium = "radio"' in current
 
 
-async def test_the_global_blocklist(backend: Backend, store: BusinessStore, sakura: Business) -> None:
+async def test_the_global_blocklist(
+    backend: Backend, store: BusinessStore, sakura: Business
+) -> None:
     await store.apply(sakura)
-    rules = Blocklist((BlockRule(MatchKind.PREFIX, "+8150"), BlockRule(MatchKind.WITHHELD, "payphone")))
+    rules = Blocklist(
+        (BlockRule(MatchKind.PREFIX, "+8150"), BlockRule(MatchKind.WITHHELD, "payphone"))
+    )
     await store.set_global_blocklist(rules)
     assert store.global_blocklist() == rules
     found = store.version_for("+81312345678")
@@ -266,7 +285,8 @@ async def test_lookups_during_an_apply_see_old_or_new_never_nothing(
 
     router = asyncio.create_task(route_forever())
     applies: list[Callable[[], Awaitable[object]]] = [
-        lambda m=m: store.apply(with_medium(sakura, m)) for m in ("a", "b", "c")  # type: ignore[misc]
+        lambda m=m: store.apply(with_medium(sakura, m))
+        for m in ("a", "b", "c")  # type: ignore[misc]
     ]
     for apply in applies:
         await apply()

@@ -15,7 +15,9 @@ from mediasrv.calls.business import (
 
 
 def rules(*specs: tuple[MatchKind, str]) -> Blocklist:
-    return Blocklist(tuple(BlockRule(kind, value, note=f"{kind.value}:{value}") for kind, value in specs))
+    return Blocklist(
+        tuple(BlockRule(kind, value, note=f"{kind.value}:{value}") for kind, value in specs)
+    )
 
 
 GLOBAL = rules((MatchKind.PREFIX, "+8150"), (MatchKind.WITHHELD, "payphone"))
@@ -64,7 +66,9 @@ def test_withheld_categories(category: WithheldCategory, scope: BlockScope | Non
 
 
 def test_a_withheld_rule_never_matches_a_number_and_vice_versa() -> None:
-    assert find_block("anonymous", business=BUSINESS) is None  # a string is a number, not a category
+    assert (
+        find_block("anonymous", business=BUSINESS) is None
+    )  # a string is a number, not a category
     assert find_block(WithheldCategory.ANONYMOUS, number=NUMBER) is None
 
 

@@ -154,7 +154,9 @@ def test_an_override_wins_over_a_holiday_and_over_the_week() -> None:
 
 
 def test_year_end_closure_repeats_every_year_and_wraps_the_year() -> None:
-    nenmatsu = DateOverride(dt.date(2000, 12, 29), dt.date(2001, 1, 3), label="年末年始", yearly=True)
+    nenmatsu = DateOverride(
+        dt.date(2000, 12, 29), dt.date(2001, 1, 3), label="年末年始", yearly=True
+    )
     sched = clinic(overrides=(nenmatsu,))
     assert is_open(sched, tokyo("2026-12-28 10:00"))  # Monday before
     for day in ("2026-12-29", "2026-12-30", "2026-12-31", "2027-01-02"):
@@ -182,7 +184,8 @@ def test_a_business_in_another_zone_with_daylight_saving() -> None:
 def test_the_day_daylight_saving_starts() -> None:
     # 2026-03-08: New York clocks jump 02:00 -> 03:00 (a Sunday, so open every day here).
     ny = Schedule(
-        "ny", weekly=(WeeklyHours(tuple(Weekday), (span("01:00-04:00"),)),),
+        "ny",
+        weekly=(WeeklyHours(tuple(Weekday), (span("01:00-04:00"),)),),
         time_zone="America/New_York",
     )
     assert is_open(ny, dt.datetime(2026, 3, 8, 6, 30, tzinfo=dt.UTC))  # 01:30 EST
