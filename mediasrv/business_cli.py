@@ -1,4 +1,5 @@
-"""``mediasrv business apply | export | list`` (issue 10 §2): the business store from a shell.
+"""``mediasrv business apply | export | list | blocklist`` (issue 10 §2): the business store
+from a shell.
 
 The store is the server's SQLite file (``[server] data_dir``, from ``-c`` or ``--data-dir``);
 a running server sees an applied change within its refresh interval, without a restart.
@@ -12,8 +13,13 @@ import asyncio
 import sys
 from pathlib import Path
 
-from mediasrv.business_file import load_business_file
-from mediasrv.calls.business import Business
+from mediasrv.business_file import (
+    check_trunks,
+    dump_blocklist,
+    load_blocklist_file,
+    load_business_file,
+)
+from mediasrv.calls.business import Blocklist, Business
 from mediasrv.config import Config, ConfigError, load_config
 from mediasrv.outputs.business_store import BusinessConflict, SqliteBusinessStore
 
@@ -31,7 +37,11 @@ def add_business_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     export.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
     export.add_argument("--version", type=int, default=None, help="an older version")
     verbs.add_parser("list", help="the stored businesses, their versions and numbers")
-    for p in (apply, export, verbs.choices["list"]):
+    block = verbs.add_parser(
+        "blocklist", help="the server's global blocklist (all businesses): set from a file, or show"
+    )
+    block.add_argument("file", nargs="?", help="a TOML file with a [blocklist] table; none: show")
+    for p in (apply, export, verbs.choices["list"], block):
         p.add_argument("-c", "--config", help="server config (for [server] data_dir)")
         p.add_argument("--data-dir", metavar="DIR", help="data directory (default ./var)")
 
@@ -42,10 +52,15 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def business_main(args: argparse.Namespace) -> int:
+    blocklist = None
     try:
         config = _config(args)
+        if args.business_command == "blocklist" and args.file:
+            blocklist = load_blocklist_file(args.file)
         if args.business_command == "apply":
             business = load_business_file(args.file)
+            if config.trunks:
+                check_trunks(args.file, business, (t.name for t in config.trunks))
             if args.check:
                 print(
                     f"{args.file}: business {business.slug!r} is valid ({len(business.numbers)} numbers)"
@@ -57,6 +72,8 @@ def business_main(args: argparse.Namespace) -> int:
         print(f"mediasrv: {exc}", file=sys.stderr)
         return 2
     try:
+        if args.business_command == "blocklist":
+            return asyncio.run(_blocklist(config, blocklist))
         return asyncio.run(_run(args, config, business))
     except BusinessConflict as exc:
         print(f"mediasrv: {args.file}: {exc}", file=sys.stderr)
@@ -64,6 +81,19 @@ def business_main(args: argparse.Namespace) -> int:
     except (OSError, RuntimeError) as exc:
         print(f"mediasrv: business store: {exc}", file=sys.stderr)
         return 1
+
+
+async def _blocklist(config: Config, blocklist: Blocklist | None) -> int:
+    store = SqliteBusinessStore(config.server.db_path)
+    await store.open()
+    try:
+        if blocklist is not None:
+            await store.set_global_blocklist(blocklist)
+            print(f"global blocklist: {len(blocklist.rules)} rules", file=sys.stderr)
+        sys.stdout.write(dump_blocklist(store.global_blocklist()))
+        return 0
+    finally:
+        await store.close()
 
 
 async def _run(args: argparse.Namespace, config: Config, business: Business | None) -> int:

@@ -66,7 +66,14 @@ from mediasrv.config import (
     to_e164,
 )
 
-__all__ = ["dump_business", "load_business_file", "load_business_text"]
+__all__ = [
+    "check_trunks",
+    "dump_blocklist",
+    "dump_business",
+    "load_blocklist_file",
+    "load_business_file",
+    "load_business_text",
+]
 
 Path_ = tuple[str | int, ...]
 
@@ -138,6 +145,30 @@ def load_business_file(path: str | Path) -> Business:
 def load_business_text(text: str, source: str = "<text>") -> Business:
     raw, ctx = read_located_toml(source, text)
     return _business(ctx, raw)
+
+
+def load_blocklist_file(path: str | Path) -> Blocklist:
+    """The server's global blocklist: a file with one ``[blocklist]`` table (numbers,
+    prefixes, withheld), as in a business file."""
+    raw, ctx = read_located_toml(path)
+    top = _T(ctx, (), raw, ("blocklist",))
+    return _blocklist(top.sub("blocklist", _BLOCKLIST))
+
+
+def dump_blocklist(blocklist: Blocklist) -> str:
+    w = _Writer()
+    _write_blocklist(w, "[blocklist]", blocklist)
+    return "\n".join(w.lines) + "\n" if w.lines else "[blocklist]\n"
+
+
+def check_trunks(path: str | Path, business: Business, trunks: Iterable[str]) -> None:
+    """Every operator's ``trunk`` names one of the server's ``[[trunks]]`` (checked when the
+    server config is at hand, as ``mediasrv business apply -c`` has it)."""
+    known = sorted(trunks)
+    _, ctx = read_located_toml(path)
+    for i, op in enumerate(business.operators):
+        if op.trunk and op.trunk not in known:
+            raise ctx.error(("operators", i, "trunk"), _unknown("trunk", op.trunk, known))
 
 
 _TOP = ("business", "prompts", "operators", "schedules", "blocklist", "numbers")

@@ -82,3 +82,58 @@ def test_a_number_of_another_business_is_refused(
     )
     code, _, err = run(capsys, "business", "apply", str(other), *data)
     assert code == 2 and "belongs to business 'sakura-dental'" in err
+
+
+def test_operator_trunks_are_checked_against_the_server_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = tmp_path / "mediasrv.toml"
+    server.write_text(
+        '[[trunks]]\nname = "carrier-b"\naddresses = ["127.0.0.1/32"]\n', encoding="utf-8"
+    )
+    line = next(
+        i
+        for i, s in enumerate(EXAMPLE.read_text(encoding="utf-8").splitlines(), 1)
+        if s.startswith('trunk = "carrier-a"')
+    )
+    code, _, err = run(
+        capsys,
+        "business",
+        "apply",
+        str(EXAMPLE),
+        "-c",
+        str(server),
+        "--data-dir",
+        str(tmp_path / "var"),
+    )
+    assert code == 2
+    assert (
+        err
+        == f"mediasrv: {EXAMPLE}:{line}: operators[1].trunk: unknown trunk 'carrier-a' (known: carrier-b)\n"
+    )
+    server.write_text(
+        '[[trunks]]\nname = "carrier-a"\naddresses = ["127.0.0.1/32"]\n', encoding="utf-8"
+    )
+    code, _, _ = run(
+        capsys,
+        "business",
+        "apply",
+        str(EXAMPLE),
+        "-c",
+        str(server),
+        "--data-dir",
+        str(tmp_path / "var"),
+    )
+    assert code == 0
+
+
+def test_the_global_blocklist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = ["--data-dir", str(tmp_path / "var")]
+    rules = tmp_path / "global.toml"
+    rules.write_text('[blocklist]\nprefixes = ["050"]\nwithheld = ["payphone"]\n', encoding="utf-8")
+    code, out, _ = run(capsys, "business", "blocklist", str(rules), *data)
+    assert code == 0 and out == '[blocklist]\nprefixes = ["+8150"]\nwithheld = ["payphone"]\n'
+    assert run(capsys, "business", "blocklist", *data)[1] == out  # shown from the store
+    rules.write_text('[blocklist]\nwithheld = ["secret"]\n', encoding="utf-8")
+    code, _, err = run(capsys, "business", "blocklist", str(rules), *data)
+    assert code == 2 and f"{rules}:2: blocklist.withheld[0]: unknown category 'secret'" in err
