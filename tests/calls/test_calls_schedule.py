@@ -218,3 +218,88 @@ def test_next_opening_after_the_year_end_closure_and_never() -> None:
     assert next_opening(Schedule("never"), tokyo("2026-12-28 19:00")) is None
     nights = next_opening(night_desk(), tokyo("2026-12-04 23:40"))
     assert nights == tokyo("2026-12-05 00:15")  # the end of a break that crossed midnight
+
+
+# --------------------------------------------------------------------------- property test
+# is_open against a reference that paints each day's spans onto a minute timeline.
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_minute_times = st.integers(0, 24 * 60 - 1).map(lambda m: dt.time(m // 60, m % 60))
+_spans = st.builds(TimeSpan, _minute_times, _minute_times).filter(
+    lambda s: s.start != s.end or s.start == dt.time(0)
+)
+_week = st.builds(
+    WeeklyHours,
+    st.lists(st.sampled_from(list(Weekday)), min_size=1, max_size=7, unique=True).map(tuple),
+    st.lists(_spans, max_size=3).map(tuple),
+    st.lists(_spans, max_size=2).map(tuple),
+)
+_START = dt.date(2026, 12, 20)
+_override = st.builds(
+    lambda first, length, spans, label: DateOverride(
+        _START + dt.timedelta(days=first),
+        _START + dt.timedelta(days=first + length),
+        spans,
+        (),
+        label,
+    ),
+    st.integers(0, 14),
+    st.integers(0, 3),
+    st.lists(_spans, max_size=2).map(tuple),
+    st.just("ov"),
+)
+_schedules = st.builds(
+    Schedule,
+    st.just("random"),
+    st.lists(_week, max_size=3).map(tuple),
+    st.sampled_from(list(HolidaySource)),
+    st.lists(_spans, max_size=2).map(tuple),
+    st.lists(_override, max_size=2).map(tuple),
+    st.sampled_from(["Asia/Tokyo", "America/New_York", "Europe/London"]),
+)
+
+
+def _reference_open_minutes(schedule: Schedule, first: dt.date, days: int) -> set[dt.datetime]:
+    """Naive local minutes that are open, painting each day's rule (the day owns its spans)."""
+    open_minutes: set[dt.datetime] = set()
+    for offset in range(-1, days):
+        day = first + dt.timedelta(days=offset)
+        override = next((o for o in schedule.overrides if o.covers(day)), None)
+        if override is not None:
+            spans, breaks = override.spans, override.breaks
+        elif holiday_name(schedule.holidays, day) is not None:
+            spans, breaks = schedule.holiday_spans, ()
+        else:
+            spans = tuple(s for w in schedule.weekly if day.weekday() in w.days for s in w.spans)
+            breaks = tuple(b for w in schedule.weekly if day.weekday() in w.days for b in w.breaks)
+
+        def paint(span: TimeSpan, day: dt.date = day) -> set[dt.datetime]:
+            start = dt.datetime.combine(day, span.start)
+            end = dt.datetime.combine(day, span.end)
+            if end <= start:
+                end += dt.timedelta(days=1)
+            count = int((end - start).total_seconds() // 60)
+            return {start + dt.timedelta(minutes=i) for i in range(count)}
+
+        mine: set[dt.datetime] = set().union(*(paint(s) for s in spans)) if spans else set()
+        if breaks:
+            mine -= set().union(*(paint(b) for b in breaks))
+        open_minutes |= mine
+    return open_minutes
+
+
+@settings(max_examples=60, deadline=None)
+@given(_schedules, st.lists(st.integers(0, 14 * 24 * 60 - 1), min_size=1, max_size=40))
+def test_is_open_matches_a_minute_painting_reference(
+    schedule: Schedule, minutes: list[int]
+) -> None:
+    reference = _reference_open_minutes(schedule, _START, 15)
+    tz = ZoneInfo(schedule.time_zone)
+    for m in minutes:
+        local = dt.datetime.combine(_START, dt.time(0)) + dt.timedelta(minutes=m)
+        moment = local.replace(tzinfo=tz)
+        if moment.astimezone(dt.UTC).astimezone(tz).replace(tzinfo=None) != local:
+            continue  # a wall time that does not exist (a DST gap)
+        assert is_open(schedule, moment) is (local in reference), (local, schedule)
