@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Protocol
 
 from mediasrv.calls.business import (
     Blocklist,
@@ -20,7 +21,7 @@ from mediasrv.calls.business import (
     WithheldCategory,
 )
 
-__all__ = ["BlockMatch", "Caller", "classify_caller", "find_block"]
+__all__ = ["BlockMatch", "Caller", "ThreeLists", "caller_blocked", "classify_caller", "find_block"]
 
 Caller = str | WithheldCategory  # E.164 number, or why there is none
 
@@ -110,3 +111,41 @@ def find_block(
             if rule is not None:
                 return BlockMatch(scope, rule)
     return None
+
+
+class ThreeLists(Protocol):
+    """The three blocklists of a call (the flow plan's ``CallerBlocked`` condition)."""
+
+    @property
+    def number(self) -> object: ...
+
+    @property
+    def business(self) -> object: ...
+
+    @property
+    def global_(self) -> object: ...
+
+
+def _as_list(value: object) -> Blocklist | None:
+    return value if isinstance(value, Blocklist) else None
+
+
+def caller_blocked(lists: ThreeLists, caller: str, withheld: str = "") -> BlockMatch | None:
+    """The evaluator the flow plan injects: ``caller`` is the E.164 number (or the raw user
+    part), ``withheld`` the category name when the network withheld the number ("" if not)."""
+    who: Caller
+    if withheld:
+        try:
+            who = WithheldCategory(withheld.strip().lower())
+        except ValueError:
+            who = classify_caller(withheld)
+            if not isinstance(who, WithheldCategory):
+                who = WithheldCategory.UNAVAILABLE  # withheld for a reason we do not know
+    else:
+        who = classify_caller(caller)
+    return find_block(
+        who,
+        number=_as_list(lists.number),
+        business=_as_list(lists.business),
+        global_=_as_list(lists.global_),
+    )

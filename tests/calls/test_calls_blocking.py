@@ -86,3 +86,44 @@ def test_a_withheld_rule_never_matches_a_number_and_vice_versa() -> None:
 )
 def test_classify_caller(user: str, expected: str | WithheldCategory) -> None:
     assert classify_caller(user) == expected
+
+
+class _Lists:
+    """Shaped like the flow plan's CallerBlocked condition."""
+
+    def __init__(self) -> None:
+        self.number: object = NUMBER
+        self.business: object = BUSINESS
+        self.global_: object = GLOBAL
+
+
+@pytest.mark.parametrize(
+    ("caller", "withheld", "scope"),
+    [
+        ("+819011112222", "", BlockScope.NUMBER),
+        ("+815012345678", "", BlockScope.GLOBAL),
+        ("+81312345678", "", None),
+        ("", "anonymous", BlockScope.BUSINESS),
+        ("", "PAYPHONE", BlockScope.GLOBAL),
+        ("", "unavailable", None),
+        ("Anonymous", "", BlockScope.BUSINESS),  # no category given: the user part tells
+        ("", "Coin line/payphone", BlockScope.GLOBAL),
+        ("", "some new reason", None),  # unknown reason: unavailable, not blocked here
+    ],
+)
+def test_the_evaluator_the_flow_plan_injects(
+    caller: str, withheld: str, scope: BlockScope | None
+) -> None:
+    from mediasrv.calls.blocking import caller_blocked
+
+    match = caller_blocked(_Lists(), caller, withheld)
+    assert (match.scope if match else None) is scope
+
+
+def test_the_evaluator_ignores_missing_lists() -> None:
+    from mediasrv.calls.blocking import caller_blocked
+
+    lists = _Lists()
+    lists.number = lists.business = None
+    match = caller_blocked(lists, "+819011112222", "")
+    assert match is None  # only the global list is left, and it does not list this number
