@@ -45,7 +45,7 @@ from mediasrv.calls.business import (
     NumberVersion,
     OperatorKind,
 )
-from mediasrv.config import to_e164
+from mediasrv.config import ConfigError, to_e164
 from mediasrv.outputs.sqlite import Migration, Synchronous, connect_migrated
 
 __all__ = [
@@ -488,10 +488,18 @@ class SqliteBusinessStore(_Core):
         ) as cur:
             rows = await cur.fetchall()
         for slug, version, document in rows:
-            current[str(slug)] = (
-                int(version),
-                load_business_text(str(document), f"<{slug} v{version}>"),
-            )
+            try:
+                business = load_business_text(str(document), f"<{slug} v{version}>")
+            except ConfigError as exc:  # stored by an older, laxer mediasrv: keep routing the rest
+                log.error(
+                    "stored business %r version %s no longer validates: %s; %s",
+                    slug, version, exc,
+                    "keeping the version loaded before" if slug in self._current else "not routed",
+                )  # fmt: skip
+                if slug in self._current:
+                    current[str(slug)] = self._current[str(slug)]
+                continue
+            current[str(slug)] = (int(version), business)
         async with self.db.execute(
             "SELECT kind, value FROM block_rules WHERE scope = 'global' ORDER BY position"
         ) as cur:

@@ -294,3 +294,33 @@ async def test_lookups_during_an_apply_see_old_or_new_never_nothing(
     stop.set()
     await router
     assert seen == sorted(seen) and len(set(seen)) >= 2
+
+
+async def test_sqlite_a_stored_version_that_no_longer_validates_does_not_stop_the_rest(
+    tmp_path: Path, sakura: Business, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "mediasrv.db"
+    store = SqliteBusinessStore(path)
+    await store.open()
+    other = replace(
+        sakura, slug="other", numbers=(replace(sakura.numbers[1], number="+81120999999"),)
+    )
+    await store.apply(sakura)
+    await store.apply(other)
+    await store.close()
+    with sqlite3.connect(path) as db:  # as if written by a laxer mediasrv
+        db.execute(
+            "UPDATE business_versions SET document = replace(document, 'time_zone = \"Asia/Tokyo\"', "
+            "'time_zone = \"Mars/Olympus\"') WHERE business = 'sakura-dental'"
+        )
+    again = SqliteBusinessStore(path)
+    await again.open()
+    try:
+        assert again.version_for("+81312345678") is None
+        found = again.version_for("+81120999999")
+        assert found is not None and found.business.slug == "other"
+        assert "stored business 'sakura-dental'" in caplog.text and "Mars/Olympus" in caplog.text
+    finally:
+        await again.close()
