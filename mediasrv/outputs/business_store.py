@@ -696,11 +696,18 @@ class SqliteBusinessStore(_Core):
         if self._db is None:
             return
         async with self._lock:  # never inside an apply's transaction
-            await self.db.executemany(
-                "INSERT INTO rotations (rotation, counter) VALUES (?, ?) "
-                "ON CONFLICT (rotation) DO UPDATE SET counter = max(counter, excluded.counter)",
-                list(batch.items()),
-            )
+            db = self.db
+            await db.execute("BEGIN IMMEDIATE")  # one commit (one fsync) for the whole batch
+            try:
+                await db.executemany(
+                    "INSERT INTO rotations (rotation, counter) VALUES (?, ?) "
+                    "ON CONFLICT (rotation) DO UPDATE SET counter = max(counter, excluded.counter)",
+                    list(batch.items()),
+                )
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
 
 
 def _kind(kind: OperatorKind) -> str:
