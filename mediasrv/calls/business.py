@@ -14,10 +14,10 @@ Conventions used throughout:
 - Numbers are E.164 (``"+81312345678"``); the business file accepts national forms too and
   normalises them before they reach this model.
 - Names (operators, groups, schedules, menus, forwardings, prompts) are the references between
-  parts; :mod:`mediasrv.calls.business_file` validates that every reference resolves.
+  parts; :mod:`mediasrv.business_file` validates that every reference resolves.
 
 This module is data only: schedules are evaluated by :mod:`mediasrv.calls.schedule`, callers
-matched by :mod:`mediasrv.calls.blocking`, and the flow compiler (:mod:`mediasrv.calls.plan`)
+matched by :mod:`mediasrv.calls.blocking`, and the flow compiler (:mod:`mediasrv.calls.compile`)
 turns a :class:`FlowConfig` into steps. Fields are only ever added, never renamed.
 """
 
