@@ -499,3 +499,7 @@ class RotationStore(Protocol):
         ``":" + forwarding name`` for a named forwarding. Synchronous (served from memory);
         the store persists the pointer behind it, so a restart resumes the rotation."""
         ...
+
+    def peek_rotation(self, number_id: str, n: int) -> int:
+        """What :meth:`next_rotation` would return, without advancing (dry runs)."""
+        ...

@@ -139,6 +139,10 @@ class BusinessStore(Protocol):
         """Round-robin start index in ``range(n)``; persisted behind."""
         ...
 
+    def peek_rotation(self, number_id: str, n: int) -> int:
+        """The index the next call would get, without advancing (dry runs)."""
+        ...
+
     async def refresh(self) -> bool:
         """Reload the memory if another process applied a change; True when it did."""
         ...
@@ -213,6 +217,11 @@ class _Core:
         self._dirty.add(number_id)
         self._schedule_flush()
         return counter % n
+
+    def peek_rotation(self, number_id: str, n: int) -> int:
+        if n <= 0:
+            raise ValueError(f"peek_rotation needs n >= 1, got {n}")
+        return self._rotations.get(number_id, 0) % n
 
     def _schedule_flush(self) -> None:
         if self._flush_task is not None and not self._flush_task.done():

@@ -216,7 +216,10 @@ async def test_the_global_blocklist(
 
 
 async def test_round_robin_pointers(store: BusinessStore) -> None:
+    assert store.peek_rotation("+81312345678", 3) == 0
     assert [store.next_rotation("+81312345678", 3) for _ in range(4)] == [0, 1, 2, 0]
+    assert store.peek_rotation("+81312345678", 3) == 1  # a dry run reads, never advances
+    assert store.peek_rotation("+81312345678", 3) == 1
     assert store.next_rotation("+81312345678:doctors", 2) == 0  # rotations are independent
     assert store.next_rotation("+81312345678", 2) == 0  # fewer targets now: counter mod n
     with pytest.raises(ValueError):
@@ -226,6 +229,7 @@ async def test_round_robin_pointers(store: BusinessStore) -> None:
 async def test_round_robin_survives_a_restart(backend: Backend, store: BusinessStore) -> None:
     needs_persistence(backend)
     assert [store.next_rotation("+81312345678", 5) for _ in range(3)] == [0, 1, 2]
+    store.peek_rotation("+81312345678", 5)  # reading is not a call
     await asyncio.sleep(0)  # the write-behind task may or may not have run: close() writes
     await store.close()
     again = await backend.open()
