@@ -789,6 +789,18 @@ def _forwardings(flow: FlowConfig) -> Iterator[tuple[Path_, Forwarding]]:
         yield ("forwards", i), fwd
 
 
+def _written(data: object, rel: Path_) -> bool:
+    """Whether the key at ``rel`` is in the file (False: the action is a default)."""
+    for part in rel:
+        if isinstance(data, dict) and isinstance(part, str) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return False
+    return True
+
+
 def _check_action_targets(t: _T, flow: FlowConfig) -> None:
     """Every action points at something that exists (no menu choice pointing nowhere)."""
     section: dict[ActionKind, Callable[[], bool]] = {
@@ -807,8 +819,11 @@ def _check_action_targets(t: _T, flow: FlowConfig) -> None:
             raise t.ctx.error(path, "forwards, but the number has no [numbers.forwarding]")
         needs = section.get(action.kind)
         if needs is not None and not needs():
+            default = "" if _written(t.data, rel) else f" ({rel[-1]} defaults to it: set it)"
             raise t.ctx.error(
-                path, f"{action.kind.value!r}, but the number has no [numbers.{action.kind.value}]"
+                path,
+                f"{action.kind.value!r}, but the number has no [numbers.{action.kind.value}]"
+                + default,
             )
     if flow.queue is not None and not flow.queue.group and flow.forwarding is None:
         raise t.ctx.error((*t.path, "queue"), "a queue needs 'group' or a [numbers.forwarding]")

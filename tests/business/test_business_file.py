@@ -376,3 +376,14 @@ def test_a_night_break_after_midnight_and_dates(tmp_path: Path) -> None:
     ok = text.replace("to = 2026-12-30", "to = 2027-01-02")
     sched = load_business_text(ok).schedules[0]
     assert sched.overrides[0].first == dt.date(2026, 12, 31) and not sched.overrides[0].yearly
+
+
+def test_a_default_action_that_needs_a_missing_section_says_it_is_the_default() -> None:
+    text = BASE[: BASE.index("[numbers.voicemail]")]
+    text = text.replace('closed = "voicemail"', 'closed = "hangup"').replace(
+        'on_exhausted = "voicemail"\n', ""
+    )
+    e = error_of(text)
+    assert e.key == "numbers[0].forwarding.on_exhausted"
+    assert e.line == line_of(text, "[numbers.forwarding]")  # the table it is missing from
+    assert "no [numbers.voicemail] (on_exhausted defaults to it: set it)" in e.message
