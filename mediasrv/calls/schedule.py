@@ -25,7 +25,17 @@ import jpholiday
 
 from mediasrv.calls.business import HolidaySource, Schedule, TimeSpan
 
-__all__ = ["DayRule", "OpenState", "holiday_name", "is_open", "next_opening", "state_at", "zone"]
+__all__ = [
+    "DayRule",
+    "OpenState",
+    "holiday_name",
+    "hours_evaluator",
+    "is_open",
+    "next_opening",
+    "open_evaluator",
+    "state_at",
+    "zone",
+]
 
 _SEARCH_DAYS = 400  # next_opening looks this far ahead (a year, plus a long override)
 
@@ -148,3 +158,20 @@ def next_opening(schedule: Schedule, at: dt.datetime) -> dt.datetime | None:
             if moment > at and is_open(schedule, moment):
                 return moment
     return None
+
+
+def _schedule(value: object) -> Schedule:
+    if not isinstance(value, Schedule):
+        raise TypeError(f"expected a Schedule, got {type(value).__name__}")
+    return value
+
+
+def open_evaluator(schedule: object, at: dt.datetime) -> bool:
+    """:func:`is_open` in the shape a flow plan injects (its conditions hold the schedule as
+    an opaque object)."""
+    return is_open(_schedule(schedule), at)
+
+
+def hours_evaluator(schedule: object, at: dt.datetime) -> OpenState:
+    """:func:`state_at` for dry runs, same shape (``open``, ``rule``, ``label``)."""
+    return state_at(_schedule(schedule), at)

@@ -303,3 +303,14 @@ def test_is_open_matches_a_minute_painting_reference(
         if moment.astimezone(dt.UTC).astimezone(tz).replace(tzinfo=None) != local:
             continue  # a wall time that does not exist (a DST gap)
         assert is_open(schedule, moment) is (local in reference), (local, schedule)
+
+
+def test_the_evaluators_a_flow_plan_injects() -> None:
+    from mediasrv.calls.schedule import hours_evaluator, open_evaluator
+
+    at = tokyo("2026-11-23 10:00")  # a holiday
+    assert open_evaluator(clinic(), at) is False
+    state = hours_evaluator(clinic(), at)
+    assert (state.open, state.rule) == (False, DayRule.HOLIDAY)
+    with pytest.raises(TypeError, match="expected a Schedule"):
+        open_evaluator("clinic", at)
