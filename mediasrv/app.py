@@ -48,6 +48,8 @@ from mediasrv.media.api import MediaEvent, RecordMode
 from mediasrv.media.engine import MediaEngine
 from mediasrv.media.recorder import repair_wav
 from mediasrv.outputs.analysis_jobs import AnalysisJobQueue, AnalysisWorkerPool
+from mediasrv.outputs.business_seed import import_seed
+from mediasrv.outputs.business_store import SqliteBusinessStore
 from mediasrv.outputs.call_events import analysis_summary
 from mediasrv.outputs.calllog import CallLogStore, CallRecord, Disposition, SqlStatement
 from mediasrv.outputs.checkpoint import LiveCallCheckpoint
@@ -541,6 +543,9 @@ class Server:
         self.metrics = Metrics()
         self.store = CallLogStore(config.server.db_path)
         self.notifier = Notifier(config.notify, config.server.db_path, self.metrics)
+        # issue 10: business configuration (versions, version_for, round-robin pointers)
+        self.business = SqliteBusinessStore(config.server.db_path)
+        self._business_task: asyncio.Task[None] | None = None
         self.calls: dict[str, Call] = {}
         self._answers_not_stored_in_time = 0
         self._slow_answers_logged_at = -1e9
@@ -620,6 +625,7 @@ class Server:
         await self.store.open()
         await self.notifier.open()  # its tables exist before a call row carries an event
         await self.screening.rejections.open()
+        await self._start_business()
         await self._start_analysis()
         repaired = await self.loop.run_in_executor(
             None, repair_recordings, self.config.server.recordings_dir
@@ -693,6 +699,23 @@ class Server:
                 "pid": os.getpid(),
             },
         )
+
+    async def _start_business(self) -> None:
+        await self.business.open()
+        seeded = await import_seed(self.business, self.config)
+        if any(r.created for r in seeded):
+            log.info("[[numbers]] seed imported", extra={"versions": [r.version for r in seeded]})
+        self._business_task = self.loop.create_task(self._refresh_business())
+
+    async def _refresh_business(self) -> None:
+        """Pick up `mediasrv business apply` from another process (new calls only)."""
+        while True:
+            await asyncio.sleep(self.config.store.business_refresh_interval)
+            try:
+                if await self.business.refresh():
+                    log.info("business configuration changed: reloaded")
+            except Exception:  # the store unreachable: keep routing with what we have
+                log.exception("business configuration refresh failed; keeping the last one")
 
     async def _forget_missing_recordings(self) -> None:
         """Rows of calls cut off by a crash name the recording they would have had; keep the
@@ -890,6 +913,9 @@ class Server:
             await self.analysis_queue.close()
         await self.screening.rejections.close()
         await self.notifier.stop()
+        if self._business_task is not None:
+            self._business_task.cancel()
+        await self.business.close()
         await self.store.close()
         self._stopped.set()
 

@@ -1,4 +1,5 @@
-"""The ``mediasrv`` command: run, demo, analyze, models, token, webhooks, --version.
+"""The ``mediasrv`` command: run, demo, analyze, models, token, webhooks, business,
+--version.
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 """
@@ -51,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     from mediasrv.outputs.webhooks_cli import add_webhooks_parser
 
     add_webhooks_parser(sub)
+    # --- business configuration (issue 10): apply / export / list -----------------------
+    from mediasrv.business_cli import add_business_parser
+
+    add_business_parser(sub)
+    # --- end business ---------------------------------------------------------------------
     return parser
 
 
@@ -147,6 +153,12 @@ def _webhooks(args: argparse.Namespace) -> int:
     return webhooks_main(args)
 
 
+def _business(args: argparse.Namespace) -> int:
+    from mediasrv.business_cli import business_main
+
+    return business_main(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
@@ -156,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "models": _models,
         "token": _token,
         "webhooks": _webhooks,
+        "business": _business,
     }
     try:
         return handlers[args.command](args)

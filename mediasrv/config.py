@@ -365,6 +365,9 @@ class StoreConfig:
     # Seconds between checkpoints of the live calls: after a crash, a cut-off call's end
     # time is known to within this.
     checkpoint_interval: float = 2.0
+    # issue 10: seconds between checks for business configuration applied by another
+    # process (`mediasrv business apply`); a change is live for new calls within this.
+    business_refresh_interval: float = 1.0
 
 
 # --- end [store] -------------------------------------------------------------------------
@@ -984,6 +987,9 @@ def _store(ctx: _Ctx, data: object) -> StoreConfig:
     t = _Table(ctx, ("store",), data, StoreConfig.__dataclass_fields__)
     return StoreConfig(
         checkpoint_interval=t.float_("checkpoint_interval", d.checkpoint_interval, hi=3600.0),
+        business_refresh_interval=t.float_(
+            "business_refresh_interval", d.business_refresh_interval, hi=3600.0
+        ),
     )
 
 
@@ -1240,8 +1246,16 @@ def load_config(path: str | Path | None, overrides: Mapping[str, object] | None 
         source, text = "<defaults>", ""
     else:
         source, text = _read(path)
+    raw = _parse_toml(source, text)
+    ctx = _Ctx(source, _LineIndex(text), set())
+    if overrides:
+        _apply_overrides(raw, overrides, ctx, _STR_KEYS)
+    return _build(ctx, raw)
+
+
+def _parse_toml(source: str, text: str) -> dict[str, object]:
     try:
-        raw: dict[str, object] = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         msg = str(e)
         m = _TOML_POS_RE.search(msg)
@@ -1255,7 +1269,21 @@ def load_config(path: str | Path | None, overrides: Mapping[str, object] | None 
             detail = f"TOML syntax error: {msg[: -len(' (at end of document)')]} (at end of file)"
             raise ConfigError(source, line, "", detail) from None
         raise ConfigError(source, None, "", f"TOML syntax error: {msg}") from None
-    ctx = _Ctx(source, _LineIndex(text), set())
-    if overrides:
-        _apply_overrides(raw, overrides, ctx, _STR_KEYS)
-    return _build(ctx, raw)
+
+
+# --------------------------------------------------------------------------- business files
+# (issue 10) mediasrv/business_file.py reads its TOML with the same located errors.
+
+LocatedToml = _Ctx  # a parsed document's source and key -> line index
+TomlTable = _Table  # typed access to one table, unknown keys refused with a hint
+
+
+def read_located_toml(path: str | Path | None, text: str | None = None) -> tuple[dict[str, object], _Ctx]:
+    """Parse a TOML file (or ``text``, named ``path``) keeping where each key is."""
+    if text is None:
+        if path is None:
+            raise ValueError("read_located_toml needs a path or a text")
+        source, text = _read(path)
+    else:
+        source = str(path) if path is not None else "<text>"
+    return _parse_toml(source, text), _Ctx(source, _LineIndex(text), set())

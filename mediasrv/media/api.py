@@ -8,10 +8,13 @@ remote media node implement the same protocol.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NewType, Protocol
+
+PlayId = NewType("PlayId", int)  # one play() command; unique per engine
+RecordingId = NewType("RecordingId", int)  # one record() command; unique per engine
 
 
 class LegRole(enum.Enum):
@@ -63,12 +66,18 @@ class LegMedia:
 
 @dataclass(frozen=True, slots=True)
 class DtmfEvent:
+    """One key press on a leg, reported once whatever carried it (issue 9 §4: RFC 4733,
+    in-band tones and SIP INFO merged into one digit stream per leg)."""
+
     call_id: str
     role: LegRole
     digit: str  # one of 0-9 * # A-D
     start: float  # seconds since the leg's first RTP packet (media clock)
     duration: float  # seconds
     source: str  # "rfc4733" | "inband" | "info"
+
+
+Digit = DtmfEvent  # the name the call flows use
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +89,39 @@ class RtpTimeout:
     silent_for: float
 
 
+class PlayEnd(enum.Enum):
+    COMPLETED = "completed"  # the playlist played to its end (never for a looping play)
+    BARGED_IN = "barged-in"  # a digit stopped it (play(..., barge_in=True))
+
+
 @dataclass(frozen=True, slots=True)
 class PromptFinished:
+    """A play() ended by itself; :meth:`MediaControl.stop_play` emits nothing."""
+
     call_id: str
     role: LegRole
-    prompt: str
+    prompt: str  # name of the playlist's last prompt that played
+    play_id: PlayId = PlayId(0)
+    reason: PlayEnd = PlayEnd.COMPLETED
+
+
+@dataclass(frozen=True, slots=True)
+class PauseSpan:
+    """A paused span of a recording (PCI): seconds from the recording's start."""
+
+    start: float
+    end: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingResult:
+    """What :meth:`MediaControl.stop_record` (or the call's release) reports for one file."""
+
+    recording_id: RecordingId
+    path: Path | None  # None if the file failed (never point the call log at a bad file)
+    bytes: int
+    seconds: float
+    pauses: tuple[PauseSpan, ...] = ()
 
 
 MediaEvent = DtmfEvent | RtpTimeout | PromptFinished
@@ -112,9 +149,10 @@ class MediaReport:
 
     call_id: str
     legs: dict[LegRole, LegStats] = field(default_factory=dict)
-    recording: Path | None = None
+    recording: Path | None = None  # the whole-call recording, if any
     recording_bytes: int = 0
     engine: str = ""
+    recordings: list[RecordingResult] = field(default_factory=list)  # every file of the call
 
 
 class MediaControl(Protocol):
@@ -156,19 +194,79 @@ class MediaControl(Protocol):
         ...
 
     def bridge(self, a: LegMedia, b: LegMedia) -> None:
-        """Relay RTP (and RFC 4733 events) both ways between two legs of the same call."""
+        """Relay RTP (and RFC 4733 events) both ways between two legs of the same call.
+
+        A leg already bridged to another is unbridged from it first (queue -> operator,
+        first operator -> second operator)."""
         ...
 
-    def record(self, call_id: str, path: Path, mode: RecordMode) -> None:
-        """Record the call as stereo WAV: caller left, operator right (F12)."""
+    def unbridge(self, leg: LegMedia) -> None:
+        """Stop relaying between ``leg`` and its partner; both keep receiving (digits,
+        recording) and may be played to or bridged again."""
         ...
 
-    def play(self, leg: LegMedia, wav: Path, loop: bool = False) -> None:
-        """Play a prompt to ``leg`` only; emits :class:`PromptFinished` when done."""
+    def release_leg(self, leg: LegMedia) -> LegStats:
+        """Close one leg (a failed or finished forwarding attempt) and keep the call.
+
+        Its port goes back to the pool; RTP still arriving for it is dropped, never latched
+        by another leg."""
+        ...
+
+    def record(
+        self, call_id: str, path: Path, mode: RecordMode, *, stereo: bool = True
+    ) -> RecordingId:
+        """Start a recording of the call (F12): stereo WAV, caller left, operator right, or
+        (``stereo=False``) mono of the one channel ``mode`` names (a voicemail). Several
+        recordings of one call run at once and independently."""
+        ...
+
+    def stop_record(self, recording: RecordingId) -> RecordingResult:
+        """Close one recording; the rest of the call's recordings go on."""
+        ...
+
+    def pause_record(self, recording: RecordingId) -> None:
+        """Write silence from now on (PCI: the caller reads a card number)."""
+        ...
+
+    def resume_record(self, recording: RecordingId) -> None:
+        """End a pause; the result lists every paused span."""
+        ...
+
+    def play(
+        self,
+        leg: LegMedia,
+        playlist: Sequence[Path],
+        *,
+        loop: bool = False,
+        mix: bool = False,
+        barge_in: bool = False,
+    ) -> PlayId:
+        """Play prompts back to back, gap-free, to ``leg`` only.
+
+        ``mix``: on a bridged leg, mix the prompt into what the partner says (a whisper);
+        otherwise the prompt replaces the relayed audio while it plays. ``loop``: start
+        again at the end until stopped (hold music). ``barge_in``: a digit on the leg stops
+        the play. A new play on a leg replaces the one playing. Emits
+        :class:`PromptFinished` when the play ends by itself."""
+        ...
+
+    def stop_play(self, play: PlayId) -> None:
+        """Stop a play (no event); the leg goes back to relaying. Unknown ids are ignored."""
+        ...
+
+    def signalled_digit(self, leg: LegMedia, digit: str, duration: float) -> None:
+        """A digit that arrived by signalling (SIP INFO) on ``leg``: merged into the leg's
+        one digit stream, so the same key also sent as RFC 4733 or as a tone is reported
+        once."""
         ...
 
     def release(self, call_id: str) -> MediaReport:
-        """Stop everything for the call, close its sockets, return its ports and a report."""
+        """Stop everything for the call, close its sockets, return its ports and a report
+        (every recording still running is stopped and listed)."""
+        ...
+
+    async def flush(self) -> None:
+        """Wait until every stopped recording is completely on disk (drain, analysis)."""
         ...
 
     def active_ports(self) -> int:
