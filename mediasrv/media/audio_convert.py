@@ -41,8 +41,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from scipy.ndimage import minimum_filter1d, uniform_filter1d
-from scipy.signal import resample_poly
 
 from mediasrv.media import codec as g711
 from mediasrv.media.codec import Codec
@@ -231,6 +229,8 @@ def resample_to_8k(x: np.ndarray, rate: int) -> np.ndarray:
     """Band-limit and resample a mono signal to 8 kHz (polyphase FIR, see module doc)."""
     if rate == RATE:
         return x
+    from scipy.signal import resample_poly  # imported when needed: a 1-2 s import
+
     g = gcd(RATE, rate)
     up, down = RATE // g, rate // g
     return np.asarray(resample_poly(x, up, down, window=("kaiser", KAISER_BETA)))
@@ -260,6 +260,8 @@ def limit_peaks(x: np.ndarray, ceiling: float, rate: int = RATE) -> np.ndarray:
     mag = np.abs(x)
     if float(mag.max(initial=0.0)) <= ceiling:
         return x
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
     need = np.minimum(1.0, ceiling / np.maximum(mag, 1e-12))
     hold = max(1, int(rate * _LIMIT_HOLD_S)) * 2 + 1
     smooth = max(1, int(rate * _LIMIT_SMOOTH_S))
@@ -383,7 +385,7 @@ class ConvertCache:
         }
         _write_text(meta, json.dumps(facts) + "\n")
         self.conversions += 1
-        return CachedPrompt(key=key, path=out, **facts)  # type: ignore[arg-type]
+        return CachedPrompt(key=key, path=out, **facts)
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -115,12 +115,16 @@ def tone_pattern(seconds: float = 32.0, note_s: float = 0.5) -> np.ndarray:
     quiet chord, looping without a seam every ``len(_PATTERN) * note_s`` seconds."""
     n = int(seconds * RATE)
     t = np.arange(n) / RATE
-    out = 0.15 * sum(np.sin(2 * np.pi * f * t) for f in (130.81, 196.00, 261.63)) / 3
+    out = np.zeros(n)
+    for f in (130.81, 196.00, 261.63):  # a C major chord, quiet
+        out += 0.05 * np.sin(2 * np.pi * f * t)
     per = int(note_s * RATE)
     tt = np.arange(per) / RATE
     for k in range(n // per):
         f = _PENTATONIC[_PATTERN[k % len(_PATTERN)]]
-        note = sum(np.sin(2 * np.pi * f * h * tt) / h**1.5 for h in (1, 2, 3))
+        note = np.zeros(per)
+        for h in (1, 2, 3):
+            note += np.sin(2 * np.pi * f * h * tt) / h**1.5
         out[k * per : (k + 1) * per] += np.exp(-4.0 * tt) * note * _ramp(per, 40)
     return np.asarray(out / np.max(np.abs(out)) * 0.5)
 

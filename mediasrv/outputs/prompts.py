@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import re
 import tempfile
@@ -27,7 +28,15 @@ from pathlib import Path
 from mediasrv.media.audio_convert import MAX_SECONDS, ConvertCache
 from mediasrv.media.prompt import PromptError
 
-__all__ = ["INDEX_NAME", "PromptEntry", "PromptError", "PromptStore", "default_prompts_dir"]
+__all__ = [
+    "INDEX_NAME",
+    "PromptEntry",
+    "PromptError",
+    "PromptStore",
+    "default_prompts_dir",
+    "open_prompt_store",
+]
+log = logging.getLogger("mediasrv.prompts")
 
 INDEX_NAME = "index.json"
 INDEX_VERSION = 1
@@ -72,13 +81,16 @@ class PromptEntry:
 class PromptStore:
     """Implements :class:`mediasrv.media.prompt_loader.PromptLoader` over a directory."""
 
-    def __init__(self, directory: Path, max_seconds: float = MAX_SECONDS) -> None:
+    def __init__(
+        self, directory: Path, max_seconds: float = MAX_SECONDS, *, load: bool = True
+    ) -> None:
         self.directory = directory
         self.max_seconds = max_seconds
         self.cache = ConvertCache(directory / "audio", max_seconds)
         self._entries: dict[str, PromptEntry] = {}
         self._paths: dict[str, Path] = {}
-        self._load_index()
+        if load:
+            self._load_index()
 
     # ------------------------------------------------------------------ reading
 
@@ -195,3 +207,25 @@ class PromptStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def open_prompt_store(directory: str, max_seconds: float = MAX_SECONDS) -> PromptStore:
+    """The server's store (``[prompts] dir``; "" = the default). Blocking (reads the index):
+    call it in an executor. A missing or damaged store is logged, never fatal: the server
+    runs, and a flow that names a prompt gets a :class:`PromptError` it can handle."""
+    path = Path(directory).expanduser() if directory else default_prompts_dir()
+    try:
+        store = PromptStore(path, max_seconds)
+    except PromptError as exc:
+        log.error("prompt store unusable: %s; fix or rebuild it (`mediasrv prompts build`)", exc)
+        return PromptStore(path, max_seconds, load=False)  # empty: every name is unknown
+    if not len(store):
+        log.warning("prompt store %s is empty: run `mediasrv prompts build`", path)
+        return store
+    missing = store.missing_files()
+    if missing:
+        log.error("prompt store %s: files missing for %s", path, ", ".join(missing))
+    hold = store.entry("hold_music").origin if "hold_music" in store else "none"
+    log.info("prompt store loaded", extra={"dir": str(path), "prompts": len(store),
+                                           "hold_music": hold})
+    return store
