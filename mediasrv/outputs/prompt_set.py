@@ -112,11 +112,13 @@ _PATTERN = (0, 2, 4, 5, 4, 2, 3, 1, 0, 2, 4, 7, 6, 4, 3, 2)  # indices into the 
 
 def tone_pattern(seconds: float = 32.0, note_s: float = 0.5) -> np.ndarray:
     """Fallback hold music: a soft pentatonic arpeggio (plucked harmonics, decaying) over a
-    quiet chord, looping without a seam every ``len(_PATTERN) * note_s`` seconds."""
+    quiet chord; played in a loop it has no seam (every note starts and ends at zero)."""
     n = int(seconds * RATE)
     t = np.arange(n) / RATE
     out = np.zeros(n)
-    for f in (130.81, 196.00, 261.63):  # a C major chord, quiet
+    # A quiet C major chord; each frequency makes a whole number of cycles in 32 s (k/8 Hz),
+    # so the loop point has no step.
+    for f in (130.875, 196.0, 261.625):
         out += 0.05 * np.sin(2 * np.pi * f * t)
     per = int(note_s * RATE)
     tt = np.arange(per) / RATE

@@ -9,6 +9,9 @@ machine without that store synthesises three prompts here instead (kokoro-ja-voi
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ from mediasrv.analysis.manifest import Manifest, default_models_dir
 from mediasrv.analysis.modelbuild import build
 from mediasrv.analysis.scoring import cer, corpus_rate
 from mediasrv.media import codec as g711
+from mediasrv.media.audio_convert import TARGET_DBOV, active_level_dbov
 from mediasrv.media.codec import Codec
 from mediasrv.outputs import tts
 from mediasrv.outputs.prompt_set import JAPANESE_PROMPTS
@@ -72,3 +76,19 @@ def test_synthesised_prompts_are_understood(tmp_path: Path) -> None:
     worst = max(pairs, key=lambda p: cer(*p))
     assert cer(*worst) <= MAX_PROMPT_CER, worst
     assert corpus_rate(pairs, japanese=True) <= MAX_CORPUS_CER, pairs
+
+
+def test_say_writes_a_ready_prompt(tmp_path: Path) -> None:
+    """`mediasrv prompts say` (a business's own text): 8 kHz mono 16-bit at the target level."""
+    out = tmp_path / "own.wav"
+    run = subprocess.run(
+        [sys.executable, "-m", "mediasrv", "prompts", "say", "本日は定休日です。", "-o", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    with wave.open(str(out)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float64) / 32768
+    level = active_level_dbov(pcm)
+    assert level is not None and abs(level - TARGET_DBOV) <= 0.5
+    assert 0.5 < len(pcm) / 8000 < 5.0

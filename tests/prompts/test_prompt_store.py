@@ -141,6 +141,12 @@ def test_hold_music_from_a_package_directory_keeps_attribution(tmp_path: Path) -
     assert "Attribution-ShareAlike 3.0" in notice and "Paul Shuler" in notice
 
 
+def test_generated_hold_music_loops_without_a_step() -> None:
+    x = tone_pattern()
+    steps = np.abs(np.diff(x))
+    assert abs(x[0] - x[-1]) <= np.percentile(steps, 99)  # the wrap is an ordinary step
+
+
 def test_beep_is_a_clean_1khz_tone() -> None:
     x = beep()
     spec = np.abs(np.fft.rfft(x))
