@@ -66,6 +66,7 @@ RATE = 8000  # G.711 sampling rate (ITU-T G.711 §1; RFC 3551 §4.5.14)
 TARGET_DBOV = -20.0  # active level of every converted prompt (see the module doc)
 PEAK_DBOV = -1.0  # peak ceiling after normalisation (sample peak; G.711 overload is 0 dBov)
 MAX_SECONDS = 900.0  # a prompt or a piece of hold music longer than 15 min is a mistake
+MAX_BYTES = 512 << 20  # of sample data: bounds the memory one conversion takes
 MIN_RATE, MAX_RATE = 4000, 384000
 KAISER_BETA = 8.6  # about -85 dB stop band (Kaiser's formula: A = beta / 0.1102 + 8.7)
 CONVERTER_VERSION = 1  # part of the cache key: bump when the output of convert() changes
@@ -175,7 +176,7 @@ def _read_data(
     f: BinaryIO, size: int, info: WavInfo, name: str, max_seconds: float
 ) -> tuple[np.ndarray, WavInfo]:
     block = info.channels * info.bits // 8
-    if size == 0xFFFFFFFF or size == 0:  # streaming writers leave 0 / -1: read to the end
+    if size == 0xFFFFFFFF:  # a streaming writer could not seek back: read to the end
         size = _remaining(f)
     frames = size // block
     if frames == 0:
@@ -184,6 +185,11 @@ def _read_data(
     if seconds > max_seconds:
         raise PromptError(
             f"prompt {name}: {seconds:.0f} s of audio is longer than the {max_seconds:.0f} s limit"
+        )
+    if frames * block > MAX_BYTES:
+        raise PromptError(
+            f"prompt {name}: {frames * block >> 20} MiB of samples is over the "
+            f"{MAX_BYTES >> 20} MiB limit"
         )
     data = f.read(frames * block)
     if len(data) < frames * block:

@@ -25,7 +25,7 @@ from mediasrv.media.prompt_loader import (
     queue_position_names,
 )
 from mediasrv.outputs.prompt_set import MOH_LICENSE, beep, build_default_set, tone_pattern
-from mediasrv.outputs.prompts import INDEX_NAME, PromptError, PromptStore
+from mediasrv.outputs.prompts import INDEX_NAME, PromptError, PromptStore, open_prompt_store
 
 
 @pytest.fixture
@@ -220,3 +220,25 @@ def test_cli_import_list_and_bad_file(tmp_path: Path, src: Path) -> None:
     voice = _cli("say", "こんにちは", "-o", str(tmp_path / "o.wav"), "--voice", "robot",
                  env_dir=store)
     assert voice.returncode == 2 and "unknown voice 'robot'" in voice.stderr
+
+
+def test_server_opens_any_store_without_failing(
+    tmp_path: Path, src: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """app.py's open: a good store is loaded; an empty or damaged one is logged (the
+    server still starts, and every name is then a PromptError a flow can handle)."""
+    caplog.set_level("INFO", logger="mediasrv.prompts")
+    good = PromptStore(tmp_path / "good")
+    good.import_wav(src, "hold_music", origin="import")
+    assert open_prompt_store(str(tmp_path / "good")).resolve("hold_music").is_file()
+    assert any(r.getMessage() == "prompt store loaded" for r in caplog.records)
+    caplog.clear()
+    assert len(open_prompt_store(str(tmp_path / "none"))) == 0
+    assert "is empty: run `mediasrv prompts build`" in caplog.text
+    caplog.clear()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / INDEX_NAME).write_text('{"prompts": 3}')
+    broken = open_prompt_store(str(tmp_path / "bad"))
+    assert "prompt store unusable" in caplog.text
+    with pytest.raises(PromptError):
+        broken.resolve("hold_music")
