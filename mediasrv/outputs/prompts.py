@@ -22,7 +22,7 @@ import os
 import re
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from mediasrv.media.audio_convert import MAX_SECONDS, ConvertCache
@@ -139,6 +139,14 @@ class PromptStore:
     def playlist(self, names: Sequence[str], business: str | None = None) -> list[Path]:
         return [self.resolve(n, business) for n in names]
 
+    def lookup(self, name: str, business: str | None = None) -> Path | None:
+        """:meth:`resolve` that answers None for an unknown name (a flow that logs and skips
+        a missing prompt instead of failing the call)."""
+        try:
+            return self.resolve(name, business)
+        except PromptError:
+            return None
+
     def _unknown(self, name: str) -> PromptError:
         close = difflib.get_close_matches(name, self._entries, n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -177,6 +185,16 @@ class PromptStore:
         )
         self._entries[full] = entry
         self._paths[full] = hit.path
+        if save:
+            self.save()
+        return entry
+
+    def alias(self, name: str, target: str, save: bool = True) -> PromptEntry:
+        """File ``target``'s audio under a second name too (no copy: same file)."""
+        check_name(name)
+        entry = replace(self.entry(target), name=name)
+        self._entries[name] = entry
+        self._paths[name] = self._paths[target]
         if save:
             self.save()
         return entry

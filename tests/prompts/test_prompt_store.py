@@ -21,6 +21,7 @@ from mediasrv.media.prompt import FRAME, PromptCache, read_prompt
 from mediasrv.media.prompt_loader import (
     PromptLoader,
     PromptName,
+    digit_name,
     number_name,
     queue_position_names,
 )
@@ -58,6 +59,14 @@ def test_business_prompt_wins_over_default(tmp_path: Path, src: Path) -> None:
     assert store.resolve("welcome", "dental-clinic") != store.resolve("welcome")
     assert store.resolve("welcome") == tmp_path / default.file
     assert store.resolve("welcome", "other-business") == store.resolve("welcome")
+
+
+def test_alias_and_lookup(tmp_path: Path, src: Path) -> None:
+    store = PromptStore(tmp_path)
+    store.import_wav(src, number_name(3))
+    store.alias(digit_name(3), number_name(3))
+    assert PromptStore(tmp_path).resolve("digit-3") == store.resolve("number_3")
+    assert store.lookup("digit-4") is None and store.lookup("digit-3") is not None
 
 
 def test_unknown_and_bad_names(tmp_path: Path, src: Path) -> None:
