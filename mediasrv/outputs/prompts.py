@@ -49,6 +49,10 @@ def default_prompts_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "mediasrv" / "prompts"
 
 
+def _natural(name: str) -> list[tuple[int, int | str]]:
+    return [(1, int(p)) if p.isdigit() else (0, p) for p in re.split(r"(\d+)", name) if p]
+
+
 def check_name(name: str, what: str = "prompt name") -> str:
     if not _NAME_RE.match(name):
         raise PromptError(
@@ -114,7 +118,8 @@ class PromptStore:
         return len(self._entries)
 
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        """Sorted with numbers in order: number_2 before number_10."""
+        return sorted(self._entries, key=_natural)
 
     def entry(self, name: str) -> PromptEntry:
         try:
