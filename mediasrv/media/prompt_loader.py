@@ -26,7 +26,9 @@ class PromptName(enum.StrEnum):
     PLEASE_HOLD = "please_hold"
     QUEUE_POSITION = "queue_position"  # "you are caller number" ...
     QUEUE_POSITION_END = "queue_position_end"  # ... "in line, please hold"
-    MENU = "menu"
+    MENU = "menu"  # "please press the number for your enquiry"
+    MENU_PRESS = "menu_press"  # <label> <number> "... press" (menu_option_names)
+    MENU_REPEAT = "menu_repeat"  # "to hear this again, press #"
     INVALID_CHOICE = "invalid_choice"
     NO_INPUT = "no_input"
     VOICEMAIL_GREETING = "voicemail_greeting"
@@ -49,6 +51,12 @@ def digit_name(d: int) -> str:
     if not 0 <= d <= 9:
         raise ValueError(f"a digit is 0-9, not {d}")
     return f"digit-{d}"
+
+
+def menu_option_names(label: str, key: int) -> list[str]:
+    """One menu line, "for <label>, press <key>", from a business's own ``label`` prompt
+    ("営業については、") and the default set's number and ``menu_press``."""
+    return [label, number_name(key), PromptName.MENU_PRESS]
 
 
 def queue_position_names(position: int) -> list[str]:

@@ -62,6 +62,8 @@ JAPANESE_PROMPTS: dict[str, str] = {
     PromptName.QUEUE_POSITION: "ただいまのお客様の順番は、",
     PromptName.QUEUE_POSITION_END: "番目です。このまま、お待ちください。",
     PromptName.MENU: "ご用件に応じて、番号を押してください。",
+    PromptName.MENU_PRESS: "番を、押してください。",
+    PromptName.MENU_REPEAT: "もう一度お聞きになる場合は、シャープを押してください。",
     PromptName.INVALID_CHOICE: "入力された番号は、正しくありません。もう一度、入力してください。",
     PromptName.NO_INPUT: "入力が確認できませんでした。もう一度、入力してください。",
     PromptName.VOICEMAIL_GREETING: (

@@ -48,12 +48,21 @@ def _build(args: argparse.Namespace, directory: Path, max_seconds: float, voice:
     return 0
 
 
-def _say(args: argparse.Namespace, max_seconds: float, voice: str) -> int:
+def _say(args: argparse.Namespace, directory: Path, max_seconds: float, voice: str) -> int:
     out = Path(args.output)
+    if args.business and not args.name:
+        raise PromptError("--business needs --name (the name to file the prompt under)")
     with tts.spoken_wav(args.text, voice) as wav:
         converted = convert_file(wav, max_seconds)
     write_wav(out, converted.pcm)
     print(f"{out}: {converted.seconds:.2f} s, 8000 Hz mono 16-bit, {converted.level_dbov:.1f} dBov")
+    if args.name:
+        store = PromptStore(directory, max_seconds)
+        entry = store.import_wav(
+            out, args.name, business=args.business, origin=f"{tts.engine_version()} {voice}",
+            text=args.text,
+        )
+        print(f"{entry.name}: filed in {directory}")
     return 0
 
 
@@ -93,7 +102,7 @@ def prompts_main(args: argparse.Namespace) -> int:
         if args.prompts_command == "build":
             return _build(args, directory, max_seconds, voice)
         if args.prompts_command == "say":
-            return _say(args, max_seconds, voice)
+            return _say(args, directory, max_seconds, voice)
         if args.prompts_command == "import":
             return _import(args, directory, max_seconds)
         return _list(args, directory, max_seconds)

@@ -32,10 +32,11 @@ from mediasrv.outputs.prompts import PromptStore, default_prompts_dir
 
 pytestmark = pytest.mark.slow
 
-# Measured here: corpus CER 0.06 over the 12 prompts, 0.0 on composed queue positions (errors are mostly spelling variants,
-# ただいま / ただ今, 混み / 込み). The thresholds leave room for int8 kernels that differ by CPU.
+# Measured here: corpus CER 0.06-0.08 over the 14 prompts, 0.0 on composed queue positions;
+# the errors are mostly spelling variants (ただいま / ただ今, 混み / 込み). The thresholds
+# leave room for int8 kernels that differ by CPU.
 MAX_CORPUS_CER = 0.15
-MAX_PROMPT_CER = 0.35
+MAX_WINDOW_CER = 0.30  # no 25 s window of prompts is badly off
 FALLBACK = ("welcome", "recording_consent", "goodbye")
 
 
@@ -53,13 +54,28 @@ def _store_with_prompts(tmp_path: Path) -> tuple[PromptStore, list[str]]:
     return store, list(FALLBACK)
 
 
-def _as_heard(paths: list[Path]) -> np.ndarray:
-    """A playlist of 8 kHz prompts back to back, through PCMU and back (what the phone
-    plays), at 16 kHz for Whisper."""
-    x = np.concatenate([read_wav(p).samples[0] for p in paths])
+def _as_heard(pieces: list[np.ndarray]) -> np.ndarray:
+    """8 kHz audio back to back, through PCMU and back (what the phone plays), at 16 kHz."""
+    x = np.concatenate(pieces)
     pcm = np.round(x * 32768).clip(-32768, 32767).astype(np.int16)
     heard = g711.decode(Codec.PCMU, g711.encode(Codec.PCMU, pcm)).astype(np.float32) / 32768
     return resample(heard, 8000, 16000)
+
+
+def _windows(said: list[tuple[str, list[np.ndarray]]]) -> list[tuple[str, list[np.ndarray]]]:
+    """Utterances packed into windows of at most 25 s with 0.5 s pauses: Whisper encodes 30 s
+    per call whatever the length, so one call per window, not per prompt, halves the time."""
+    gap = np.zeros(4000, np.float32)
+    out: list[tuple[str, list[np.ndarray]]] = []
+    text, audio, n = "", [], 0
+    for ref, pieces in said:
+        length = sum(len(p) for p in pieces) + len(gap)
+        if audio and n + length > 25 * 8000:
+            out.append((text, audio))
+            text, audio, n = "", [], 0
+        text, audio, n = text + ref, [*audio, *pieces, gap], n + length
+    out.append((text, audio))
+    return out
 
 
 def test_synthesised_prompts_are_understood(tmp_path: Path) -> None:
@@ -70,27 +86,37 @@ def test_synthesised_prompts_are_understood(tmp_path: Path) -> None:
         AnalysisConfig(models_dir=models, whisper_model="whisper-base", language="ja", beam_size=5)
     )
     store, names = _store_with_prompts(tmp_path)
-    said = [(store.entry(n).text, [n]) for n in names]
+
+    def audio(playlist: list[str]) -> list[np.ndarray]:
+        return [read_wav(p).samples[0] for p in store.playlist(playlist)]
+
+    said = [(store.entry(n).text, audio([n])) for n in names]
     if all(n in store for n in queue_position_names(18)):  # composed: three files
         said += [(f"ただいまのお客様の順番は{k}番目です。このまま、お待ちください。",
-                  queue_position_names(k)) for k in (3, 18)]
+                  audio(queue_position_names(k))) for k in (3, 18)]
     pairs = []
-    for ref, playlist in said:
-        heard = _as_heard(store.playlist(playlist))
-        pairs.append((ref, analyzer.transcriber.whisper.transcribe(heard, "ja", 5).text))
+    for ref, pieces in _windows(said):
+        hyp = analyzer.transcriber.whisper.transcribe(_as_heard(pieces), "ja", 5).text
+        pairs.append((ref, hyp))
     worst = max(pairs, key=lambda p: cer(*p))
-    assert cer(*worst) <= MAX_PROMPT_CER, worst
+    assert cer(*worst) <= MAX_WINDOW_CER, worst
     assert corpus_rate(pairs, japanese=True) <= MAX_CORPUS_CER, pairs
 
 
 def test_say_writes_a_ready_prompt(tmp_path: Path) -> None:
     """`mediasrv prompts say` (a business's own text): 8 kHz mono 16-bit at the target level."""
     out = tmp_path / "own.wav"
+    store = tmp_path / "store"
     run = subprocess.run(
-        [sys.executable, "-m", "mediasrv", "prompts", "say", "本日は定休日です。", "-o", str(out)],
+        [sys.executable, "-m", "mediasrv", "prompts", "say", "本日は定休日です。", "-o", str(out),
+         "--dir", str(store), "--name", "closed", "--business", "dental-clinic"],
         capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 0, run.stderr
+    filed = PromptStore(store)
+    assert filed.entry("dental-clinic/closed").text == "本日は定休日です。"
+    with wave.open(str(filed.resolve("closed", "dental-clinic"))) as w, wave.open(str(out)) as o:
+        assert w.getnframes() == o.getnframes()
     with wave.open(str(out)) as w:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
         pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float64) / 32768
