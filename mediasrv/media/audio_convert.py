@@ -66,7 +66,7 @@ RATE = 8000  # G.711 sampling rate (ITU-T G.711 §1; RFC 3551 §4.5.14)
 TARGET_DBOV = -20.0  # active level of every converted prompt (see the module doc)
 PEAK_DBOV = -1.0  # peak ceiling after normalisation (sample peak; G.711 overload is 0 dBov)
 MAX_SECONDS = 900.0  # a prompt or a piece of hold music longer than 15 min is a mistake
-MAX_BYTES = 512 << 20  # of sample data: bounds the memory one conversion takes
+MAX_SAMPLES = 64_000_000  # frames x channels (11 min of 48 kHz stereo): bounds the memory
 MIN_RATE, MAX_RATE = 4000, 384000
 KAISER_BETA = 8.6  # about -85 dB stop band (Kaiser's formula: A = beta / 0.1102 + 8.7)
 CONVERTER_VERSION = 1  # part of the cache key: bump when the output of convert() changes
@@ -112,7 +112,7 @@ class Converted:
 
 
 def read_wav(path: Path, max_seconds: float = MAX_SECONDS) -> tuple[np.ndarray, WavInfo]:
-    """Samples as float64 in [-1, 1], shape ``[frames, channels]``, and the header facts."""
+    """Samples as float32 in [-1, 1], shape ``[frames, channels]``, and the header facts."""
     try:
         with path.open("rb") as f:
             return _read_riff(f, str(path), max_seconds)
@@ -186,10 +186,10 @@ def _read_data(
         raise PromptError(
             f"prompt {name}: {seconds:.0f} s of audio is longer than the {max_seconds:.0f} s limit"
         )
-    if frames * block > MAX_BYTES:
+    if frames * info.channels > MAX_SAMPLES:
         raise PromptError(
-            f"prompt {name}: {frames * block >> 20} MiB of samples is over the "
-            f"{MAX_BYTES >> 20} MiB limit"
+            f"prompt {name}: {frames * info.channels} samples ({info.channels} channels at "
+            f"{info.rate} Hz) is over the {MAX_SAMPLES} limit; downmix or shorten it"
         )
     data = f.read(frames * block)
     if len(data) < frames * block:
@@ -212,20 +212,20 @@ def _remaining(f: BinaryIO) -> int:
 
 def _decode(data: bytes, info: WavInfo) -> np.ndarray:
     if info.fmt == _FLOAT:
-        x = np.frombuffer(data, "<f4" if info.bits == 32 else "<f8").astype(np.float64)
+        x = np.frombuffer(data, "<f4" if info.bits == 32 else "<f8").astype(np.float32)
         return np.clip(x, -1.0, 1.0)
     if info.fmt in (_ULAW, _ALAW):
         law = Codec.PCMU if info.fmt == _ULAW else Codec.PCMA
-        return g711.decode(law, data).astype(np.float64) / _FULL_SCALE
+        return g711.decode(law, data).astype(np.float32) / np.float32(_FULL_SCALE)
     if info.bits == 8:  # 8-bit WAV PCM is unsigned, 128 = 0
-        return (np.frombuffer(data, np.uint8).astype(np.float64) - 128.0) / 128.0
+        return (np.frombuffer(data, np.uint8).astype(np.float32) - 128.0) / np.float32(128.0)
     if info.bits == 24:
         b = np.frombuffer(data, np.uint8).reshape(-1, 3).astype(np.int32)
         v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
         v = np.where(v & 0x800000, v - 0x1000000, v)
-        return v.astype(np.float64) / 8388608.0
+        return v.astype(np.float32) / np.float32(8388608.0)
     dtype, scale = ("<i2", _FULL_SCALE) if info.bits == 16 else ("<i4", 2147483648.0)
-    return np.frombuffer(data, dtype).astype(np.float64) / scale
+    return np.frombuffer(data, dtype).astype(np.float32) / np.float32(scale)
 
 
 # --------------------------------------------------------------------------- converting
@@ -292,7 +292,10 @@ def to_int16(x: np.ndarray) -> np.ndarray:
 
 def convert(samples: np.ndarray, rate: int) -> tuple[np.ndarray, float, float]:
     """``[frames, channels]`` float at ``rate`` -> (int16 8 kHz mono, gain dB, level dBov)."""
-    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+    if samples.ndim == 2:
+        mono = samples.mean(axis=1, dtype=np.float64)
+    else:
+        mono = np.asarray(samples, dtype=np.float64)
     mono = mono - float(np.mean(mono))  # DC would waste headroom and bias the level
     y, gain_db = normalise(resample_to_8k(mono, rate))
     pcm = to_int16(y)

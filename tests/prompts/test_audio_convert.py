@@ -207,6 +207,15 @@ def test_absurdly_long(tmp_path: Path) -> None:
     _raises(p, "longer than")
 
 
+def test_too_many_samples(tmp_path: Path) -> None:
+    """8 channels of 48 kHz for 200 s: within the time limit, over the memory bound."""
+    p = tmp_path / "wide.wav"
+    x = np.zeros((480, 8))
+    p.write_bytes(wav_bytes(x, 48000, data_size=200 * 48000 * 8 * 2))
+    with pytest.raises(PromptError, match=r"samples .* is over the .* limit"):
+        convert_file(p, max_seconds=900)
+
+
 def test_unsupported_encoding(tmp_path: Path) -> None:
     """IMA ADPCM (format tag 0x11) is a real WAV encoding we do not decode: say so."""
     p = tmp_path / "adpcm.wav"
