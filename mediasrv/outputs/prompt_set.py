@@ -205,6 +205,9 @@ def build_default_set(
             continue
         make = partial(_import_generated, store, name, x, GENERATED, text, GENERATED_LICENSE)
         done(_timed(name, make))
+    for b in _hold_music(store, moh_dir, force):
+        done(b)
+    store.save()  # beep and music are there even if speech synthesis is unavailable
     if speech:
         origin = f"{tts.engine_version()} {voice}"
         for name, (shown, spoken) in spoken_prompts().items():
@@ -215,9 +218,7 @@ def build_default_set(
             done(_timed(name, partial(_speak_into, store, name, shown, spoken, voice, origin)))
             store.save()  # a long build that is cut keeps what it made
         _digit_aliases(store)
-    for b in _hold_music(store, moh_dir, force):
-        done(b)
-    store.save()
+        store.save()
     return report
 
 

