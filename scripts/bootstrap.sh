@@ -11,7 +11,8 @@ cd "$HERE"
 VENV=${MEDIASRV_VENV:-$HERE/.venv}
 PY=${PYTHON:-python3}
 
-DEBS=(sip-tester sox espeak-ng asterisk-core-sounds-en-wav asterisk-core-sounds-en build-essential)
+DEBS=(sip-tester sox espeak-ng asterisk-core-sounds-en-wav asterisk-core-sounds-en build-essential
+      asterisk-moh-opsound-wav)  # hold music (CC-BY-SA 3.0) for the prompt store
 
 need_debs() {
     local missing=()
@@ -33,23 +34,31 @@ setup_venv() {
     fi
     "$VENV/bin/pip" install -q --upgrade pip setuptools wheel Cython numpy >/dev/null
     # Non-editable install: builds cext/*.pyx into the wheel (tested from site-packages).
-    "$VENV/bin/pip" install -q --no-build-isolation "$HERE[test,analysis]"
+    "$VENV/bin/pip" install -q --no-build-isolation "$HERE[test,analysis,prompts]"
+    "$VENV/bin/pip" install -q --no-deps "pyopenjtalk-plus==0.4.1.post10"
 }
 
 build_models() {
     "$VENV/bin/mediasrv" models build
 }
 
+# The default prompt set (beep, Japanese prompts, hold music) into ~/.cache/mediasrv/prompts
+# (or $MEDIASRV_PROMPTS_DIR), outside the repo like the models. Only what is missing is made:
+# a complete store costs nothing; a fresh one takes about 2 minutes of CPU (speech synthesis).
+build_prompts() {
+    "$VENV/bin/mediasrv" prompts build | tail -n 1 >&2  # says which hold music was used
+}
+
 cmd=${1:-test}
 shift || true
 case "$cmd" in
     setup)
-        need_debs; setup_venv; build_models ;;
+        need_debs; setup_venv; build_models; build_prompts ;;
     demo)
         need_debs; setup_venv
         exec "$VENV/bin/mediasrv" demo "$@" ;;
     test)
-        need_debs; setup_venv; build_models
+        need_debs; setup_venv; build_models; build_prompts
         # Run pytest from the venv's entry point (not `python -m`), so the installed package,
         # not the source tree, is what gets imported; PYTHONSAFEPATH keeps child interpreters
         # (`python -c`, `python -m mediasrv`) from putting the checkout on sys.path too.

@@ -30,6 +30,7 @@ from mediasrv.media.api import (
     RtpTimeout,
     SdpError,
 )
+from mediasrv.media.prompt_loader import PromptLoader
 from mediasrv.sip.events import Answered, Dtmf, Failed, Hangup, LegEvent, ReOffer, Ringing
 from mediasrv.sip.legs import InboundLeg, Leg, OutboundLeg
 
@@ -110,6 +111,7 @@ class CallServices:
     # Persist the answer (answer time, operator, recording) before the caller gets its 200,
     # so that a call the caller saw answered is answered in the log even after a crash.
     store_answer: Callable[[CallResult], Awaitable[None]] = _nothing_to_store
+    prompts: PromptLoader | None = None  # issue 9 §5: prompt names -> files (the store)
 
 
 class Stop(enum.Enum):
