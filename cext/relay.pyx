@@ -418,7 +418,7 @@ cdef class Relay:
         cdef bint have_remote = remote is not None
         if have_remote:
             fill_addr(&addr, &addr_len, remote[0], remote[1])
-        detector = DtmfDetector() if te_pt < 0 else None
+        detector = DtmfDetector()
         self.lock()
         try:
             s = self.get(leg)
@@ -441,15 +441,13 @@ cdef class Relay:
             s.send_codec = send_codec
             s.send_pt = send_pt
             s.te_pt = te_pt
-            # In-band Goertzel detection only where the phone negotiated no telephone-event,
-            # so a phone sending both never yields a digit twice.
-            if te_pt >= 0:
-                self.inband[leg] = None
-                s.inband_st = NULL
-            elif self.inband[leg] is None:
+            # In-band Goertzel detection on every leg, telephone-event or not: a gateway may
+            # send a key both ways; the engine's digit stream (media/digits.py) reports each
+            # press once (cost: bench/RESULTS.md "Digit merge window").
+            if self.inband[leg] is None:
                 self.inband[leg] = detector
                 s.inband_st = &(<DtmfDetector>detector).st
-            s.inband_on = te_pt < 0
+            s.inband_on = True
             s.sends = sends
             s.receives = receives
             s.configured = True

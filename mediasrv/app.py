@@ -37,6 +37,7 @@ from mediasrv.calls.routing import Destination, Route
 from mediasrv.config import (
     AnalysisSettings,
     AuthGuardConfig,
+    BindingStoreKind,
     BlockedPolicy,
     Config,
     NumberConfig,
@@ -48,6 +49,7 @@ from mediasrv.media.api import MediaEvent, RecordMode
 from mediasrv.media.engine import MediaEngine
 from mediasrv.media.recorder import repair_wav
 from mediasrv.outputs.analysis_jobs import AnalysisJobQueue, AnalysisWorkerPool
+from mediasrv.outputs.bindings import SqliteBindingStore
 from mediasrv.outputs.calllog import CallLogStore, CallRecord, Disposition
 from mediasrv.outputs.checkpoint import LiveCallCheckpoint
 from mediasrv.outputs.metrics import Metrics
@@ -68,6 +70,12 @@ from mediasrv.sip.legs import InboundLeg
 from mediasrv.sip.message import Request, Response
 from mediasrv.sip.parser import SipParseError
 from mediasrv.sip.ratelimit import Limit, SourceGuard, UnknownNumberBudget
+from mediasrv.sip.registrar import (
+    MemoryBindingStore,
+    Registrar,
+    RegistrarPolicy,
+    RegistrarUser,
+)
 from mediasrv.sip.screening import OptionsPolicy as SipOptionsPolicy
 from mediasrv.sip.screening import Screen, SourcePolicy, UntrustedPolicy
 from mediasrv.sip.transaction import TimerConfig
@@ -263,6 +271,58 @@ class TrunkAdmission:
     def _refuse(self) -> Admission:
         self._metrics.attempt("blocked")
         return Admission.drop() if self._drop else Admission.reject(403, "Forbidden")
+
+
+# ---- issue 10 "Registrar": the operators' registrar, wired from [registrar] ----
+
+
+def make_registrar(
+    config: Config, secret: bytes, guard: AuthGuard | None
+) -> tuple[Registrar, SqliteBindingStore | None]:
+    """The registrar of ``[registrar]`` and, with ``store = "sqlite"``, its store to open."""
+    cfg = config.registrar
+    users = [
+        RegistrarUser(
+            u.name,
+            u.password or None,
+            {
+                alg: value
+                for alg, value in (
+                    (DigestAlgorithm.MD5, u.ha1_md5),
+                    (DigestAlgorithm.SHA256, u.ha1_sha256),
+                )
+                if value
+            },
+        )
+        for u in cfg.users
+    ]
+    guard_cfg = config.sip.auth_guard
+    digest = DigestServer(
+        cfg.realm,
+        secret,
+        tuple(DigestAlgorithm(a.value) for a in cfg.algorithms),
+        max_failures=guard_cfg.nonce_max_failures,
+        max_nonces=guard_cfg.nonce_table_size,
+    )
+    policy = RegistrarPolicy(
+        domain=cfg.domain,
+        default_expires=cfg.default_expires,
+        min_expires=cfg.min_expires,
+        max_expires=cfg.max_expires,
+        max_contacts=cfg.max_contacts,
+        drop_blocked=guard_cfg.blocked_policy is BlockedPolicy.DROP,
+        networks=parse_exempt(cfg.networks),
+    )
+    sqlite = (
+        SqliteBindingStore(config.server.db_path)
+        if cfg.store is BindingStoreKind.SQLITE
+        else None
+    )
+    store = sqlite if sqlite is not None else MemoryBindingStore()
+    return Registrar(digest, users, store, policy, guard), sqlite
+
+
+# ---- end of issue 10 "Registrar" wiring ----
 
 
 class MetricsObserver:
@@ -561,6 +621,7 @@ class Server:
             no_rtp_timeout=config.media.no_rtp_timeout,
             recording_format=config.media.recording_format.value,
             latch_learning=config.media.latch_learning_ms / 1000.0,
+            digit_window=config.media.dtmf_merge_window_ms / 1000.0,
         )
         self.sip_observer = MetricsObserver(self.metrics)
         self.transport = SipTransport(
@@ -583,6 +644,13 @@ class Server:
             metrics=AuthMetrics(self.metrics),
         )
         self.screening = SourceScreening(config, self.metrics, self.loop.time)
+        # issue 10: operators' softphones REGISTER here; flows call registrar.contacts_for
+        self.registrar: Registrar | None = None
+        self._bindings: SqliteBindingStore | None = None
+        if config.registrar.enabled:
+            self.registrar, self._bindings = make_registrar(
+                config, secrets.token_bytes(32), self.trunk_admission.guard
+            )
         self.admission = KnownNumberAdmission(
             self.trunk_admission,
             self.router,
@@ -616,6 +684,9 @@ class Server:
     async def start(self) -> None:
         await self.store.open()
         await self.screening.rejections.open()
+        if self._bindings is not None:
+            kept = await self._bindings.open()
+            log.info("registrar bindings loaded", extra={"bindings": kept})
         await self._start_analysis()
         repaired = await self.loop.run_in_executor(
             None, repair_recordings, self.config.server.recordings_dir
@@ -648,8 +719,9 @@ class Server:
             cfg=TimerConfig(sip.t1, sip.t2, sip.t4),
             observer=self.sip_observer,
             screen=self.screening.screen,
+            registrar=self.registrar,
         )
-        self.transport.admit_source = self.screening.make_guard(self.ua.is_peer).admit
+        self.transport.admit_source = self.screening.make_guard(self._is_peer).admit
         self._sweep_task = self.loop.create_task(self.screening.sweep_forever())
         self.metrics.add_gauge_callback(
             "mediasrv_sip_transactions", "SIP transactions in progress", self._transactions
@@ -685,6 +757,17 @@ class Server:
                 "engine": self.media.engine_name,
                 "pid": os.getpid(),
             },
+        )
+
+    def _is_peer(self, host: str) -> bool:
+        """Passes the pre-parse gate as a known peer: a dialog or transaction with us, or
+        (issue 10) a source in the registrar's explicitly listed ``networks``."""
+        assert self.ua is not None
+        if self.ua.is_peer(host):
+            return True
+        registrar = self.registrar
+        return registrar is not None and bool(registrar.policy.networks) and (
+            registrar.policy.allows(host)
         )
 
     async def _forget_missing_recordings(self) -> None:
@@ -839,6 +922,8 @@ class Server:
         if self.analysis_queue is not None:
             await self.analysis_queue.close()
         await self.screening.rejections.close()
+        if self._bindings is not None:
+            await self._bindings.close()
         await self.store.close()
         self._stopped.set()
 
