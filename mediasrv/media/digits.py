@@ -19,9 +19,20 @@ The end of a press is when its report arrives for RFC 4733 (the end packet, RFC 
 §2.5.1.4) and for tones (the detector reports after the tone stops); an INFO arrives when the
 key goes down, so its end is its arrival plus the body's ``Duration``.
 
-Measured offsets (``tests/e2e/test_e2e_digits.py``, bench/RESULTS.md "Digit merge window";
-arrival of the tone report minus arrival of the RFC 4733 end, same key press):
-see ``MEASURED`` below; ``DEFAULT_WINDOW`` keeps a margin of more than twice the worst.
+Measured offsets (2026-12-02, through the running server; "dtmf duplicate merged" log lines
+of ``tests/e2e/test_e2e_digits.py``; offset = the dropped report's end minus the kept one's):
+
+- tone vs RFC 4733, SIPp playing a gateway pcap that sends both and does not mute the tone:
+  +19 ms for 6 of 6 presses (the detector ends a tone on the next 20 ms frame of silence);
+- INFO vs RFC 4733, pjsua2 sending both: -27 ms and -30 ms (the INFO's Duration=160 ends a
+  little before the event's end packet arrives);
+- tone vs INFO, pjsua2 (tone 200 ms, INFO Duration=160): +64 ms;
+- tone with RFC 4733 from pjsua2: no tone to merge: pjsua2 sends events *instead of* audio
+  while a digit lasts, so the tone never reaches us (the event wins by construction).
+
+The worst is 64 ms; ``DEFAULT_WINDOW`` (200 ms, ``[media] dtmf_merge_window_ms``) keeps three
+times that, and stays below the gap between two presses of a fast dialler (Q.24: 40 ms tone +
+40 ms pause is legal, but pairing is one to one, so "1 1" still gives two digits).
 
 Sans-IO: time comes from ``now`` and the hold timer from ``call_later`` (a fake clock in
 unit tests, the event loop in the engine).
@@ -48,10 +59,13 @@ class TimerHandle(Protocol):
 CallLater = Callable[[float, Callable[[], None]], TimerHandle]
 # (digit, start, duration, source): start and duration in seconds, as the source gave them.
 DigitSink = Callable[[str, float, float, DigitSource], None]
+# (kept, dropped, offset): a duplicate report of one press was merged; offset = dropped
+# report's end minus the kept one's, in seconds (what the window must cover).
+MergeSink = Callable[[DigitSource, DigitSource, float], None]
 
 # Worst offsets measured between the two reports of one press (seconds, |tone end - RFC 4733
 # end| and |INFO end - RFC 4733 end|), see the module docstring; the window keeps a margin.
-MEASURED = {"inband_vs_rfc4733": 0.06, "info_vs_rfc4733": 0.04}
+MEASURED = {"inband_vs_rfc4733": 0.019, "info_vs_rfc4733": 0.030, "inband_vs_info": 0.064}
 DEFAULT_WINDOW = 0.2
 DIGITS = frozenset("0123456789*#ABCD")
 
@@ -70,7 +84,16 @@ class _Report:
 class DigitStream:
     """The merged digit stream of one leg."""
 
-    __slots__ = ("_call_later", "_emit", "_now", "_pending", "_recent", "expects_rfc4733", "window")
+    __slots__ = (
+        "_call_later",
+        "_emit",
+        "_now",
+        "_on_merge",
+        "_pending",
+        "_recent",
+        "expects_rfc4733",
+        "window",
+    )
 
     def __init__(
         self,
@@ -78,12 +101,14 @@ class DigitStream:
         now: Callable[[], float],
         call_later: CallLater,
         window: float = DEFAULT_WINDOW,
+        on_merge: MergeSink | None = None,
     ) -> None:
         if window < 0:
             raise ValueError("the digit suppression window cannot be negative")
         self._emit = emit
         self._now = now
         self._call_later = call_later
+        self._on_merge = on_merge
         self.window = window
         # True while the leg negotiated telephone-event: tones and INFO wait for the window.
         self.expects_rfc4733 = False
@@ -127,6 +152,7 @@ class DigitStream:
             self._pending.remove(report)
             if report.timer is not None:
                 report.timer.cancel()
+            self._merged(event, report)
         event.claimed |= taken
         if not taken:
             early = self._match(self._recent, event, DigitSource.RFC4733)
@@ -134,6 +160,7 @@ class DigitStream:
                 # A tone or INFO already reported (its hold ran out, or the leg had no
                 # telephone-event then): the press is counted; the event adds nothing.
                 early.claimed.add(DigitSource.RFC4733)
+                self._merged(early, event)
                 return
         self._report(event)
 
@@ -142,6 +169,7 @@ class DigitStream:
             same = self._match(pool, report, report.source)
             if same is not None:
                 same.claimed.add(report.source)
+                self._merged(same, report)
                 return
         if not self.expects_rfc4733:
             self._report(report)
@@ -159,6 +187,10 @@ class DigitStream:
     def _report(self, report: _Report) -> None:
         self._recent.append(report)
         self._emit(report.digit, report.start, report.duration, report.source)
+
+    def _merged(self, kept: _Report, dropped: _Report) -> None:
+        if self._on_merge is not None:
+            self._on_merge(kept.source, dropped.source, dropped.end - kept.end)
 
     def _match(self, pool: list[_Report], report: _Report, source: DigitSource) -> _Report | None:
         """The earliest report of the same key within the window not yet paired with

@@ -474,7 +474,22 @@ class MediaEngine:
         def emit(digit: str, start: float, duration: float, source: DigitSource) -> None:
             self._digit(leg, digit, start, duration, source)
 
-        return DigitStream(emit, self._loop.time, self._loop.call_later, self._digit_window)
+        def merged(kept: DigitSource, dropped: DigitSource, offset: float) -> None:
+            # One line per merged press (not per packet): the offsets the window must cover.
+            log.info(
+                "dtmf duplicate merged",
+                extra={
+                    "call_id": leg.media.call_id,
+                    "leg": leg.media.role.value,
+                    "kept": kept.value,
+                    "dropped": dropped.value,
+                    "offset_ms": round(offset * 1000, 1),
+                },
+            )
+
+        return DigitStream(
+            emit, self._loop.time, self._loop.call_later, self._digit_window, merged
+        )
 
     def _dtmf(self, leg_id: int, digit: str, start: float, duration: float, source: str) -> None:
         """A raw detection from the packet path (RFC 4733 event or in-band tone)."""

@@ -233,3 +233,21 @@ def test_unknown_keys_are_ignored(clock: FakeClock) -> None:
 def test_negative_window_is_refused(clock: FakeClock) -> None:
     with pytest.raises(ValueError):
         DigitStream(lambda *a: None, clock.time, clock.call_later, -0.1)
+
+
+def test_each_merge_reports_its_offset(clock: FakeClock) -> None:
+    merges: list[tuple[DigitSource, DigitSource, float]] = []
+    stream = DigitStream(
+        lambda *a: None,
+        clock.time,
+        clock.call_later,
+        WINDOW,
+        lambda kept, dropped, offset: merges.append((kept, dropped, round(offset, 3))),
+    )
+    stream.expects_rfc4733 = True
+    stream.feed("5", 1.0, 0.1, TONE)
+    clock.advance(0.04)
+    stream.feed("5", 1.0, 0.1, RFC)
+    clock.advance(0.03)
+    stream.feed("5", 0.0, 0.1, INFO)  # arrived late: its end is 0.1 s after arrival
+    assert merges == [(RFC, TONE, -0.04), (RFC, INFO, 0.13)]
