@@ -95,7 +95,7 @@ def write_pcap(path: Path, plan: list[tuple[str | None, int]]) -> list[str]:
         base = 1_700_000_000
         for at, data in packets:
             frame = _udp(data)
-            sec, usec = base + int(at), int(round((at % 1) * 1e6)) % 1_000_000
+            sec, usec = base + int(at), round((at % 1) * 1e6) % 1_000_000
             f.write(struct.pack("<IIII", sec, usec, len(frame), len(frame)) + frame)
     return pressed
 
