@@ -622,6 +622,7 @@ class Server:
             recording_format=config.media.recording_format.value,
             latch_learning=config.media.latch_learning_ms / 1000.0,
             digit_window=config.media.dtmf_merge_window_ms / 1000.0,
+            inband_dtmf=config.media.inband_dtmf,
         )
         self.sip_observer = MetricsObserver(self.metrics)
         self.transport = SipTransport(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from mediasrv.media.api import RecordMode
+from mediasrv.media.digits import InbandPolicy
 
 __all__ = [
     "DEFAULT_COUNTRY_CODE",
@@ -329,6 +330,7 @@ class MediaConfig:
     latch_learning_ms: int = 0  # NAT learning window after a leg's first packet; 0 = lock
     # --- one digit stream per leg (issue 9 §4) ---
     dtmf_merge_window_ms: int = 200  # RFC 4733 wins over a tone / INFO of one press within it
+    inband_dtmf: InbandPolicy = InbandPolicy.CALLER  # which legs run the tone detector
 
 
 @dataclass(frozen=True)
@@ -918,6 +920,7 @@ def _media(ctx: _Ctx, data: object) -> MediaConfig:
         # --- RTP latching (issue 8, finding 1) ---
         latch_learning_ms=t.int_("latch_learning_ms", d.latch_learning_ms, 0, 60000),
         dtmf_merge_window_ms=t.int_("dtmf_merge_window_ms", d.dtmf_merge_window_ms, 0, 2000),
+        inband_dtmf=t.enum_("inband_dtmf", InbandPolicy, d.inband_dtmf),
     )
 
 

@@ -46,6 +46,24 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 
+class InbandPolicy(enum.Enum):
+    """Which legs run the in-band (Goertzel) detector (``[media] inband_dtmf``).
+
+    It costs about 2.2-2.9 µs per 20 ms packet, 0.6-0.75 times what relaying the packet costs
+    (``bench/dtmf_inband.py``, bench/RESULTS.md "Digit merge window"), so it is not run
+    everywhere by default.
+    """
+
+    ALWAYS = "always"  # every leg, telephone-event negotiated or not
+    CALLER = "caller"  # caller legs always (PSTN gateways may pass tones); others as FALLBACK
+    FALLBACK = "fallback"  # only legs that negotiated no telephone-event
+
+    def detects(self, caller_leg: bool, telephone_event: bool) -> bool:
+        if self is InbandPolicy.ALWAYS or not telephone_event:
+            return True
+        return self is InbandPolicy.CALLER and caller_leg
+
+
 class DigitSource(enum.Enum):
     RFC4733 = "rfc4733"
     INBAND = "inband"

@@ -33,7 +33,7 @@ from mediasrv.media.api import (
     SdpError,
 )
 from mediasrv.media.codec import Codec
-from mediasrv.media.digits import DEFAULT_WINDOW, DigitSource, DigitStream
+from mediasrv.media.digits import DEFAULT_WINDOW, DigitSource, DigitStream, InbandPolicy
 from mediasrv.media.packet_path import LegParams, MixingPacketPath, PacketEvents, PacketPath
 from mediasrv.media.packet_path_py import PyPacketPath
 from mediasrv.media.ports import PortPair, PortPool
@@ -161,9 +161,11 @@ class MediaEngine:
         recording_format: str = "pcm16",
         latch_learning: float = 0.0,
         digit_window: float = DEFAULT_WINDOW,
+        inband_dtmf: InbandPolicy = InbandPolicy.CALLER,
     ) -> None:
         self._loop = loop
         self._digit_window = digit_window  # RFC 4733 wins over tones / INFO within it
+        self._inband = inband_dtmf  # which legs run the Goertzel detector
         # Seconds after a leg's first RTP packet during which another source may take the
         # leg over (NAT at call start); 0 locks every leg to its first source.
         self._latch_learning = latch_learning
@@ -403,6 +405,9 @@ class MediaEngine:
                 remote=negotiated.remote,
                 direction=negotiated.direction,
                 latch_learning=self._latch_learning,
+                inband_dtmf=self._inband.detects(
+                    leg.media.role is LegRole.CALLER, negotiated.te_pt is not None
+                ),
             ),
         )
 

@@ -160,9 +160,11 @@ class PyPacketPath:
             state.latched = None  # a re-INVITE moved the peer: latch again (RFC 4961 §4)
         state.params = params
         state.sdp_source = _routable(params.remote)
-        if state.inband is None:
-            # Every leg, telephone-event or not (a gateway may send a key both ways): the
-            # engine's digit stream (media/digits.py) reports each press once.
+        if not params.inband_dtmf:
+            state.inband = None
+        elif state.inband is None:
+            # Telephone-event or not, where the engine's InbandPolicy says (a gateway may send
+            # a key both ways): the engine's digit stream (media/digits.py) merges them.
             state.inband = kernels.dtmf.DtmfDetector()
 
     def bridge(self, a: int, b: int) -> None:

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from media_peers import HOST, Peer, Rtp, offer_sdp
 
 from mediasrv.media.api import DtmfEvent, LegMedia, LegRole, MediaEvent
 from mediasrv.media.codec import Codec
+from mediasrv.media.digits import InbandPolicy
 from mediasrv.media.engine import MediaEngine
 from mediasrv.media.kernels import g711
 
@@ -140,3 +142,37 @@ async def test_an_info_digit_and_the_same_press_as_rfc4733_are_one_digit() -> No
         engine.release("info")
         await engine.close()
         phone.close()
+
+
+@pytest.mark.parametrize(
+    ("policy", "role", "detected"),
+    [
+        (InbandPolicy.CALLER, LegRole.CALLER, True),
+        (InbandPolicy.CALLER, LegRole.OPERATOR, False),
+        (InbandPolicy.ALWAYS, LegRole.OPERATOR, True),
+        (InbandPolicy.FALLBACK, LegRole.CALLER, False),
+    ],
+)
+async def test_the_inband_policy_on_legs_with_telephone_event(
+    policy: InbandPolicy, role: LegRole, detected: bool
+) -> None:
+    events: list[MediaEvent] = []
+    engine = MediaEngine(asyncio.get_running_loop(), HOST, *PORTS, events.append,
+                         inband_dtmf=policy)  # fmt: skip
+    phone = Peer()
+    leg = engine.allocate("pol", role)
+    engine.answer(leg, offer_sdp(phone.port, [Codec.PCMU], TE))
+    try:
+        await _send(phone, leg, tone_frames(852, 1336, 0))  # "8"
+        digits = await _digits(events, 1, timeout=1.5 if detected else 0.8)
+        assert [(d.digit, d.source) for d in digits] == ([("8", "inband")] if detected else [])
+    finally:
+        engine.release("pol")
+        await engine.close()
+        phone.close()
+
+
+def test_without_telephone_event_every_policy_detects_tones() -> None:
+    for policy in InbandPolicy:
+        for caller in (True, False):
+            assert policy.detects(caller_leg=caller, telephone_event=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mediasrv.config import BindingStoreKind, ConfigError, DigestAlgorithm, load_config
+from mediasrv.media.digits import InbandPolicy
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,6 +20,17 @@ def test_registrar_is_off_by_default_and_documented() -> None:
     assert example.registrar.store is BindingStoreKind.SQLITE
     assert [u.name for u in example.registrar.users] == ["alice"]
     assert example.media.dtmf_merge_window_ms == 200
+    assert example.media.inband_dtmf is InbandPolicy.CALLER
+    assert load_config(None).media.inband_dtmf is InbandPolicy.CALLER
+
+
+def test_a_bad_inband_policy_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text('[media]\ninband_dtmf = "sometimes"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert str(exc.value).startswith(f"{path}:2: media.inband_dtmf: "), str(exc.value)
+    assert "always, caller, fallback" in exc.value.message
 
 
 def test_a_registrar_is_read(tmp_path: Path) -> None:
