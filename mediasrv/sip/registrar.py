@@ -422,7 +422,8 @@ def _delta_seconds(text: str, what: str) -> int:
     text = text.strip()
     if not text or not text.isascii() or not text.isdigit():
         raise _Refused(400, f"Bad Request ({what} is not delta-seconds)")
-    return min(int(text[:12]), MAX_DELTA)
+    digits = text.lstrip("0") or "0"
+    return MAX_DELTA if len(digits) > 10 else min(int(digits), MAX_DELTA)
 
 
 def _q_value(contact: NameAddr) -> float:

@@ -276,6 +276,15 @@ def test_long_expiry_is_cut_to_the_maximum() -> None:
     assert _contacts(h.register(expires=99_999_999_999)) == {"sip:alice@127.0.0.1:5072": 3600}
 
 
+def test_leading_zeros_and_huge_values_are_delta_seconds() -> None:
+    """§25.1 delta-seconds: 0000600 is 600 (not cut to 0, which would unregister)."""
+    h = Harness(policy=RegistrarPolicy(min_expires=60, max_expires=3600))
+    contact = "<sip:alice@10.0.0.5>;expires=" + "0" * 15 + "600"
+    assert _contacts(h.register(contacts=(contact,))) == {"sip:alice@10.0.0.5": 600}
+    huge = "<sip:alice@10.0.0.5>;expires=" + "9" * 40
+    assert _contacts(h.register(contacts=(huge,))) == {"sip:alice@10.0.0.5": 3600}
+
+
 def test_default_expiry_applies_when_none_is_named() -> None:
     h = Harness(policy=RegistrarPolicy(default_expires=1800))
     assert _contacts(h.register()) == {"sip:alice@127.0.0.1:5072": 1800}
