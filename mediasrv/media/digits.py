@@ -87,6 +87,7 @@ MergeSink = Callable[[DigitSource, DigitSource, float], None]
 MEASURED = {"inband_vs_rfc4733": 0.019, "info_vs_rfc4733": 0.030, "inband_vs_info": 0.076}
 DEFAULT_WINDOW = 0.2
 DIGITS = frozenset("0123456789*#ABCD")
+MAX_INFO_HOLD = 2.0  # seconds: the longest INFO press we wait for an RFC 4733 event to end
 
 
 @dataclass(slots=True)
@@ -139,7 +140,9 @@ class DigitStream:
         if digit not in DIGITS:
             return
         now = self._now()
-        end = now + duration if source is DigitSource.INFO else now
+        # An INFO arrives at key down: its press ends ``duration`` later (capped, so a bogus
+        # Duration cannot hold the digit back for long).
+        end = now + min(duration, MAX_INFO_HOLD) if source is DigitSource.INFO else now
         self._forget(now)
         report = _Report(digit, start, duration, source, end, {source})
         if source is DigitSource.RFC4733:

@@ -251,3 +251,11 @@ def test_each_merge_reports_its_offset(clock: FakeClock) -> None:
     clock.advance(0.03)
     stream.feed("5", 0.0, 0.1, INFO)  # arrived late: its end is 0.1 s after arrival
     assert merges == [(RFC, TONE, -0.04), (RFC, INFO, 0.13)]
+
+
+def test_a_bogus_info_duration_holds_the_digit_two_seconds_at_most(clock: FakeClock) -> None:
+    got: Got = []
+    stream = _stream(clock, got)
+    stream.feed("3", 0.0, 3600.0, INFO)
+    clock.advance(2.0 + WINDOW + 0.01)
+    assert got == [("3", INFO, 2.0 + WINDOW)]
