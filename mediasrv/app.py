@@ -739,6 +739,13 @@ class Server:
             lambda: float(self.transport.limits.max_total),
         )
         self._add_auth_gauges()
+        if self.registrar is not None:  # issue 10: registered operators' phones
+            registrar = self.registrar
+            self.metrics.add_gauge_callback(
+                "registrar_contacts",
+                "Live contacts bound by the registrar (operators' phones)",
+                lambda: float(sum(len(registrar.contacts_for(a)) for a in registrar.store.aors())),
+            )
         self.metrics.rtp_ports_in_use.set_function(self._ports)
         self.metrics.add_gauge_callback(
             "event_loop_lag_seconds",

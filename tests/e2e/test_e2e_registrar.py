@@ -190,6 +190,8 @@ async def test_pjsua2_registers_reregisters_and_unregisters(
         # pjsua2 reports the expiry less its refresh lead (5 s): what we granted is below.
         assert (await phone.state())[:2] == (200, True)
         [bound] = contacts(await query_bindings(server))
+        metrics = await asyncio.to_thread(server.metrics)
+        assert metrics["mediasrv_registrar_contacts"] == 1.0
         assert bound.startswith("<sip:alice@127.0.0.1:") and ";expires=" in bound
         assert 110 <= int(bound.rpartition("expires=")[2]) <= 120
 
