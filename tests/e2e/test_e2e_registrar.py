@@ -242,6 +242,28 @@ async def test_wrong_password_and_malformed_registers_through_the_server(
     assert (backed_off.status, backed_off.reason) == (403, "Forbidden")
 
 
+@pytest.mark.parametrize("listed", [True, False])
+async def test_phones_networks_pass_the_drop_policy_gate(
+    start_server: StartServer, listed: bool
+) -> None:
+    """With a trunk configured and untrusted_source_policy = "drop", strangers' datagrams are
+    dropped before parsing; REGISTERs pass only from [registrar] networks."""
+    registrar: dict[str, object] = {"enabled": True, "min_expires": 60}
+    if listed:
+        registrar["networks"] = ["127.0.0.0/8"]
+    server = start_server(
+        trunks=[{"name": "carrier", "addresses": ["192.0.2.1/32"]}],
+        sip={"untrusted_source_policy": "drop", "t1": 0.05, "t2": 0.4, "t4": 0.5},
+        extra_sections={"registrar": registrar},
+        extra_tables={"registrar.users": [{"name": USER, "password": PASSWORD}]},
+    )
+    if listed:
+        assert (await query_bindings(server)).status == 200
+    else:
+        with pytest.raises(TimeoutError):
+            await query_bindings(server)
+
+
 async def test_register_gets_405_when_the_registrar_is_off(start_server: StartServer) -> None:
     server = start_server()
 

@@ -161,11 +161,12 @@ def test_register_with_sha256_digest_binds_the_contact() -> None:
     assert h.registrar.contacts_for("sip:alice@127.0.0.1") == [contact]
 
 
-def test_md5_only_registrar_with_a_stored_ha1() -> None:
-    ha1 = stored_ha1(DigestAlgorithm.MD5, "carol", REALM, "secret")
+@pytest.mark.parametrize("algorithm", [DigestAlgorithm.MD5, DigestAlgorithm.SHA256])
+def test_a_registrar_with_a_stored_ha1(algorithm: DigestAlgorithm) -> None:
+    ha1 = stored_ha1(algorithm, "carol", REALM, "secret")
     h = Harness(
-        algorithms=(DigestAlgorithm.MD5,),
-        users=(RegistrarUser("carol", None, {DigestAlgorithm.MD5: ha1}),),
+        algorithms=(algorithm,),
+        users=(RegistrarUser("carol", None, {algorithm: ha1.upper()}),),
     )
     assert h.register("carol", ("<sip:carol@127.0.0.1:5072>",), password="secret").status == 200
     assert h.register("carol", ("<sip:carol@127.0.0.1:5072>",), password="wrong").status == 403
