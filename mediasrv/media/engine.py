@@ -429,6 +429,7 @@ class MediaEngine:
         self._stop_player(leg)
         if leg.digits is not None:
             leg.digits.close()
+            leg.digits = None  # leg -> stream -> callbacks -> leg: break the cycle (see release)
         stats = self._path.stats(leg.id)
         if stats.foreign_dropped:
             m = leg.media
