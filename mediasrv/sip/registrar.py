@@ -37,6 +37,7 @@ from .uri import NameAddr, SipParseError, SipUri, parse_name_addr, parse_uri
 __all__ = [
     "Binding",
     "BindingStore",
+    "Contact",
     "MemoryBindingStore",
     "RegisterReply",
     "Registrar",
