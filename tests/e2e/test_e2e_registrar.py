@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 from conftest import StartServer
+from peers_plugin import needs_sipp, sipp_scenario
 
 from mediasrv.demo.server import ServerProcess
+from mediasrv.demo.sipp import SippOptions, run_sipp
 from mediasrv.sip.digest import DigestClient, DigestCredentials
 from mediasrv.sip.message import Response
 from mediasrv.sip.parser import parse_message
@@ -262,6 +264,38 @@ async def test_phones_networks_pass_the_drop_policy_gate(
     else:
         with pytest.raises(TimeoutError):
             await query_bindings(server)
+
+
+@needs_sipp
+async def test_sipp_phones_register_and_unregister_with_digest(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """200 SIPp phones, 5 at a time: REGISTER, 401, with credentials 200 listing the
+    contact; then Expires: 0 the same way. SIPp answers MD5 only, so the registrar offers
+    MD5 here."""
+    server = start_server(
+        extra_sections={"registrar": {"enabled": True, "algorithms": ["MD5"]}},
+        extra_tables={"registrar.users": [{"name": USER, "password": PASSWORD}]},
+    )
+    result = await run_sipp(
+        SippOptions(
+            scenario=sipp_scenario("register_auth"),
+            name="reg",
+            remote=server.sip_uri_host,
+            service=USER,
+            calls=200,
+            rate=50,
+            limit=5,
+            timeout_s=60,
+            extra=("-au", USER, "-ap", PASSWORD),
+        ),
+        tmp_path / "sipp",
+    )
+    assert result.stats.successful == 200, result.describe() + result.errors_tail()
+    assert result.stats.failed == 0
+    assert contacts(await query_bindings(server)) == []  # every phone unregistered
+    metrics = await asyncio.to_thread(server.metrics)
+    assert metrics["mediasrv_registrar_contacts"] == 0.0
 
 
 async def test_register_gets_405_when_the_registrar_is_off(start_server: StartServer) -> None:
