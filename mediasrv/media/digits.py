@@ -16,8 +16,10 @@ an RFC 4733 event. :class:`DigitStream` reports each press once:
   one tone and one INFO.
 
 The end of a press is when its report arrives for RFC 4733 (the end packet, RFC 4733
-§2.5.1.4) and for tones (the detector reports after the tone stops); an INFO arrives when the
-key goes down, so its end is its arrival plus the body's ``Duration``.
+§2.5.1.4) and for tones (the detector reports after the tone stops). An INFO (no standard
+says when it is sent) arrives when the key goes down (pjsua2, Cisco: its end is its arrival
+plus the body's ``Duration``) or when it comes up (its end is its arrival): it pairs with a
+report whose end is near either.
 
 Measured offsets (2026-12-02, through the running server; "dtmf duplicate merged" log lines
 of ``tests/e2e/test_e2e_digits.py``; offset = the dropped report's end minus the kept one's):
@@ -97,6 +99,7 @@ class _Report:
     duration: float
     source: DigitSource
     end: float  # loop time at which the press ended (see the module docstring)
+    first_end: float  # the earliest it may have ended: an INFO's arrival; else ``end``
     claimed: set[DigitSource] = field(default_factory=set)  # sources already paired with it
     timer: TimerHandle | None = None
 
@@ -144,7 +147,7 @@ class DigitStream:
         # Duration cannot hold the digit back for long).
         end = now + min(duration, MAX_INFO_HOLD) if source is DigitSource.INFO else now
         self._forget(now)
-        report = _Report(digit, start, duration, source, end, {source})
+        report = _Report(digit, start, duration, source, end, now, {source})
         if source is DigitSource.RFC4733:
             self._feed_event(report)
         else:
@@ -223,7 +226,11 @@ class DigitStream:
         return None
 
     def _pairs(self, a: _Report, b: _Report) -> bool:
-        return a.digit == b.digit and abs(a.end - b.end) <= self.window
+        if a.digit != b.digit:
+            return False
+        # The closest of the possible ends (an INFO has two: key down + Duration, key up).
+        gap = max(a.first_end - b.end, b.first_end - a.end, 0.0)
+        return gap <= self.window
 
     def _forget(self, now: float) -> None:
         horizon = now - 2 * self.window  # an INFO's end may lie ahead of its arrival

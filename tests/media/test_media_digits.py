@@ -259,3 +259,25 @@ def test_a_bogus_info_duration_holds_the_digit_two_seconds_at_most(clock: FakeCl
     stream.feed("3", 0.0, 3600.0, INFO)
     clock.advance(2.0 + WINDOW + 0.01)
     assert got == [("3", INFO, 2.0 + WINDOW)]
+
+
+def test_an_info_sent_at_key_up_pairs_with_the_event(clock: FakeClock) -> None:
+    """Some phones send the INFO when the key comes up: its arrival is then the press's end,
+    not arrival + Duration (250 ms here, longer than the window)."""
+    got: Got = []
+    stream = _stream(clock, got)
+    stream.feed("2", 1.0, 0.25, RFC)
+    clock.advance(0.03)
+    stream.feed("2", 0.0, 0.25, INFO)
+    clock.advance(1.0)
+    assert got == [("2", RFC, 0.0)]
+
+
+def test_an_info_at_key_up_before_the_event_is_replaced_by_it(clock: FakeClock) -> None:
+    got: Got = []
+    stream = _stream(clock, got)
+    stream.feed("2", 0.0, 0.25, INFO)
+    clock.advance(0.02)
+    stream.feed("2", 1.0, 0.25, RFC)
+    clock.advance(1.0)
+    assert got == [("2", RFC, 0.02)]
