@@ -25,11 +25,11 @@ Measured offsets (2026-12-02, through the running server; "dtmf duplicate merged
 of ``tests/e2e/test_e2e_digits.py``; offset = the dropped report's end minus the kept one's):
 
 - tone vs RFC 4733, SIPp playing a gateway pcap that sends both and does not mute the tone:
-  +16 to +19 ms, 12 presses in 2 runs (the detector ends a tone on the next 20 ms frame of
+  +16 to +19 ms, 18 presses in 3 runs (the detector ends a tone on the next 20 ms frame of
   silence);
-- INFO vs RFC 4733, pjsua2 sending both: -23 to -30 ms, 4 presses (the INFO's Duration=160
+- INFO vs RFC 4733, pjsua2 sending both: -23 to -38 ms, 6 presses (the INFO's Duration=160
   ends a little before the event's end packet arrives);
-- tone vs INFO, pjsua2 (tone 200 ms, INFO Duration=160): +64 ms and +76 ms;
+- tone vs INFO, pjsua2 (tone 200 ms, INFO Duration=160): +63 to +76 ms, 3 presses;
 - tone with RFC 4733 from pjsua2: no tone to merge: pjsua2 sends events *instead of* audio
   while a digit lasts, so the tone never reaches us (the event wins by construction).
 
@@ -86,7 +86,7 @@ MergeSink = Callable[[DigitSource, DigitSource, float], None]
 
 # Worst offsets measured between the two reports of one press (seconds, |tone end - RFC 4733
 # end| and |INFO end - RFC 4733 end|), see the module docstring; the window keeps a margin.
-MEASURED = {"inband_vs_rfc4733": 0.019, "info_vs_rfc4733": 0.030, "inband_vs_info": 0.076}
+MEASURED = {"inband_vs_rfc4733": 0.019, "info_vs_rfc4733": 0.038, "inband_vs_info": 0.076}
 DEFAULT_WINDOW = 0.2
 DIGITS = frozenset("0123456789*#ABCD")
 MAX_INFO_HOLD = 2.0  # seconds: the longest INFO press we wait for an RFC 4733 event to end
