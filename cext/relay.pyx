@@ -408,9 +408,11 @@ cdef class Relay:
             self.unlock()
 
     def configure(self, int leg, int send_codec, int send_pt, dict rx_pts, int te_pt,
-                  object remote, bint sends, bint receives, double learning=0.0):
+                  object remote, bint sends, bint receives, double learning=0.0,
+                  bint inband=True):
         """rx_pts: {payload type: codec (0 PCMU, 8 PCMA)}; remote: (host, port) or None;
-        learning: seconds after the first latch during which another source may re-latch."""
+        learning: seconds after the first latch during which another source may re-latch;
+        inband: run the Goertzel detector on the leg's audio."""
         cdef leg_t* s
         cdef sockaddr_storage addr
         cdef socklen_t addr_len = 0
@@ -418,7 +420,7 @@ cdef class Relay:
         cdef bint have_remote = remote is not None
         if have_remote:
             fill_addr(&addr, &addr_len, remote[0], remote[1])
-        detector = DtmfDetector() if te_pt < 0 else None
+        detector = DtmfDetector() if inband else None
         self.lock()
         try:
             s = self.get(leg)
@@ -441,15 +443,16 @@ cdef class Relay:
             s.send_codec = send_codec
             s.send_pt = send_pt
             s.te_pt = te_pt
-            # In-band Goertzel detection only where the phone negotiated no telephone-event,
-            # so a phone sending both never yields a digit twice.
-            if te_pt >= 0:
+            # In-band Goertzel detection where the engine's InbandPolicy says, telephone-event
+            # or not: a gateway may send a key both ways; the engine's digit stream
+            # (media/digits.py) reports each press once (cost: bench/dtmf_inband.py).
+            if not inband:
                 self.inband[leg] = None
                 s.inband_st = NULL
             elif self.inband[leg] is None:
                 self.inband[leg] = detector
                 s.inband_st = &(<DtmfDetector>detector).st
-            s.inband_on = te_pt < 0
+            s.inband_on = inband
             s.sends = sends
             s.receives = receives
             s.configured = True

@@ -37,6 +37,7 @@ from mediasrv.calls.routing import Destination, Route
 from mediasrv.config import (
     AnalysisSettings,
     AuthGuardConfig,
+    BindingStoreKind,
     BlockedPolicy,
     Config,
     NumberConfig,
@@ -48,6 +49,7 @@ from mediasrv.media.api import MediaEvent, RecordMode
 from mediasrv.media.engine import MediaEngine
 from mediasrv.media.recorder import repair_wav
 from mediasrv.outputs.analysis_jobs import AnalysisJobQueue, AnalysisWorkerPool
+from mediasrv.outputs.bindings import SqliteBindingStore
 from mediasrv.outputs.business_seed import import_seed
 from mediasrv.outputs.business_store import SqliteBusinessStore
 from mediasrv.outputs.call_events import analysis_summary
@@ -73,6 +75,12 @@ from mediasrv.sip.legs import InboundLeg
 from mediasrv.sip.message import Request, Response
 from mediasrv.sip.parser import SipParseError
 from mediasrv.sip.ratelimit import Limit, SourceGuard, UnknownNumberBudget
+from mediasrv.sip.registrar import (
+    MemoryBindingStore,
+    Registrar,
+    RegistrarPolicy,
+    RegistrarUser,
+)
 from mediasrv.sip.screening import OptionsPolicy as SipOptionsPolicy
 from mediasrv.sip.screening import Screen, SourcePolicy, UntrustedPolicy
 from mediasrv.sip.transaction import TimerConfig
@@ -268,6 +276,58 @@ class TrunkAdmission:
     def _refuse(self) -> Admission:
         self._metrics.attempt("blocked")
         return Admission.drop() if self._drop else Admission.reject(403, "Forbidden")
+
+
+# ---- issue 10 "Registrar": the operators' registrar, wired from [registrar] ----
+
+
+def make_registrar(
+    config: Config, secret: bytes, guard: AuthGuard | None
+) -> tuple[Registrar, SqliteBindingStore | None]:
+    """The registrar of ``[registrar]`` and, with ``store = "sqlite"``, its store to open."""
+    cfg = config.registrar
+    users = [
+        RegistrarUser(
+            u.name,
+            u.password or None,
+            {
+                alg: value
+                for alg, value in (
+                    (DigestAlgorithm.MD5, u.ha1_md5),
+                    (DigestAlgorithm.SHA256, u.ha1_sha256),
+                )
+                if value
+            },
+        )
+        for u in cfg.users
+    ]
+    guard_cfg = config.sip.auth_guard
+    digest = DigestServer(
+        cfg.realm,
+        secret,
+        tuple(DigestAlgorithm(a.value) for a in cfg.algorithms),
+        max_failures=guard_cfg.nonce_max_failures,
+        max_nonces=guard_cfg.nonce_table_size,
+    )
+    policy = RegistrarPolicy(
+        domain=cfg.domain,
+        default_expires=cfg.default_expires,
+        min_expires=cfg.min_expires,
+        max_expires=cfg.max_expires,
+        max_contacts=cfg.max_contacts,
+        drop_blocked=guard_cfg.blocked_policy is BlockedPolicy.DROP,
+        networks=parse_exempt(cfg.networks),
+    )
+    sqlite = (
+        SqliteBindingStore(config.server.db_path)
+        if cfg.store is BindingStoreKind.SQLITE
+        else None
+    )
+    store = sqlite if sqlite is not None else MemoryBindingStore()
+    return Registrar(digest, users, store, policy, guard), sqlite
+
+
+# ---- end of issue 10 "Registrar" wiring ----
 
 
 class MetricsObserver:
@@ -570,6 +630,8 @@ class Server:
             no_rtp_timeout=config.media.no_rtp_timeout,
             recording_format=config.media.recording_format.value,
             latch_learning=config.media.latch_learning_ms / 1000.0,
+            digit_window=config.media.dtmf_merge_window_ms / 1000.0,
+            inband_dtmf=config.media.inband_dtmf,
         )
         self.sip_observer = MetricsObserver(self.metrics)
         self.transport = SipTransport(
@@ -592,6 +654,13 @@ class Server:
             metrics=AuthMetrics(self.metrics),
         )
         self.screening = SourceScreening(config, self.metrics, self.loop.time)
+        # issue 10: operators' softphones REGISTER here; flows call registrar.contacts_for
+        self.registrar: Registrar | None = None
+        self._bindings: SqliteBindingStore | None = None
+        if config.registrar.enabled:
+            self.registrar, self._bindings = make_registrar(
+                config, secrets.token_bytes(32), self.trunk_admission.guard
+            )
         self.admission = KnownNumberAdmission(
             self.trunk_admission,
             self.router,
@@ -628,6 +697,9 @@ class Server:
         await self.notifier.open()  # its tables exist before a call row carries an event
         await self.screening.rejections.open()
         await self._start_business()
+        if self._bindings is not None:
+            kept = await self._bindings.open()
+            log.info("registrar bindings loaded", extra={"bindings": kept})
         await self._start_analysis()
         self.prompts = await self.loop.run_in_executor(
             None, open_prompt_store, self.config.prompts.dir, self.config.prompts.max_seconds
@@ -665,8 +737,9 @@ class Server:
             cfg=TimerConfig(sip.t1, sip.t2, sip.t4),
             observer=self.sip_observer,
             screen=self.screening.screen,
+            registrar=self.registrar,
         )
-        self.transport.admit_source = self.screening.make_guard(self.ua.is_peer).admit
+        self.transport.admit_source = self.screening.make_guard(self._is_peer).admit
         self._sweep_task = self.loop.create_task(self.screening.sweep_forever())
         self.metrics.add_gauge_callback(
             "mediasrv_sip_transactions", "SIP transactions in progress", self._transactions
@@ -683,6 +756,13 @@ class Server:
             lambda: float(self.transport.limits.max_total),
         )
         self._add_auth_gauges()
+        if self.registrar is not None:  # issue 10: registered operators' phones
+            registrar = self.registrar
+            self.metrics.add_gauge_callback(
+                "registrar_contacts",
+                "Live contacts bound by the registrar (operators' phones)",
+                lambda: float(sum(len(registrar.contacts_for(a)) for a in registrar.store.aors())),
+            )
         self.metrics.rtp_ports_in_use.set_function(self._ports)
         self.metrics.add_gauge_callback(
             "event_loop_lag_seconds",
@@ -721,6 +801,17 @@ class Server:
                     log.info("business configuration changed: reloaded")
             except Exception:  # the store unreachable: keep routing with what we have
                 log.exception("business configuration refresh failed; keeping the last one")
+
+    def _is_peer(self, host: str) -> bool:
+        """Passes the pre-parse gate as a known peer: a dialog or transaction with us, or
+        (issue 10) a source in the registrar's explicitly listed ``networks``."""
+        assert self.ua is not None
+        if self.ua.is_peer(host):
+            return True
+        registrar = self.registrar
+        return registrar is not None and bool(registrar.policy.networks) and (
+            registrar.policy.allows(host)
+        )
 
     async def _forget_missing_recordings(self) -> None:
         """Rows of calls cut off by a crash name the recording they would have had; keep the
@@ -921,6 +1012,8 @@ class Server:
         if self._business_task is not None:
             self._business_task.cancel()
         await self.business.close()
+        if self._bindings is not None:
+            await self._bindings.close()
         await self.store.close()
         self._stopped.set()
 

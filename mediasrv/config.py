@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from mediasrv.media.api import RecordMode
+from mediasrv.media.digits import InbandPolicy
 
 __all__ = [
     "DEFAULT_COUNTRY_CODE",
     "AnalysisSettings",
     "AuthGuardConfig",
+    "BindingStoreKind",
     "BlockedPolicy",
     "Config",
     "ConfigError",
@@ -38,6 +40,8 @@ __all__ = [
     "RateLimitConfig",
     "RecordMode",
     "RecordingFormat",
+    "RegistrarConfig",
+    "RegistrarUserConfig",
     "ServerConfig",
     "SipConfig",
     "StoreConfig",
@@ -325,6 +329,9 @@ class MediaConfig:
     recording_format: RecordingFormat = RecordingFormat.PCM16
     # --- RTP latching (issue 8, finding 1) ---
     latch_learning_ms: int = 0  # NAT learning window after a leg's first packet; 0 = lock
+    # --- one digit stream per leg (issue 9 §4) ---
+    dtmf_merge_window_ms: int = 200  # RFC 4733 wins over a tone / INFO of one press within it
+    inband_dtmf: InbandPolicy = InbandPolicy.CALLER  # which legs run the tone detector
 
 
 @dataclass(frozen=True)
@@ -478,6 +485,42 @@ class NumberConfig:
         return to_e164(self.number)
 
 
+# ---- issue 10 "Registrar": [registrar] and [[registrar.users]] (RFC 3261 §10) ----
+
+
+class BindingStoreKind(enum.StrEnum):
+    SQLITE = "sqlite"  # in the server's database: registrations survive a restart
+    MEMORY = "memory"  # lost on restart (phones re-register within their expiry)
+
+
+@dataclass(frozen=True)
+class RegistrarUserConfig:
+    """An operator's softphone account: a password, or HA1 = H(name:realm:password)."""
+
+    name: str
+    password: str = field(default="", repr=False)
+    ha1_md5: str = field(default="", repr=False)
+    ha1_sha256: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class RegistrarConfig:
+    enabled: bool = False  # off: REGISTER gets 405, as before
+    realm: str = "mediasrv"
+    domain: str = ""  # the To host served; "" = any
+    algorithms: tuple[DigestAlgorithm, ...] = (DigestAlgorithm.SHA256, DigestAlgorithm.MD5)
+    default_expires: int = 3600
+    min_expires: int = 60
+    max_expires: int = 7200
+    max_contacts: int = 10
+    store: BindingStoreKind = BindingStoreKind.SQLITE
+    networks: tuple[str, ...] = ()  # sources that may REGISTER; () = any
+    users: tuple[RegistrarUserConfig, ...] = ()
+
+
+# ---- end of issue 10 "Registrar" block ----
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -491,6 +534,7 @@ class Config:
     trunks: tuple[TrunkConfig, ...] = ()
     numbers: tuple[NumberConfig, ...] = ()
     source: str = "<defaults>"
+    registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
     _number_index: dict[str, NumberConfig] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
@@ -934,6 +978,8 @@ def _media(ctx: _Ctx, data: object) -> MediaConfig:
         recording_format=t.enum_("recording_format", RecordingFormat, d.recording_format),
         # --- RTP latching (issue 8, finding 1) ---
         latch_learning_ms=t.int_("latch_learning_ms", d.latch_learning_ms, 0, 60000),
+        dtmf_merge_window_ms=t.int_("dtmf_merge_window_ms", d.dtmf_merge_window_ms, 0, 2000),
+        inband_dtmf=t.enum_("inband_dtmf", InbandPolicy, d.inband_dtmf),
     )
 
 
@@ -1144,6 +1190,7 @@ _SECTIONS = (
     "prompts",
     "trunks",
     "numbers",
+    "registrar",
 )
 
 
@@ -1197,7 +1244,83 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
         trunks=trunks,
         numbers=numbers,
         source=ctx.source,
+        registrar=_registrar(ctx, raw.get("registrar", {})),
     )
+
+
+# ---- issue 10 "Registrar": parsing of [registrar] ----
+
+_HEX = re.compile(r"^[0-9a-fA-F]*$")
+
+
+def _registrar(ctx: _Ctx, data: object) -> RegistrarConfig:
+    d = RegistrarConfig()
+    t = _Table(ctx, ("registrar",), data, RegistrarConfig.__dataclass_fields__)
+    names = t.str_list("algorithms", 'digest algorithms ("SHA-256", "MD5")')
+    algorithms: list[DigestAlgorithm] = []
+    for j, name in enumerate(names or [a.value for a in d.algorithms]):
+        match = [a for a in DigestAlgorithm if a.value.lower() == name.lower()]
+        if not match:
+            raise ctx.error(("registrar", "algorithms", j), f"{name!r}: use SHA-256 or MD5")
+        algorithms.append(match[0])
+    networks = t.str_list("networks", "CIDR networks like '10.0.0.0/8'")
+    for j, net in enumerate(networks):
+        try:
+            ipaddress.ip_network(net.strip(), strict=False)
+        except ValueError:
+            raise ctx.error(("registrar", "networks", j), f"{net!r} is not a CIDR network") from None
+    day = 86400
+    cfg = RegistrarConfig(
+        enabled=t.bool_("enabled", d.enabled),
+        realm=t.str_("realm", d.realm, allow_empty=False),
+        domain=t.str_("domain", d.domain).strip(),
+        algorithms=tuple(dict.fromkeys(algorithms)),
+        default_expires=t.int_("default_expires", d.default_expires, 1, day),
+        min_expires=t.int_("min_expires", d.min_expires, 1, day),
+        max_expires=t.int_("max_expires", d.max_expires, 1, 7 * day),
+        max_contacts=t.int_("max_contacts", d.max_contacts, 1, 1000),
+        store=t.enum_("store", BindingStoreKind, d.store),
+        networks=tuple(n.strip() for n in networks),
+        users=tuple(_registrar_user(ctx, i, u) for i, u in enumerate(t.tables("users"))),
+    )
+    if cfg.max_expires < cfg.min_expires:
+        raise t.err("max_expires", f"must be at least min_expires ({cfg.min_expires})")
+    if not cfg.min_expires <= cfg.default_expires <= cfg.max_expires:
+        raise t.err("default_expires", "must lie from min_expires to max_expires")
+    if cfg.enabled and not cfg.users:
+        raise t.err("enabled", "a registrar needs at least one [[registrar.users]] entry")
+    seen: dict[str, int] = {}
+    for i, user in enumerate(cfg.users):
+        if user.name in seen:
+            raise ctx.error(("registrar", "users", i, "name"), f"duplicate user {user.name!r}")
+        seen[user.name] = i
+    return cfg
+
+
+def _registrar_user(ctx: _Ctx, i: int, data: object) -> RegistrarUserConfig:
+    path: Path_ = ("registrar", "users", i)
+    t = _Table(ctx, path, data, RegistrarUserConfig.__dataclass_fields__)
+    name = t.str_("name", "", allow_empty=False).strip()
+    if not re.fullmatch(r"[A-Za-z0-9._~+-]{1,64}", name):
+        raise t.err("name", f"{name!r}: use letters, digits and . _ ~ + - (a SIP user part)")
+    user = RegistrarUserConfig(
+        name=name,
+        password=t.str_("password", ""),
+        ha1_md5=t.str_("ha1_md5", "").strip(),
+        ha1_sha256=t.str_("ha1_sha256", "").strip(),
+    )
+    for key, length in (("ha1_md5", 32), ("ha1_sha256", 64)):
+        value = getattr(user, key)
+        if value and (len(value) != length or not _HEX.match(value)):
+            raise t.err(key, f"must be {length} hex digits")
+    if not (user.password or user.ha1_md5 or user.ha1_sha256):
+        raise ctx.error((*path, "name"), f"user {name!r} needs a password or an HA1")
+    if user.password and (user.ha1_md5 or user.ha1_sha256):
+        raise t.err("password", "give a password or HA1 values, not both")
+    return user
+
+
+# ---- end of issue 10 "Registrar" parsing ----
 
 
 def _coerce_override(value: object) -> object:

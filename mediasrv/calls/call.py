@@ -419,8 +419,11 @@ class Call:
             if isinstance(event, ReOffer):
                 self._spawn(self._pass_reoffer(source, event))
             elif isinstance(event, Dtmf):
-                role = "caller" if source is self.inbound else "operator"
-                self._note_dtmf(event.digit, role, "info")
+                # Into the leg's one digit stream: noted when the media side reports it,
+                # once even if the phone also sent it as RFC 4733 or a tone (issue 9 §4).
+                media = self.caller_media if source is self.inbound else self.operator_media
+                if media is not None:
+                    self.media.signalled_digit(media, event.digit, event.duration_ms / 1000)
                 other = outbound if source is self.inbound else self.inbound
                 other.send_dtmf_info(event.digit, event.duration_ms)
             elif isinstance(event, DtmfEvent):

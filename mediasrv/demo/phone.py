@@ -5,7 +5,7 @@ commands from stdin, one JSON object per line::
 
     {"cmd": "dial", "uri": "sip:0312345678@127.0.0.1:5060"}
     {"cmd": "answer", "code": 200}        {"cmd": "hangup"}
-    {"cmd": "dtmf", "digits": "123#"}     {"cmd": "hold"}   {"cmd": "unhold"}
+    {"cmd": "dtmf", "digits": "123#", "methods": ["rfc4733", "inband", "info"]}     {"cmd": "hold"}   {"cmd": "unhold"}
     {"cmd": "stats"}                      {"cmd": "quit"}
 
 Every command may name a call with ``"call": <id>``; without it the most recent live call is
@@ -33,7 +33,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -143,6 +143,7 @@ class CallMedia:
     record_path: Path | None = None
     status: MediaStatus = MediaStatus.NONE
     playing: bool = False
+    tones: list[pj.ToneGenerator] = field(default_factory=list)
 
 
 @dataclass
@@ -431,9 +432,36 @@ class Phone:
         prm.statusCode = code
         slot.call.hangup(prm)
 
-    def dtmf(self, call_id: int | None, digits: str) -> None:
+    def dtmf(self, call_id: int | None, digits: str, methods: Sequence[str] = ("rfc4733",)) -> None:
+        """Send ``digits`` each way in ``methods`` at once, as a gateway sending a key both
+        as RFC 4733 and as tones would: "rfc4733" (pjsua2 replaces the audio with events
+        while they last), "inband" (tones into the call's audio), "info" (SIP INFO,
+        application/dtmf-relay)."""
         slot = self._live(call_id)
-        slot.call.dialDtmf(digits)  # RFC 4733 by default
+        for method in methods:
+            if method == "rfc4733":
+                slot.call.dialDtmf(digits)
+            elif method == "info":
+                prm = pj.CallSendDtmfParam()
+                prm.method = pj.PJSUA_DTMF_METHOD_SIP_INFO
+                prm.digits, prm.duration = digits, 160
+                slot.call.sendDtmf(prm)
+            elif method == "inband":
+                self._play_tones(slot, digits)
+            else:
+                raise ValueError(f"unknown DTMF method {method!r}")
+
+    def _play_tones(self, slot: CallSlot, digits: str) -> None:
+        tones = pj.ToneGenerator()
+        tones.createToneGenerator(8000, 1)
+        sequence = pj.ToneDigitVector()
+        for key in digits:
+            digit = pj.ToneDigit()
+            digit.digit, digit.on_msec, digit.off_msec, digit.volume = key, 200, 150, 0
+            sequence.append(digit)
+        tones.startTransmit(slot.call.getAudioMedia(-1))
+        tones.playDigits(sequence)
+        slot.media.tones.append(tones)  # alive as long as the call
 
     def hold(self, call_id: int | None) -> None:
         slot = self._live(call_id)
@@ -550,7 +578,7 @@ def run_command(phone: Phone, command: dict[str, Any]) -> None:
     elif name == "hangup":
         phone.hangup(call, int(command.get("code", 0)))
     elif name == "dtmf":
-        phone.dtmf(call, str(command["digits"]))
+        phone.dtmf(call, str(command["digits"]), command.get("methods", ("rfc4733",)))
     elif name == "hold":
         phone.hold(call)
     elif name == "unhold":

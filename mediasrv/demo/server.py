@@ -95,6 +95,8 @@ class ServerSpec:
     nofile: int | None = None  # the server's RLIMIT_NOFILE (soft and hard), if set
     # Any other tables by their dotted name, e.g. {"sip.rate_limit": {"rate": 5.0}}.
     extra_sections: dict[str, dict[str, object]] = field(default_factory=dict)
+    # Any other arrays of tables, e.g. {"registrar.users": [{"name": "alice", ...}]}.
+    extra_tables: dict[str, list[dict[str, object]]] = field(default_factory=dict)
 
 
 class ServerProcess:
@@ -137,6 +139,7 @@ class ServerProcess:
         if self.spec.store:
             sections["store"] = dict(self.spec.store)
         tables = {"trunks": self.spec.trunks, "numbers": self.spec.numbers}
+        tables.update(self.spec.extra_tables)
         self.spec.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(render_config(sections, tables))
 

@@ -33,6 +33,7 @@ from mediasrv.media.api import (
     SdpError,
 )
 from mediasrv.media.codec import Codec
+from mediasrv.media.digits import DEFAULT_WINDOW, DigitSource, DigitStream, InbandPolicy
 from mediasrv.media.packet_path import LegParams, MixingPacketPath, PacketEvents, PacketPath
 from mediasrv.media.packet_path_py import PyPacketPath
 from mediasrv.media.ports import PortPair, PortPool
@@ -60,8 +61,10 @@ _RECORDED = {
 
 class _Leg:
     __slots__ = (
+        "allocated_at",
         "bridged_at",
         "call",
+        "digits",
         "id",
         "media",
         "negotiated",
@@ -83,6 +86,8 @@ class _Leg:
         self.bridged_at: float | None = None
         self.timed_out = False
         self.player: PromptPlayer | None = None
+        self.digits: DigitStream | None = None  # set by the engine: the leg's one digit stream
+        self.allocated_at = 0.0
 
 
 class _Call:
@@ -155,8 +160,12 @@ class MediaEngine:
         packet_path_factory: PacketPathFactory | None = None,
         recording_format: str = "pcm16",
         latch_learning: float = 0.0,
+        digit_window: float = DEFAULT_WINDOW,
+        inband_dtmf: InbandPolicy = InbandPolicy.CALLER,
     ) -> None:
         self._loop = loop
+        self._digit_window = digit_window  # RFC 4733 wins over tones / INFO within it
+        self._inband = inband_dtmf  # which legs run the Goertzel detector
         # Seconds after a leg's first RTP packet during which another source may take the
         # leg over (NAT at call start); 0 locks every leg to its first source.
         self._latch_learning = latch_learning
@@ -193,6 +202,7 @@ class MediaEngine:
         if call is None:
             call = self._calls[call_id] = _Call(call_id)
         leg = _Leg(leg_id, media, pair, call)
+        leg.digits = self._digit_stream(leg)
         call.legs.append(leg)
         self._legs[media] = leg
         self._by_id[leg_id] = leg
@@ -378,6 +388,9 @@ class MediaEngine:
 
     def _apply(self, leg: _Leg, negotiated: sdp.Negotiated) -> None:
         leg.negotiated = negotiated
+        if leg.digits is not None:
+            # With telephone-event negotiated, tones and INFO wait for a possible event.
+            leg.digits.expects_rfc4733 = negotiated.te_pt is not None
         if leg.bridged_at is not None:
             # A re-INVITE (hold, resume) restarts the no-RTP clock: the peer may have been
             # silent on purpose until now.
@@ -392,6 +405,9 @@ class MediaEngine:
                 remote=negotiated.remote,
                 direction=negotiated.direction,
                 latch_learning=self._latch_learning,
+                inband_dtmf=self._inband.detects(
+                    leg.media.role is LegRole.CALLER, negotiated.te_pt is not None
+                ),
             ),
         )
 
@@ -411,6 +427,9 @@ class MediaEngine:
 
     def _close_leg(self, leg: _Leg) -> LegStats:
         self._stop_player(leg)
+        if leg.digits is not None:
+            leg.digits.close()
+            leg.digits = None  # leg -> stream -> callbacks -> leg: break the cycle (see release)
         stats = self._path.stats(leg.id)
         if stats.foreign_dropped:
             m = leg.media
@@ -445,11 +464,51 @@ class MediaEngine:
         self._path.set_prompt(leg.id, False)
         self._emit(PromptFinished(leg.media.call_id, leg.media.role, prompt.name))
 
+    # ---- the digit stream of each leg (issue 9 §4; media/digits.py) -------------------------
+
+    def signalled_digit(self, leg: LegMedia, digit: str, duration: float) -> None:
+        """A digit from SIP INFO on ``leg``: into the leg's one digit stream. Its ``start``
+        is seconds since the leg was allocated (signalling has no media clock)."""
+        state = self._leg(leg)
+        if state.digits is not None:
+            start = self._loop.time() - state.allocated_at
+            state.digits.feed(digit.upper(), start, duration, DigitSource.INFO)
+
+    def _digit_stream(self, leg: _Leg) -> DigitStream:
+        leg.allocated_at = self._loop.time()
+
+        def emit(digit: str, start: float, duration: float, source: DigitSource) -> None:
+            self._digit(leg, digit, start, duration, source)
+
+        def merged(kept: DigitSource, dropped: DigitSource, offset: float) -> None:
+            # One line per merged press (not per packet): the offsets the window must cover.
+            log.info(
+                "dtmf duplicate merged",
+                extra={
+                    "call_id": leg.media.call_id,
+                    "leg": leg.media.role.value,
+                    "kept": kept.value,
+                    "dropped": dropped.value,
+                    "offset_ms": round(offset * 1000, 1),
+                },
+            )
+
+        return DigitStream(
+            emit, self._loop.time, self._loop.call_later, self._digit_window, merged
+        )
+
     def _dtmf(self, leg_id: int, digit: str, start: float, duration: float, source: str) -> None:
+        """A raw detection from the packet path (RFC 4733 event or in-band tone)."""
         leg = self._by_id.get(leg_id)
-        if leg is not None:
-            m = leg.media
-            self._emit(DtmfEvent(m.call_id, m.role, digit, start, duration, source))
+        if leg is not None and leg.digits is not None:
+            leg.digits.feed(digit, start, duration, DigitSource(source))
+
+    def _digit(
+        self, leg: _Leg, digit: str, start: float, duration: float, source: DigitSource
+    ) -> None:
+        """One merged key press of ``leg``: the only place a DtmfEvent is emitted."""
+        m = leg.media
+        self._emit(DtmfEvent(m.call_id, m.role, digit, start, duration, source.value))
 
     def _foreign_source(self, leg_id: int, addr: tuple[str, int]) -> None:
         """One line per latch, not per packet: a flood cannot flood the log (all counted)."""

@@ -29,6 +29,7 @@ class LegParams:
     pt: int  # payload type we send ``codec`` with
     rx_pts: dict[int, Codec] = field(default_factory=dict)  # audio PTs accepted from the peer
     te_pt: int | None = None  # telephone-event PT (RFC 4733), both ways; None = not negotiated
+    inband_dtmf: bool = True  # run the Goertzel detector on this leg's audio (InbandPolicy)
     remote: tuple[str, int] | None = None  # SDP address; None = on hold / unknown
     direction: Direction = Direction.SENDRECV  # OUR direction on this leg
     # Seconds after the first latch during which another source may take the leg over (NAT

@@ -77,6 +77,7 @@ class CyPacketPath:
             params.direction in _SENDS,
             params.direction in _RECEIVES,
             params.latch_learning,
+            params.inband_dtmf,
         )
         self._codecs[leg] = params.codec
 

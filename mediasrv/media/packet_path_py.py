@@ -111,7 +111,7 @@ class _Leg:
         self.dtmf_cur_ts: int | None = None
         self.dtmf_cur_event = 0
         self.dtmf_done_ts: int | None = None
-        self.inband: kernels.dtmf.DtmfDetector | None = None  # only without telephone-event
+        self.inband: kernels.dtmf.DtmfDetector | None = None  # once configured
         # Outgoing stream: our SSRC and the offsets that map the source onto it.
         self.ssrc_out = ssrc_out
         self.src_ssrc: int | None = None  # source SSRC the deltas are valid for
@@ -160,9 +160,11 @@ class PyPacketPath:
             state.latched = None  # a re-INVITE moved the peer: latch again (RFC 4961 §4)
         state.params = params
         state.sdp_source = _routable(params.remote)
-        if params.te_pt is not None:
-            state.inband = None  # the phone signals digits as RFC 4733 events
+        if not params.inband_dtmf:
+            state.inband = None
         elif state.inband is None:
+            # Telephone-event or not, where the engine's InbandPolicy says (a gateway may send
+            # a key both ways): the engine's digit stream (media/digits.py) merges them.
             state.inband = kernels.dtmf.DtmfDetector()
 
     def bridge(self, a: int, b: int) -> None:

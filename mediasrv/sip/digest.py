@@ -38,6 +38,7 @@ __all__ = [
     "choose_challenge",
     "parse_digest_params",
     "same_resource",
+    "stored_ha1",
 ]
 
 
@@ -141,7 +142,16 @@ def parse_digest_params(value: str) -> dict[str, str]:
 
 def _ha1(algorithm: str, username: str, realm: str, password: str, nonce: str, cnonce: str) -> str:
     base = algorithm.removesuffix("-SESS")
-    ha1 = _hex(base, f"{username}:{realm}:{password}")
+    return _session_ha1(algorithm, _hex(base, f"{username}:{realm}:{password}"), nonce, cnonce)
+
+
+def stored_ha1(algorithm: DigestAlgorithm, username: str, realm: str, password: str) -> str:
+    """H(username:realm:password): what a registrar may keep instead of the password."""
+    return _hex(algorithm.value, f"{username}:{realm}:{password}")
+
+
+def _session_ha1(algorithm: str, ha1: str, nonce: str, cnonce: str) -> str:
+    base = algorithm.removesuffix("-SESS")
     if algorithm.endswith("-SESS"):
         # RFC 7616 §3.4.2: the -sess variants hash in the nonce and cnonce
         ha1 = _hex(base, f"{ha1}:{nonce}:{cnonce}")
@@ -384,8 +394,13 @@ class DigestServer:
         password_for: Callable[[str], str | None],
         request_uri: str,
         source: str = "",
+        ha1_for: Callable[[str, DigestAlgorithm], str | None] | None = None,
     ) -> DigestResult:
-        """:meth:`verify` on credentials already split by :func:`parse_digest_params`."""
+        """:meth:`verify` on credentials already split by :func:`parse_digest_params`.
+
+        ``ha1_for(username, algorithm)``, when given, supplies a stored HA1 (hex of
+        username:realm:password) for users kept without their password; it is asked first,
+        and ``password_for`` only when it has none."""
         username = params.get("username")
         nonce = params.get("nonce")
         uri = params.get("uri")
@@ -416,10 +431,9 @@ class DigestServer:
         if state is not None and state.failures >= self.max_failures:
             # not even checked: one nonce must not serve unbounded guesses
             return _failed("nonce spent", username)
-        password = password_for(username)
-        if password is None:
+        ha1 = self._user_ha1(algorithm, username, nonce, cnonce, password_for, ha1_for)
+        if ha1 is None:
             return self._wrong(state, "unknown user", username)
-        ha1 = _ha1(algorithm, username, self.realm, password, nonce, cnonce)
         expected = _response(algorithm, ha1, nonce, method, uri, qop and "auth", nc, cnonce)
         if not hmac.compare_digest(expected.encode(), response.lower().encode()):
             return self._wrong(state, "wrong response", username)
@@ -440,6 +454,24 @@ class DigestServer:
                 return DigestResult(DigestStatus.STALE, username, "nonce count replayed")
             state.last_nc = count
         return DigestResult(DigestStatus.OK, username)
+
+    def _user_ha1(
+        self,
+        algorithm: str,
+        username: str,
+        nonce: str,
+        cnonce: str,
+        password_for: Callable[[str], str | None],
+        ha1_for: Callable[[str, DigestAlgorithm], str | None] | None,
+    ) -> str | None:
+        base = DigestAlgorithm(algorithm.removesuffix("-SESS"))
+        stored = ha1_for(username, base) if ha1_for is not None else None
+        if stored is not None:
+            return _session_ha1(algorithm, stored.lower(), nonce, cnonce)
+        password = password_for(username)
+        if password is None:
+            return None
+        return _ha1(algorithm, username, self.realm, password, nonce, cnonce)
 
     def _wrong(self, state: _NonceState | None, reason: str, username: str) -> DigestResult:
         if state is not None:

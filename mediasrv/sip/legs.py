@@ -47,6 +47,9 @@ def _ignore(_: LegEvent) -> None:
     return None
 
 
+MAX_INFO_DURATION_MS = 5000  # longer key presses in an INFO body are taken as this
+
+
 def parse_dtmf_info(content_type: str, body: bytes) -> Dtmf | None:
     """INFO bodies: application/dtmf-relay ("Signal=5\\r\\nDuration=160") or application/dtmf."""
     ctype = content_type.split(";", 1)[0].strip().lower()
@@ -66,7 +69,10 @@ def parse_dtmf_info(content_type: str, body: bytes) -> Dtmf | None:
     signal = {"10": "*", "11": "#"}.get(signal, signal).upper()
     if len(signal) != 1 or signal not in "0123456789*#ABCD":
         return None
-    return Dtmf(signal, int(duration) if duration.isdigit() else 160)
+    # A nonsense Duration (none, not a number, hours) is taken as the usual 160 ms or capped:
+    # the media side holds the digit until its end to merge it with RFC 4733 (issue 9 §4).
+    ms = int(duration) if duration.isascii() and duration.isdigit() and len(duration) < 7 else 160
+    return Dtmf(signal, min(ms, MAX_INFO_DURATION_MS))
 
 
 class Leg:

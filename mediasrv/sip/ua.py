@@ -31,6 +31,7 @@ from .message import (
     serialize,
 )
 from .parser import SipParseError, parse_message
+from .registrar import RegisterReply
 from .screening import Screen, stateless_tag
 from .transaction import (
     ClientTransaction,
@@ -54,6 +55,12 @@ KNOWN_UNSUPPORTED = frozenset(
 
 SendTo = Callable[[bytes, Peer], None]
 ClientT = TypeVar("ClientT", InviteClientTransaction, NonInviteClientTransaction)
+
+
+class RegisterHandler(Protocol):
+    """The registrar as the user agent sees it (sip/registrar.py; app.py passes it in)."""
+
+    def handle(self, request: Request, peer: Peer) -> RegisterReply | None: ...
 
 
 class SipObserver(Protocol):
@@ -139,8 +146,12 @@ class UserAgent:
         cfg: TimerConfig | None = None,
         observer: SipObserver | None = None,
         screen: ScreenPolicy = _pass_all,
+        registrar: RegisterHandler | None = None,
     ) -> None:
         self.timers = timers
+        # Operators' phones REGISTER here when a registrar is configured; else 405 (§8.2.1).
+        self.registrar = registrar
+        self.allow = ALLOW + ", REGISTER" if registrar is not None else ALLOW
         self._send_to = send_to
         self.local = local
         self.on_incoming = on_incoming
@@ -302,6 +313,10 @@ class UserAgent:
         if to_tag:
             self._on_in_dialog(request, peer, to_tag)
             return
+        if method == "REGISTER" and self.registrar is not None:
+            # Phones are in no trunk: digest authentication and the auth guard screen them.
+            self._on_register(request, peer)
+            return
         if not self._screened_in(request, peer):
             return
         if method == "INVITE":
@@ -311,9 +326,16 @@ class UserAgent:
         elif method == "BYE" or method == "INFO":
             self.reply(request, peer, 481)
         elif method in KNOWN_UNSUPPORTED:
-            self.reply(request, peer, 405, extra=(("Allow", ALLOW),))
+            self.reply(request, peer, 405, extra=(("Allow", self.allow),))
         else:
             self.reply(request, peer, 501)
+
+    def _on_register(self, request: Request, peer: Peer) -> None:
+        """RFC 3261 §10.3, through a non-INVITE server transaction (retransmissions absorbed)."""
+        assert self.registrar is not None
+        answer = self.registrar.handle(request, peer)
+        if answer is not None:
+            self.reply(request, peer, answer.code, answer.reason, answer.headers)
 
     def _screened_in(self, request: Request, peer: Peer) -> bool:
         """Out-of-dialog requests from sources the policy refuses: 403 once, or nothing."""
@@ -423,7 +445,7 @@ class UserAgent:
 
     def _reply_options(self, request: Request, peer: Peer) -> None:
         """OPTIONS keepalives from trunks get 200 with what we support (§11.2)."""
-        extra = (("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", ""))
+        extra = (("Allow", self.allow), ("Accept", "application/sdp"), ("Supported", ""))
         self.reply(request, peer, 200, extra=extra[:2])
 
     def reply(
@@ -642,7 +664,7 @@ class UserAgent:
         headers.add("Call-ID", new_call_id(self.local.host))
         headers.add("CSeq", "1 INVITE")
         headers.add("Contact", self.local.contact(peer.transport))
-        headers.add("Allow", ALLOW)
+        headers.add("Allow", self.allow)
         if self.local.user_agent:  # empty: no product name on the wire
             headers.add("User-Agent", self.local.user_agent)
         for name, value in extra:

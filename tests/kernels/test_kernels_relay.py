@@ -179,6 +179,28 @@ def test_inband_digit_on_a_leg_without_telephone_event(mode: str) -> None:
         assert digits == ["9"]
 
 
+def test_inband_digit_on_a_leg_with_telephone_event_too(mode: str) -> None:
+    """Tones are detected whatever was negotiated (a gateway may send a key both ways; the
+    engine's digit stream merges the two reports)."""
+    import math
+
+    for b in make_bridge(PCMU, PCMU, mode == "thread"):
+        b.relay.configure(0, PCMU, PCMU, {PCMU: PCMU}, 101, b.phones[0].getsockname(), True, True)
+        g711 = load_kernel("g711", python=True)
+        tone = [
+            round(
+                6000
+                * (math.sin(2 * math.pi * 770 * n / 8000) + math.sin(2 * math.pi * 1336 * n / 8000))
+            )
+            for n in range(800)
+        ]
+        audio = g711.ulaw_encode(struct.pack(f"<{len(tone)}h", *tone)) + b"\xff" * 1600
+        for i in range(len(audio) // 160):
+            b.send(0, rtp(i, 160 * i, 3, PCMU, audio[160 * i : 160 * (i + 1)]))
+            b.pump(0)
+        assert [(e[2], e[5]) for e in b.events if e[0] == "dtmf"] == [("5", True)]
+
+
 def test_thread_mode_relays_both_ways_and_reports_latches() -> None:
     for b in make_bridge(PCMU, PCMA, threaded=True):
         for i in range(20):

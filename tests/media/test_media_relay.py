@@ -330,13 +330,49 @@ async def test_inband_dtmf_on_a_leg_without_telephone_event() -> None:
         await _finish(c)
 
 
-async def test_no_inband_detection_when_rfc4733_is_negotiated(call: Call) -> None:
-    audio = dtmf_tone(852, 1209, 100)
-    for i in range(5):
-        payload = g711.ulaw_encode(audio[i * 160 : (i + 1) * 160].astype("<i2").tobytes())
-        call.a.send(Rtp(0, i, 160 * i, 0xA, payload), call.to_caller_leg)
+def _ulaw(samples: np.ndarray) -> bytes:
+    return g711.ulaw_encode(samples.astype("<i2").tobytes())
+
+
+def tone_frames(row_hz: float, col_hz: float, ms: int, first_seq: int = 0) -> list[Rtp]:
+    """200 ms of silence, the tone, 300 ms of silence: 20 ms PCMU packets from seq ``first_seq``."""
+    audio = np.concatenate(
+        [np.zeros(1600, np.int16), dtmf_tone(row_hz, col_hz, ms), np.zeros(2400, np.int16)]
+    )
+    return [
+        Rtp(0, first_seq + i, 160 * (first_seq + i), 0xA, _ulaw(audio[i * 160 : (i + 1) * 160]))
+        for i in range(len(audio) // 160)
+    ]
+
+
+async def test_inband_dtmf_is_detected_when_rfc4733_is_negotiated_too(call: Call) -> None:
+    """A gateway may send a key only as a tone on a leg with telephone-event: still a digit,
+    reported once the suppression window has passed with no RFC 4733 event."""
+    for p in tone_frames(852, 1209, 100):
+        call.a.send(p, call.to_caller_leg)
+        await asyncio.sleep(0.002)
     await call.b.recv_all()
-    assert [e for e in call.events if isinstance(e, DtmfEvent)] == []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5.0
+    while not any(isinstance(e, DtmfEvent) for e in call.events) and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    digits = [e for e in call.events if isinstance(e, DtmfEvent)]
+    assert [(d.digit, d.source) for d in digits] == [("7", "inband")]
+
+
+async def test_tone_and_rfc4733_of_one_press_give_one_digit(call: Call) -> None:
+    """The same press as tone and as RFC 4733 event: one digit, the event's (RFC 4733 wins)."""
+    frames = tone_frames(697, 1336, 100)  # the tone is in frames 10-14
+    head = frames[:17]
+    tail = [Rtp(p.pt, p.seq + 8, p.ts, p.ssrc, p.payload) for p in frames[17:]]
+    events = te_packets(2, 160 * 10, 17, 101)  # "2" from where the tone starts, seq 17-24
+    for p in head + events + tail:
+        call.a.send(p, call.to_caller_leg)
+        await asyncio.sleep(0.002)
+    await call.b.recv_all()
+    await asyncio.sleep(call.engine._digit_window + 0.2)  # any held tone would be out by now
+    digits = [e for e in call.events if isinstance(e, DtmfEvent)]
+    assert [(d.digit, d.source) for d in digits] == [("2", "rfc4733")]
 
 
 async def test_pjsua2_hold_passes_to_the_other_leg(call: Call) -> None:
