@@ -35,6 +35,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from mediasrv.media.api import RecordMode
+
 from .disposition import Disposition
 
 MAX_TARGETS = 5  # F8: "up to 5 destinations"
@@ -58,6 +60,7 @@ class TargetKind(enum.Enum):
     SIP_URI = "sip-uri"  # sip:op1@10.0.0.5:5060;transport=tcp
     PHONE = "phone"  # an E.164 number through an outbound trunk
     REGISTERED = "registered"  # a softphone registered to our registrar, by AOR / name
+    GROUP = "group"  # one target for a group: its first idle member rings (``members``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,8 @@ class DialTarget:
     name: str = ""  # shown in the call log and the dry run
     ring_timeout: float = 30.0
     trunk: str = ""  # for PHONE: the outbound trunk's name ("" = the default one)
+    wrap_up: float = 0.0  # the operator's own wrap-up after a call (the queue's may be longer)
+    members: tuple[DialTarget, ...] = ()  # GROUP only: the operators, in order
 
 
 class Strategy(enum.Enum):
@@ -104,11 +109,11 @@ Condition = OpenNow | CallerBlocked
 
 @dataclass(frozen=True, slots=True)
 class Reject:
-    """Refuse the call. With ``prompt``: answer as early media (183), play it, then 603/code
+    """Refuse the call. With ``prompts``: answer as early media (183), play it, then 603/code
     (Twilio ``<Reject reason>``; F6 "a configurable code or a prompt")."""
 
     code: int = 603
-    prompt: str | None = None
+    prompts: tuple[str, ...] = ()
     disposition: Disposition = Disposition.BLOCKED
     reason: str = "rejected"
 
@@ -269,17 +274,7 @@ class Hangup:
 
 
 Step = (
-    Reject
-    | Answer
-    | Play
-    | Menu
-    | Dial
-    | Enqueue
-    | Voicemail
-    | Branch
-    | Classify
-    | Goto
-    | Hangup
+    Reject | Answer | Play | Menu | Dial | Enqueue | Voicemail | Branch | Classify | Goto | Hangup
 )
 STEP_TYPES: tuple[type, ...] = (
     Reject,
@@ -314,6 +309,8 @@ class Plan:
     medium: str = ""
     campaign: str = ""
     business: str = ""
+    prompt_files: Mapping[str, str] = field(default_factory=dict)  # prompt name -> WAV file
+    record: RecordMode = RecordMode.BOTH  # F12: the call recording once an operator is bridged
     _index: Mapping[int, int] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -351,6 +348,8 @@ def build_plan(
     medium: str = "",
     campaign: str = "",
     business: str = "",
+    prompt_files: Mapping[str, str] | None = None,
+    record: RecordMode = RecordMode.BOTH,
 ) -> Plan:
     """Validate and freeze a plan (raises :class:`PlanError`)."""
     frozen = tuple(steps)
@@ -362,6 +361,8 @@ def build_plan(
         medium=medium,
         campaign=campaign,
         business=business,
+        prompt_files=MappingProxyType(dict(prompt_files or {})),
+        record=record,
         _index=MappingProxyType({id(s): i for i, s in enumerate(frozen)}),
     )
     validate(plan)
@@ -383,8 +384,28 @@ class PlanBuilder:
     def add(self, *steps: Step) -> None:
         self.steps.extend(steps)
 
-    def build(self, number: str, version: int, **info: str) -> Plan:
-        return build_plan(number, version, self.steps, self.labels, **info)
+    def build(
+        self,
+        number: str,
+        version: int,
+        *,
+        medium: str = "",
+        campaign: str = "",
+        business: str = "",
+        prompt_files: Mapping[str, str] | None = None,
+        record: RecordMode = RecordMode.BOTH,
+    ) -> Plan:
+        return build_plan(
+            number,
+            version,
+            self.steps,
+            self.labels,
+            medium=medium,
+            campaign=campaign,
+            business=business,
+            prompt_files=prompt_files,
+            record=record,
+        )
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -498,6 +519,11 @@ def _validate_targets(targets: tuple[DialTarget, ...], where: str) -> None:
         if not t.address:
             raise PlanError(f"target {t.name or t.operator!r} has no address", where)
         _positive(t.ring_timeout, f"ring timeout of {t.address}", where)
+        if (t.kind is TargetKind.GROUP) != bool(t.members):
+            raise PlanError(f"target {t.address!r}: a group (and only a group) has members", where)
+        for m in t.members:
+            if m.kind is TargetKind.GROUP or not m.address:
+                raise PlanError(f"group {t.address!r}: bad member {m.address!r}", where)
 
 
 def _validate_step(step: Step, where: str) -> None:
