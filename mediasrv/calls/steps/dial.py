@@ -39,7 +39,8 @@ class RingOptions:
 def _finish_attempt(
     ctx: CallContext, attempt: Attempt, result: AttemptResult, code: int, reason: str
 ) -> AttemptResult:
-    attempt.end = ctx.clock.wall()
+    if not attempt.end:  # an answered attempt rang until its answer, not its refusal
+        attempt.end = ctx.clock.wall()
     attempt.result, attempt.code, attempt.reason = result, code, reason
     return result
 
@@ -170,7 +171,7 @@ async def ring(
             return _finish_attempt(ctx, attempt, AttemptResult.NO_ANSWER, 0, event.reason), None
         elif isinstance(event, LegAnswered):
             live.answered = True
-            attempt.code = 200
+            attempt.code, attempt.end = 200, ctx.clock.wall()
             if event.sdp:
                 ctx.media.accept_answer(op_media, event.sdp)
             break
@@ -180,7 +181,6 @@ async def ring(
         live.leg.end()
         _drop(ctx, live)
         return _finish_attempt(ctx, attempt, result, 200, reason), None
-    attempt.end = ctx.clock.wall()
     attempt.result = AttemptResult.ANSWERED
     return AttemptResult.ANSWERED, live
 
