@@ -121,7 +121,8 @@ class Operator:
     name: str
     kind: OperatorKind
     target: str  # SIP URI | E.164 number | registered user name, per ``kind``
-    trunk: str = ""  # PHONE: the outbound trunk's name ([[trunks]] in the static config)
+    trunk: str = ""  # the outbound trunk's name ([[trunks]] in the static config): required
+    # for PHONE; for SIP_URI optional (its credentials answer the operator side's 401/407)
     groups: tuple[str, ...] = ()  # e.g. ("sales", "support"); queues and targets name groups
     wrap_up: float = 0.0  # seconds after a call before the queue offers the next one (F10)
     display_name: str = ""

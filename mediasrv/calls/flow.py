@@ -35,7 +35,7 @@ from .clock import Clock, TimerHandle
 from .disposition import Disposition
 from .legs import CallerLeg, Dialer, LegHungUp, LegInfoDigit, LegSignal, OperatorLeg
 from .operators import OperatorBoard
-from .plan import Plan, Step
+from .plan import CallerBlocked, Plan, Step
 from .queue import QueueRegistry, QueueSignal
 from .trace import CallEnded, CallStarted, CallTrace, DomainEvent, EventSink, HungUpBy, no_events
 
@@ -73,7 +73,7 @@ def _never_open(_schedule: object, _at: datetime) -> bool:
     raise LookupError("no schedule evaluator wired")
 
 
-def _never_blocked(_rules: tuple[object, ...], _caller: str, _withheld: str) -> object | None:
+def _never_blocked(_test: CallerBlocked, _caller: str, _withheld: str) -> object | None:
     return None
 
 
@@ -103,7 +103,8 @@ class FlowServices:
     board: OperatorBoard
     queues: QueueRegistry
     is_open: Callable[[object, datetime], bool] = _never_open  # (Schedule, aware local time)
-    caller_blocked: Callable[[tuple[object, ...], str, str], object | None] = _never_blocked
+    # (the lists, the caller's number, its withheld category) -> the matching rule, or None
+    caller_blocked: Callable[[CallerBlocked, str, str], object | None] = _never_blocked
     rotation: RotationStore = field(default_factory=_FirstRotation)
     contacts_for: Callable[[str], Sequence[str]] = _no_contacts  # registrar: AOR -> contacts
     events: EventSink = no_events

@@ -95,9 +95,13 @@ class OpenNow:
 
 @dataclass(frozen=True, slots=True)
 class CallerBlocked:
-    """True when the caller matches one of ``rules`` (F6: global, business, number scopes)."""
+    """True when the caller matches a blocklist (F6): the number's, the business's or the
+    global one (the business model's Blocklist objects, matched by the injected evaluator,
+    most specific scope first)."""
 
-    rules: tuple[object, ...]
+    number: object = None
+    business: object = None
+    global_: object = None
     name: str = "blocklist"
 
 
@@ -114,7 +118,7 @@ class Reject:
 
     code: int = 603
     prompts: tuple[str, ...] = ()
-    disposition: Disposition = Disposition.BLOCKED
+    disposition: Disposition | None = Disposition.BLOCKED  # None: keep the one set before
     reason: str = "rejected"
 
 
@@ -217,7 +221,8 @@ class Enqueue:
     targets: tuple[DialTarget, ...]
     music: tuple[str, ...] = ("hold-music",)
     announce_position: bool = True
-    position_prompt: str = "queue-position"  # followed by the number's digits prompts
+    position_prompts: tuple[str, ...] = ("queue-position",)  # then "digit-N" per digit
+    periodic_prompts: tuple[str, ...] = ()  # before the position, every ``announce_every``
     announce_every: float = 30.0
     max_wait: float = 300.0
     max_length: int = 0
@@ -225,6 +230,7 @@ class Enqueue:
     whisper: tuple[str, ...] = ()
     on_overflow: Label | None = None  # None: the next step
     early_media: bool = False
+    overflow_when_no_operator: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -237,7 +237,9 @@ class FakeMedia:
                 self._stop(p)
                 self.emit(
                     call_id,
-                    PromptFinished(call_id, role, p.names[-1], PlayId(p.play_id), PlayEnd.BARGED_IN),
+                    PromptFinished(
+                        call_id, role, p.names[-1], PlayId(p.play_id), PlayEnd.BARGED_IN
+                    ),
                 )
         self.emit(call_id, DtmfEvent(call_id, role, digit, self.clock.now(), 0.1, "rfc4733"))
 
@@ -245,7 +247,9 @@ class FakeMedia:
         self.emit(call_id, RtpTimeout(call_id, role, 5.0))
 
     def signalled_digit(self, leg: LegMedia, digit: str, duration: float) -> None:
-        self.emit(leg.call_id, DtmfEvent(leg.call_id, leg.role, digit, self.clock.now(), duration, "info"))
+        self.emit(
+            leg.call_id, DtmfEvent(leg.call_id, leg.role, digit, self.clock.now(), duration, "info")
+        )
 
     def release(self, call_id: str) -> MediaReport:
         self.log.append("media release")
@@ -267,7 +271,11 @@ class FakeMedia:
 
 class FakeCaller:
     def __init__(
-        self, log: list[str], caller: str = "+819012345678", withheld: str = "", name: str = "caller"
+        self,
+        log: list[str],
+        caller: str = "+819012345678",
+        withheld: str = "",
+        name: str = "caller",
     ) -> None:
         self.log = log
         self.name = name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mediasrv.calls.disposition import Disposition
 from mediasrv.calls.plan import (
     Answer,
     Branch,
@@ -21,7 +22,6 @@ from mediasrv.calls.plan import (
     TargetKind,
     Voicemail,
 )
-from mediasrv.calls.disposition import Disposition
 
 
 def target(n: int) -> DialTarget:
@@ -58,14 +58,26 @@ def test_labels_resolve_and_fall_through() -> None:
         (lambda b: (b.add(Hangup()), b.add(Play(("x",)))), "no path reaches this step"),
         (lambda b: (b.label("a"), b.add(Classify(Disposition.BUSY), Goto("a"))), "never waits"),
         (lambda b: b.add(menu(("1", "x")), Hangup()), "label 'x' is not defined"),
-        (lambda b: (b.add(menu(("7", "h"), valid_digits="12")), b.label("h"), b.add(Hangup())),
-         "outside the valid set"),
-        (lambda b: (b.add(menu(("1", "h"), ("1", "h"))), b.label("h"), b.add(Hangup())),
-         "appears twice"),
-        (lambda b: (b.add(menu(("12", "h"))), b.label("h"), b.add(Hangup())),
-         "longer than max digits"),
-        (lambda b: (b.add(menu(("1", "h"), first_digit_timeout=0)), b.label("h"), b.add(Hangup())),
-         "first-digit timeout must be > 0"),
+        (
+            lambda b: (b.add(menu(("7", "h"), valid_digits="12")), b.label("h"), b.add(Hangup())),
+            "outside the valid set",
+        ),
+        (
+            lambda b: (b.add(menu(("1", "h"), ("1", "h"))), b.label("h"), b.add(Hangup())),
+            "appears twice",
+        ),
+        (
+            lambda b: (b.add(menu(("12", "h"))), b.label("h"), b.add(Hangup())),
+            "longer than max digits",
+        ),
+        (
+            lambda b: (
+                b.add(menu(("1", "h"), first_digit_timeout=0)),
+                b.label("h"),
+                b.add(Hangup()),
+            ),
+            "first-digit timeout must be > 0",
+        ),
         (lambda b: b.add(Dial((target(1),), accept_digit="x")), "not a DTMF key"),
         (lambda b: b.add(Voicemail("m", min_length=200)), "min length"),
         (lambda b: b.add(Hangup(code=200)), "4xx-6xx"),

@@ -31,10 +31,10 @@ def t(uri: str, name: str, ring: float = 10.0) -> DialTarget:
     return DialTarget(TargetKind.SIP_URI, uri, operator=name, ring_timeout=ring)
 
 
-def guarded_plan(*, reject_prompts: tuple[str, ...] = (), early: bool = True):  # noqa: ANN201
+def guarded_plan(*, reject_prompts: tuple[str, ...] = (), early: bool = True):
     b = PlanBuilder()
     b.add(
-        Branch(CallerBlocked(rules=("+81901111",)), if_true="blocked", if_false=None),
+        Branch(CallerBlocked(number=("+81901111",)), if_true="blocked", if_false=None),
         Branch(OpenNow(schedule="week"), if_true=None, if_false="closed"),
         Play(("welcome",), early_media=early),
         Play(("consent",), consent=True, early_media=early),
@@ -52,8 +52,8 @@ def guarded_plan(*, reject_prompts: tuple[str, ...] = (), early: bool = True):  
     return b.build(NUMBER, 3, medium="web", campaign="winter")
 
 
-def prefix_blocked(rules: tuple[object, ...], caller: str, withheld: str) -> object | None:
-    for rule in rules:
+def prefix_blocked(test: CallerBlocked, caller: str, withheld: str) -> object | None:
+    for rule in test.number:  # type: ignore[attr-defined]
         if caller.startswith(str(rule)) or withheld == "anonymous":
             return rule
     return None
@@ -63,7 +63,7 @@ def open_from_9_to_18(_schedule: object, at: datetime) -> bool:
     return 9 <= at.hour < 18
 
 
-async def test_a_blocked_caller_gets_603_and_no_media(harness) -> None:  # noqa: ANN001
+async def test_a_blocked_caller_gets_603_and_no_media(harness) -> None:
     harness.overrides.update(caller_blocked=prefix_blocked, is_open=open_from_9_to_18)
     _ctx, caller = harness.call(guarded_plan(), caller="+819011112222")
     trace = await harness.trace()
@@ -75,7 +75,7 @@ async def test_a_blocked_caller_gets_603_and_no_media(harness) -> None:  # noqa:
     assert trace.hung_up_by is HungUpBy.SYSTEM
 
 
-async def test_a_blocked_caller_hears_the_prompt_as_early_media_then_603(harness) -> None:  # noqa: ANN001
+async def test_a_blocked_caller_hears_the_prompt_as_early_media_then_603(harness) -> None:
     harness.overrides.update(caller_blocked=prefix_blocked, is_open=open_from_9_to_18)
     _ctx, caller = harness.call(guarded_plan(reject_prompts=("refused",)), caller="+819011112222")
     trace = await harness.trace()
@@ -84,14 +84,14 @@ async def test_a_blocked_caller_hears_the_prompt_as_early_media_then_603(harness
     assert trace.disposition is Disposition.BLOCKED and not caller.answered
 
 
-async def test_a_withheld_caller_is_matched_by_category(harness) -> None:  # noqa: ANN001
+async def test_a_withheld_caller_is_matched_by_category(harness) -> None:
     harness.overrides.update(caller_blocked=prefix_blocked, is_open=open_from_9_to_18)
-    _ctx, caller = harness.call(guarded_plan(), caller="", withheld="anonymous")
+    _ctx, _caller = harness.call(guarded_plan(), caller="", withheld="anonymous")
     trace = await harness.trace()
     assert trace.disposition is Disposition.BLOCKED and trace.caller == "anonymous"
 
 
-async def test_closed_hours_play_guidance_and_log_after_hours(harness) -> None:  # noqa: ANN001
+async def test_closed_hours_play_guidance_and_log_after_hours(harness) -> None:
     harness.overrides.update(caller_blocked=prefix_blocked, is_open=open_from_9_to_18)
     harness.clock.wall0 += 19 * 3600  # 2026-12-29 19:00 Asia/Tokyo
     _ctx, caller = harness.call(guarded_plan())
@@ -103,11 +103,11 @@ async def test_closed_hours_play_guidance_and_log_after_hours(harness) -> None: 
     assert not harness.dialer.legs
 
 
-async def test_open_hours_guidance_as_early_media_then_answer_on_bridge(harness) -> None:  # noqa: ANN001
+async def test_open_hours_guidance_as_early_media_then_answer_on_bridge(harness) -> None:
     harness.overrides.update(caller_blocked=prefix_blocked, is_open=open_from_9_to_18)
     harness.clock.wall0 += 10 * 3600
     harness.dialer.script(OP1, (0.5, "ring"), (3.0, "answer"), (20.0, "hangup"))
-    _ctx, caller = harness.call(guarded_plan())
+    _ctx, _caller = harness.call(guarded_plan())
     trace = await harness.trace()
     log = harness.log
     # 183 for the guidance (not billed), 200 only after the operator answered and it is stored
@@ -124,7 +124,7 @@ async def test_open_hours_guidance_as_early_media_then_answer_on_bridge(harness)
     assert "record both stereo" in log
 
 
-async def test_consent_plays_once_even_when_a_second_dial_runs(harness) -> None:  # noqa: ANN001
+async def test_consent_plays_once_even_when_a_second_dial_runs(harness) -> None:
     harness.overrides.update(is_open=open_from_9_to_18)
     harness.clock.wall0 += 10 * 3600
     harness.dialer.script(OP1, (0.5, "ring"))  # never answers: 10 s ring timeout
@@ -138,7 +138,7 @@ async def test_consent_plays_once_even_when_a_second_dial_runs(harness) -> None:
     assert "CANCEL " + OP1 in harness.log
 
 
-async def test_schedule_failure_is_logged_and_takes_the_open_path(harness) -> None:  # noqa: ANN001
+async def test_schedule_failure_is_logged_and_takes_the_open_path(harness) -> None:
     def broken(_s: object, _at: datetime) -> bool:
         raise OSError("store unreachable")
 
@@ -154,7 +154,7 @@ async def test_schedule_failure_is_logged_and_takes_the_open_path(harness) -> No
     assert trace.disposition is Disposition.ANSWERED
 
 
-async def test_missing_prompt_is_counted_and_the_fallback_plays(harness) -> None:  # noqa: ANN001
+async def test_missing_prompt_is_counted_and_the_fallback_plays(harness) -> None:
     harness.overrides.update(is_open=open_from_9_to_18)
     harness.missing_prompts.add("closed")
     _ctx, _caller = harness.call(guarded_plan())
@@ -164,7 +164,7 @@ async def test_missing_prompt_is_counted_and_the_fallback_plays(harness) -> None
     assert trace.disposition is Disposition.AFTER_HOURS
 
 
-async def test_caller_hangs_up_while_ringing_cancels_and_is_abandoned(harness) -> None:  # noqa: ANN001
+async def test_caller_hangs_up_while_ringing_cancels_and_is_abandoned(harness) -> None:
     harness.overrides.update(is_open=lambda _s, _a: True)
     harness.dialer.script(OP1, (0.5, "ring"))
     _ctx, caller = harness.call(guarded_plan(early=False))
@@ -174,13 +174,13 @@ async def test_caller_hangs_up_while_ringing_cancels_and_is_abandoned(harness) -
     assert trace.disposition is Disposition.ABANDONED
     assert trace.hung_up_by is HungUpBy.CALLER and trace.reason == "caller-bye"
     assert trace.attempts[0].result.value in ("no-answer", "cancelled")
-    assert harness.media.allocated == {}  or "media release" in harness.log
+    assert harness.media.allocated == {} or "media release" in harness.log
     assert harness.board.state("op1").value == "idle"
     started, ended = harness.kinds(CallStarted), harness.kinds(CallEnded)
     assert len(started) == len(ended) == 1 and ended[0].trace is trace
 
 
-async def test_drain_ends_an_unanswered_call_with_503(harness) -> None:  # noqa: ANN001
+async def test_drain_ends_an_unanswered_call_with_503(harness) -> None:
     harness.overrides.update(is_open=lambda _s, _a: True)
     harness.dialer.script(OP1, (0.5, "ring"))
     ctx, caller = harness.call(guarded_plan(early=True))
@@ -190,7 +190,7 @@ async def test_drain_ends_an_unanswered_call_with_503(harness) -> None:  # noqa:
     assert "CANCEL " + OP1 in harness.log
 
 
-async def test_no_sdp_offer_is_refused_with_488(harness) -> None:  # noqa: ANN001
+async def test_no_sdp_offer_is_refused_with_488(harness) -> None:
     _ctx, caller = harness.call(guarded_plan())
     caller.offer = None
     trace = await harness.trace()

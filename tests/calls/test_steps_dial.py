@@ -24,7 +24,7 @@ def t(i: int, ring: float = 10.0, kind: TargetKind = TargetKind.SIP_URI) -> Dial
     return DialTarget(kind, OPS[i - 1], operator=f"op{i}", ring_timeout=ring)
 
 
-def dial_plan(dial: Dial, *, ivr_first: bool = False):  # noqa: ANN201
+def dial_plan(dial: Dial, *, ivr_first: bool = False):
     b = PlanBuilder()
     if ivr_first:
         b.add(Play(("hello",)))
@@ -35,7 +35,7 @@ def dial_plan(dial: Dial, *, ivr_first: bool = False):  # noqa: ANN201
     return b.build(NUMBER, 1)
 
 
-async def test_sequential_busy_moves_on_at_once_then_timeout_then_answer(harness) -> None:  # noqa: ANN001
+async def test_sequential_busy_moves_on_at_once_then_timeout_then_answer(harness) -> None:
     d = harness.dialer
     d.script(OPS[0], (0.2, "busy"))
     d.script(OPS[1], (0.5, "ring"))
@@ -59,7 +59,7 @@ async def test_sequential_busy_moves_on_at_once_then_timeout_then_answer(harness
     assert [e.operator for e in harness.kinds(Answered)] == ["op3"]
 
 
-async def test_every_target_busy_is_busy_and_no_answer_is_no_answer(harness) -> None:  # noqa: ANN001
+async def test_every_target_busy_is_busy_and_no_answer_is_no_answer(harness) -> None:
     harness.dialer.script(OPS[0], (0.1, "busy"))
     harness.dialer.script(OPS[1], (0.1, "decline"))
     _ctx, caller = harness.call(dial_plan(Dial((t(1), t(2)))))
@@ -73,7 +73,7 @@ async def test_every_target_busy_is_busy_and_no_answer_is_no_answer(harness) -> 
     assert trace2.disposition is Disposition.NO_ANSWER
 
 
-async def test_busy_action_goes_to_voicemail_at_once(harness) -> None:  # noqa: ANN001
+async def test_busy_action_goes_to_voicemail_at_once(harness) -> None:
     harness.dialer.script(OPS[0], (0.1, "busy"))
     _ctx, caller = harness.call(dial_plan(Dial((t(1), t(2)), on_busy="vm")))
     harness.at(20.0, caller.hang_up)
@@ -83,7 +83,7 @@ async def test_busy_action_goes_to_voicemail_at_once(harness) -> None:  # noqa: 
     assert trace.disposition is Disposition.VOICEMAIL and trace.voicemail is not None
 
 
-async def test_no_answer_action_is_separate_from_busy(harness) -> None:  # noqa: ANN001
+async def test_no_answer_action_is_separate_from_busy(harness) -> None:
     harness.dialer.script(OPS[0], (0.1, "busy"))  # busy: next target (on_busy unset)
     harness.dialer.script(OPS[1], (0.1, "ring"))  # no answer: voicemail
     _ctx, caller = harness.call(dial_plan(Dial((t(1), t(2, ring=5.0), t(3)), on_no_answer="vm")))
@@ -93,7 +93,7 @@ async def test_no_answer_action_is_separate_from_busy(harness) -> None:  # noqa:
     assert trace.path[-1] == "voicemail:vm"
 
 
-async def test_round_robin_rotates_over_calls(harness) -> None:  # noqa: ANN001
+async def test_round_robin_rotates_over_calls(harness) -> None:
     class Rotation:
         def __init__(self) -> None:
             self.pointer: dict[str, int] = {}
@@ -110,11 +110,11 @@ async def test_round_robin_rotates_over_calls(harness) -> None:  # noqa: ANN001
     for _ in range(4):
         harness.call(plan)
         await harness.run()
-    firsts = [ (await harness.trace(i)).attempts[0].operator for i in range(4)]
+    firsts = [(await harness.trace(i)).attempts[0].operator for i in range(4)]
     assert firsts == ["op1", "op2", "op3", "op1"]
 
 
-async def test_rotation_store_down_rings_in_order_and_says_so(harness) -> None:  # noqa: ANN001
+async def test_rotation_store_down_rings_in_order_and_says_so(harness) -> None:
     class Down:
         def next_rotation(self, key: str, n: int) -> int:
             raise ConnectionError("database is locked")
@@ -127,7 +127,7 @@ async def test_rotation_store_down_rings_in_order_and_says_so(harness) -> None: 
     assert trace.disposition is Disposition.ANSWERED and trace.operator == "op1"
 
 
-async def test_whisper_goes_to_the_operator_only_and_the_talk_clock_starts_after(harness) -> None:  # noqa: ANN001
+async def test_whisper_goes_to_the_operator_only_and_the_talk_clock_starts_after(harness) -> None:
     harness.dialer.script(OPS[0], (1.0, "ring"), (3.0, "answer"), (20.0, "hangup"))
     _ctx, caller = harness.call(dial_plan(Dial((t(1),), whisper=("medium-web", "campaign-winter"))))
     trace = await harness.trace()
@@ -143,7 +143,7 @@ async def test_whisper_goes_to_the_operator_only_and_the_talk_clock_starts_after
     assert trace.hung_up_by is HungUpBy.OPERATOR and caller.terminated
 
 
-async def test_whisper_to_an_answered_caller_plays_ringback_to_the_caller(harness) -> None:  # noqa: ANN001
+async def test_whisper_to_an_answered_caller_plays_ringback_to_the_caller(harness) -> None:
     harness.dialer.script(OPS[0], (1.0, "ring"), (3.0, "answer"), (20.0, "hangup"))
     harness.call(dial_plan(Dial((t(1),), whisper=("medium-web",)), ivr_first=True))
     await harness.trace()
@@ -153,7 +153,7 @@ async def test_whisper_to_an_answered_caller_plays_ringback_to_the_caller(harnes
     assert log.index("stop_play ringback") < log.index("media bridge")
 
 
-async def test_press_1_to_accept_refusal_counts_as_no_answer(harness) -> None:  # noqa: ANN001
+async def test_press_1_to_accept_refusal_counts_as_no_answer(harness) -> None:
     harness.dialer.script(OPS[0], (1.0, "answer"), (4.0, "press:2"))  # refuses
     harness.dialer.script(OPS[1], (1.0, "answer"))  # never presses: accept timeout
     harness.dialer.script(OPS[2], (1.0, "answer"), (3.5, "press:1"), (9.0, "hangup"))
@@ -172,7 +172,7 @@ async def test_press_1_to_accept_refusal_counts_as_no_answer(harness) -> None:  
     assert trace.disposition is Disposition.ANSWERED
 
 
-async def test_operator_hanging_up_during_the_whisper_is_no_answer(harness) -> None:  # noqa: ANN001
+async def test_operator_hanging_up_during_the_whisper_is_no_answer(harness) -> None:
     harness.dialer.script(OPS[0], (1.0, "answer"), (2.0, "hangup"))
     harness.dialer.script(OPS[1], (1.0, "answer"), (10.0, "hangup"))
     harness.call(dial_plan(Dial((t(1), t(2)), whisper=("medium-web",))))
@@ -181,7 +181,7 @@ async def test_operator_hanging_up_during_the_whisper_is_no_answer(harness) -> N
     assert trace.operator == "op2"
 
 
-async def test_unresolvable_and_unregistered_targets_are_skipped_and_counted(harness) -> None:  # noqa: ANN001
+async def test_unresolvable_and_unregistered_targets_are_skipped_and_counted(harness) -> None:
     counted: list[str] = []
     harness.overrides["count_failure"] = counted.append
     harness.overrides["contacts_for"] = lambda aor: []
@@ -199,7 +199,7 @@ async def test_unresolvable_and_unregistered_targets_are_skipped_and_counted(har
     assert trace.disposition is Disposition.ANSWERED
 
 
-async def test_a_registered_operator_is_rung_at_its_contact(harness) -> None:  # noqa: ANN001
+async def test_a_registered_operator_is_rung_at_its_contact(harness) -> None:
     harness.overrides["contacts_for"] = lambda aor: ["sip:suzuki@127.0.0.1:27099"]
     harness.board.registered("op2", True)
     harness.dialer.script("sip:suzuki@127.0.0.1:27099", (0.5, "answer"), (1.0, "hangup"))
@@ -209,7 +209,7 @@ async def test_a_registered_operator_is_rung_at_its_contact(harness) -> None:  #
     assert trace.operator == "op2" and trace.operator_target == "suzuki"
 
 
-async def test_a_busy_operator_on_the_board_is_not_rung(harness) -> None:  # noqa: ANN001
+async def test_a_busy_operator_on_the_board_is_not_rung(harness) -> None:
     harness.board.busy("op1")
     harness.dialer.script(OPS[1], (0.5, "answer"), (1.0, "hangup"))
     harness.call(dial_plan(Dial((t(1), t(2)))))
@@ -218,7 +218,7 @@ async def test_a_busy_operator_on_the_board_is_not_rung(harness) -> None:  # noq
     assert "INVITE " + OPS[0] not in harness.log
 
 
-async def test_group_target_rings_the_first_idle_member(harness) -> None:  # noqa: ANN001
+async def test_group_target_rings_the_first_idle_member(harness) -> None:
     harness.board.busy("op1")
     harness.dialer.script(OPS[1], (0.5, "answer"), (1.0, "hangup"))
     group = DialTarget(TargetKind.GROUP, "sales", members=(t(1), t(2)))
@@ -227,20 +227,20 @@ async def test_group_target_rings_the_first_idle_member(harness) -> None:  # noq
     assert trace.operator == "op2"
 
 
-async def test_operator_early_media_is_bridged_to_an_unanswered_caller(harness) -> None:  # noqa: ANN001
+async def test_operator_early_media_is_bridged_to_an_unanswered_caller(harness) -> None:
     harness.dialer.script(OPS[0], (0.5, "ring183"), (3.0, "answer"), (5.0, "hangup"))
-    _ctx, caller = harness.call(dial_plan(Dial((t(1),))))
+    _ctx, _caller = harness.call(dial_plan(Dial((t(1),))))
     trace = await harness.trace()
     log = harness.log
     assert log.index("caller1 183") < log.index("media bridge") < log.index("caller1 200")
     assert trace.disposition is Disposition.ANSWERED
 
 
-async def test_caller_cancel_crossing_the_answer_never_answers_the_caller(harness) -> None:  # noqa: ANN001
+async def test_caller_cancel_crossing_the_answer_never_answers_the_caller(harness) -> None:
     _ctx, caller = harness.call(dial_plan(Dial((t(1),))))
     harness.dialer.script(OPS[0], (1.0, "answer"))
 
-    async def slow_store(trace) -> None:  # noqa: ANN001
+    async def slow_store(trace) -> None:
         caller.hang_up()  # the CANCEL arrives while the answer is being stored
 
     harness.contexts[0].services.store_answer = slow_store
@@ -250,7 +250,7 @@ async def test_caller_cancel_crossing_the_answer_never_answers_the_caller(harnes
     assert trace.disposition is Disposition.ABANDONED
 
 
-async def test_caller_info_digit_goes_to_the_media_digit_stream(harness) -> None:  # noqa: ANN001
+async def test_caller_info_digit_goes_to_the_media_digit_stream(harness) -> None:
     harness.dialer.script(OPS[0], (0.5, "answer"), (5.0, "hangup"))
     _ctx, caller = harness.call(dial_plan(Dial((t(1),))))
     harness.at(2.0, lambda: caller.info_digit("5"))

@@ -16,7 +16,7 @@ def op(uri: str, name: str, kind: TargetKind = TargetKind.SIP_URI) -> DialTarget
     return DialTarget(kind, uri, operator=name, ring_timeout=10.0)
 
 
-def queue_plan(*targets: DialTarget, **kw: object):  # noqa: ANN201
+def queue_plan(*targets: DialTarget, **kw: object):
     options: dict[str, object] = {"announce_every": 0.0, "max_wait": 120.0, "on_overflow": "over"}
     options.update(kw)
     b = PlanBuilder()
@@ -26,7 +26,7 @@ def queue_plan(*targets: DialTarget, **kw: object):  # noqa: ANN201
     return b.build(NUMBER, 1)
 
 
-async def test_two_callers_one_operator_second_connected_after_wrap_up(harness) -> None:  # noqa: ANN001
+async def test_two_callers_one_operator_second_connected_after_wrap_up(harness) -> None:
     d = harness.dialer
     d.script(OP1, (1.0, "answer"))  # call 1: answers at once, caller 1 hangs up at t=20
     d.script(OP1, (2.0, "answer"), (10.0, "hangup"))  # call 2
@@ -42,7 +42,9 @@ async def test_two_callers_one_operator_second_connected_after_wrap_up(harness) 
     assert t1.disposition is Disposition.ANSWERED and t2.disposition is Disposition.ANSWERED
     # caller 2 waited second in line, became first when caller 1 was connected
     assert [(e.call_id, e.position) for e in harness.kinds(Queued)] == [
-        ("call1", 1), ("call2", 2), ("call2", 1)
+        ("call1", 1),
+        ("call2", 2),
+        ("call2", 1),
     ]
     assert t2.queue_positions == [2, 1]
     # offered at the end of op1's wrap-up (t=25), answered 2 s later
@@ -58,7 +60,7 @@ async def test_two_callers_one_operator_second_connected_after_wrap_up(harness) 
     assert harness.board.state("op1") is OperatorState.IDLE
 
 
-async def test_answer_pre_empts_an_announcement_at_once(harness) -> None:  # noqa: ANN001
+async def test_answer_pre_empts_an_announcement_at_once(harness) -> None:
     harness.dialer.script(OP1, (1.0, "answer"), (5.0, "hangup"))
     _ctx, _caller = harness.call(queue_plan())
     trace = await harness.trace()
@@ -68,7 +70,7 @@ async def test_answer_pre_empts_an_announcement_at_once(harness) -> None:  # noq
     assert trace.bridged - trace.received == 1.0
 
 
-async def test_periodic_announcements_while_waiting(harness) -> None:  # noqa: ANN001
+async def test_periodic_announcements_while_waiting(harness) -> None:
     harness.board.busy("op1")
     _ctx, caller = harness.call(queue_plan(announce_every=20.0, announce_position=True))
     harness.at(65.0, caller.hang_up)
@@ -78,7 +80,7 @@ async def test_periodic_announcements_while_waiting(harness) -> None:  # noqa: A
     assert trace.disposition is Disposition.ABANDONED and trace.queue_wait == 65.0
 
 
-async def test_max_wait_overflows(harness) -> None:  # noqa: ANN001
+async def test_max_wait_overflows(harness) -> None:
     harness.board.busy("op1")
     harness.call(queue_plan(max_wait=30.0))
     trace = await harness.trace()
@@ -87,16 +89,16 @@ async def test_max_wait_overflows(harness) -> None:  # noqa: ANN001
     assert harness.clock.now() >= 30.0
 
 
-async def test_no_operator_overflows_at_once(harness) -> None:  # noqa: ANN001
+async def test_no_operator_overflows_at_once(harness) -> None:
     soft = op("suzuki", "op9", TargetKind.REGISTERED)  # a softphone never registered: offline
-    _ctx, caller = harness.call(queue_plan(soft))
+    _ctx, _caller = harness.call(queue_plan(soft))
     trace = await harness.trace()
     assert trace.rules == ["queue=no-operator"]
     assert harness.played() == ["overflow"]
     assert not harness.kinds(Queued)
 
 
-async def test_max_length_overflows_the_next_caller(harness) -> None:  # noqa: ANN001
+async def test_max_length_overflows_the_next_caller(harness) -> None:
     harness.board.busy("op1")
     plan = queue_plan(max_length=1, max_wait=50.0)
     harness.call(plan)
@@ -107,7 +109,7 @@ async def test_max_length_overflows_the_next_caller(harness) -> None:  # noqa: A
     assert t2.rules == ["queue=full"]
 
 
-async def test_a_failed_offer_keeps_the_caller_waiting_and_tries_another(harness) -> None:  # noqa: ANN001
+async def test_a_failed_offer_keeps_the_caller_waiting_and_tries_another(harness) -> None:
     harness.dialer.script(OP1, (0.5, "busy"))
     harness.dialer.script(OP2, (1.0, "answer"), (3.0, "hangup"))
     harness.board.busy("op2")
@@ -133,7 +135,7 @@ def test_operator_board_states() -> None:
         def wall(self) -> float:
             return self.t
 
-        def call_later(self, delay, cb):  # noqa: ANN001, ANN201
+        def call_later(self, delay, cb):
             self.timers.append((self.t + delay, cb))
 
             class H:

@@ -26,7 +26,10 @@ log = logging.getLogger("mediasrv.calls.steps")
 
 async def reject(ctx: CallContext, step: Reject) -> Step | None:
     """F6: refuse with a code, or play the prompts as early media (183) first."""
-    ctx.classify(step.disposition)
+    if step.disposition is not None:
+        ctx.classify(step.disposition)
+    elif ctx.hint is None:
+        ctx.classify(Disposition.NO_ANSWER)
     ctx.trace.reason = step.reason
     if step.prompts and not ctx.caller_answered:
         ctx.answer_caller(early_media=True)
@@ -39,7 +42,7 @@ async def reject(ctx: CallContext, step: Reject) -> Step | None:
     ctx.trace.hung_up_by = HungUpBy.SYSTEM
     log.info(
         "call rejected",
-        extra={"call_id": ctx.id, "code": step.code, "disposition": step.disposition.value},
+        extra={"call_id": ctx.id, "code": step.code, "reason": step.reason},
     )
     return None
 
@@ -80,7 +83,7 @@ def _test(ctx: CallContext, step: Branch) -> bool:
         return is_open
     if isinstance(test, CallerBlocked):
         try:
-            rule = services.caller_blocked(test.rules, ctx.caller.caller, ctx.caller.withheld)
+            rule = services.caller_blocked(test, ctx.caller.caller, ctx.caller.withheld)
         except Exception as exc:
             ctx.failure(f"blocklist-unavailable:{exc}")
             rule = None

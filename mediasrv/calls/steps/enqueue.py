@@ -23,7 +23,7 @@ log = logging.getLogger("mediasrv.calls.steps")
 
 def position_prompts(step: Enqueue, position: int) -> tuple[str, ...]:
     """ "You are caller number" + one prompt per digit ("digit-1", "digit-2")."""
-    return (step.position_prompt, *(f"digit-{d}" for d in str(position)))
+    return (*step.position_prompts, *(f"digit-{d}" for d in str(position)))
 
 
 class _Hold:
@@ -40,8 +40,11 @@ class _Hold:
         self.announcing = None
         self.ctx.play_to_caller(self.step.music, loop=True)
 
-    def announce(self) -> None:
-        self.announcing = self.ctx.play_to_caller(position_prompts(self.step, self.position))
+    def announce(self, periodic: bool = False) -> None:
+        names = position_prompts(self.step, self.position)
+        if periodic:
+            names = self.step.periodic_prompts + names
+        self.announcing = self.ctx.play_to_caller(names)
         if self.announcing is None:
             self.music()
         if self.step.announce_every > 0:
@@ -75,7 +78,7 @@ async def enqueue(ctx: CallContext, step: Enqueue) -> Step | None:
     queue = ctx.services.queues.get(step.name)
     members = members_of(step.targets)
     ctx.trace.queue = step.name
-    if not queue.any_member_can_answer(members):
+    if step.overflow_when_no_operator and not queue.any_member_can_answer(members):
         return _overflow(ctx, step, "no-operator")
     if step.max_length and len(queue) >= step.max_length:
         return _overflow(ctx, step, "full")
@@ -94,7 +97,7 @@ async def enqueue(ctx: CallContext, step: Enqueue) -> Step | None:
             if got is None:
                 if deadline is not None and clock.now() >= deadline:
                     return _overflow(ctx, step, "max-wait")
-                hold.announce()  # periodic announcement
+                hold.announce(periodic=True)
                 continue
             source, event = got
             if not isinstance(event, OperatorOffered):
