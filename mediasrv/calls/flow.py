@@ -425,7 +425,9 @@ async def run_call(
 def _path_name(plan: Plan, step: Step) -> str:
     label = plan.label_of(step)
     kind = type(step).__name__.lower()
-    return kind if label.startswith("#") else f"{kind}:{label}"
+    if label.startswith("#"):
+        return kind
+    return label if label.split(":", 1)[0] == kind else f"{kind}:{label}"
 
 
 def _end_caller(ctx: CallContext, code: int) -> None:
