@@ -295,3 +295,99 @@ async def test_compiled_flow_runs_menu_busy_to_voicemail(harness) -> None:
     assert trace.attempts[0].operator == "sato" and trace.attempts[0].code == 486
     assert trace.disposition is Disposition.VOICEMAIL
     assert trace.flow_version == 4 and trace.medium == "web"
+
+
+# -- dry run ---------------------------------------------------------------------------------
+
+TOKYO = dt.timezone(dt.timedelta(hours=9))
+
+
+def test_simulate_after_hours_explains_the_closed_menu() -> None:
+    from mediasrv.calls.simulate import format_simulation, simulate
+
+    plan = compile_number(business(FULL))
+    sim = simulate(
+        plan,
+        caller="+819012345678",
+        at=dt.datetime(2026, 12, 29, 19, 0, tzinfo=TOKYO),
+        hours=office_hours,
+        blocked=blocked_by_business,
+    )
+    assert sim.rules == ["blocklist: not blocked", "hours:office: closed"]
+    assert sim.prompts == ["menu-closed"]
+    assert sim.ends == "menu closed (waits for a key)"
+    text = format_simulation(sim)
+    assert "logged as after-hours" in text
+    assert "voicemail +81312345678: vm-greeting, beep" in text
+    assert text.startswith(
+        "number +81312345678 (flow version 4), caller +819012345678, at 2026-12-29 19:00"
+    )
+
+
+def test_simulate_open_with_keys_lists_targets_in_rotation_order() -> None:
+    from mediasrv.calls.simulate import format_simulation, simulate
+
+    plan = compile_number(business(FULL))
+    peeked: list[tuple[str, int]] = []
+
+    def peek(key: str, n: int) -> int:
+        peeked.append((key, n))
+        return 1
+
+    sim = simulate(
+        plan,
+        caller="+819012345678",
+        at=dt.datetime(2026, 12, 29, 10, 0, tzinfo=TOKYO),
+        hours=office_hours,
+        blocked=blocked_by_business,
+        digits="1",
+        peek_rotation=peek,
+    )
+    assert sim.rules == ["blocklist: not blocked", "hours:office: open"]
+    assert sim.prompts[:3] == ["welcome", "menu-main", "consent"]
+    assert sim.targets[:3] == ["sales", "tanaka", "sato"]  # started at #2
+    assert peeked == [(NUMBER, 3)]
+    text = format_simulation(sim)
+    assert "round robin, this call starts at #2" in text
+    assert "1 -> (pressed)" in text
+    assert "busy -> at once:" in text and "(back to menu:main)" in text
+    assert "whisper to the operator: medium-web" in text
+    # nobody answers: the queue, whose overflow is voicemail
+    assert sim.ends == "queue acme:sales"
+
+
+def test_simulate_a_blocked_caller_stops_at_the_rejection() -> None:
+    from mediasrv.calls.simulate import simulate
+
+    plan = compile_number(business(FULL))
+    sim = simulate(
+        plan,
+        caller="+819011100000",
+        at=dt.datetime(2026, 12, 29, 10, 0, tzinfo=TOKYO),
+        hours=office_hours,
+        blocked=blocked_by_business,
+    )
+    assert sim.rules[0].startswith("blocklist: blocked by")
+    assert sim.ends == "reject 603" and sim.prompts == ["refused"]
+    assert not sim.targets
+
+
+def test_simulate_reports_the_rule_of_a_schedule_evaluator() -> None:
+    from mediasrv.calls.simulate import simulate
+
+    class State:
+        open = False
+        label = "年末年始"
+
+        class rule:
+            value = "override"
+
+    plan = compile_number(business(FULL))
+    sim = simulate(
+        plan,
+        caller="+819012345678",
+        at=dt.datetime(2026, 12, 30, 10, 0, tzinfo=TOKYO),
+        hours=lambda _s, _at: State(),
+        blocked=blocked_by_business,
+    )
+    assert sim.rules[1] == "hours:office: closed (override: 年末年始)"
