@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from mediasrv.calls.call import CallResult, Outcome
+from mediasrv.calls.call import CallResult
 from mediasrv.config import to_e164
 from mediasrv.media.api import LegStats
-from mediasrv.outputs.calllog import CallRecord, Disposition
-
-_DISPOSITIONS = {
-    Outcome.ANSWERED: Disposition.ANSWERED,
-    Outcome.BUSY: Disposition.BUSY,
-    Outcome.NO_ANSWER: Disposition.NO_ANSWER,
-    Outcome.ABANDONED: Disposition.ABANDONED,
-    Outcome.REJECTED: Disposition.REJECTED,
-    Outcome.FAILED: Disposition.FAILED,
-}
+from mediasrv.outputs.calllog import CallRecord
 
 
 def _leg_stats(stats: LegStats) -> dict[str, object]:
@@ -54,7 +45,7 @@ def call_record_from_result(result: CallResult) -> CallRecord:
         end_time=result.end_time,
         ring_seconds=round(result.ring_seconds, 3),
         talk_seconds=round(result.talk_seconds, 3),
-        disposition=_DISPOSITIONS[result.outcome],
+        disposition=result.outcome,
         sip_code=result.sip_code,
         end_reason=result.end_reason,
         operator_uri=result.operator_uri,
