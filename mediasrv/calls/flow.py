@@ -33,7 +33,15 @@ from mediasrv.media.api import (
 
 from .clock import Clock, TimerHandle
 from .disposition import Disposition
-from .legs import CallerLeg, Dialer, LegHungUp, LegInfoDigit, LegSignal, OperatorLeg
+from .legs import (
+    CallerLeg,
+    Dialer,
+    LegHungUp,
+    LegInfoDigit,
+    LegReOffer,
+    LegSignal,
+    OperatorLeg,
+)
 from .operators import OperatorBoard
 from .plan import CallerBlocked, Plan, Step
 from .queue import QueueRegistry, QueueSignal
@@ -244,6 +252,9 @@ class CallContext:
                 elif isinstance(event, LegInfoDigit):
                     self._info_digit(event, self._media_of(source))
                     continue
+                if isinstance(event, LegReOffer):
+                    self._on_reoffer(source, event)
+                    continue
                 if isinstance(event, DtmfEvent) and event.role is LegRole.CALLER:
                     self.trace.digits.append(event.digit)
                 return source, event  # type: ignore[return-value]
@@ -251,6 +262,50 @@ class CallContext:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+
+    # -- re-INVITEs (hold / resume), handled here once for every step ------------------------------
+    def _on_reoffer(self, source: Source, event: LegReOffer) -> None:
+        """Bridged: pass the offer to the other leg (RFC 3264 §8: hold keeps both sides in
+        step). Not bridged (IVR, queue, whisper): answer it on our side."""
+        bridged = next((a for a in self.attempts if a.bridged), None)
+        this = self.caller_media if source is self.caller else self._media_of(source)
+        if this is None:
+            event.respond(488, None)
+            return
+        try:
+            if bridged is None or event.sdp is None:
+                sdp = (
+                    self.media.offer(this)
+                    if event.sdp is None
+                    else self.media.answer(this, event.sdp)
+                )
+                event.respond(200, sdp)
+                return
+            from_caller = source is self.caller
+            other_media = bridged.media if from_caller else self.caller_media
+            other_leg: CallerLeg | OperatorLeg = bridged.leg if from_caller else self.caller
+            assert other_media is not None
+            offer = self.media.offer(other_media, like=event.sdp)
+        except MediaError:
+            event.respond(488, None)
+            return
+        assert other_media is not None
+
+        def answered(code: int, answer: bytes | None) -> None:
+            if code >= 300 or answer is None:
+                event.respond(code if code >= 300 else 488, None)
+                return
+            try:
+                self.media.accept_answer(other_media, answer)
+                codec = self.media.codec_of(other_media)
+                event.respond(
+                    200,
+                    self.media.answer(this, event.sdp or b"", prefer=[codec] if codec else None),
+                )
+            except MediaError:
+                event.respond(488, None)
+
+        other_leg.reinvite(offer, answered)
 
     def _media_of(self, leg: Source) -> LegMedia | None:
         for a in self.attempts:

@@ -8,7 +8,7 @@ legs speak events, calls speak flows). Tests drive the flow with fakes of the sa
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -51,7 +51,18 @@ class LegInfoDigit:
     duration_ms: int = 160
 
 
-LegSignal = LegRinging | LegAnswered | LegFailed | LegHungUp | LegInfoDigit
+@dataclass(slots=True)
+class LegReOffer:
+    """The peer sent a re-INVITE (hold, resume, codec change): call ``respond`` exactly once
+    with (200, our answer) or (code, None). ``sdp`` None: the peer wants our offer."""
+
+    sdp: bytes | None
+    respond: Callable[[int, bytes | None], None] = field(repr=False)
+
+
+ReInviteDone = Callable[[int, bytes | None], None]  # (final code, the peer's answer SDP)
+
+LegSignal = LegRinging | LegAnswered | LegFailed | LegHungUp | LegInfoDigit | LegReOffer
 LegSignalSink = Callable[[LegSignal], None]
 
 
@@ -100,6 +111,10 @@ class CallerLeg(Protocol):
         """BYE an answered caller (or reject an unanswered one with 480)."""
         ...
 
+    def reinvite(self, sdp: bytes, on_done: ReInviteDone) -> None:
+        """Send a re-INVITE with a new offer (RFC 3261 §14.1)."""
+        ...
+
 
 class OperatorLeg(Protocol):
     """One forwarding attempt's outbound leg."""
@@ -110,6 +125,10 @@ class OperatorLeg(Protocol):
 
     def end(self) -> None:
         """BYE the answered leg."""
+        ...
+
+    def reinvite(self, sdp: bytes, on_done: ReInviteDone) -> None:
+        """Send a re-INVITE with a new offer (RFC 3261 §14.1)."""
         ...
 
 

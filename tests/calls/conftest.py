@@ -21,6 +21,7 @@ from mediasrv.calls.legs import (
     LegFailed,
     LegHungUp,
     LegInfoDigit,
+    LegReOffer,
     LegRinging,
     LegSignalSink,
     TargetUnresolved,
@@ -318,6 +319,14 @@ class FakeCaller:
     def info_digit(self, digit: str) -> None:
         self._sink(LegInfoDigit(digit))
 
+    def reinvite(self, sdp: bytes, on_done: Callable[[int, bytes | None], None]) -> None:
+        self.log.append(f"re-INVITE to {self.name}")
+        on_done(200, b"v=0 caller re-answer")
+
+    def re_offer(self, sdp: bytes | None, responses: list[tuple[int, bytes | None]]) -> None:
+        """The caller's re-INVITE (hold); our response lands in ``responses``."""
+        self._sink(LegReOffer(sdp, lambda code, body: responses.append((code, body))))
+
 
 # An operator's behaviour: (seconds after the INVITE, action). Actions: "ring", "ring183",
 # "answer", "busy" (486), "decline" (603), "fail:NNN", "press:D" (after answering), "hangup".
@@ -347,6 +356,10 @@ class FakeOperatorLeg:
     def _stop(self) -> None:
         for t in self.timers:
             t.cancel()
+
+    def reinvite(self, sdp: bytes, on_done: Callable[[int, bytes | None], None]) -> None:
+        self.dialer.log.append(f"re-INVITE {self.request.uri}")
+        on_done(200, b"v=0 operator re-answer")
 
     def act(self, action: str) -> None:
         if self.state in ("cancelled", "ended", "failed"):

@@ -256,3 +256,24 @@ async def test_caller_info_digit_goes_to_the_media_digit_stream(harness) -> None
     harness.at(2.0, lambda: caller.info_digit("5"))
     trace = await harness.trace()
     assert trace.digits == ["5"]
+
+
+async def test_hold_while_bridged_is_passed_to_the_operator(harness) -> None:
+    harness.dialer.script(OPS[0], (0.5, "answer"), (10.0, "hangup"))
+    _ctx, caller = harness.call(dial_plan(Dial((t(1),))))
+    responses: list[tuple[int, bytes | None]] = []
+    harness.at(3.0, lambda: caller.re_offer(b"v=0 a=sendonly", responses))
+    await harness.trace()
+    assert "re-INVITE " + OPS[0] in harness.log
+    assert responses == [(200, b"v=0 answer")]
+
+
+async def test_a_re_invite_during_the_ivr_is_answered_on_our_side(harness) -> None:
+    harness.dialer.script(OPS[0], (0.5, "answer"), (3.0, "hangup"))
+    _ctx, caller = harness.call(dial_plan(Dial((t(1),)), ivr_first=True))
+    responses: list[tuple[int, bytes | None]] = []
+    harness.at(1.0, lambda: caller.re_offer(b"v=0 a=sendonly", responses))
+    trace = await harness.trace()
+    assert responses == [(200, b"v=0 answer")]
+    assert not [line for line in harness.log if line.startswith("re-INVITE")]
+    assert trace.disposition is Disposition.ANSWERED
