@@ -451,6 +451,9 @@ class Harness:
         kwargs.update(self.overrides)
         return FlowServices(**kwargs)
 
+    def new_caller(self, **caller_kw: Any) -> FakeCaller:
+        return FakeCaller(self.log, **caller_kw)
+
     def call(self, plan: Plan, **caller_kw: Any) -> tuple[CallContext, FakeCaller]:
         caller_kw.setdefault("name", f"caller{len(self.contexts) + 1}")
         caller = FakeCaller(self.log, **caller_kw)
