@@ -177,6 +177,7 @@ class CallContext:
             number=plan.number,
             caller=caller.caller or caller.withheld or "anonymous",
             flow_version=plan.version,
+            inbound_call_id=caller.call_id,
             business=plan.business,
             medium=plan.medium,
             campaign=plan.campaign,

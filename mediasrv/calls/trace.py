@@ -74,6 +74,7 @@ class CallTrace:
     number: str
     caller: str
     flow_version: int = 0
+    inbound_call_id: str = ""  # the caller leg's SIP Call-ID
     business: str = ""
     medium: str = ""
     campaign: str = ""
