@@ -145,6 +145,7 @@ class DialRequest:
     caller: str  # the caller's number, shown to the operator
     caller_display: str = ""
     trunk: str = ""
+    on_behalf_of: object = None  # the CallerLeg this attempt serves (hop count, identity)
 
 
 class Dialer(Protocol):

@@ -132,7 +132,8 @@ async def ring(
     source = object()
     try:
         leg = await ctx.services.dialer.dial(
-            DialRequest(uri, offer, ctx.caller.caller, trunk=target.trunk), ctx.signal_from(source)
+            DialRequest(uri, offer, ctx.caller.caller, trunk=target.trunk, on_behalf_of=ctx.caller),
+            ctx.signal_from(source),
         )
     except TargetUnresolved as exc:
         ctx.failure(f"target-unresolved:{exc}")
