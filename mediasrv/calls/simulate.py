@@ -312,6 +312,18 @@ def simulate(
     return sim
 
 
+def parse_at(text: str, zone: str) -> datetime:
+    """``"2026-12-29 19:00"`` on the business's wall clock (``zone``), or an ISO moment with
+    its own offset (``"2026-12-29T10:00+00:00"``). Raises ValueError naming the format."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"--at {text!r}: expected YYYY-MM-DD HH:MM (local to {zone})") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(zone))
+    return moment
+
+
 def format_simulation(sim: Simulation) -> str:
     head = [
         f"number {sim.number} (flow version {sim.version}), caller {sim.caller}, "

@@ -391,3 +391,14 @@ def test_simulate_reports_the_rule_of_a_schedule_evaluator() -> None:
         blocked=blocked_by_business,
     )
     assert sim.rules[1] == "hours:office: closed (override: 年末年始)"
+
+
+def test_parse_at_reads_the_business_wall_clock_or_an_explicit_offset() -> None:
+    from mediasrv.calls.simulate import parse_at
+
+    local = parse_at("2026-12-29 19:00", "Asia/Tokyo")
+    assert local.utcoffset() == dt.timedelta(hours=9) and local.hour == 19
+    explicit = parse_at("2026-12-29T10:00+00:00", "Asia/Tokyo")
+    assert explicit.astimezone(TOKYO).hour == 19
+    with pytest.raises(ValueError, match="expected YYYY-MM-DD HH:MM"):
+        parse_at("tomorrow", "Asia/Tokyo")

@@ -195,3 +195,45 @@ async def test_no_sdp_offer_is_refused_with_488(harness) -> None:
     caller.offer = None
     trace = await harness.trace()
     assert caller.final_code == 488 and trace.disposition is Disposition.FAILED
+
+
+def _hours_plan(zone: str):
+    b = PlanBuilder()
+    b.add(Branch(OpenNow(schedule="week", time_zone=zone), if_true=None, if_false="closed"))
+    b.add(Play(("open",)), Hangup())
+    b.label("closed")
+    b.add(Classify(Disposition.AFTER_HOURS), Play(("closed",)), Hangup())
+    return b.build(NUMBER, 1)
+
+
+async def test_hours_are_judged_on_the_business_zone_clock(harness) -> None:
+    seen: list[str] = []
+
+    def nine_to_six(_schedule: object, at: datetime) -> bool:
+        seen.append(at.strftime("%Y-%m-%d %H:%M %Z"))
+        return 9 <= at.hour < 18
+
+    harness.overrides["is_open"] = nine_to_six
+    harness.clock.wall0 += 10 * 3600  # 2026-12-29 10:00 in Tokyo = 01:00 UTC
+    harness.call(_hours_plan("Asia/Tokyo"))
+    harness.call(_hours_plan("America/New_York"))
+    await harness.run()
+    tokyo, new_york = (await harness.trace(0)), (await harness.trace(1))
+    assert seen == ["2026-12-29 10:00 JST", "2026-12-28 20:00 EST"]
+    assert tokyo.rules == ["hours=open"] and new_york.rules == ["hours=closed"]
+    assert new_york.disposition is Disposition.AFTER_HOURS
+
+
+async def test_a_zone_with_dst_moves_its_hours_and_tokyo_does_not(harness) -> None:
+    seen: list[str] = []
+
+    def record(_schedule: object, at: datetime) -> bool:
+        seen.append(at.strftime("%H:%M %Z"))
+        return True
+
+    harness.overrides["is_open"] = record
+    harness.clock.wall0 = 1_782_864_000.0  # 2026-07-01 00:00 UTC: New York on EDT
+    harness.call(_hours_plan("Asia/Tokyo"))
+    harness.call(_hours_plan("America/New_York"))
+    await harness.run()
+    assert seen == ["09:00 JST", "20:00 EDT"]
