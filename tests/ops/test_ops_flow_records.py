@@ -79,3 +79,15 @@ async def test_the_row_round_trips_through_the_store(tmp_path: Path) -> None:
     assert back.disposition is Disposition.ANSWERED
     assert back.attempts[1]["result"] == "answered"
     assert back.inbound_call_id == "abc@192.0.2.1"
+
+
+def test_flow_failures_are_counted_by_reason() -> None:
+    from mediasrv.outputs.metrics import Metrics
+
+    m = Metrics()
+    m.flow_failures_total.labels(reason="prompt-missing").inc()
+    m.flow_failures_total.labels(reason="prompt-missing").inc()
+    value = m.registry.get_sample_value(
+        "mediasrv_flow_failures_total", {"reason": "prompt-missing"}
+    )
+    assert value == 2.0
