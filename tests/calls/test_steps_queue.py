@@ -162,3 +162,31 @@ def test_operator_board_states() -> None:
     board.released("uri-op")
     assert board.state("uri-op") is OperatorState.IDLE
     assert board.snapshot()["soft"] is OperatorState.OFFLINE
+
+
+async def test_a_softphone_rung_at_its_contact_stays_on_the_board_after_its_call(harness) -> None:
+    contact = "sip:suzuki@127.0.0.1:27098"
+    harness.overrides["contacts_for"] = lambda aor: [contact]
+    harness.dialer.script(contact, (0.5, "answer"), (3.0, "hangup"))
+    soft = op("suzuki", "op9", TargetKind.REGISTERED)
+    b = PlanBuilder()
+    from mediasrv.calls.plan import Dial
+
+    b.add(Dial((soft,)), Hangup())
+    harness.call(b.build(NUMBER, 1))
+    trace = await harness.trace()
+    assert trace.operator == "op9"
+    assert harness.board.state("op9", softphone=True) is OperatorState.IDLE
+
+
+async def test_a_group_members_own_wrap_up_applies(harness) -> None:
+    from mediasrv.calls.plan import Dial
+
+    member = DialTarget(TargetKind.SIP_URI, OP1, operator="op1", wrap_up=30.0)
+    group = DialTarget(TargetKind.GROUP, "sales", members=(member,))
+    harness.dialer.script(OP1, (0.5, "answer"), (3.0, "hangup"))
+    b = PlanBuilder()
+    b.add(Dial((group,)), Hangup())
+    harness.call(b.build(NUMBER, 1))
+    await harness.trace()
+    assert harness.board.state("op1") is OperatorState.WRAP_UP

@@ -120,9 +120,10 @@ async def ring(
     ):
         return _finish_attempt(ctx, attempt, AttemptResult.BUSY, 0, f"operator-{state.value}"), None
     uri = _uri_for(ctx, target)
+    if softphone:  # the registrar is the truth: keep the board in step with it
+        board.registered(op, uri is not None)
     if uri is None:
         ctx.failure(f"operator-unregistered:{target.address}")
-        board.registered(op, False)
         return _finish_attempt(
             ctx, attempt, AttemptResult.UNREACHABLE, 0, "operator-unregistered"
         ), None
@@ -139,7 +140,8 @@ async def ring(
         ctx.failure(f"target-unresolved:{exc}")
         ctx.media.release_leg(op_media)
         return _finish_attempt(ctx, attempt, AttemptResult.UNREACHABLE, 0, str(exc)), None
-    live = LiveAttempt(source, leg, op_media, op, softphone, wrap_up=opts.wrap_up)
+    wrap_up = max(opts.wrap_up, target.wrap_up)
+    live = LiveAttempt(source, leg, op_media, op, softphone, wrap_up=wrap_up)
     ctx.attempts.append(live)
     board.ringing(op, softphone=softphone)
     ctx.emit(Ringing(ctx.id, op, target.address, ctx.clock.wall()))
