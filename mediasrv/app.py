@@ -39,10 +39,12 @@ from mediasrv.config import (
     AuthGuardConfig,
     BlockedPolicy,
     Config,
+    FlowInterpreter,
     NumberConfig,
     TrunkConfig,
     UntrustedSourcePolicy,
 )
+from mediasrv.flow_runtime import FlowRuntime
 from mediasrv.log import bind_log_context
 from mediasrv.media.api import MediaEvent, RecordMode
 from mediasrv.media.engine import MediaEngine
@@ -539,10 +541,11 @@ class Server:
         self.metrics = Metrics()
         self.store = CallLogStore(config.server.db_path)
         self.calls: dict[str, Call] = {}
+        self.flows: FlowRuntime | None = None  # [calls] interpreter = "plan" (issue 10)
         self._answers_not_stored_in_time = 0
         self._slow_answers_logged_at = -1e9
         self.checkpoint = LiveCallCheckpoint(
-            self.store.checkpoint_live, self.calls.keys, config.store.checkpoint_interval
+            self.store.checkpoint_live, self._live_call_ids, config.store.checkpoint_interval
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
@@ -650,6 +653,17 @@ class Server:
             screen=self.screening.screen,
         )
         self.transport.admit_source = self.screening.make_guard(self.ua.is_peer).admit
+        if self.config.calls.interpreter is FlowInterpreter.PLAN:
+            self.flows = FlowRuntime(
+                loop=self.loop,
+                media=self.media,  # type: ignore[arg-type]  # until the engine is a MediaControl
+                ua=self.ua,
+                router=self.router,
+                store=self.store,
+                metrics=self.metrics,
+                recording_path=self._recording_path,
+                voicemail_dir=self.config.server.recordings_dir / "voicemail",
+            )
         self._sweep_task = self.loop.create_task(self.screening.sweep_forever())
         self.metrics.add_gauge_callback(
             "mediasrv_sip_transactions", "SIP transactions in progress", self._transactions
@@ -794,7 +808,7 @@ class Server:
     def health(self) -> dict[str, object]:
         return {
             "status": "draining" if self._draining else "ok",
-            "active_calls": len(self.calls),
+            "active_calls": len(self._live_call_ids()),
             "engine": self.media.engine_name,
             "sip_port": self.transport.port,
         }
@@ -809,12 +823,15 @@ class Server:
             self.ua.draining = True
         deadline = timeout if timeout is not None else self.config.server.drain_timeout
         log.info("draining", extra={"active_calls": len(self.calls), "deadline_s": deadline})
+        flows = self.loop.create_task(self.flows.drain(deadline)) if self.flows else None
         try:
             await asyncio.wait_for(self._all_calls_done(), deadline)
         except TimeoutError:
             for call in list(self.calls.values()):
                 call.stop()
             await asyncio.wait_for(self._all_calls_done(), 10.0)
+        if flows is not None:
+            await flows
         await self.stop()
 
     async def _all_calls_done(self) -> None:
@@ -828,6 +845,8 @@ class Server:
             self._sweep_task.cancel()
         for call in list(self.calls.values()):
             call.stop()
+        if self.flows is not None:
+            await asyncio.wait_for(self.flows.drain(0.0), 5.0)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5.0)
         await self.checkpoint.stop()
@@ -861,8 +880,17 @@ class Server:
     def _malformed_stream(self, transport: str) -> None:
         self.metrics.sip_malformed_total.labels(transport=transport).inc()
 
+    def _live_call_ids(self) -> list[str]:
+        ids = list(self.calls)
+        if self.flows is not None:
+            ids.extend(self.flows.live_ids())
+        return ids
+
     def _on_incoming(self, leg: InboundLeg, trunk: str) -> None:
         assert self.ua is not None
+        if self.flows is not None:
+            self.flows.on_incoming(leg)
+            return
         route = self.router.route(leg.called_user, leg.caller_user)
         services = CallServices(
             media=self.media,
@@ -959,6 +987,8 @@ class Server:
         call = self.calls.get(event.call_id)
         if call is not None:
             call.media_event(event)
+        elif self.flows is not None:
+            self.flows.media_event(event)
 
 
 def _live_record(result: CallResult) -> CallRecord:

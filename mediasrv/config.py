@@ -26,9 +26,11 @@ __all__ = [
     "AnalysisSettings",
     "AuthGuardConfig",
     "BlockedPolicy",
+    "CallsConfig",
     "Config",
     "ConfigError",
     "DigestAlgorithm",
+    "FlowInterpreter",
     "HttpConfig",
     "LogFormat",
     "MediaConfig",
@@ -370,6 +372,20 @@ class StoreConfig:
 # --- end [store] -------------------------------------------------------------------------
 
 
+# --- [calls] (issue 10: calls run through the compiled plan of steps) ---------------------
+class FlowInterpreter(enum.Enum):
+    CALL = "call"  # the straight-line flow of calls/call.py (ring, bridge, talk)
+    PLAN = "plan"  # calls/flow.py: the plan interpreter (IVR, queue, voicemail, ...)
+
+
+@dataclass(frozen=True)
+class CallsConfig:
+    interpreter: FlowInterpreter = FlowInterpreter.CALL
+
+
+# --- end [calls] -------------------------------------------------------------------------
+
+
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -429,6 +445,7 @@ class Config:
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     http: HttpConfig = field(default_factory=HttpConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
     trunks: tuple[TrunkConfig, ...] = ()
     numbers: tuple[NumberConfig, ...] = ()
     source: str = "<defaults>"
@@ -958,6 +975,11 @@ def _store(ctx: _Ctx, data: object) -> StoreConfig:
     )
 
 
+def _calls(ctx: _Ctx, data: object) -> CallsConfig:
+    t = _Table(ctx, ("calls",), data, CallsConfig.__dataclass_fields__)
+    return CallsConfig(interpreter=t.enum_("interpreter", FlowInterpreter, FlowInterpreter.CALL))
+
+
 _TRUNK_KEYS = [k for k in TrunkConfig.__dataclass_fields__ if k != "networks"]
 
 
@@ -1036,7 +1058,7 @@ def _check_ports(ctx: _Ctx, server: ServerConfig) -> None:
         )
 
 
-_SECTIONS = ("server", "sip", "media", "analysis", "http", "store", "trunks", "numbers")
+_SECTIONS = ("server", "sip", "media", "analysis", "http", "store", "calls", "trunks", "numbers")
 
 
 def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
@@ -1047,6 +1069,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
     analysis = _analysis(ctx, raw.get("analysis", {}))
     http = _http(ctx, raw.get("http", {}))
     store = _store(ctx, raw.get("store", {}))
+    calls = _calls(ctx, raw.get("calls", {}))
     trunks = tuple(_trunk(ctx, i, d) for i, d in enumerate(top.tables("trunks")))
     seen_trunks: dict[str, int] = {}
     for i, tr in enumerate(trunks):
@@ -1082,6 +1105,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
         analysis=analysis,
         http=http,
         store=store,
+        calls=calls,
         trunks=trunks,
         numbers=numbers,
         source=ctx.source,

@@ -49,8 +49,13 @@ class OperatorBoard:
         self._ops: dict[str, _Entry] = {}
         self._listeners: list[IdleListener] = []
 
+    # An unnamed target (a bare URI: a PBX, a carrier number) may take many calls at once:
+    # the board tracks named operators only, and "" is always idle.
+
     # -- queries ----------------------------------------------------------------------------
     def state(self, operator: str, *, softphone: bool = False) -> OperatorState:
+        if not operator:
+            return OperatorState.IDLE
         return self._entry(operator, softphone).state
 
     def snapshot(self) -> dict[str, OperatorState]:
@@ -75,6 +80,8 @@ class OperatorBoard:
     # -- transitions ------------------------------------------------------------------------
     def registered(self, operator: str, up: bool) -> None:
         """A softphone registered (``up``) or its last binding went away."""
+        if not operator:
+            return
         e = self._entry(operator, True)
         e.registered = up
         if up and e.state is OperatorState.OFFLINE:
@@ -83,19 +90,25 @@ class OperatorBoard:
             self._set(operator, e, OperatorState.OFFLINE)
 
     def ringing(self, operator: str, *, softphone: bool = False) -> None:
-        self._set(operator, self._entry(operator, softphone), OperatorState.RINGING)
+        if operator:
+            self._set(operator, self._entry(operator, softphone), OperatorState.RINGING)
 
     def busy(self, operator: str, *, softphone: bool = False) -> None:
-        self._set(operator, self._entry(operator, softphone), OperatorState.BUSY)
+        if operator:
+            self._set(operator, self._entry(operator, softphone), OperatorState.BUSY)
 
     def released(self, operator: str, *, softphone: bool = False) -> None:
         """An attempt that rang ended unanswered: back to idle (or offline)."""
+        if not operator:
+            return
         e = self._entry(operator, softphone)
         if e.state is OperatorState.RINGING:
             self._become_free(operator, e)
 
     def finished(self, operator: str, wrap_up: float, *, softphone: bool = False) -> None:
         """A call with this operator ended: wrap-up for ``wrap_up`` seconds, then idle."""
+        if not operator:
+            return
         e = self._entry(operator, softphone)
         if wrap_up <= 0:
             self._become_free(operator, e)

@@ -277,3 +277,16 @@ async def test_a_re_invite_during_the_ivr_is_answered_on_our_side(harness) -> No
     assert responses == [(200, b"v=0 answer")]
     assert not [line for line in harness.log if line.startswith("re-INVITE")]
     assert trace.disposition is Disposition.ANSWERED
+
+
+async def test_a_bare_uri_target_takes_many_calls_at_once(harness) -> None:
+    uri = "sip:pbx@127.0.0.1:27050"  # no operator name: a PBX or a trunk number
+    for _ in range(2):
+        harness.dialer.script(uri, (0.5, "answer"), (10.0, "hangup"))
+    plan = dial_plan(Dial((DialTarget(TargetKind.SIP_URI, uri),)))
+    harness.call(plan)
+    harness.call(plan)
+    await harness.run()
+    traces = [t.result() for t in harness.tasks]
+    assert [t.disposition for t in traces] == [Disposition.ANSWERED] * 2
+    assert harness.board.snapshot() == {}

@@ -109,7 +109,9 @@ async def ring(
             ctx.trace.attempts.append(attempt)
             return _finish_attempt(ctx, attempt, AttemptResult.BUSY, 0, "group-busy"), None
         target = member
-    op, softphone = operator_id(target), is_softphone(target)
+    softphone = is_softphone(target)
+    # the board tracks named operators (and the queue's members); a bare URI is never "busy"
+    op = operator_id(target) if target.operator or opts.claimed or softphone else ""
     attempt = Attempt(target.address, target.operator, ctx.clock.wall())
     ctx.trace.attempts.append(attempt)
     state = board.state(op, softphone=softphone)
