@@ -112,3 +112,37 @@ async def test_busy_first_target_moves_on_at_once_to_the_second(
         assert row["attempts"][0]["result"] == "busy"
         assert row["attempts"][0]["ring_seconds"] < 5.0  # 486 moves on at once, not at 10 s
         assert row["operator_uri"] == f"sip:operator@127.0.0.1:{ok_port}"
+
+
+async def test_no_answer_times_out_each_target_and_the_caller_gets_480(
+    tmp_path: Path, start_server: StartServer
+) -> None:
+    uas_port = free_port()
+    number = {
+        "number": NUMBER,
+        "destinations": [f"sip:operator@127.0.0.1:{uas_port}"],
+        "ring_timeout": 1.0,
+    }
+    server = start_server(numbers=[number], extra_sections=PLAN)
+    uas = await start_uas(tmp_path, "uas_noanswer.xml", uas_port, 2, "uas")
+    try:
+        result = await run_sipp(
+            SippOptions(
+                scenario=sipp_scenario("uac_expect_failure.xml"),
+                name="uac",
+                remote=server.sip_uri_host,
+                service=NUMBER,
+                calls=2,
+                rate=2,
+                timeout_s=30,
+                trace_logs=True,
+            ),
+            tmp_path / "uac",
+        )
+    finally:
+        await uas.stop()
+    assert result.final_codes() == [480, 480], result.describe() + result.errors_tail()
+    assert not any(server.wait_idle(20).values())
+    rows = server.calls(10)
+    assert [r["disposition"] for r in rows] == ["no-answer"] * 2
+    assert all([a["code"] for a in r["attempts"]] == [408] for r in rows)
