@@ -167,6 +167,17 @@ class FlowRuntime:
         self._metrics.call_finished(
             record.disposition.value, record.ring_seconds, record.talk_seconds
         )
+        if trace.media is not None:
+            if trace.media.recording_bytes:
+                self._metrics.recording_bytes_total.inc(trace.media.recording_bytes)
+            for stats in trace.media.legs.values():
+                self._metrics.leg_finished(
+                    stats.packets_in,
+                    stats.packets_out,
+                    stats.packets_lost,
+                    stats.jitter_ms,
+                    stats.foreign_dropped,
+                )
         try:
             await self._store.record_call(record)
         except Exception:

@@ -520,6 +520,7 @@ async def _finish(ctx: CallContext, caller_left: bool) -> None:
     if ctx.caller_media is not None:
         try:
             report = ctx.media.release(ctx.id)
+            ctx.trace.media = report
             for r in report.recordings:
                 if r.recording_id == ctx.recording and r.path is None:
                     ctx.failure("recording-failed")

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mediasrv.media.api import MediaReport
+
 from .disposition import Disposition
 
 
@@ -102,6 +104,7 @@ class CallTrace:
     voicemail: VoicemailMessage | None = None
     recording: Path | None = None
     failures: list[str] = field(default_factory=list)  # run-time failures, reasons
+    media: MediaReport | None = None  # the engine's report at release (stats, recordings)
 
     @property
     def talk_seconds(self) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from mediasrv.calls.trace import CallTrace
 from mediasrv.config import to_e164
 from mediasrv.outputs.calllog import CallRecord
+from mediasrv.outputs.records import media_stats_of
 
 
 def attempt_dicts(trace: CallTrace) -> list[dict[str, object]]:
@@ -93,4 +94,5 @@ def record_from_trace(trace: CallTrace) -> CallRecord:
         dtmf="".join(trace.digits),
         recording_path=str(trace.recording) if trace.recording is not None else None,
         flags=flags,
+        media_stats=media_stats_of(trace.media),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mediasrv.calls.call import CallResult
 from mediasrv.config import to_e164
-from mediasrv.media.api import LegStats
+from mediasrv.media.api import LegStats, MediaReport
 from mediasrv.outputs.calllog import CallRecord
 
 
@@ -23,13 +23,18 @@ def _leg_stats(stats: LegStats) -> dict[str, object]:
     }
 
 
+def media_stats_of(report: MediaReport | None) -> dict[str, object]:
+    """The row's ``media_stats``: the engine and each leg's counters."""
+    if report is None:
+        return {}
+    return {
+        "engine": report.engine,
+        "legs": {role.value: _leg_stats(stats) for role, stats in report.legs.items()},
+    }
+
+
 def call_record_from_result(result: CallResult) -> CallRecord:
-    media_stats: dict[str, object] = {}
-    if result.media is not None:
-        media_stats = {
-            "engine": result.media.engine,
-            "legs": {role.value: _leg_stats(stats) for role, stats in result.media.legs.items()},
-        }
+    media_stats = media_stats_of(result.media)
     caller = result.caller_number
     return CallRecord(
         call_id=result.call_id,

@@ -67,6 +67,7 @@ async def test_calls_through_the_plan_are_answered_and_logged(
     assert row["end_reason"] == "caller-bye"
     assert [a["code"] for a in row["attempts"]] == [200]
     assert row["answer_time"] is not None and row["talk_seconds"] > 0
+    assert row["media_stats"]["engine"] and "caller" in row["media_stats"]["legs"]
 
 
 async def test_busy_first_target_moves_on_at_once_to_the_second(
