@@ -512,8 +512,9 @@ async def _finish(ctx: CallContext, caller_left: bool) -> None:
             log.exception("ending an operator leg failed", extra={"call_id": ctx.id})
         _release_operator(ctx, a)
     ctx.attempts.clear()
-    code = 503 if ctx.trace.reason == "drain" else 480
-    _end_caller(ctx, 500 if ctx.hint is Disposition.FAILED else code)
+    # Our fault (or the drain): 503, so a carrier may try elsewhere; never a bare 500.
+    failed = ctx.hint is Disposition.FAILED or ctx.trace.reason == "drain"
+    _end_caller(ctx, 503 if failed else 480)
     ctx.trace.ended = ctx.clock.wall()
     if ctx.caller_answered and not ctx.trace.sip_code:
         ctx.trace.sip_code = 200

@@ -392,6 +392,7 @@ class FakeDialer:
         self.log = log
         self.scripts: dict[str, list[Script]] = {}  # uri -> scripts for successive calls
         self.unresolvable: set[str] = set()
+        self.crashing: set[str] = set()
         self.legs: list[FakeOperatorLeg] = []
         self.on_operator_digit: Callable[[FakeOperatorLeg, str], None] = lambda _l, _d: None
 
@@ -401,6 +402,8 @@ class FakeDialer:
     async def dial(self, request: DialRequest, sink: LegSignalSink) -> FakeOperatorLeg:
         if request.uri in self.unresolvable:
             raise TargetUnresolved(f"cannot resolve {request.uri}")
+        if request.uri in self.crashing:
+            raise RuntimeError("a bug in the dialler")
         self.log.append(f"INVITE {request.uri}")
         leg = FakeOperatorLeg(self, request, sink)
         self.legs.append(leg)

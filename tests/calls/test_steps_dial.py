@@ -290,3 +290,12 @@ async def test_a_bare_uri_target_takes_many_calls_at_once(harness) -> None:
     traces = [t.result() for t in harness.tasks]
     assert [t.disposition for t in traces] == [Disposition.ANSWERED] * 2
     assert harness.board.snapshot() == {}
+
+
+async def test_a_bug_costs_one_call_a_503_and_a_failed_row_never_a_bare_500(harness) -> None:
+    harness.dialer.crashing.add(OPS[0])
+    _ctx, caller = harness.call(dial_plan(Dial((t(1),))))
+    trace = await harness.trace()
+    assert caller.final_code == 503
+    assert trace.disposition is Disposition.FAILED and trace.failures == ["internal-error"]
+    assert "media release" in harness.log
