@@ -27,6 +27,7 @@ from mediasrv.calls.legs import (
     TargetUnresolved,
 )
 from mediasrv.calls.peers import resolve_peer
+from mediasrv.config import to_e164
 from mediasrv.sip.dialog import Peer
 from mediasrv.sip.digest import DigestCredentials
 from mediasrv.sip.events import Answered, Dtmf, Failed, Hangup, LegEvent, ReOffer, Ringing
@@ -87,8 +88,11 @@ class SipCallerLeg:
 
     @property
     def caller(self) -> str:
+        """E.164 when derivable (blocklists hold E.164 rules), else the user part as sent."""
         user = self.leg.caller_user
-        return "" if user.strip().lower() in _WITHHELD else user
+        if user.strip().lower() in _WITHHELD:
+            return ""
+        return to_e164(user) or user
 
     @property
     def withheld(self) -> str:

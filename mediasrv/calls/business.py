@@ -14,10 +14,10 @@ Conventions used throughout:
 - Numbers are E.164 (``"+81312345678"``); the business file accepts national forms too and
   normalises them before they reach this model.
 - Names (operators, groups, schedules, menus, forwardings, prompts) are the references between
-  parts; :mod:`mediasrv.calls.business_file` validates that every reference resolves.
+  parts; :mod:`mediasrv.business_file` validates that every reference resolves.
 
 This module is data only: schedules are evaluated by :mod:`mediasrv.calls.schedule`, callers
-matched by :mod:`mediasrv.calls.blocking`, and the flow compiler (:mod:`mediasrv.calls.plan`)
+matched by :mod:`mediasrv.calls.blocking`, and the flow compiler (:mod:`mediasrv.calls.compile`)
 turns a :class:`FlowConfig` into steps. Fields are only ever added, never renamed.
 """
 
@@ -189,9 +189,13 @@ class DateOverride:
     def covers(self, day: dt.date) -> bool:
         if not self.yearly:
             return self.first <= day <= self.last
-        md, lo, hi = (day.month, day.day), (self.first.month, self.first.day), (
-            self.last.month,
-            self.last.day,
+        md, lo, hi = (
+            (day.month, day.day),
+            (self.first.month, self.first.day),
+            (
+                self.last.month,
+                self.last.day,
+            ),
         )
         return lo <= md <= hi if lo <= hi else md >= lo or md <= hi
 
@@ -485,7 +489,6 @@ class BusinessLookup(Protocol):
         ...
 
 
-
 class RotationStore(Protocol):
     """Round-robin pointers that survive a restart (SPEC F8)."""
 
@@ -495,4 +498,8 @@ class RotationStore(Protocol):
         ``number_id`` is a stable key of one rotation: the tracking number's E.164, plus
         ``":" + forwarding name`` for a named forwarding. Synchronous (served from memory);
         the store persists the pointer behind it, so a restart resumes the rotation."""
+        ...
+
+    def peek_rotation(self, number_id: str, n: int) -> int:
+        """What :meth:`next_rotation` would return, without advancing (dry runs)."""
         ...

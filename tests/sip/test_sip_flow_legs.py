@@ -32,7 +32,7 @@ def inbound(h: Harness, wire: bytes | None = None) -> tuple[SipCallerLeg, list[L
 def test_caller_leg_rings_answers_and_reports_cancel() -> None:
     h = Harness()
     caller, signals = inbound(h)
-    assert (caller.called, caller.caller, caller.withheld) == ("0312345678", "0901234567", "")
+    assert (caller.called, caller.caller, caller.withheld) == ("0312345678", "+81901234567", "")
     assert caller.offer == SDP and not caller.terminated
     caller.ring(183, SDP)
     assert statuses(h.take()) == [183]
