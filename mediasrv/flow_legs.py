@@ -185,8 +185,9 @@ class SipDialer:
         leg = self._create(
             target=uri,
             peer=peer,
-            from_user=request.caller,
-            from_display=request.caller_display,
+            # the operator sees the caller as the network sent it (as the straight-line flow)
+            from_user=inbound.caller_user if inbound is not None else request.caller,
+            from_display=inbound.caller_display if inbound is not None else request.caller_display,
             sdp=request.sdp,
             sink=translating(sink),
             credentials=self._credentials_for(uri, request.trunk),

@@ -87,6 +87,7 @@ async def test_dialer_places_the_leg_with_the_callers_hop_count_and_translates_r
     assert statuses(sent) == ["INVITE"]
     req = sent[0]
     assert isinstance(req, Request) and req.headers.get("Max-Forwards") == "9"
+    assert "sip:0901234567@" in (req.headers.get("From") or "")
     h.feed(response_to(req, 180), OPERATOR)
     h.feed(response_to(req, 200, body=SDP), OPERATOR)
     assert signals == [LegRinging(180, None), LegAnswered(SDP)]
