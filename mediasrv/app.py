@@ -34,6 +34,7 @@ from mediasrv.api.http import HttpPolicy, HttpServer
 from mediasrv.calls.admission import KnownNumberAdmission
 from mediasrv.calls.call import Call, CallResult, CallServices
 from mediasrv.calls.routing import Destination, Route
+from mediasrv.calls.trace import CallTrace
 from mediasrv.config import (
     AnalysisSettings,
     AuthGuardConfig,
@@ -663,6 +664,7 @@ class Server:
                 metrics=self.metrics,
                 recording_path=self._recording_path,
                 voicemail_dir=self.config.server.recordings_dir / "voicemail",
+                after_call=self._queue_trace_analysis,
             )
         self._sweep_task = self.loop.create_task(self.screening.sweep_forever())
         self.metrics.add_gauge_callback(
@@ -745,20 +747,31 @@ class Server:
             log.warning("analysis result for an unknown call", extra={"call": call_id})
 
     async def _queue_analysis(self, result: CallResult) -> None:
-        if self.analysis_queue is None or result.recording is None or not result.recording_bytes:
+        await self._enqueue_recording(
+            result.call_id, result.recording, result.recording_bytes, result.business
+        )
+
+    async def _queue_trace_analysis(self, trace: CallTrace) -> None:
+        """The plan interpreter's calls: the whole-call recording of the release report."""
+        report = trace.media
+        if report is not None and trace.recording is not None:
+            await self._enqueue_recording(
+                trace.call_id, report.recording, report.recording_bytes, trace.business
+            )
+
+    async def _enqueue_recording(
+        self, call_id: str, recording: Path | None, nbytes: int, business: str
+    ) -> None:
+        if self.analysis_queue is None or recording is None or not nbytes:
             return
         await self.media.flush_recordings()  # the file must be complete before a worker reads it
         try:
             if self.analysis_pool is not None:
-                await self.analysis_pool.enqueue(
-                    result.call_id, str(result.recording), result.business
-                )
+                await self.analysis_pool.enqueue(call_id, str(recording), business)
             else:
-                await self.analysis_queue.enqueue(
-                    result.call_id, str(result.recording), result.business
-                )
+                await self.analysis_queue.enqueue(call_id, str(recording), business)
         except Exception:
-            log.exception("could not queue the call for analysis", extra={"call": result.call_id})
+            log.exception("could not queue the call for analysis", extra={"call": call_id})
 
     async def _watch_loop_lag(self, period: float = 0.05, window: float = 5.0) -> None:
         """How late the event loop wakes up: the worst delay over each ``window`` seconds.
