@@ -34,16 +34,19 @@ from mediasrv.api.http import HttpPolicy, HttpServer
 from mediasrv.calls.admission import KnownNumberAdmission
 from mediasrv.calls.call import Call, CallResult, CallServices
 from mediasrv.calls.routing import Destination, Route
+from mediasrv.calls.trace import CallTrace
 from mediasrv.config import (
     AnalysisSettings,
     AuthGuardConfig,
     BindingStoreKind,
     BlockedPolicy,
     Config,
+    FlowInterpreter,
     NumberConfig,
     TrunkConfig,
     UntrustedSourcePolicy,
 )
+from mediasrv.flow_runtime import FlowRuntime
 from mediasrv.log import bind_log_context
 from mediasrv.media.api import MediaEvent, RecordMode
 from mediasrv.media.engine import MediaEngine
@@ -608,10 +611,11 @@ class Server:
         self.business = SqliteBusinessStore(config.server.db_path)
         self._business_task: asyncio.Task[None] | None = None
         self.calls: dict[str, Call] = {}
+        self.flows: FlowRuntime | None = None  # [calls] interpreter = "plan" (issue 10)
         self._answers_not_stored_in_time = 0
         self._slow_answers_logged_at = -1e9
         self.checkpoint = LiveCallCheckpoint(
-            self.store.checkpoint_live, self.calls.keys, config.store.checkpoint_interval
+            self.store.checkpoint_live, self._live_call_ids, config.store.checkpoint_interval
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
@@ -740,6 +744,18 @@ class Server:
             registrar=self.registrar,
         )
         self.transport.admit_source = self.screening.make_guard(self._is_peer).admit
+        if self.config.calls.interpreter is FlowInterpreter.PLAN:
+            self.flows = FlowRuntime(
+                loop=self.loop,
+                media=self.media,  # type: ignore[arg-type]  # until the engine is a MediaControl
+                ua=self.ua,
+                router=self.router,
+                store=self.store,
+                metrics=self.metrics,
+                recording_path=self._recording_path,
+                voicemail_dir=self.config.server.recordings_dir / "voicemail",
+                after_call=self._queue_trace_analysis,
+            )
         self._sweep_task = self.loop.create_task(self.screening.sweep_forever())
         self.metrics.add_gauge_callback(
             "mediasrv_sip_transactions", "SIP transactions in progress", self._transactions
@@ -900,20 +916,31 @@ class Server:
                 log.exception("could not queue recording.ready", extra={"call": result.call_id})
 
     async def _queue_analysis(self, result: CallResult) -> None:
-        if self.analysis_queue is None or result.recording is None or not result.recording_bytes:
+        await self._enqueue_recording(
+            result.call_id, result.recording, result.recording_bytes, result.business
+        )
+
+    async def _queue_trace_analysis(self, trace: CallTrace) -> None:
+        """The plan interpreter's calls: the whole-call recording of the release report."""
+        report = trace.media
+        if report is not None and trace.recording is not None:
+            await self._enqueue_recording(
+                trace.call_id, report.recording, report.recording_bytes, trace.business
+            )
+
+    async def _enqueue_recording(
+        self, call_id: str, recording: Path | None, nbytes: int, business: str
+    ) -> None:
+        if self.analysis_queue is None or recording is None or not nbytes:
             return
         await self.media.flush_recordings()  # the file must be complete before a worker reads it
         try:
             if self.analysis_pool is not None:
-                await self.analysis_pool.enqueue(
-                    result.call_id, str(result.recording), result.business
-                )
+                await self.analysis_pool.enqueue(call_id, str(recording), business)
             else:
-                await self.analysis_queue.enqueue(
-                    result.call_id, str(result.recording), result.business
-                )
+                await self.analysis_queue.enqueue(call_id, str(recording), business)
         except Exception:
-            log.exception("could not queue the call for analysis", extra={"call": result.call_id})
+            log.exception("could not queue the call for analysis", extra={"call": call_id})
 
     async def _watch_loop_lag(self, period: float = 0.05, window: float = 5.0) -> None:
         """How late the event loop wakes up: the worst delay over each ``window`` seconds.
@@ -963,7 +990,7 @@ class Server:
     def health(self) -> dict[str, object]:
         return {
             "status": "draining" if self._draining else "ok",
-            "active_calls": len(self.calls),
+            "active_calls": len(self._live_call_ids()),
             "engine": self.media.engine_name,
             "sip_port": self.transport.port,
         }
@@ -978,12 +1005,15 @@ class Server:
             self.ua.draining = True
         deadline = timeout if timeout is not None else self.config.server.drain_timeout
         log.info("draining", extra={"active_calls": len(self.calls), "deadline_s": deadline})
+        flows = self.loop.create_task(self.flows.drain(deadline)) if self.flows else None
         try:
             await asyncio.wait_for(self._all_calls_done(), deadline)
         except TimeoutError:
             for call in list(self.calls.values()):
                 call.stop()
             await asyncio.wait_for(self._all_calls_done(), 10.0)
+        if flows is not None:
+            await flows
         await self.stop()
 
     async def _all_calls_done(self) -> None:
@@ -997,6 +1027,8 @@ class Server:
             self._sweep_task.cancel()
         for call in list(self.calls.values()):
             call.stop()
+        if self.flows is not None:
+            await asyncio.wait_for(self.flows.drain(0.0), 5.0)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5.0)
         await self.checkpoint.stop()
@@ -1036,8 +1068,17 @@ class Server:
     def _malformed_stream(self, transport: str) -> None:
         self.metrics.sip_malformed_total.labels(transport=transport).inc()
 
+    def _live_call_ids(self) -> list[str]:
+        ids = list(self.calls)
+        if self.flows is not None:
+            ids.extend(self.flows.live_ids())
+        return ids
+
     def _on_incoming(self, leg: InboundLeg, trunk: str) -> None:
         assert self.ua is not None
+        if self.flows is not None:
+            self.flows.on_incoming(leg)
+            return
         route = self.router.route(leg.called_user, leg.caller_user)
         services = CallServices(
             media=self.media,
@@ -1143,6 +1184,8 @@ class Server:
         call = self.calls.get(event.call_id)
         if call is not None:
             call.media_event(event)
+        elif self.flows is not None:
+            self.flows.media_event(event)
 
 
 def _live_record(result: CallResult) -> CallRecord:

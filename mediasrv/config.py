@@ -28,9 +28,11 @@ __all__ = [
     "AuthGuardConfig",
     "BindingStoreKind",
     "BlockedPolicy",
+    "CallsConfig",
     "Config",
     "ConfigError",
     "DigestAlgorithm",
+    "FlowInterpreter",
     "HttpConfig",
     "LogFormat",
     "MediaConfig",
@@ -432,6 +434,18 @@ def _prompts(ctx: _Ctx, data: object) -> PromptsConfig:
 
 
 # --- end [prompts] -------------------------------------------------------------------------
+# --- [calls] (issue 10: calls run through the compiled plan of steps) ---------------------
+class FlowInterpreter(enum.Enum):
+    CALL = "call"  # the straight-line flow of calls/call.py (ring, bridge, talk)
+    PLAN = "plan"  # calls/flow.py: the plan interpreter (IVR, queue, voicemail, ...)
+
+
+@dataclass(frozen=True)
+class CallsConfig:
+    interpreter: FlowInterpreter = FlowInterpreter.CALL
+
+
+# --- end [calls] -------------------------------------------------------------------------
 
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -531,6 +545,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)  # issue 9 §5
+    calls: CallsConfig = field(default_factory=CallsConfig)
     trunks: tuple[TrunkConfig, ...] = ()
     numbers: tuple[NumberConfig, ...] = ()
     source: str = "<defaults>"
@@ -1101,6 +1116,11 @@ def _smtp(ctx: _Ctx, data: object) -> SmtpConfig:
     return smtp
 
 
+def _calls(ctx: _Ctx, data: object) -> CallsConfig:
+    t = _Table(ctx, ("calls",), data, CallsConfig.__dataclass_fields__)
+    return CallsConfig(interpreter=t.enum_("interpreter", FlowInterpreter, FlowInterpreter.CALL))
+
+
 _TRUNK_KEYS = [k for k in TrunkConfig.__dataclass_fields__ if k != "networks"]
 
 
@@ -1191,6 +1211,7 @@ _SECTIONS = (
     "trunks",
     "numbers",
     "registrar",
+    "calls",
 )
 
 
@@ -1204,6 +1225,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
     store = _store(ctx, raw.get("store", {}))
     notify = _notify(ctx, raw.get("notify", {}))
     prompts = _prompts(ctx, raw.get("prompts", {}))
+    calls = _calls(ctx, raw.get("calls", {}))
     trunks = tuple(_trunk(ctx, i, d) for i, d in enumerate(top.tables("trunks")))
     seen_trunks: dict[str, int] = {}
     for i, tr in enumerate(trunks):
@@ -1241,6 +1263,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
         store=store,
         notify=notify,
         prompts=prompts,
+        calls=calls,
         trunks=trunks,
         numbers=numbers,
         source=ctx.source,

@@ -159,7 +159,7 @@ def _disposition_param(q: Mapping[str, str]) -> Disposition | None:
     if raw is None or raw == "":
         return None
     try:
-        return Disposition(raw.lower())
+        return Disposition.parse(raw.lower())
     except ValueError:
         choices = ", ".join(d.value for d in Disposition)
         raise BadParam(f"disposition: unknown value {raw!r}; expected one of {choices}") from None

@@ -34,19 +34,14 @@ from mediasrv.media.prompt_loader import PromptLoader
 from mediasrv.sip.events import Answered, Dtmf, Failed, Hangup, LegEvent, ReOffer, Ringing
 from mediasrv.sip.legs import InboundLeg, Leg, OutboundLeg
 
+from .disposition import Disposition
 from .peers import resolve_peer
 from .routing import Destination, Route
 
 log = logging.getLogger("mediasrv.calls")
 
 
-class Outcome(enum.Enum):
-    ANSWERED = "answered"
-    BUSY = "busy"
-    NO_ANSWER = "no-answer"
-    ABANDONED = "abandoned"
-    REJECTED = "rejected"
-    FAILED = "failed"
+Outcome = Disposition  # the one disposition enum (calls/disposition.py); the old name stays
 
 
 @dataclass(slots=True)
@@ -213,7 +208,7 @@ class Call:
     async def _flow(self) -> None:
         route = self.route
         if route is None:
-            self._reject(404, Outcome.REJECTED, "not-a-tracking-number")
+            self._reject(404, Outcome.FAILED, "not-a-tracking-number")
             return
         if not route.destinations:
             self._reject(480, Outcome.NO_ANSWER, "no-destinations")
@@ -221,7 +216,7 @@ class Call:
         offer = self.inbound.offer
         if offer is None:
             # Delayed offer (INVITE without SDP) is not supported yet: tell the caller so.
-            self._reject(488, Outcome.REJECTED, "no-sdp-offer")
+            self._reject(488, Outcome.FAILED, "no-sdp-offer")
             return
         try:
             self.caller_media = self.media.allocate(self.id, LegRole.CALLER)
@@ -233,7 +228,7 @@ class Call:
         try:
             operator_offer = self.media.offer(self.operator_media, like=offer)
         except (SdpError, NoCommonCodec) as exc:
-            self._reject(488, Outcome.REJECTED, f"bad-sdp: {exc}")
+            self._reject(488, Outcome.FAILED, f"bad-sdp: {exc}")
             return
         last_code = 480
         for destination in route.destinations:

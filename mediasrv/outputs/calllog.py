@@ -18,7 +18,6 @@ life (:meth:`mark_unfinished`): answered calls stay answered, with end and talk 
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import logging
 import sqlite3
@@ -30,6 +29,7 @@ from typing import Any, NamedTuple, Protocol
 
 import aiosqlite
 
+from mediasrv.calls.disposition import Disposition
 from mediasrv.outputs.sqlite import Migration, Synchronous, connect, migrate
 
 __all__ = [
@@ -43,21 +43,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class Disposition(enum.Enum):
-    ANSWERED = "answered"
-    BUSY = "busy"
-    NO_ANSWER = "no-answer"
-    AFTER_HOURS = "after-hours"
-    BLOCKED = "blocked"
-    ABANDONED = "abandoned"  # the caller hung up (CANCEL) before anyone answered
-    VOICEMAIL = "voicemail"
-    FAILED = "failed"
-    REJECTED = "rejected"  # refused before routing: ACL 403, auth, unknown number, draining 503
-    # Written when a call starts and replaced by its final row when it ends; a row still
-    # in progress at startup was cut off by a crash (see CallLogStore.mark_unfinished).
-    IN_PROGRESS = "in-progress"
 
 
 @dataclass
@@ -263,7 +248,7 @@ def _from_row(row: Sequence[Any]) -> CallRecord:
             log.warning("call %s: unreadable JSON in column %s", values["call_id"], name)
             values[name] = _JSON_DEFAULTS[name]()
     try:
-        values["disposition"] = Disposition(values["disposition"])
+        values["disposition"] = Disposition.parse(values["disposition"])
     except ValueError:
         log.warning("call %s: unknown disposition %r", values["call_id"], values["disposition"])
         values["disposition"] = Disposition.FAILED

@@ -77,6 +77,11 @@ class Metrics:
             registry=r,
         )
         self.draining = Gauge(f"{p}draining", "1 while the server drains after SIGTERM", registry=r)
+        # call flows (issue 10): run-time failures a call survived (missing prompt, target that
+        # does not resolve, operator not registered, store down), and flow domain events
+        self.flow_failures_total = Counter(
+            f"{p}flow_failures", "Run-time flow failures the call survived", ["reason"], registry=r
+        )
         # SIP
         self.sip_requests_total = Counter(
             f"{p}sip_requests", "SIP requests", ["method", "direction"], registry=r

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from mediasrv.calls.call import CallResult, Outcome
+from mediasrv.calls.call import CallResult
 from mediasrv.config import to_e164
-from mediasrv.media.api import LegStats
-from mediasrv.outputs.calllog import CallRecord, Disposition
-
-_DISPOSITIONS = {
-    Outcome.ANSWERED: Disposition.ANSWERED,
-    Outcome.BUSY: Disposition.BUSY,
-    Outcome.NO_ANSWER: Disposition.NO_ANSWER,
-    Outcome.ABANDONED: Disposition.ABANDONED,
-    Outcome.REJECTED: Disposition.REJECTED,
-    Outcome.FAILED: Disposition.FAILED,
-}
+from mediasrv.media.api import LegStats, MediaReport
+from mediasrv.outputs.calllog import CallRecord
 
 
 def _leg_stats(stats: LegStats) -> dict[str, object]:
@@ -32,13 +23,18 @@ def _leg_stats(stats: LegStats) -> dict[str, object]:
     }
 
 
+def media_stats_of(report: MediaReport | None) -> dict[str, object]:
+    """The row's ``media_stats``: the engine and each leg's counters."""
+    if report is None:
+        return {}
+    return {
+        "engine": report.engine,
+        "legs": {role.value: _leg_stats(stats) for role, stats in report.legs.items()},
+    }
+
+
 def call_record_from_result(result: CallResult) -> CallRecord:
-    media_stats: dict[str, object] = {}
-    if result.media is not None:
-        media_stats = {
-            "engine": result.media.engine,
-            "legs": {role.value: _leg_stats(stats) for role, stats in result.media.legs.items()},
-        }
+    media_stats = media_stats_of(result.media)
     caller = result.caller_number
     return CallRecord(
         call_id=result.call_id,
@@ -54,7 +50,7 @@ def call_record_from_result(result: CallResult) -> CallRecord:
         end_time=result.end_time,
         ring_seconds=round(result.ring_seconds, 3),
         talk_seconds=round(result.talk_seconds, 3),
-        disposition=_DISPOSITIONS[result.outcome],
+        disposition=result.outcome,
         sip_code=result.sip_code,
         end_reason=result.end_reason,
         operator_uri=result.operator_uri,

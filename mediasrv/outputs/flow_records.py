@@ -1,0 +1,98 @@
+"""A finished flow's :class:`~mediasrv.calls.trace.CallTrace` as its call-log row (issue 10 §6).
+
+The row's existing columns take what they always held (times, disposition, operator, digits,
+recording); ``attempts`` carries every forwarding attempt with its operator, ring seconds,
+SIP code and result; :func:`flow_summary` is the rest of the flow (version, path, menu choices,
+rules, phase times, who hung up, queue, voicemail, run-time failures) as one JSON-ready dict.
+"""
+
+from __future__ import annotations
+
+from mediasrv.calls.trace import CallTrace
+from mediasrv.config import to_e164
+from mediasrv.outputs.calllog import CallRecord
+from mediasrv.outputs.records import media_stats_of
+
+
+def attempt_dicts(trace: CallTrace) -> list[dict[str, object]]:
+    return [
+        {
+            "uri": a.target,
+            "operator": a.operator,
+            "code": a.code,
+            "result": a.result.value,
+            "reason": a.reason,
+            "start": a.start,
+            "end": a.end,
+            "ring_seconds": round(a.ring_seconds, 3),
+        }
+        for a in trace.attempts
+    ]
+
+
+def flow_summary(trace: CallTrace) -> dict[str, object]:
+    vm = trace.voicemail
+    return {
+        "version": trace.flow_version,
+        "path": list(trace.path),
+        "rules": list(trace.rules),
+        "menu": [
+            {"menu": m.menu, "digits": m.digits, "choice": m.choice, "tries": m.tries}
+            for m in trace.menu
+        ],
+        "prompts": list(trace.prompts),
+        "phases": {
+            "received": trace.received,
+            "answered": trace.answered,
+            "bridged": trace.bridged,
+            "ended": trace.ended,
+        },
+        "hung_up_by": trace.hung_up_by.value,
+        "consent_played": trace.consent_played,
+        "early_media": trace.early_media,
+        "queue": {
+            "name": trace.queue,
+            "wait": round(trace.queue_wait, 3),
+            "positions": trace.queue_positions,
+        }
+        if trace.queue
+        else None,
+        "voicemail": {"mailbox": vm.mailbox, "path": str(vm.path), "seconds": round(vm.seconds, 3)}
+        if vm is not None
+        else None,
+        "failures": list(trace.failures),
+    }
+
+
+def record_from_trace(trace: CallTrace) -> CallRecord:
+    caller = trace.caller
+    flags: list[str] = []
+    if trace.consent_played:
+        flags.append("consent-played")
+    if trace.voicemail is not None:
+        flags.append("voicemail")
+    if trace.failures:
+        flags.append("flow-failures")
+    return CallRecord(
+        call_id=trace.call_id,
+        inbound_call_id=trace.inbound_call_id,
+        tracking_number=trace.number,
+        caller_number=to_e164(caller) or caller,
+        business=trace.business,
+        medium=trace.medium,
+        campaign=trace.campaign,
+        start_time=trace.received,
+        answer_time=trace.bridged,  # answered = an operator connected (F13), after the whisper
+        end_time=trace.ended,
+        ring_seconds=round(trace.ring_seconds, 3),
+        talk_seconds=round(trace.talk_seconds, 3),
+        disposition=trace.disposition,
+        sip_code=trace.sip_code,
+        end_reason=trace.reason,
+        operator_uri=trace.operator_target,
+        attempts=attempt_dicts(trace),
+        dtmf="".join(trace.digits),
+        recording_path=str(trace.recording) if trace.recording is not None else None,
+        flags=flags,
+        media_stats=media_stats_of(trace.media),
+    )

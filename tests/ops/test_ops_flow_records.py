@@ -1,0 +1,93 @@
+"""A flow's trace becomes a call-log row: attempts with operator, ring seconds and code; the
+disposition of the one enum; written and read back through the real SQLite store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mediasrv.calls.disposition import Disposition
+from mediasrv.calls.trace import Attempt, AttemptResult, CallTrace, HungUpBy, MenuPick
+from mediasrv.outputs.calllog import CallLogStore
+from mediasrv.outputs.flow_records import flow_summary, record_from_trace
+
+T0 = 1_798_470_000.0
+
+
+def trace() -> CallTrace:
+    t = CallTrace(
+        call_id="c1",
+        number="+81312345678",
+        caller="09012345678",
+        flow_version=7,
+        inbound_call_id="abc@192.0.2.1",
+        business="acme",
+        medium="web",
+        received=T0,
+        answered=T0 + 2.0,
+        bridged=T0 + 14.0,
+        ended=T0 + 74.0,
+        operator="sato",
+        operator_target="sip:sato@127.0.0.1:27011",
+        hung_up_by=HungUpBy.OPERATOR,
+        disposition=Disposition.ANSWERED,
+        sip_code=200,
+        reason="operator-bye",
+        consent_played=True,
+        path=["branch", "menu:main", "dial"],
+        digits=["1"],
+        recording=Path("/rec/c1.wav"),
+    )
+    t.menu.append(MenuPick("main", "1", "forward", 1))
+    t.attempts.append(Attempt("sip:a@h", "suzuki", T0 + 5, T0 + 5.2, 486, AttemptResult.BUSY))
+    t.attempts.append(
+        Attempt("sip:sato@127.0.0.1:27011", "sato", T0 + 5.2, T0 + 9.2, 200, AttemptResult.ANSWERED)
+    )
+    return t
+
+
+def test_the_row_keeps_times_disposition_and_every_attempt() -> None:
+    rec = record_from_trace(trace())
+    assert rec.caller_number == "+819012345678"
+    assert rec.answer_time == T0 + 14.0  # the bridge, after the whisper
+    assert rec.talk_seconds == 60.0 and rec.ring_seconds == 14.0
+    assert rec.disposition is Disposition.ANSWERED
+    assert [(a["operator"], a["code"], a["ring_seconds"]) for a in rec.attempts] == [
+        ("suzuki", 486, 0.2),
+        ("sato", 200, 4.0),
+    ]
+    assert rec.dtmf == "1" and rec.flags == ["consent-played"]
+    summary = flow_summary(trace())
+    assert summary["version"] == 7 and summary["hung_up_by"] == "operator"
+    assert summary["phases"] == {
+        "received": T0,
+        "answered": T0 + 2.0,
+        "bridged": T0 + 14.0,
+        "ended": T0 + 74.0,
+    }
+    assert summary["menu"] == [{"menu": "main", "digits": "1", "choice": "forward", "tries": 1}]
+
+
+async def test_the_row_round_trips_through_the_store(tmp_path: Path) -> None:
+    store = CallLogStore(tmp_path / "calls.db")
+    await store.open()
+    try:
+        await store.record_call(record_from_trace(trace()))
+        back = await store.get_call("c1")
+    finally:
+        await store.close()
+    assert back is not None
+    assert back.disposition is Disposition.ANSWERED
+    assert back.attempts[1]["result"] == "answered"
+    assert back.inbound_call_id == "abc@192.0.2.1"
+
+
+def test_flow_failures_are_counted_by_reason() -> None:
+    from mediasrv.outputs.metrics import Metrics
+
+    m = Metrics()
+    m.flow_failures_total.labels(reason="prompt-missing").inc()
+    m.flow_failures_total.labels(reason="prompt-missing").inc()
+    value = m.registry.get_sample_value(
+        "mediasrv_flow_failures_total", {"reason": "prompt-missing"}
+    )
+    assert value == 2.0
