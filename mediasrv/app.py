@@ -33,11 +33,13 @@ from mediasrv.api.auth import (
 from mediasrv.api.http import HttpPolicy, HttpServer
 from mediasrv.calls.admission import KnownNumberAdmission
 from mediasrv.calls.call import Call, CallResult, CallServices
+from mediasrv.calls.caller_id import CallerId, identify_caller
 from mediasrv.calls.routing import Destination, Route
 from mediasrv.config import (
     AnalysisSettings,
     AuthGuardConfig,
     BlockedPolicy,
+    CallAttributesConfig,
     Config,
     NumberConfig,
     TrunkConfig,
@@ -48,12 +50,14 @@ from mediasrv.media.api import MediaEvent, RecordMode
 from mediasrv.media.engine import MediaEngine
 from mediasrv.media.recorder import repair_wav
 from mediasrv.outputs.analysis_jobs import AnalysisJobQueue, AnalysisWorkerPool
+from mediasrv.outputs.attributes import StaticPolicy
 from mediasrv.outputs.calllog import CallLogStore, CallRecord, Disposition
 from mediasrv.outputs.checkpoint import LiveCallCheckpoint
 from mediasrv.outputs.metrics import Metrics
 from mediasrv.outputs.recordings import recording_path
 from mediasrv.outputs.records import call_record_from_result
 from mediasrv.outputs.rejections import RejectionLog
+from mediasrv.outputs.reports import ReportQuery, ReportRow, run_report
 from mediasrv.sip.auth_guard import AuthGuard, GuardPolicy, GuardScope, parse_exempt
 from mediasrv.sip.dialog import LocalContact, Peer
 from mediasrv.sip.digest import (
@@ -538,6 +542,7 @@ class Server:
         self.loop = asyncio.get_running_loop()
         self.metrics = Metrics()
         self.store = CallLogStore(config.server.db_path)
+        self.attributes = attribute_policy(config.call_attributes)
         self.calls: dict[str, Call] = {}
         self._answers_not_stored_in_time = 0
         self._slow_answers_logged_at = -1e9
@@ -610,6 +615,8 @@ class Server:
             self.health,
             config.server.recordings_dir,
             policy=policy,
+            attributes=self.attributes,
+            reports=self._report,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -870,12 +877,23 @@ class Server:
             recording_path=self._recording_path,
             store_answer=self._log_answered,
         )
-        call = Call(leg, route, services, trunk)
+        call = Call(leg, route, services, trunk, caller=self._identify_caller(leg, trunk))
         self.calls[call.id] = call
         self.metrics.active_calls.inc()
         task = self.loop.create_task(self._run_call(call))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _report(self, query: ReportQuery) -> list[ReportRow]:
+        return await run_report(self.store.read_connection(), query)
+
+    def _identify_caller(self, leg: InboundLeg, trunk: str) -> CallerId:
+        """From, or the trusted trunk's P-Asserted-Identity; Privacy honoured (issue 11)."""
+        trunk_cfg = self.config.trunk_named(trunk) if trunk else None
+        trusted = trunk_cfg is not None and trunk_cfg.trust_asserted_identity
+        return identify_caller(
+            leg.caller_user, leg.caller_display, leg.asserted_identities, leg.privacy, trusted
+        )
 
     def _recording_path(self, call_id: str, start_time: float) -> Path:
         return recording_path(self.config.server.recordings_dir, call_id, start_time)
@@ -932,7 +950,8 @@ class Server:
         self._answers_not_stored_in_time = 0
 
     async def _log_call(self, result: CallResult) -> None:
-        record = call_record_from_result(result)
+        threshold = self.attributes.valid_threshold(result.tracking_number)
+        record = call_record_from_result(result, threshold)
         self.metrics.call_finished(
             record.disposition.value, record.ring_seconds, record.talk_seconds
         )
@@ -948,7 +967,7 @@ class Server:
                     stats.foreign_dropped,
                 )
         try:
-            await self.store.record_call(record)
+            await self.store.record_final(record, self.attributes.duplicate_window(record.business))
         except Exception:
             # Never lose a call row silently: it goes to the log in full.
             log.exception(
@@ -959,6 +978,11 @@ class Server:
         call = self.calls.get(event.call_id)
         if call is not None:
             call.media_event(event)
+
+
+def attribute_policy(cfg: CallAttributesConfig) -> StaticPolicy:
+    """Valid threshold, duplicate window and time zone from ``[call_attributes]``."""
+    return StaticPolicy(cfg.valid_call_seconds, cfg.duplicate_window, cfg.time_zone)
 
 
 def _live_record(result: CallResult) -> CallRecord:
