@@ -133,7 +133,7 @@ class ReportRow:
         out = dict(self.keys)
         for name in METRICS:
             value = getattr(self, name)
-            out[name] = round(value, 3) if isinstance(value, float) else value
+            out[name] = round(value, 3) if name == "talk_seconds" else value
         return out
 
 
