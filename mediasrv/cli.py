@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 
 from mediasrv import __version__
+from mediasrv.numbers_cli import add_parsers as add_number_parsers
+from mediasrv.numbers_cli import number_info_main, recompute_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument("-c", "--config", help="TOML config file (for [server] data_dir)")
     rotate.add_argument("--data-dir", metavar="DIR", help="data directory (default ./var)")
+    add_number_parsers(sub)  # number-info, calls recompute (issue 11)
     return parser
 
 
@@ -145,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "analyze": _analyze,
         "models": _models,
         "token": _token,
+        "number-info": number_info_main,
+        "calls": recompute_main,
     }
     try:
         return handlers[args.command](args)
