@@ -110,7 +110,7 @@ def openapi_document(max_limit: int) -> dict[str, Any]:
             _param(name, {"type": "string"}, f"only calls with this {name}")
             for name in ("business", "medium", "campaign", "operator", "caller_number",
                          "caller_kind", "prefecture_code")
-        ),  # fmt: skip
+        ),
         *(
             _param(name, {"type": "boolean"}, f"only calls with {name} set or not")
             for name in ("valid", "duplicate", "first_time")

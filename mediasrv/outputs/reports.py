@@ -172,7 +172,11 @@ def _sql(query: ReportQuery, offset: int) -> tuple[str, list[str]]:
     if query.business is not None:
         where += " AND business = ?"
     group = ", ".join(exprs)
-    sql = f"SELECT {group}, {', '.join(_COUNTS)} FROM calls WHERE {where} GROUP BY {group}"
+    # The covering index: the planner may prefer a skip-scan of another (measured: 3x slower).
+    sql = (
+        f"SELECT {group}, {', '.join(_COUNTS)} FROM calls INDEXED BY calls_report "
+        f"WHERE {where} GROUP BY {group}"
+    )
     return sql, names
 
 
