@@ -72,7 +72,7 @@ class CallRecord:
     call_id: str  # our id for the call (uuid4 hex); the primary key
     inbound_call_id: str  # SIP Call-ID of the caller leg
     tracking_number: str
-    caller_number: str  # E.164 when derivable, else as received ("anonymous" when withheld)
+    caller_number: str  # E.164; the withheld kind (anonymous, payphone, unavailable); else as received
     caller_display: str = ""
     business: str = ""
     medium: str = ""
