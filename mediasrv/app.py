@@ -33,7 +33,7 @@ from mediasrv.api.auth import (
 from mediasrv.api.http import HttpPolicy, HttpServer
 from mediasrv.calls.admission import KnownNumberAdmission
 from mediasrv.calls.call import Call, CallResult, CallServices
-from mediasrv.calls.caller_id import CallerId, identify_caller
+from mediasrv.calls.caller_id import CallerId, area_table, identify_caller
 from mediasrv.calls.routing import Destination, Route
 from mediasrv.config import (
     AnalysisSettings,
@@ -543,6 +543,7 @@ class Server:
         self.metrics = Metrics()
         self.store = CallLogStore(config.server.db_path)
         self.attributes = attribute_policy(config.call_attributes)
+        area_table()  # read the numbering-area tables now, not at the first INVITE
         self.calls: dict[str, Call] = {}
         self._answers_not_stored_in_time = 0
         self._slow_answers_logged_at = -1e9
