@@ -132,7 +132,8 @@ async def measure(path: Path, repeat: int) -> dict[str, float]:
 
         async def two_pages() -> int:
             first, cursor = await store.query_calls(page_q)
-            assert cursor is not None
+            if cursor is None:  # a small --rows: one page is all there is
+                return len(first)
             second, _ = await store.query_calls(replace(page_q, after=decode_cursor(cursor)))
             return len(first) + len(second)
 
