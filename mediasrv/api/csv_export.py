@@ -131,9 +131,10 @@ def csv_rows(
 
 
 def _risky(row: Sequence[object]) -> bool:
-    """Does a text cell of the row start like a formula? (the rare case: checked first)."""
+    """Does a text cell of the row start like a formula? (the rare case: checked first; an
+    E.164 number starts with '+' but is a plain number, as in :func:`_cell`)."""
     for value in row:
-        if type(value) is str and value[:1] in _FORMULA_START:
+        if type(value) is str and value[:1] in _FORMULA_START and not _PLAIN_NUMBER.match(value):
             return True
     return False
 
