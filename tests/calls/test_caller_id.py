@@ -6,6 +6,8 @@ from collections import defaultdict
 
 import phonenumbers
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from phonenumbers.geodata import GEOCODE_DATA
 
 from mediasrv.calls.caller_id import (
@@ -179,3 +181,13 @@ def test_display_names_say_which_withheld_kind() -> None:
 
 def test_a_184_prefix_withholds() -> None:
     assert identify_caller("1840312345678").info.kind is NumberKind.ANONYMOUS
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=80) | st.from_regex(r"\A(\+|00|010|184|186|tel:|sip:)?[0-9\- ]{0,20}\Z"))
+def test_any_text_gets_a_classification_never_an_exception(text: str) -> None:
+    info = number_info(text)
+    assert isinstance(info.kind, NumberKind)
+    assert (info.e164 is None) == (info.kind is NumberKind.INVALID or info.withheld)
+    caller = identify_caller(text, text, [(text, text)], [text], trusted=True)
+    assert isinstance(caller.number, str)
