@@ -33,6 +33,7 @@ from mediasrv.api.auth import (
 from mediasrv.api.http import HttpPolicy, HttpServer
 from mediasrv.calls.admission import KnownNumberAdmission
 from mediasrv.calls.call import Call, CallResult, CallServices
+from mediasrv.calls.caller_id import CallerId, area_table, identify_caller
 from mediasrv.calls.routing import Destination, Route
 from mediasrv.calls.trace import CallTrace
 from mediasrv.config import (
@@ -40,6 +41,7 @@ from mediasrv.config import (
     AuthGuardConfig,
     BindingStoreKind,
     BlockedPolicy,
+    CallAttributesConfig,
     Config,
     FlowInterpreter,
     NumberConfig,
@@ -52,6 +54,7 @@ from mediasrv.media.api import MediaEvent, RecordMode
 from mediasrv.media.engine import MediaEngine
 from mediasrv.media.recorder import repair_wav
 from mediasrv.outputs.analysis_jobs import AnalysisJobQueue, AnalysisWorkerPool
+from mediasrv.outputs.attributes import StaticPolicy
 from mediasrv.outputs.bindings import SqliteBindingStore
 from mediasrv.outputs.business_seed import import_seed
 from mediasrv.outputs.business_store import SqliteBusinessStore
@@ -64,6 +67,7 @@ from mediasrv.outputs.prompts import PromptStore, open_prompt_store
 from mediasrv.outputs.recordings import recording_path
 from mediasrv.outputs.records import call_record_from_result
 from mediasrv.outputs.rejections import RejectionLog
+from mediasrv.outputs.reports import ReportQuery, ReportRow, run_report
 from mediasrv.sip.auth_guard import AuthGuard, GuardPolicy, GuardScope, parse_exempt
 from mediasrv.sip.dialog import LocalContact, Peer
 from mediasrv.sip.digest import (
@@ -610,6 +614,8 @@ class Server:
         # issue 10: business configuration (versions, version_for, round-robin pointers)
         self.business = SqliteBusinessStore(config.server.db_path)
         self._business_task: asyncio.Task[None] | None = None
+        self.attributes = attribute_policy(config.call_attributes)
+        area_table()  # read the numbering-area tables now, not at the first INVITE
         self.calls: dict[str, Call] = {}
         self.flows: FlowRuntime | None = None  # [calls] interpreter = "plan" (issue 10)
         self._answers_not_stored_in_time = 0
@@ -693,6 +699,8 @@ class Server:
             self.health,
             config.server.recordings_dir,
             policy=policy,
+            attributes=self.attributes,
+            reports=self._report,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -1087,12 +1095,23 @@ class Server:
             store_answer=self._log_answered,
             prompts=self.prompts,
         )
-        call = Call(leg, route, services, trunk)
+        call = Call(leg, route, services, trunk, caller=self._identify_caller(leg, trunk))
         self.calls[call.id] = call
         self.metrics.active_calls.inc()
         task = self.loop.create_task(self._run_call(call))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _report(self, query: ReportQuery) -> list[ReportRow]:
+        return await run_report(self.store.read_connection(), query)
+
+    def _identify_caller(self, leg: InboundLeg, trunk: str) -> CallerId:
+        """From, or the trusted trunk's P-Asserted-Identity; Privacy honoured (issue 11)."""
+        trunk_cfg = self.config.trunk_named(trunk) if trunk else None
+        trusted = trunk_cfg is not None and trunk_cfg.trust_asserted_identity
+        return identify_caller(
+            leg.caller_user, leg.caller_display, leg.asserted_identities, leg.privacy, trusted
+        )
 
     def _recording_path(self, call_id: str, start_time: float) -> Path:
         return recording_path(self.config.server.recordings_dir, call_id, start_time)
@@ -1155,7 +1174,8 @@ class Server:
         self._answers_not_stored_in_time = 0
 
     async def _log_call(self, result: CallResult) -> None:
-        record = call_record_from_result(result)
+        threshold = self.attributes.valid_threshold(result.tracking_number)
+        record = call_record_from_result(result, threshold)
         self.metrics.call_finished(
             record.disposition.value, record.ring_seconds, record.talk_seconds
         )
@@ -1172,7 +1192,9 @@ class Server:
                 )
         also = self.notifier.statements(record, ("call.completed",))
         try:
-            await self.store.record_call(record, also)
+            await self.store.record_final(
+                record, self.attributes.duplicate_window(record.business), also
+            )
             self._notified(also)
         except Exception:
             # Never lose a call row silently: it goes to the log in full.
@@ -1186,6 +1208,11 @@ class Server:
             call.media_event(event)
         elif self.flows is not None:
             self.flows.media_event(event)
+
+
+def attribute_policy(cfg: CallAttributesConfig) -> StaticPolicy:
+    """Valid threshold, duplicate window and time zone from ``[call_attributes]``."""
+    return StaticPolicy(cfg.valid_call_seconds, cfg.duplicate_window, cfg.time_zone)
 
 
 def _live_record(result: CallResult) -> CallRecord:

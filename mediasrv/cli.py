@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 
 from mediasrv import __version__
+from mediasrv.numbers_cli import add_parsers as add_number_parsers
+from mediasrv.numbers_cli import number_info_main, recompute_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_business_parser(sub)
     # --- end business ---------------------------------------------------------------------
     _add_prompts_parser(sub)
+    add_number_parsers(sub)  # number-info, calls recompute (issue 11)
     return parser
 
 
@@ -213,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "webhooks": _webhooks,
         "business": _business,
         "prompts": _prompts,
+        "number-info": number_info_main,
+        "calls": recompute_main,
     }
     try:
         return handlers[args.command](args)

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mediasrv.media.api import RecordMode
 from mediasrv.media.digits import InbandPolicy
@@ -28,6 +29,7 @@ __all__ = [
     "AuthGuardConfig",
     "BindingStoreKind",
     "BlockedPolicy",
+    "CallAttributesConfig",
     "CallsConfig",
     "Config",
     "ConfigError",
@@ -446,6 +448,33 @@ class CallsConfig:
 
 
 # --- end [calls] -------------------------------------------------------------------------
+# --- [call_attributes] (issue 11: valid, duplicate, first-time, reports' time zone) ------
+@dataclass(frozen=True)
+class CallAttributesConfig:
+    # F14: an answered call is valid when it talked (from the bridge) at least this long.
+    valid_call_seconds: float = 60.0
+    # F15: a repeat call from the same caller to the same business within this is a duplicate.
+    duplicate_window: float = 86400.0
+    # The businesses' time zone for the reports' days and hours (IANA name).
+    time_zone: str = "Asia/Tokyo"
+
+
+def _call_attributes(ctx: _Ctx, data: object) -> CallAttributesConfig:
+    d = CallAttributesConfig()
+    t = _Table(ctx, ("call_attributes",), data, CallAttributesConfig.__dataclass_fields__)
+    zone = t.str_("time_zone", d.time_zone, allow_empty=False)
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise t.err("time_zone", f"unknown time zone {zone!r} (an IANA name such as 'Asia/Tokyo')") from None
+    return CallAttributesConfig(
+        valid_call_seconds=t.float_("valid_call_seconds", d.valid_call_seconds),
+        duplicate_window=t.float_("duplicate_window", d.duplicate_window, hi=366 * 86400.0),
+        time_zone=zone,
+    )
+
+
+# --- end [call_attributes] ---------------------------------------------------------------
 
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -460,6 +489,8 @@ class TrunkConfig:
     password: str = field(default="", repr=False)
     realm: str = "mediasrv"
     algorithm: DigestAlgorithm = DigestAlgorithm.SHA256
+    # RFC 3325 §9.1: believe this trunk's P-Asserted-Identity as the caller (issue 11).
+    trust_asserted_identity: bool = False
     networks: tuple[IpNetwork, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -548,6 +579,7 @@ class Config:
     calls: CallsConfig = field(default_factory=CallsConfig)
     trunks: tuple[TrunkConfig, ...] = ()
     numbers: tuple[NumberConfig, ...] = ()
+    call_attributes: CallAttributesConfig = field(default_factory=CallAttributesConfig)
     source: str = "<defaults>"
     registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
     _number_index: dict[str, NumberConfig] = field(
@@ -1143,6 +1175,7 @@ def _trunk(ctx: _Ctx, i: int, data: object) -> TrunkConfig:
         password=t.str_("password", d.password),
         realm=t.str_("realm", d.realm, allow_empty=False),
         algorithm=t.enum_("algorithm", DigestAlgorithm, d.algorithm),
+        trust_asserted_identity=t.bool_("trust_asserted_identity", d.trust_asserted_identity),
     )
     if cfg.inbound_auth and not (cfg.username and cfg.password):
         raise t.err("inbound_auth", "needs 'username' and 'password' to verify the trunk's digest")
@@ -1212,6 +1245,7 @@ _SECTIONS = (
     "numbers",
     "registrar",
     "calls",
+    "call_attributes",
 )
 
 
@@ -1226,6 +1260,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
     notify = _notify(ctx, raw.get("notify", {}))
     prompts = _prompts(ctx, raw.get("prompts", {}))
     calls = _calls(ctx, raw.get("calls", {}))
+    call_attributes = _call_attributes(ctx, raw.get("call_attributes", {}))
     trunks = tuple(_trunk(ctx, i, d) for i, d in enumerate(top.tables("trunks")))
     seen_trunks: dict[str, int] = {}
     for i, tr in enumerate(trunks):
@@ -1266,6 +1301,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
         calls=calls,
         trunks=trunks,
         numbers=numbers,
+        call_attributes=call_attributes,
         source=ctx.source,
         registrar=_registrar(ctx, raw.get("registrar", {})),
     )

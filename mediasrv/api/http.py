@@ -5,8 +5,16 @@ Routes:
     GET /ready                           200 when accepting calls and the store answers, else 503
     GET /metrics                         Prometheus text format
     GET /api/v1/openapi.json             the OpenAPI 3.1 description of these routes
-    GET /api/v1/calls                    ?limit=&offset=&tracking_number=&since=&until=&disposition=
-    GET /api/v1/calls.csv                the same filters, as CSV (``bom=1`` for Excel)
+    GET /api/v1/calls                    ?limit=&cursor=&offset=&since=&until= and a filter per
+                                         attribute (tracking_number, business, medium, campaign,
+                                         operator, caller_number, caller_kind, prefecture_code,
+                                         disposition, valid, duplicate, first_time)
+    GET /api/v1/calls.csv                the same filters, as CSV (``encoding=utf-8`` with a BOM
+                                         by default, ``cp932`` / ``shift_jis``; ``bom=0``)
+    GET /api/v1/number-info/{number}     {e164, kind, area, prefecture_code, prefecture, source}
+    GET /api/v1/reports/{group_by}       ?since=&until=&business=&tz=; group_by: medium,
+                                         campaign, tracking_number, operator, prefecture, day,
+                                         hour, comma separated; ``{group_by}.csv`` as CSV
     GET /api/v1/calls/{call_id}          one call, or 404
     GET /api/v1/calls/{call_id}/recording  the WAV file, or 404
 
@@ -26,21 +34,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
 from mediasrv.api.auth import Principal, Scope, TokenStore, bearer_token
-from mediasrv.api.csv_export import csv_header, csv_rows
+from mediasrv.api.csv_export import CsvEncoding, Unencodable, csv_header, csv_raw_rows, csv_table
 from mediasrv.api.hosts import HostAllowlist
 from mediasrv.api.openapi import openapi_document
-from mediasrv.outputs.calllog import CallLog, Disposition
+from mediasrv.calls.caller_id import number_info
+from mediasrv.outputs.attributes import AttributePolicy, StaticPolicy
+from mediasrv.outputs.calllog import (
+    FLAG_FILTERS,
+    QUERY_FILTERS,
+    BadCursor,
+    CallLog,
+    CallQuery,
+    Disposition,
+    decode_cursor,
+)
 from mediasrv.outputs.metrics import CONTENT_TYPE, Metrics
 from mediasrv.outputs.recordings import is_within
+from mediasrv.outputs.reports import METRICS, Dimension, ReportQuery, ReportRow
 
 __all__ = ["MAX_EXPORT", "MAX_LIMIT", "OPS_ENDPOINTS", "PRINCIPAL", "HttpPolicy", "HttpServer"]
 
@@ -48,7 +69,7 @@ log = logging.getLogger(__name__)
 
 MAX_LIMIT = 1000  # rows per JSON page
 MAX_EXPORT = 100_000  # rows per CSV export
-EXPORT_PAGE = 1000  # rows fetched from the store at a time while streaming CSV
+EXPORT_PAGE = 5000  # rows fetched from the store at a time while streaming CSV
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPS_ENDPOINTS = ("/health", "/ready", "/metrics")
 PRINCIPAL = web.RequestKey("principal", Principal)  # who the request's token belongs to
@@ -145,15 +166,6 @@ def _time_param(q: Mapping[str, str], name: str) -> float | None:
     return dt.timestamp()
 
 
-def _filters(q: Mapping[str, str]) -> dict[str, Any]:
-    return {
-        "tracking_number": q.get("tracking_number") or None,
-        "since": _time_param(q, "since"),
-        "until": _time_param(q, "until"),
-        "disposition": _disposition_param(q),
-    }
-
-
 def _disposition_param(q: Mapping[str, str]) -> Disposition | None:
     raw = q.get("disposition")
     if raw is None or raw == "":
@@ -163,6 +175,76 @@ def _disposition_param(q: Mapping[str, str]) -> Disposition | None:
     except ValueError:
         choices = ", ".join(d.value for d in Disposition)
         raise BadParam(f"disposition: unknown value {raw!r}; expected one of {choices}") from None
+
+
+# query parameter -> column; ``operator`` is the operator URI
+_FILTER_PARAMS = {n: n for n in QUERY_FILTERS if n != "operator_uri"} | {"operator": "operator_uri"}
+_TRUE = ("1", "true", "yes")
+_FALSE = ("0", "false", "no")
+Reports = Callable[[ReportQuery], Awaitable[list[ReportRow]]]
+
+
+def _flag_param(q: Mapping[str, str], name: str) -> bool | None:
+    raw = q.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise BadParam(f"{name}: expected true or false, got {raw!r}")
+
+
+def _call_query(q: Mapping[str, str], limit: int, offset: int = 0) -> CallQuery:
+    """Every attribute filter of the call log (issue 11, item 5) and the keyset cursor."""
+    equals: list[tuple[str, str]] = []
+    for param, column in _FILTER_PARAMS.items():
+        value = q.get(param)
+        if value is None or value == "":
+            continue
+        if column == "disposition":
+            disposition = _disposition_param(q)
+            assert disposition is not None
+            value = disposition.value
+        equals.append((column, value))
+    flags = [(name, flag) for name in FLAG_FILTERS if (flag := _flag_param(q, name)) is not None]
+    cursor = q.get("cursor") or None
+    try:
+        after = decode_cursor(cursor) if cursor else None
+    except BadCursor as e:
+        raise BadParam(str(e)) from None
+    if after is not None and offset:
+        raise BadParam("offset: not with a cursor (the cursor says where the page starts)")
+    return CallQuery(
+        tuple(equals), tuple(flags), _time_param(q, "since"), _time_param(q, "until"),
+        after, limit, offset,
+    )  # fmt: skip
+
+
+def _csv_encoding(q: Mapping[str, str]) -> tuple[CsvEncoding, bool, bool]:
+    """(encoding, write a BOM, replace unencodable characters) from the query."""
+    try:
+        encoding = CsvEncoding.parse(q.get("encoding") or "utf-8")
+    except ValueError as e:
+        raise BadParam(str(e)) from None
+    bom = q.get("bom", "1").lower() not in _FALSE and encoding is CsvEncoding.UTF8
+    replace = (q.get("replace") or "").lower() in _TRUE
+    return encoding, bom, replace
+
+
+async def _encode_off_loop(rows: list[Any], encoding: CsvEncoding, replace: bool) -> bytes:
+    """A page of CSV is tens of milliseconds of CPU: never on the event loop (SIP timers)."""
+    return await asyncio.to_thread(csv_raw_rows, rows, encoding, replace)
+
+
+def _report_keys(query: ReportQuery) -> list[str]:
+    keys = {"operator": "operator", "prefecture": "prefecture_code"}
+    out: list[str] = []
+    for d in query.group_by:
+        out.append(keys.get(d.value, d.value))
+        if d is Dimension.PREFECTURE:
+            out.append("prefecture")
+    return out
 
 
 class HttpServer:
@@ -178,6 +260,8 @@ class HttpServer:
         recordings_dir: Path | None = None,
         *,
         policy: HttpPolicy,
+        attributes: AttributePolicy | None = None,
+        reports: Reports | None = None,
     ) -> None:
         self.host = host
         self._port = port
@@ -188,6 +272,8 @@ class HttpServer:
         self._health = health
         # When set, a recording is served only from inside this directory.
         self._recordings_dir = recordings_dir
+        self._attributes: AttributePolicy = attributes or StaticPolicy()
+        self._reports = reports
         self._runner: web.AppRunner | None = None
         self.app = self._build_app()
 
@@ -239,6 +325,8 @@ class HttpServer:
         app.router.add_get("/api/v1/calls.csv", self._export_calls)
         app.router.add_get("/api/v1/calls/{call_id}", self._get_call)
         app.router.add_get("/api/v1/calls/{call_id}/recording", self._get_recording)
+        app.router.add_get("/api/v1/number-info/{number}", self._get_number_info)
+        app.router.add_get("/api/v1/reports/{group_by}", self._get_report)
         return app
 
     async def start(self) -> None:
@@ -301,47 +389,113 @@ class HttpServer:
     # ---------------------------------------------------------------- calls
 
     async def _list_calls(self, request: web.Request) -> web.Response:
+        """A page, newest first, with ``next_cursor`` for the next one (keyset pagination:
+        as fast on the millionth row as on the first). ``total`` is counted unless a
+        cursor is given (a count costs a scan of every match)."""
         q = request.query
         limit = _int_param(q, "limit", 100, 1, MAX_LIMIT)
         offset = _int_param(q, "offset", 0, 0, 2**62)
-        filters = _filters(q)
-        calls = await self._store.list_calls(limit=limit, offset=offset, **filters)
-        total = await self._store.count_calls(**filters)
-        return web.json_response(
-            {
-                "calls": [c.to_dict() for c in calls],
-                "limit": limit,
-                "offset": offset,
-                "total": total,
-            }
-        )
+        query = _call_query(q, limit, offset)
+        calls, next_cursor = await self._store.query_calls(query)
+        body: dict[str, object] = {
+            "calls": [c.to_dict() for c in calls],
+            "limit": limit,
+            "offset": offset,
+            "next_cursor": next_cursor,
+        }
+        if query.after is None:
+            body["total"] = await self._store.count_query(query)
+        return web.json_response(body)
 
     async def _export_calls(self, request: web.Request) -> web.StreamResponse:
-        """CSV of the call log, streamed page by page (``bom=1`` for spreadsheet programs)."""
+        """CSV of the call log. UTF-8 is streamed page by page; CP932 / Shift_JIS is built
+        first, so that a character it cannot hold is a 400 naming it, not a cut-off file."""
         q = request.query
         limit = _int_param(q, "limit", MAX_EXPORT, 1, MAX_EXPORT)
         offset = _int_param(q, "offset", 0, 0, 2**62)
-        filters = _filters(q)
-        bom = q.get("bom", "") in ("1", "true", "yes")
-        resp = web.StreamResponse(
-            headers={
-                "Content-Type": "text/csv; charset=utf-8",
-                "Content-Disposition": 'attachment; filename="calls.csv"',
-            }
-        )
+        encoding, bom, replace = _csv_encoding(q)
+        query = _call_query(q, min(EXPORT_PAGE, limit), offset)
+        headers = {
+            "Content-Type": f"text/csv; charset={encoding.value}",
+            "Content-Disposition": 'attachment; filename="calls.csv"',
+        }
+        if encoding is not CsvEncoding.UTF8:
+            try:
+                chunks = [csv_header(encoding)]
+                async for rows in self._store.export_raw(query, limit, EXPORT_PAGE):
+                    chunks.append(await _encode_off_loop(rows, encoding, replace))
+            except Unencodable as e:
+                return _json_error(400, f"encoding={encoding.value}: {e}")
+            return web.Response(body=b"".join(chunks), headers=headers)
+        resp = web.StreamResponse(headers=headers)
         await resp.prepare(request)
-        await resp.write(("\ufeff" if bom else "").encode() + csv_header())
-        done = 0
-        while done < limit:
-            page = await self._store.list_calls(
-                limit=min(EXPORT_PAGE, limit - done), offset=offset + done, **filters
-            )
-            if not page:
-                break
-            await resp.write(csv_rows(page))
-            done += len(page)
+        await resp.write((encoding.bom if bom else b"") + csv_header(encoding))
+        async for rows in self._store.export_raw(query, limit, EXPORT_PAGE):
+            await resp.write(await _encode_off_loop(rows, encoding, False))
         await resp.write_eof()
         return resp
+
+    # ---------------------------------------------------------------- numbers, reports
+
+    async def _get_number_info(self, request: web.Request) -> web.Response:
+        info = number_info(request.match_info["number"])
+        return web.json_response(info.to_dict())
+
+    async def _get_report(self, request: web.Request) -> web.Response:
+        group = request.match_info["group_by"]
+        as_csv = group.endswith(".csv")
+        query = self._report_query(group.removesuffix(".csv"), request.query)
+        if self._reports is None:
+            return _json_error(503, "reports are not available on this server")
+        rows = await self._reports(query)
+        if not as_csv:
+            return web.json_response(
+                {
+                    "group_by": [d.value for d in query.group_by],
+                    "since": query.since,
+                    "until": query.until,
+                    "business": query.business,
+                    "time_zone": str(query.zone),
+                    "rows": [r.to_dict() for r in rows],
+                }
+            )
+        encoding, _bom, replace = _csv_encoding(request.query)
+        dicts = [r.to_dict() for r in rows]
+        header = [*_report_keys(query), *METRICS]
+        try:
+            body = csv_table(header, [[d[h] for h in header] for d in dicts], encoding, replace)
+        except Unencodable as e:
+            return _json_error(400, f"encoding={encoding.value}: {e}")
+        return web.Response(
+            body=body,
+            headers={
+                "Content-Type": f"text/csv; charset={encoding.value}",
+                "Content-Disposition": 'attachment; filename="report.csv"',
+            },
+        )
+
+    def _report_query(self, group: str, q: Mapping[str, str]) -> ReportQuery:
+        dims: list[Dimension] = []
+        for name in group.split(","):
+            try:
+                dims.append(Dimension(name.strip().lower()))
+            except ValueError:
+                choices = ", ".join(d.value for d in Dimension)
+                raise BadParam(f"group_by: unknown {name!r}; expected some of {choices}") from None
+        until = _time_param(q, "until") or time.time()
+        since = _time_param(q, "since")
+        if since is None:
+            since = until - 30 * 86400
+        business = q.get("business") or None
+        zone_name = q.get("tz")
+        try:
+            zone = ZoneInfo(zone_name) if zone_name else self._attributes.time_zone(business or "")
+        except (ZoneInfoNotFoundError, ValueError):
+            raise BadParam(f"tz: unknown time zone {zone_name!r}") from None
+        try:
+            return ReportQuery(tuple(dims), since, until, zone, business)
+        except ValueError as e:
+            raise BadParam(str(e)) from None
 
     async def _get_call(self, request: web.Request) -> web.Response:
         call_id = request.match_info["call_id"]

@@ -49,6 +49,16 @@ CALL_SCHEMA: dict[str, Any] = {
         "media_stats": {"type": "object"},
         "analysis": {"type": ["object", "null"]},
         "flags": {"type": "array", "items": {"type": "string"}},
+        # issue 11
+        "caller_kind": {"type": "string", "description": "fixed, mobile, ip, toll-free, navi-dial, other, international, invalid, anonymous, payphone, unavailable"},
+        "caller_area": {"type": "string", "description": "numbering area of a fixed line"},
+        "prefecture_code": {"type": "string", "description": "JIS X 0401 (01-47), '' if unknown"},
+        "prefecture": {"type": "string"},
+        "caller_source": {"type": "string", "description": "from, p-asserted-identity, privacy"},
+        "valid": {"type": ["boolean", "null"]},
+        "duplicate": {"type": ["boolean", "null"]},
+        "first_time": {"type": ["boolean", "null"]},
+        "repeat_count": {"type": "integer"},
     },
 }
 
@@ -95,7 +105,23 @@ def openapi_document(max_limit: int) -> dict[str, Any]:
             {"type": "string", "enum": [d.value for d in Disposition]},
             "only this outcome",
         ),
+        _param("cursor", {"type": "string"}, "next_cursor of the previous page (keyset paging)"),
+        *(
+            _param(name, {"type": "string"}, f"only calls with this {name}")
+            for name in ("business", "medium", "campaign", "operator", "caller_number",
+                         "caller_kind", "prefecture_code")
+        ),
+        *(
+            _param(name, {"type": "boolean"}, f"only calls with {name} set or not")
+            for name in ("valid", "duplicate", "first_time")
+        ),
     ]
+    csv_params = [
+        *list_params,
+        _param("encoding", {"type": "string", "enum": ["utf-8", "cp932", "shift_jis"]},
+               "utf-8 (with a BOM unless bom=0) or CP932 / Shift_JIS for Excel on Windows"),
+        _param("replace", {"type": "boolean"}, "write '?' for characters the encoding lacks"),
+    ]  # fmt: skip
     return {
         "openapi": "3.1.0",
         "info": {"title": "mediasrv", "version": __version__},
@@ -143,7 +169,7 @@ def openapi_document(max_limit: int) -> dict[str, Any]:
             "/api/v1/calls.csv": {
                 "get": {
                     "summary": "The call log as CSV (same filters; limit up to the export maximum)",
-                    "parameters": list_params,
+                    "parameters": csv_params,
                     "responses": {
                         "200": {"description": "OK", "content": {"text/csv": {}}},
                         "400": _error("a query parameter is invalid"),
@@ -157,6 +183,34 @@ def openapi_document(max_limit: int) -> dict[str, Any]:
                     "responses": {
                         "200": _json({"$ref": "#/components/schemas/Call"}),
                         "404": _error("no such call"),
+                    },
+                }
+            },
+            "/api/v1/number-info/{number}": {
+                "get": {
+                    "summary": "What a number is: E.164, kind, numbering area, prefecture",
+                    "parameters": [
+                        {"name": "number", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {"200": _json({"type": "object"})},
+                }
+            },
+            "/api/v1/reports/{group_by}": {
+                "get": {
+                    "summary": "Calls, answered, valid, first-time ... per medium, campaign, "
+                    "tracking_number, operator, prefecture, day, hour (comma separated; "
+                    "'.csv' suffix for CSV)",
+                    "parameters": [
+                        {"name": "group_by", "in": "path", "required": True, "schema": {"type": "string"}},
+                        _param("since", _TIME, "default: 30 days before until"),
+                        _param("until", _TIME, "default: now"),
+                        _param("business", {"type": "string"}, "only this business"),
+                        _param("tz", {"type": "string"}, "IANA zone of days and hours"),
+                        _param("encoding", {"type": "string"}, "CSV: utf-8, cp932, shift_jis"),
+                    ],
+                    "responses": {
+                        "200": _json({"type": "object"}),
+                        "400": _error("a query parameter is invalid"),
                     },
                 }
             },
@@ -181,6 +235,7 @@ def openapi_document(max_limit: int) -> dict[str, Any]:
                         "limit": {"type": "integer"},
                         "offset": {"type": "integer"},
                         "total": {"type": "integer", "description": "rows matching the filters"},
+                        "next_cursor": {"type": ["string", "null"]},
                     },
                 },
                 "Error": {

@@ -34,6 +34,7 @@ from mediasrv.media.prompt_loader import PromptLoader
 from mediasrv.sip.events import Answered, Dtmf, Failed, Hangup, LegEvent, ReOffer, Ringing
 from mediasrv.sip.legs import InboundLeg, Leg, OutboundLeg
 
+from .caller_id import CallerId, identify_caller
 from .disposition import Disposition
 from .peers import resolve_peer
 from .routing import Destination, Route
@@ -78,6 +79,7 @@ class CallResult:
     recording: Path | None = None
     recording_bytes: int = 0
     media: MediaReport | None = None
+    caller: CallerId | None = None  # the classified caller (issue 11)
 
     @property
     def ring_seconds(self) -> float:
@@ -145,7 +147,12 @@ class Call:
     """The flow of one call. ``run()`` returns when both legs and the media are gone."""
 
     def __init__(
-        self, inbound: InboundLeg, route: Route | None, services: CallServices, trunk: str = ""
+        self,
+        inbound: InboundLeg,
+        route: Route | None,
+        services: CallServices,
+        trunk: str = "",
+        caller: CallerId | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.inbound = inbound
@@ -162,14 +169,17 @@ class Call:
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._legs_tried: list[OutboundLeg] = []
         inbound.sink = self._sink_for(inbound)
+        if caller is None:  # no trunk data given: the From header alone
+            caller = identify_caller(inbound.caller_user, inbound.caller_display)
         self.result = CallResult(
             call_id=self.id,
             inbound_call_id=inbound.call_id,
             tracking_number=inbound.called_user,
-            caller_number=inbound.caller_user or "anonymous",
-            caller_display=inbound.caller_display,
+            caller_number=caller.number,
+            caller_display=caller.display,
             trunk=trunk,
             start_time=services.wall_clock(),
+            caller=caller,
         )
         if route is not None:
             self.result.business = route.business

@@ -37,6 +37,10 @@ def call_data(record: CallRecord) -> dict[str, object]:
         "tracking_number": record.tracking_number,
         "caller_number": record.caller_number,
         "caller_display": record.caller_display,
+        "caller_kind": record.caller_kind,
+        "caller_area": record.caller_area,
+        "prefecture_code": record.prefecture_code,
+        "prefecture": record.prefecture,
         "medium": record.medium,
         "campaign": record.campaign,
         "start_time": record.start_time,
@@ -50,6 +54,10 @@ def call_data(record: CallRecord) -> dict[str, object]:
         "operator": record.operator_uri,
         "dtmf": record.dtmf,
         "flags": list(record.flags),
+        "valid": record.valid,
+        "duplicate": record.duplicate,
+        "first_time": record.first_time,
+        "repeat_count": record.repeat_count,
         "links": {"call": f"/api/v1/calls/{record.call_id}"},
     }
     if record.recording_path:

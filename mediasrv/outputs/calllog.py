@@ -18,12 +18,14 @@ life (:meth:`mark_unfinished`): answered calls stay answered, with end and talk 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
+import re
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -34,8 +36,13 @@ from mediasrv.outputs.sqlite import Migration, Synchronous, connect, migrate
 
 __all__ = [
     "CALLS_MIGRATIONS",
+    "CALL_COLUMNS",
+    "FLAG_FILTERS",
+    "QUERY_FILTERS",
+    "BadCursor",
     "CallLog",
     "CallLogStore",
+    "CallQuery",
     "CallRecord",
     "CutOff",
     "Disposition",
@@ -50,7 +57,7 @@ class CallRecord:
     call_id: str  # our id for the call (uuid4 hex); the primary key
     inbound_call_id: str  # SIP Call-ID of the caller leg
     tracking_number: str
-    caller_number: str  # E.164 when derivable, else as received ("anonymous" when withheld)
+    caller_number: str  # E.164; the withheld kind (anonymous, payphone, unavailable); else as received
     caller_display: str = ""
     business: str = ""
     medium: str = ""
@@ -70,6 +77,17 @@ class CallRecord:
     media_stats: dict[str, object] = field(default_factory=dict)
     analysis: dict[str, object] | None = None
     flags: list[str] = field(default_factory=list)
+    # Caller attributes (issue 11, F14-F16): see mediasrv/calls/caller_id.py and
+    # mediasrv/outputs/attributes.py. None = not decided (withheld callers are never matched).
+    caller_kind: str = ""  # NumberKind value: fixed, mobile, ip, ..., anonymous, payphone
+    caller_area: str = ""  # numbering area (番号区域) of a fixed line, e.g. 札幌
+    prefecture_code: str = ""  # JIS X 0401, "01".."47"; "" when unknown
+    prefecture: str = ""  # 北海道 ... or "unknown"
+    caller_source: str = ""  # "from" | "p-asserted-identity" | "privacy"
+    valid: bool | None = None  # F14: talk seconds from the bridge >= the number's threshold
+    duplicate: bool | None = None  # F15: same caller, same business, within the window
+    first_time: bool | None = None  # no earlier call from this caller to this business
+    repeat_count: int = 0  # earlier calls of this caller to this business within the window
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (the HTTP API's representation of a call)."""
@@ -119,6 +137,16 @@ class CallLog(Protocol):
         disposition: Disposition | None = None,
     ) -> int: ...
 
+    async def query_calls(self, query: CallQuery) -> tuple[list[CallRecord], str | None]: ...
+
+    async def query_raw(self, query: CallQuery) -> tuple[list[tuple[Any, ...]], str | None]: ...
+
+    async def count_query(self, query: CallQuery) -> int: ...
+
+    def export_raw(
+        self, query: CallQuery, limit: int, page: int = 5000
+    ) -> AsyncIterator[list[tuple[Any, ...]]]: ...
+
 
 # --------------------------------------------------------------------------- schema
 
@@ -130,6 +158,9 @@ _JSON_DEFAULTS: dict[str, Callable[[], object]] = {
     "flags": list,
 }
 _JSON_COLUMNS = frozenset(_JSON_DEFAULTS)
+CALL_COLUMNS = _COLUMNS
+_START_INDEX = _COLUMNS.index("start_time")
+_BOOL_COLUMNS = frozenset(("valid", "duplicate", "first_time"))
 
 CALLS_MIGRATIONS: list[Migration] = [
     # 1: the first call log (issue 2, item 8)
@@ -169,6 +200,32 @@ CALLS_MIGRATIONS: list[Migration] = [
     # in-progress row by the periodic checkpoint; a call cut off by a crash ends there.
     # Not a CallRecord field: it is the store's own bookkeeping, not part of the API's row.
     ["ALTER TABLE calls ADD COLUMN last_seen REAL"],
+    # 3: caller attributes and what the reports and duplicate checks read (issue 11).
+    # Indexes chosen by measurement on 1,000,000 rows (bench/reports.py, bench/RESULTS.md):
+    # calls_business_caller_start serves the duplicate / first-time lookups (F15);
+    # calls_start_id replaces calls_start: newest-first keyset pages need no sort;
+    # calls_report covers every column a report reads (no table lookups: 3x faster);
+    # medium / prefecture / business + start: a filtered page reads only its own rows.
+    [
+        "ALTER TABLE calls ADD COLUMN caller_kind TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE calls ADD COLUMN caller_area TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE calls ADD COLUMN prefecture_code TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE calls ADD COLUMN prefecture TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE calls ADD COLUMN caller_source TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE calls ADD COLUMN valid INTEGER",
+        "ALTER TABLE calls ADD COLUMN duplicate INTEGER",
+        "ALTER TABLE calls ADD COLUMN first_time INTEGER",
+        "ALTER TABLE calls ADD COLUMN repeat_count INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX calls_business_caller_start ON calls (business, caller_number, start_time)",
+        "CREATE INDEX calls_start_id ON calls (start_time, call_id)",
+        "DROP INDEX calls_start",
+        "CREATE INDEX calls_report ON calls (start_time, business, disposition, medium, "
+        "campaign, tracking_number, operator_uri, prefecture_code, prefecture, valid, "
+        "first_time, talk_seconds, ring_seconds)",
+        "CREATE INDEX calls_medium_start ON calls (medium, start_time, call_id)",
+        "CREATE INDEX calls_pref_start ON calls (prefecture_code, start_time, call_id)",
+        "CREATE INDEX calls_business_start ON calls (business, start_time, call_id)",
+    ],
 ]
 
 # An upsert, not INSERT OR REPLACE: a replace deletes the row first and would reset the
@@ -222,6 +279,42 @@ _MARK_FAILED = (
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM calls"
 
+# Duplicate / first-time / repeat count (F15), one SQL for the end of a call and for a
+# recompute over a period, so both give the same answer. "Earlier" is by (start_time,
+# call_id); the window is inclusive (a call exactly `window` seconds later is a repeat);
+# a refused request (rejected) is not a call to the business; withheld callers
+# (anonymous, payphone, unavailable) are never matched: duplicate 0, first_time NULL.
+_WITHHELD_KINDS = "('anonymous', 'payphone', 'unavailable')"
+_EARLIER = (
+    "FROM calls AS p WHERE p.business = calls.business AND p.caller_number = calls.caller_number "
+    "AND p.disposition != 'rejected' "
+    "AND (p.start_time < calls.start_time "
+    "OR (p.start_time = calls.start_time AND p.call_id < calls.call_id))"
+)
+_IN_WINDOW = f"{_EARLIER} AND p.start_time >= calls.start_time - :window"
+_SET_REPEATS = (
+    "UPDATE calls SET "
+    f"repeat_count = CASE WHEN caller_kind IN {_WITHHELD_KINDS} THEN 0 "
+    f"ELSE (SELECT COUNT(*) {_IN_WINDOW}) END, "
+    f"duplicate = CASE WHEN caller_kind IN {_WITHHELD_KINDS} THEN 0 "
+    f"ELSE EXISTS (SELECT 1 {_IN_WINDOW}) END, "
+    f"first_time = CASE WHEN caller_kind IN {_WITHHELD_KINDS} THEN NULL "
+    f"ELSE NOT EXISTS (SELECT 1 {_EARLIER}) END "
+)
+_REPEATS_OF_CALL = f"{_SET_REPEATS} WHERE call_id = :call_id"
+_REPEATS_OF_PERIOD = (
+    f"{_SET_REPEATS} WHERE business = :business AND start_time >= :since "
+    f"AND start_time < :until AND disposition NOT IN "
+    f"('rejected', '{Disposition.IN_PROGRESS.value}')"
+)
+# F14: answered and talked (from the bridge) at least the number's threshold.
+_VALID_OF_PERIOD = (
+    f"UPDATE calls SET valid = (disposition = '{Disposition.ANSWERED.value}' "
+    "AND talk_seconds >= :threshold) "
+    "WHERE tracking_number = :number AND start_time >= :since AND start_time < :until "
+    f"AND disposition != '{Disposition.IN_PROGRESS.value}'"
+)
+
 
 def _to_row(rec: CallRecord) -> tuple[object, ...]:
     out: list[object] = []
@@ -247,6 +340,9 @@ def _from_row(row: Sequence[Any]) -> CallRecord:
         except ValueError:
             log.warning("call %s: unreadable JSON in column %s", values["call_id"], name)
             values[name] = _JSON_DEFAULTS[name]()
+    for name in _BOOL_COLUMNS:
+        if values[name] is not None:
+            values[name] = bool(values[name])
     try:
         values["disposition"] = Disposition.parse(values["disposition"])
     except ValueError:
@@ -276,6 +372,80 @@ def _where(
         clauses.append("disposition = ?")
         params.append(Disposition(disposition).value)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+# --------------------------------------------------------------------------- queries
+
+# Filters of a call-log query (issue 11, item 5): parameter name -> column.
+QUERY_FILTERS = (
+    "tracking_number",
+    "business",
+    "medium",
+    "campaign",
+    "operator_uri",
+    "caller_number",
+    "caller_kind",
+    "prefecture_code",
+    "disposition",
+)
+FLAG_FILTERS = ("valid", "duplicate", "first_time")
+
+
+class BadCursor(ValueError):
+    """A pagination cursor that this server did not make."""
+
+
+def encode_cursor(start_time: float, call_id: str) -> str:
+    raw = json.dumps([start_time, call_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        start, call_id = json.loads(raw)
+        return float(start), str(call_id)
+    except (ValueError, TypeError) as e:
+        raise BadCursor(f"cursor: not a cursor from this server ({e})") from None
+
+
+@dataclass(frozen=True)
+class CallQuery:
+    """A page of the call log, newest first: equality filters, a period, a cursor."""
+
+    equals: tuple[tuple[str, str], ...] = ()  # (column from QUERY_FILTERS, value)
+    flags: tuple[tuple[str, bool], ...] = ()  # (column from FLAG_FILTERS, value)
+    since: float | None = None
+    until: float | None = None
+    after: tuple[float, str] | None = None  # keyset cursor: rows older than this one
+    limit: int = 100
+    offset: int = 0  # the older paging; a cursor is cheaper on a large log
+
+    def where(self) -> tuple[str, list[object]]:
+        clauses: list[str] = []
+        params: list[object] = []
+        for column, value in self.equals:
+            if column not in QUERY_FILTERS:
+                raise ValueError(f"not a filter: {column}")
+            clauses.append(f"{column} = ?")
+            params.append(value)
+        for column, flag in self.flags:
+            if column not in FLAG_FILTERS:
+                raise ValueError(f"not a flag filter: {column}")
+            clauses.append(f"{column} = ?")
+            params.append(int(flag))
+        if self.since is not None:
+            clauses.append("start_time >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            clauses.append("start_time < ?")
+            params.append(self.until)
+        if self.after is not None:
+            # The plain bound lets SQLite start the index scan at the cursor (a row-value
+            # comparison alone is not used as a bound: every page would rescan the ones before).
+            clauses.append("start_time <= ? AND (start_time, call_id) < (?, ?)")
+            params.extend((self.after[0], *self.after))
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 # --------------------------------------------------------------------------- store
@@ -426,6 +596,62 @@ class CallLogStore:
         call's end), so a crash loses neither the row nor its events."""
         await self._write(_UPSERT, _to_row(rec), also)
 
+    async def record_final(
+        self, rec: CallRecord, window: float, also: Sequence[SqlStatement] = ()
+    ) -> None:
+        """The finished call's row, then its duplicate / first-time / repeat count within
+        ``window`` seconds (F15), computed against the rows already stored (earlier calls
+        still in progress count: their rows exist from their start). Both statements go in
+        the same group commit; returns once committed."""
+        await asyncio.gather(
+            self._write(_UPSERT, _to_row(rec), also),
+            self._write_named(_REPEATS_OF_CALL, {"window": window, "call_id": rec.call_id}),
+        )
+
+    async def recompute_repeats(
+        self, business: str, since: float, until: float, window: float
+    ) -> int:
+        """Recompute F15 for the business's finished calls with ``since`` <= start < ``until``
+        (after a window change); the same SQL as :meth:`record_final`. Returns rows updated."""
+        params = {"business": business, "since": since, "until": until, "window": window}
+        return await self._write_named(_REPEATS_OF_PERIOD, params)
+
+    async def recompute_valid(
+        self, tracking_number: str, since: float, until: float, threshold: float
+    ) -> int:
+        """Recompute F14 for one tracking number's finished calls in the period."""
+        params = {"number": tracking_number, "since": since, "until": until, "threshold": threshold}
+        return await self._write_named(_VALID_OF_PERIOD, params)
+
+    async def set_caller_attributes(self, rows: Sequence[tuple[str, str, str, str, str]]) -> int:
+        """(call_id, caller_kind, caller_area, prefecture_code, prefecture) for each row."""
+        total = 0
+        for call_id, kind, area, code, pref in rows:
+            total += await self._write(
+                "UPDATE calls SET caller_kind = ?, caller_area = ?, prefecture_code = ?, "
+                "prefecture = ? WHERE call_id = ?",
+                (kind, area, code, pref, call_id),
+            )
+        return total
+
+    async def period_numbers(self, since: float, until: float) -> list[tuple[str, str]]:
+        """The (business, tracking number) pairs with calls starting in the period."""
+        async with self._read_conn().execute(
+            "SELECT DISTINCT business, tracking_number FROM calls "
+            "WHERE start_time >= ? AND start_time < ?",
+            (since, until),
+        ) as cur:
+            return [(str(r[0]), str(r[1])) for r in await cur.fetchall()]
+
+    async def unclassified(self, since: float, until: float) -> list[tuple[str, str]]:
+        """(call_id, caller_number) of rows written before callers were classified."""
+        async with self._read_conn().execute(
+            "SELECT call_id, caller_number FROM calls WHERE caller_kind = '' "
+            "AND start_time >= ? AND start_time < ?",
+            (since, until),
+        ) as cur:
+            return [(str(r[0]), str(r[1])) for r in await cur.fetchall()]
+
     async def update_analysis(
         self, call_id: str, analysis: dict[str, object], also: Sequence[SqlStatement] = ()
     ) -> None:
@@ -497,6 +723,11 @@ class CallLogStore:
             self._flusher = asyncio.create_task(self._flush(), name="calllog-flush")
         # shield: a cancelled caller does not cancel the write; the row still lands.
         return await asyncio.shield(item.done)
+
+    async def _write_named(self, sql: str, params: dict[str, object]) -> int:
+        """:meth:`_write` with named parameters (``:name``), converted to positional ones."""
+        names = re.findall(r":([a-z_]+)", sql)
+        return await self._write(re.sub(r":[a-z_]+", "?", sql), tuple(params[n] for n in names))
 
     async def _flush(self) -> None:
         while self._pending:
@@ -576,6 +807,69 @@ class CallLogStore:
         async with self._read_conn().execute(sql, (*params, limit, offset)) as cur:
             rows = await cur.fetchall()
         return [_from_row(r) for r in rows]
+
+    async def query_calls(self, query: CallQuery) -> tuple[list[CallRecord], str | None]:
+        """One page of calls and the cursor of the next page (None on the last page)."""
+        where, params = query.where()
+        sql = f"{_SELECT}{where} ORDER BY start_time DESC, call_id DESC LIMIT ? OFFSET ?"
+        async with self._read_conn().execute(sql, (*params, query.limit + 1, query.offset)) as cur:
+            rows = list(await cur.fetchall())
+        calls = [_from_row(r) for r in rows[: query.limit]]
+        more = len(rows) > query.limit and calls
+        return calls, encode_cursor(calls[-1].start_time, calls[-1].call_id) if more else None
+
+    async def query_raw(self, query: CallQuery) -> tuple[list[tuple[Any, ...]], str | None]:
+        """:meth:`query_calls` as stored tuples in :data:`CALL_COLUMNS` order (CSV export:
+        no per-row objects). The JSON columns are JSON text."""
+        where, params = query.where()
+        sql = f"{_SELECT}{where} ORDER BY start_time DESC, call_id DESC LIMIT ? OFFSET ?"
+        async with self._read_conn().execute(sql, (*params, query.limit + 1, query.offset)) as cur:
+            rows: list[tuple[Any, ...]] = [tuple(r) for r in await cur.fetchall()]
+        page = rows[: query.limit]
+        if len(rows) > query.limit and page:
+            last = page[-1]
+            return page, encode_cursor(last[_START_INDEX], last[0])
+        return page, None
+
+    async def count_query(self, query: CallQuery) -> int:
+        """How many calls match the query's filters (its cursor and paging ignored)."""
+        where, params = replace(query, after=None).where()
+        async with self._read_conn().execute(f"SELECT COUNT(*) FROM calls{where}", params) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def export_raw(
+        self, query: CallQuery, limit: int, page: int = 5000
+    ) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Pages of stored rows (as :meth:`query_raw`) for an export of up to ``limit`` rows,
+        following the keyset cursor; the next page is fetched (on the reader's thread) while
+        the caller encodes this one."""
+        query = replace(query, limit=min(page, limit))
+        pending = asyncio.ensure_future(self.query_raw(query))
+        done = 0
+        try:
+            while True:
+                rows, cursor = await pending
+                rows = rows[: limit - done]
+                done += len(rows)
+                more = cursor is not None and done < limit
+                if more:
+                    assert cursor is not None
+                    query = replace(
+                        query, after=decode_cursor(cursor), offset=0, limit=min(page, limit - done)
+                    )
+                    pending = asyncio.ensure_future(self.query_raw(query))
+                if rows:
+                    yield rows
+                if not more:
+                    return
+        finally:
+            if not pending.done():
+                pending.cancel()
+
+    def read_connection(self) -> aiosqlite.Connection:
+        """The read connection (reports run their aggregate queries on it)."""
+        return self._read_conn()
 
     async def count_calls(
         self,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from mediasrv.calls.call import CallResult
-from mediasrv.config import to_e164
+from mediasrv.calls.caller_id import number_info
+from mediasrv.calls.disposition import Disposition
 from mediasrv.media.api import LegStats, MediaReport
+from mediasrv.outputs.attributes import apply_caller, is_valid
 from mediasrv.outputs.calllog import CallRecord
 
 
@@ -33,14 +35,16 @@ def media_stats_of(report: MediaReport | None) -> dict[str, object]:
     }
 
 
-def call_record_from_result(result: CallResult) -> CallRecord:
-    media_stats = media_stats_of(result.media)
-    caller = result.caller_number
-    return CallRecord(
+def call_record_from_result(result: CallResult, valid_threshold: float | None = None) -> CallRecord:
+    """The call's row; ``valid_threshold`` (seconds) decides F14 (None: left undecided).
+    Duplicate / first-time need the stored rows: the store sets them (record_final)."""
+    caller = result.caller
+    info = caller.info if caller is not None else number_info(result.caller_number)
+    rec = CallRecord(
         call_id=result.call_id,
         inbound_call_id=result.inbound_call_id,
         tracking_number=result.tracking_number,
-        caller_number=to_e164(caller) or caller,
+        caller_number=info.logged_number,
         caller_display=result.caller_display,
         business=result.business,
         medium=result.medium,
@@ -59,5 +63,9 @@ def call_record_from_result(result: CallResult) -> CallRecord:
         ],
         dtmf="".join(digit for digit, _leg, _source in result.dtmf),
         recording_path=str(result.recording) if result.recording is not None else None,
-        media_stats=media_stats,
+        media_stats=media_stats_of(result.media),
     )
+    apply_caller(rec, info, caller.source if caller is not None else "from")
+    if valid_threshold is not None and rec.disposition is not Disposition.IN_PROGRESS:
+        rec.valid = is_valid(rec.disposition, rec.talk_seconds, valid_threshold)
+    return rec

@@ -27,7 +27,7 @@ from .message import (
     serialize,
 )
 from .transaction import InviteClientTransaction, InviteServerTransaction
-from .uri import parse_name_addr, parse_uri
+from .uri import SipParseError, parse_name_addr, parse_uri, split_list, unquote
 
 if TYPE_CHECKING:
     from .ua import UserAgent
@@ -215,7 +215,10 @@ class InboundLeg(Leg):
         from_addr = parse_name_addr(request.headers.get("From") or "")
         to_addr = parse_name_addr(request.headers.get("To") or "")
         self.caller_user = from_addr.uri.user or ""
-        self.caller_display = from_addr.display or ""
+        self.caller_display = display_text(from_addr.display)
+        # Caller identity (issue 11): calls/ decides whom to believe (trusted trunks only).
+        self.asserted_identities = asserted_identities(request.headers.get_lines(PAI))
+        self.privacy = privacy_tokens(request.headers.get_lines("Privacy"))
         self.called_user = parse_request_user(request.uri) or (to_addr.uri.user or "")
         self._from_tag = from_addr.tag or ""
         # The hop count that stays inside sip/: calls/ passes it, as an opaque int, to the
@@ -496,6 +499,42 @@ class OutboundLeg(Leg):
         )
         self.ua.remember_dialog(self.dialog, self)
         return self.dialog
+
+
+PAI = "P-Asserted-Identity"
+
+
+def display_text(display: str | None) -> str:
+    """A display name as text: quotes and quoted-pairs removed (RFC 3261 §25.1), any script."""
+    if not display:
+        return ""
+    display = display.strip()
+    if len(display) >= 2 and display[0] == display[-1] == '"':
+        return unquote(display)
+    return display
+
+
+def asserted_identities(lines: list[str]) -> list[tuple[str, str]]:
+    """P-Asserted-Identity values as (user part or tel number, display name), in order.
+
+    RFC 3325 §9.1: one or two values (a sip: and/or a tel: URI), in one header line as a
+    comma list or in several lines. A value that does not parse is skipped, never fatal.
+    """
+    out: list[tuple[str, str]] = []
+    for line in lines:
+        for value in split_list(line):
+            try:
+                addr = parse_name_addr(value)
+            except SipParseError:
+                continue
+            if addr.uri.user:
+                out.append((addr.uri.user, display_text(addr.display)))
+    return out
+
+
+def privacy_tokens(lines: list[str]) -> list[str]:
+    """The Privacy header's priv-values (RFC 3323 §4.2: ``;``-separated, e.g. ``id;critical``)."""
+    return [t.strip().lower() for line in lines for t in line.split(";") if t.strip()]
 
 
 def strip_tag(value: str) -> str:

@@ -657,7 +657,8 @@ class UserAgent:
         headers = Headers()
         headers.add("Via", self.local.via(peer.transport, new_branch()))
         headers.add("Max-Forwards", str(hops))
-        display = f'"{from_display}" ' if from_display else ""
+        quoted = from_display.replace("\\", "\\\\").replace('"', '\\"')  # §25.1 quoted-pair
+        display = f'"{quoted}" ' if from_display else ""
         user = from_user or "anonymous"
         headers.add("From", f"{display}<sip:{user}@{self.local.hostport()}>;tag={new_tag()}")
         headers.add("To", f"<{target}>")

@@ -56,7 +56,7 @@ async def test_open_creates_dir_and_wal_file(tmp_path: Path) -> None:
             "SELECT version FROM schema_version WHERE component = 'calls'"
         ).fetchone() == (len(CALLS_MIGRATIONS),)
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert {"calls_start", "calls_tracking_start", "calls_disposition_start"} <= names
+    assert {"calls_start_id", "calls_tracking_start", "calls_disposition_start"} <= names
 
 
 async def test_full_record_round_trips(store: CallLogStore) -> None:

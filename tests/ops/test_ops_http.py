@@ -283,7 +283,7 @@ async def test_csv_export(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     async with env.client.get(env.url("/api/v1/calls.csv")) as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/csv")
-        text = (await resp.read()).decode("utf-8")
+        text = (await resp.read()).decode("utf-8-sig")  # a BOM by default (issue 11)
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["call_id"] for r in rows] == ["call0020"] + [f"call{n:04d}" for n in range(7, -1, -1)]
     top = rows[0]
