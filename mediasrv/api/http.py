@@ -35,10 +35,13 @@ from typing import Any
 from aiohttp import web
 
 from mediasrv.api.auth import Principal, Scope, TokenStore, bearer_token
+from mediasrv.api.console import CONSOLE_CSP, CONSOLE_PREFIX, ConsoleRoutes
 from mediasrv.api.csv_export import csv_header, csv_rows
 from mediasrv.api.hosts import HostAllowlist
+from mediasrv.api.live import LIVE_PREFIX, LiveRoutes
 from mediasrv.api.openapi import openapi_document
 from mediasrv.outputs.calllog import CallLog, Disposition
+from mediasrv.outputs.live_board import LiveBoard
 from mediasrv.outputs.metrics import CONTENT_TYPE, Metrics
 from mediasrv.outputs.recordings import is_within
 
@@ -87,6 +90,13 @@ def _unauthorized(error: str | None) -> web.Response:
     response = _json_error(401, "a valid bearer token is required")
     response.headers["WWW-Authenticate"] = challenge
     return response
+
+
+def _scope_for(path: str) -> Scope:
+    """The scope a path needs: the live board's routes are open to tenant tokens."""
+    if path == LIVE_PREFIX or path.startswith(LIVE_PREFIX + "/"):
+        return Scope.BOARD
+    return Scope.ADMIN
 
 
 def _route(request: web.Request) -> str:
@@ -178,6 +188,7 @@ class HttpServer:
         recordings_dir: Path | None = None,
         *,
         policy: HttpPolicy,
+        board: LiveBoard | None = None,
     ) -> None:
         self.host = host
         self._port = port
@@ -188,6 +199,7 @@ class HttpServer:
         self._health = health
         # When set, a recording is served only from inside this directory.
         self._recordings_dir = recordings_dir
+        self._board = board  # issue 13: the live board and the console (None: not served)
         self._runner: web.AppRunner | None = None
         self.app = self._build_app()
 
@@ -211,19 +223,30 @@ class HttpServer:
         """Host allowlist first (a rebound name learns nothing), then the bearer token."""
         if not self._hosts.allows(request.headers.get("Host")):
             return _json_error(421, "this server does not answer that Host name")
-        if request.path in self.policy.open_endpoints:
+        if request.path in self.policy.open_endpoints or self._is_console_asset(request.path):
             return await handler(request)
         token = bearer_token(request.headers.get("Authorization"))
         if token is None:
             return _unauthorized(None)
         principal = self.policy.tokens.authenticate(token)
-        if principal is None or not principal.allows(Scope.ADMIN):
+        if principal is None:
             return _unauthorized("invalid_token")
+        if not principal.allows(_scope_for(request.path)):
+            # RFC 6750 §3.1: a valid token without the scope the resource needs
+            return _json_error(403, "this token may not use this resource")
         request[PRINCIPAL] = principal
         return await handler(request)
 
+    def _is_console_asset(self, path: str) -> bool:
+        """The console's static files need no token: they hold no data (the API does)."""
+        return self._board is not None and (
+            path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
+        )
+
     async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
         response.headers.update(SECURITY_HEADERS)
+        if self._is_console_asset(request.path):
+            response.headers["Content-Security-Policy"] = CONSOLE_CSP
         response.headers["Server"] = self.policy.server_header
 
     def _build_app(self) -> web.Application:
@@ -239,6 +262,9 @@ class HttpServer:
         app.router.add_get("/api/v1/calls.csv", self._export_calls)
         app.router.add_get("/api/v1/calls/{call_id}", self._get_call)
         app.router.add_get("/api/v1/calls/{call_id}/recording", self._get_recording)
+        if self._board is not None:
+            LiveRoutes(self._board, PRINCIPAL).add_to(app)
+            ConsoleRoutes().add_to(app)
         return app
 
     async def start(self) -> None:

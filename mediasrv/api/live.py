@@ -1,0 +1,118 @@
+"""The live board over HTTP (F25, issue 13 §1): a snapshot and a Server-Sent Events stream.
+
+Routes (a bearer token with the ``board`` scope, or the server token):
+    GET /api/v1/live/businesses   the businesses the token may watch
+    GET /api/v1/live/board        ?business= (server token only): the board now, as JSON
+    GET /api/v1/live/events       ?business= (server token only): text/event-stream
+
+The stream (WHATWG HTML, "Server-sent events") sends ``id:``, ``event:`` and one ``data:``
+line of JSON per change. A request with ``Last-Event-ID`` (the header, §9.2.4) gets the
+changes after that id from the board's ring buffer, or a ``snapshot`` first when the id is
+too old or from another run. A comment line every ``KEEPALIVE_S`` keeps idle proxies from
+closing the connection and lets the server notice a client that went away.
+
+A tenant token (``Principal.business``) sees its own business only; naming another one is a
+403 and nothing of it is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import web
+
+from mediasrv.api.auth import Principal
+from mediasrv.outputs.live_board import BoardEvent, LiveBoard
+
+__all__ = ["KEEPALIVE_S", "LIVE_PREFIX", "LiveRoutes", "sse_frame"]
+
+log = logging.getLogger(__name__)
+
+LIVE_PREFIX = "/api/v1/live"
+KEEPALIVE_S = 15.0
+RETRY_MS = 1000  # the client's reconnection delay (the "retry:" field)
+
+
+def sse_frame(event: BoardEvent) -> bytes:
+    """One event in the text/event-stream format (data is one line of JSON)."""
+    data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+    return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n".encode()
+
+
+class LiveRoutes:
+    """The board's routes on the API's aiohttp application."""
+
+    def __init__(self, board: LiveBoard, principal_key: web.RequestKey[Principal]) -> None:
+        self._board = board
+        self._principal = principal_key
+
+    def add_to(self, app: web.Application) -> None:
+        app.router.add_get(f"{LIVE_PREFIX}/businesses", self._businesses)
+        app.router.add_get(f"{LIVE_PREFIX}/board", self._get_board)
+        app.router.add_get(f"{LIVE_PREFIX}/events", self._events)
+
+    def _business_of(self, request: web.Request) -> str:
+        """The business a request may watch: its token's, or (server token) ``?business=``."""
+        who = request[self._principal]
+        asked = request.query.get("business", "")
+        if who.business is not None:
+            if asked and asked != who.business:
+                raise web.HTTPForbidden(reason="this token is for another business")
+            return who.business
+        if not asked:
+            known = self._board.businesses()
+            if len(known) == 1:
+                return known[0]
+            raise web.HTTPBadRequest(reason="business: required with the server token")
+        return asked
+
+    async def _businesses(self, request: web.Request) -> web.Response:
+        who = request[self._principal]
+        names = [who.business] if who.business is not None else self._board.businesses()
+        return web.json_response({"businesses": names})
+
+    async def _get_board(self, request: web.Request) -> web.Response:
+        snapshot = self._board.snapshot(self._business_of(request))
+        return web.json_response({"id": snapshot.id, **snapshot.data})
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        business = self._business_of(request)
+        last_id = request.headers.get("Last-Event-ID")
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream; charset=utf-8", "X-Accel-Buffering": "no"}
+        )
+        await response.prepare(request)
+        try:
+            await response.write(f"retry: {RETRY_MS}\n\n".encode())
+            await self._stream(response, business, last_id)
+        except (ConnectionResetError, ConnectionError):
+            pass  # the client went away: nothing to clean up but this task
+        return response
+
+    async def _stream(
+        self, response: web.StreamResponse, business: str, last_id: str | None
+    ) -> None:
+        pending = self._board.since(business, last_id)
+        if pending is None:
+            snapshot = self._board.snapshot(business)
+            await response.write(sse_frame(snapshot))
+            last_id = snapshot.id
+        else:
+            for event in pending:
+                await response.write(sse_frame(event))
+                last_id = event.id
+        while True:
+            # Read what changed since the last id sent: the same path as a resumed stream,
+            # so a burst of changes between two wake-ups is never skipped.
+            caught_up = self._board.last_id(business) == last_id
+            if caught_up and not await self._board.wait_change(business, KEEPALIVE_S):
+                await response.write(b": keepalive\n\n")
+                continue
+            events = self._board.since(business, last_id)
+            if events is None:  # this client fell further behind than the buffer holds
+                snapshot = self._board.snapshot(business)
+                events = [snapshot]
+            for event in events:
+                await response.write(sse_frame(event))
+                last_id = event.id
