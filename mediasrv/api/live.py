@@ -17,6 +17,7 @@ A tenant token (``Principal.business``) sees its own business only; naming anoth
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -46,8 +47,10 @@ class LiveRoutes:
     def __init__(self, board: LiveBoard, principal_key: web.RequestKey[Principal]) -> None:
         self._board = board
         self._principal = principal_key
+        self._streams: set[asyncio.Task[object]] = set()
 
     def add_to(self, app: web.Application) -> None:
+        app.on_shutdown.append(self._close_streams)
         app.router.add_get(f"{LIVE_PREFIX}/businesses", self._businesses)
         app.router.add_get(f"{LIVE_PREFIX}/board", self._get_board)
         app.router.add_get(f"{LIVE_PREFIX}/events", self._events)
@@ -83,12 +86,24 @@ class LiveRoutes:
             headers={"Content-Type": "text/event-stream; charset=utf-8", "X-Accel-Buffering": "no"}
         )
         await response.prepare(request)
+        task = asyncio.current_task()
+        if task is not None:
+            self._streams.add(task)
         try:
             await response.write(f"retry: {RETRY_MS}\n\n".encode())
             await self._stream(response, business, last_id)
-        except (ConnectionResetError, ConnectionError):
+        except ConnectionError:
             pass  # the client went away: nothing to clean up but this task
+        finally:
+            if task is not None:
+                self._streams.discard(task)
         return response
+
+    async def _close_streams(self, app: web.Application) -> None:
+        """At shutdown the streams end at once (they never finish by themselves); clients
+        reconnect to the next server with their Last-Event-ID."""
+        for task in list(self._streams):
+            task.cancel()
 
     async def _stream(
         self, response: web.StreamResponse, business: str, last_id: str | None
