@@ -12,7 +12,7 @@
   const $ = (id) => document.getElementById(id);
 
   const board = { operators: new Map(), calls: new Map(), queue: [], queueAvailable: false,
-                  business: '', clockOffset: 0 };
+                  business: '', timeZone: '', clockOffset: 0 };
   let lang = pickLanguage();
   let lastId = null;
   let stream = null; // the AbortController of the open stream
@@ -61,8 +61,14 @@
   }
 
   function formatClock(ts) {
-    return new Date(ts * 1000).toLocaleTimeString(lang === 'ja' ? 'ja-JP' : 'en-GB',
-      { hour: '2-digit', minute: '2-digit' });
+    // the business's wall clock (its time zone), whatever the browser's
+    const options = { hour: '2-digit', minute: '2-digit' };
+    if (board.timeZone) options.timeZone = board.timeZone;
+    try {
+      return new Date(ts * 1000).toLocaleTimeString(lang === 'ja' ? 'ja-JP' : 'en-GB', options);
+    } catch (err) {
+      return new Date(ts * 1000).toLocaleTimeString();
+    }
   }
 
   function tick() {
@@ -216,6 +222,7 @@
       board.queue = data.queue || [];
       board.queueAvailable = Boolean(data.queue_available);
       board.business = data.business;
+      board.timeZone = data.time_zone || '';
       board.clockOffset = data.now - Date.now() / 1000;
     } else if (kind === 'call') {
       board.calls.set(data.call.call_id, data.call);
@@ -301,6 +308,7 @@
         }
         if (response.ok) {
           backoff = 250;
+          setConnection('live'); // resumed: the missed changes (if any) follow at once
           await readStream(response, controller);
         }
       } catch (err) {
