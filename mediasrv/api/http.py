@@ -9,6 +9,8 @@ Routes:
     GET /api/v1/calls.csv                the same filters, as CSV (``bom=1`` for Excel)
     GET /api/v1/calls/{call_id}          one call, or 404
     GET /api/v1/calls/{call_id}/recording  the WAV file, or 404
+    GET /api/v1/live/...                 the live board (issue 13; :mod:`mediasrv.api.live`)
+    GET /console/...                     the web console's static files (:mod:`mediasrv.api.console`)
 
 Errors are JSON ``{"error": "..."}`` with a fitting status; a bad query parameter is a 400
 that names the parameter.
