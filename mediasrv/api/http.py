@@ -40,7 +40,7 @@ from mediasrv.api.auth import Principal, Scope, TokenStore, bearer_token
 from mediasrv.api.console import CONSOLE_CSP, CONSOLE_PREFIX, ConsoleRoutes
 from mediasrv.api.csv_export import csv_header, csv_rows
 from mediasrv.api.hosts import HostAllowlist
-from mediasrv.api.live import LIVE_PREFIX, LiveRoutes
+from mediasrv.api.live import LIVE_PREFIX, LiveRoutes, live_openapi_paths
 from mediasrv.api.openapi import openapi_document
 from mediasrv.outputs.calllog import CallLog, Disposition
 from mediasrv.outputs.live_board import LiveBoard
@@ -321,7 +321,10 @@ class HttpServer:
         return web.json_response(body, status=503 if reasons else 200)
 
     async def _get_openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(openapi_document(MAX_LIMIT))
+        doc = openapi_document(MAX_LIMIT)
+        if self._board is not None:
+            doc["paths"].update(live_openapi_paths())
+        return web.json_response(doc)
 
     async def _get_metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE})

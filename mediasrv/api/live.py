@@ -20,19 +20,67 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import Any
 
 from aiohttp import web
 
 from mediasrv.api.auth import Principal
 from mediasrv.outputs.live_board import BoardEvent, LiveBoard
 
-__all__ = ["KEEPALIVE_S", "LIVE_PREFIX", "LiveRoutes", "sse_frame"]
+__all__ = ["KEEPALIVE_S", "LIVE_PREFIX", "LiveRoutes", "live_openapi_paths", "sse_frame"]
 
 log = logging.getLogger(__name__)
 
 LIVE_PREFIX = "/api/v1/live"
 KEEPALIVE_S = 15.0
 RETRY_MS = 1000  # the client's reconnection delay (the "retry:" field)
+
+
+def live_openapi_paths() -> dict[str, Any]:
+    """The OpenAPI description of these routes (merged into ``/api/v1/openapi.json``)."""
+    business = {
+        "name": "business",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "server token only: which business (a tenant token sees its own)",
+    }
+    errors = {
+        "400": {"description": "server token without ?business= (several businesses)"},
+        "403": {"description": "the token is for another business"},
+    }
+    json_ok = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+    return {
+        f"{LIVE_PREFIX}/businesses": {
+            "get": {"summary": "The businesses this token may watch", "responses": {"200": json_ok}}
+        },
+        f"{LIVE_PREFIX}/board": {
+            "get": {
+                "summary": "The live board now: operators, calls in progress, queue",
+                "parameters": [business],
+                "responses": {"200": json_ok, **errors},
+            }
+        },
+        f"{LIVE_PREFIX}/events": {
+            "get": {
+                "summary": "The live board's changes as Server-Sent Events (snapshot first; "
+                "Last-Event-ID resumes)",
+                "parameters": [
+                    business,
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": {"description": "OK", "content": {"text/event-stream": {}}},
+                    **errors,
+                },
+            }
+        },
+    }
 
 
 def sse_frame(event: BoardEvent) -> bytes:

@@ -190,3 +190,21 @@ def test_sse_frame_is_one_event() -> None:
 
     frame = sse_frame(BoardEvent("ab-3", "call_gone", {"call_id": "改行\nなし"}))
     assert frame.decode() == 'id: ab-3\nevent: call_gone\ndata: {"call_id":"改行\\nなし"}\n\n'
+
+
+async def test_openapi_describes_the_live_routes(served: tuple[HttpServer, LiveBoard]) -> None:
+    server, _ = served
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"http://127.0.0.1:{server.port}/api/v1/openapi.json", headers=bearer(ADMIN)) as r,
+    ):
+        doc = await r.json()
+    routed = {
+        (route.method, route.resource.canonical)
+        for route in server.app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+        and route.resource.canonical.startswith("/api/")
+    }  # fmt: skip
+    described = {(m.upper(), path) for path, ops in doc["paths"].items() for m in ops}
+    assert routed == {d for d in described if d[1].startswith("/api/")}
+    assert {"/api/v1/live/board", "/api/v1/live/events"} <= set(doc["paths"])
