@@ -1106,6 +1106,7 @@ class Server:
         finally:
             self.calls.pop(call.id, None)
             self.metrics.active_calls.dec()
+            self._to_board(self.board.drop_call, call.result.business, call.id)
 
     async def _log_started(self, call: Call) -> None:
         """The in-progress row, with the recording path the call will use if answered."""

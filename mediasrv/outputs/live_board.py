@@ -384,6 +384,12 @@ class LiveBoard:
         for op in dict.fromkeys(touched):
             self._publish_operator(b, op)
 
+    def drop_call(self, business: str, call_id: str) -> None:
+        """A call that ended without its last row (its task failed): off the board."""
+        b = self._businesses.get(business)
+        if b is not None and call_id in b.calls:
+            self.call_ended(CallRecord(call_id, "", "", "", business=business))
+
     def operator_changed(self, business: str, operator: str) -> None:
         """For an external :class:`OperatorStates`: its state of ``operator`` changed."""
         b = self._business(business)

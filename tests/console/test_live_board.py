@@ -212,3 +212,13 @@ def test_softphone_without_registration_is_offline() -> None:
 def test_queue_is_reported_unavailable(board: LiveBoard) -> None:
     data = board.snapshot("acme").data
     assert data["queue"] == [] and data["queue_available"] is False
+
+
+def test_a_call_whose_task_failed_is_dropped(board: LiveBoard) -> None:
+    board.call_ringing(record("c9"), [KATO.target])
+    board.drop_call("acme", "c9")
+    assert calls(board) == {} and operators(board)["kato"]["state"] == "idle"
+    mark = board.last_id("acme")
+    board.drop_call("acme", "c9")  # already gone: nothing happens
+    board.drop_call("nobody", "c9")
+    assert board.since("acme", mark) == []
