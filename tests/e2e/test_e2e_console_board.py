@@ -211,7 +211,7 @@ async def test_board_follows_a_real_call_survives_a_cut_and_keeps_tenants_apart(
         await expect(ringing).to_have_count(0)
         first = await sato.locator(".duration").inner_text()
         await expect(sato.locator(".duration")).not_to_have_text(first, timeout=3000)  # ticks
-        await page.screenshot(path=str(OUTPUT / "console-board.png"), full_page=True)
+        await page.screenshot(path=str(OUTPUT / "console-board-first-call.png"), full_page=True)
 
         # ---- 3. the other business's board, meanwhile: none of it
         other_text = await other.locator("body").inner_text()
@@ -240,6 +240,9 @@ async def test_board_follows_a_real_call_survives_a_cut_and_keeps_tenants_apart(
         await expect(sato.locator(".state")).to_have_text("通話中")
         await expect(ringing).to_have_count(0)
         await expect(sato.locator("th")).to_have_text(OPERATOR_NAME)
+        await expect(page.locator('#today li')).to_have_count(1)  # the first call, kept
+        await asyncio.sleep(1.1)  # a ticked duration in the picture
+        await page.screenshot(path=str(OUTPUT / "console-board.png"), full_page=True)
         await caller.command("hangup")
         await caller.wait_event("disconnected", timeout=10)
         await shown_within(page, "gone after the cut", f"{SATO_STATE} !== 'on_call'")
