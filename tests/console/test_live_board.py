@@ -222,3 +222,18 @@ def test_a_call_whose_task_failed_is_dropped(board: LiveBoard) -> None:
     board.drop_call("acme", "c9")  # already gone: nothing happens
     board.drop_call("nobody", "c9")
     assert board.since("acme", mark) == []
+
+
+def test_roster_changes_are_pushed(board: LiveBoard) -> None:
+    mark = board.last_id("acme")
+    board.set_roster("acme", [SATO, KATO])  # unchanged: no event
+    assert board.since("acme", mark) == []
+    renamed = RosterEntry("kato", KATO.target, "加藤 (受付)")
+    board.set_roster("acme", [renamed])
+    events = board.since("acme", mark)
+    assert events is not None
+    assert [(e.kind, e.data.get("name")) for e in events if e.kind == "operator_gone"] == [
+        ("operator_gone", "sato")
+    ]
+    changed = [e.data["operator"] for e in events if e.kind == "operator"]
+    assert changed == [operators(board)["kato"]] and operators(board)["kato"]["display_name"] == "加藤 (受付)"
