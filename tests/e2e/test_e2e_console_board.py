@@ -184,6 +184,10 @@ async def test_board_follows_a_real_call_survives_a_cut_and_keeps_tenants_apart(
     try:
         page = await ja.new_page()
         other = await en.new_page()
+        errors: list[str] = []  # CSP violations and script errors show up here
+        for p in (page, other):
+            p.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            p.on("pageerror", lambda e: errors.append(str(e)))
         await log_in(page, base, acme_token, "API トークン")  # Japanese: the browser's language
         await log_in(other, base, other_token, "API token")
         conn = page.locator("#conn")
@@ -254,6 +258,8 @@ async def test_board_follows_a_real_call_survives_a_cut_and_keeps_tenants_apart(
         await page.locator("#lang").focus()
         await page.keyboard.press("ArrowDown")
         await expect(page.locator("#ops-title")).to_have_text("Operators")
+        # the cut shows as failed fetches in the console; nothing else may (CSP, scripts)
+        assert [e for e in errors if "Failed to load resource" not in e and "fetch" not in e.lower()] == []
     finally:
         with contextlib.suppress(Exception):
             await ja.close()
