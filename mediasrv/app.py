@@ -61,6 +61,12 @@ from mediasrv.outputs.business_store import SqliteBusinessStore
 from mediasrv.outputs.call_events import analysis_summary
 from mediasrv.outputs.calllog import CallLogStore, CallRecord, Disposition, SqlStatement
 from mediasrv.outputs.checkpoint import LiveCallCheckpoint
+from mediasrv.outputs.live_board import (
+    CallDerivedStates,
+    LiveBoard,
+    roster_of,
+    softphone_reachable,
+)
 from mediasrv.outputs.metrics import Metrics
 from mediasrv.outputs.notify import Notifier
 from mediasrv.outputs.prompts import PromptStore, open_prompt_store
@@ -498,7 +504,8 @@ def server_token_store(config: Config) -> tuple[TokenStore, str | None]:
     token = None
     if not digest:
         digest, token = ensure_server_token(config.server.data_dir)
-    return StaticTokenStore.server(digest), token
+    scoped = [(t.token_sha256, t.business) for t in config.http.business_tokens]  # issue 13
+    return StaticTokenStore.with_business_tokens(digest, scoped), token
 
 
 def _show_new_token(token: str, config: Config) -> None:
@@ -671,6 +678,15 @@ class Server:
             self.registrar, self._bindings = make_registrar(
                 config, secrets.token_bytes(32), self.trunk_admission.guard
             )
+        # issue 13: the live board, fed where the call events are made (below)
+        registrar = self.registrar
+        self.board = LiveBoard(
+            time.time,
+            self.loop.call_later,
+            CallDerivedStates(
+                softphone_reachable(registrar.contacts_for if registrar else lambda _a: [1])
+            ),
+        )
         self.admission = KnownNumberAdmission(
             self.trunk_admission,
             self.router,
@@ -701,6 +717,7 @@ class Server:
             policy=policy,
             attributes=self.attributes,
             reports=self._report,
+            board=self.board,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -814,7 +831,25 @@ class Server:
         seeded = await import_seed(self.business, self.config)
         if any(r.created for r in seeded):
             log.info("[[numbers]] seed imported", extra={"versions": [r.version for r in seeded]})
+        await self._board_rosters()
+        await self._seed_board_today()
         self._business_task = self.loop.create_task(self._refresh_business())
+
+    async def _board_rosters(self) -> None:
+        """The live board's operators, from each business's configuration (issue 13)."""
+        for info in await self.business.businesses():
+            business = await self.business.get(info.slug)
+            if business is not None:
+                self.board.set_roster(business.slug, roster_of(business), business.time_zone)
+
+    async def _seed_board_today(self, pages: int = 20, page: int = 1000) -> None:
+        """Today's answered calls from the call log, so a restart keeps the board's counts."""
+        since = time.time() - 86400.0  # the board keeps those of each business's own day
+        for n in range(pages):
+            rows = await self.store.list_calls(limit=page, offset=n * page, since=since)
+            self.board.seed_today(rows)
+            if len(rows) < page:
+                break
 
     async def _refresh_business(self) -> None:
         """Pick up `mediasrv business apply` from another process (new calls only)."""
@@ -823,6 +858,7 @@ class Server:
             try:
                 if await self.business.refresh():
                     log.info("business configuration changed: reloaded")
+                    await self._board_rosters()
             except Exception:  # the store unreachable: keep routing with what we have
                 log.exception("business configuration refresh failed; keeping the last one")
 
@@ -1130,6 +1166,7 @@ class Server:
         finally:
             self.calls.pop(call.id, None)
             self.metrics.active_calls.dec()
+            self._to_board(self.board.drop_call, call.result.business, call.id)
 
     async def _log_started(self, call: Call) -> None:
         """The in-progress row, with the recording path the call will use if answered."""
@@ -1137,6 +1174,8 @@ class Server:
         record = _live_record(result)
         if call.route is not None and call.route.record is not RecordMode.OFF:
             record.recording_path = str(self._recording_path(call.id, result.start_time))
+        dialled = [d.uri for d in call.route.destinations] if call.route is not None else []
+        self._to_board(self.board.call_ringing, record, dialled)  # before the store: live
         also = self.notifier.statements(record, ("call.ringing",))
         try:
             await self.store.record_live(record, also)
@@ -1149,6 +1188,7 @@ class Server:
         """The in-progress row now says answered (time, operator, recording): a crash from
         here on leaves an answered call. The caller's 200 waits for it, up to a bound."""
         record = _live_record(result)
+        self._to_board(self.board.call_answered, record)
         also = self.notifier.statements(record, ("call.answered",))
         try:
             async with asyncio.timeout(ANSWER_STORE_WAIT_S):
@@ -1160,6 +1200,13 @@ class Server:
             self._log_slow_answers()
         except Exception:
             log.exception("could not store the answer", extra={"call": record.call_id})
+
+    def _to_board(self, update: Callable[..., None], *args: object) -> None:
+        """A live board that fails must not cost the call its row: log it and go on."""
+        try:
+            update(*args)
+        except Exception:
+            log.exception("live board update failed")
 
     def _log_slow_answers(self, every_s: float = 10.0) -> None:
         """One line per ``every_s`` at most, however many answers were late."""
@@ -1190,6 +1237,7 @@ class Server:
                     stats.jitter_ms,
                     stats.foreign_dropped,
                 )
+        self._to_board(self.board.call_ended, record)
         also = self.notifier.statements(record, ("call.completed",))
         try:
             await self.store.record_final(

@@ -366,6 +366,16 @@ class HttpConfig:
     allowed_hosts: tuple[str, ...] = ()  # extra Host values ("name" or "name:port"; "*": any)
     server_header: str = ""  # the Server header of HTTP responses ("" = none)
     idle_timeout: float = 15.0  # a whole request head must arrive within this (slow headers)
+    # ---- issue 13 (live board): [[http.business_tokens]], tokens scoped to one business
+    business_tokens: tuple[BusinessTokenConfig, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class BusinessTokenConfig:
+    """A token that sees one business's live board and console only (issue 13)."""
+
+    business: str
+    token_sha256: str = field(repr=False)
 
 
 MIN_TOKEN_LENGTH = 32
@@ -1075,7 +1085,32 @@ def _http(ctx: _Ctx, data: object) -> HttpConfig:
         allowed_hosts=tuple(h.strip().lower() for h in hosts),
         server_header=server_header,
         idle_timeout=t.float_("idle_timeout", d.idle_timeout, hi=3600.0),
+        business_tokens=_business_tokens(ctx, t.tables("business_tokens"), digest),
     )
+
+
+# ---- issue 13 (live board): [[http.business_tokens]] --------------------------------------
+_BUSINESS_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def _business_tokens(
+    ctx: _Ctx, entries: list[object], server_digest: str
+) -> tuple[BusinessTokenConfig, ...]:
+    out: list[BusinessTokenConfig] = []
+    seen = {server_digest} if server_digest else set()
+    for i, data in enumerate(entries):
+        t = _Table(ctx, ("http", "business_tokens", i), data, BusinessTokenConfig.__dataclass_fields__)
+        business = t.str_("business", "", allow_empty=False).strip()
+        if not _BUSINESS_SLUG.match(business):
+            raise t.err("business", f"{business!r} is not a business slug (a-z, 0-9, '-', '_')")
+        digest = t.str_("token_sha256", "", allow_empty=False).strip().lower()
+        if not _SHA256_HEX.match(digest):
+            raise t.err("token_sha256", "expected 64 hex digits (the token's sha256)")
+        if digest in seen:
+            raise t.err("token_sha256", "this token is already configured")
+        seen.add(digest)
+        out.append(BusinessTokenConfig(business, digest))
+    return tuple(out)
 
 
 def _token_file_digest(t: _Table, path: str) -> str:

@@ -12,7 +12,8 @@ VENV=${MEDIASRV_VENV:-$HERE/.venv}
 PY=${PYTHON:-python3}
 
 DEBS=(sip-tester sox espeak-ng asterisk-core-sounds-en-wav asterisk-core-sounds-en build-essential
-      asterisk-moh-opsound-wav)  # hold music (CC-BY-SA 3.0) for the prompt store
+      asterisk-moh-opsound-wav   # hold music (CC-BY-SA 3.0) for the prompt store
+      chromium fonts-noto-cjk)   # the console's browser tests (Playwright drives Debian's chromium)
 
 need_debs() {
     local missing=()

@@ -58,6 +58,18 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "mediasrv.config",
         "mediasrv.demo",
     ),
+    # issue 13: the console is static files; the API serves them, they import nothing
+    "mediasrv.console": (
+        "mediasrv.sip",
+        "mediasrv.media",
+        "mediasrv.analysis",
+        "mediasrv.calls",
+        "mediasrv.outputs",
+        "mediasrv.api",
+        "mediasrv.app",
+        "mediasrv.config",
+        "mediasrv.demo",
+    ),
 }
 
 

@@ -45,6 +45,7 @@ class Scope(enum.StrEnum):
     """What a token may do. Per-business scopes come with the API issue."""
 
     ADMIN = "admin"  # the server token: every endpoint, every business
+    BOARD = "board"  # issue 13: the live board and console of one business (``Principal.business``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ class Principal:
 
     name: str
     scopes: frozenset[Scope] = field(default_factory=frozenset)
+    business: str | None = None  # issue 13: a tenant token sees this business only (None: all)
 
     def allows(self, scope: Scope) -> bool:
         return Scope.ADMIN in self.scopes or scope in self.scopes
@@ -76,6 +78,19 @@ class StaticTokenStore:
     @classmethod
     def server(cls, digest: str) -> StaticTokenStore:
         return cls([(digest, Principal("server", frozenset({Scope.ADMIN})))])
+
+    @classmethod
+    def with_business_tokens(
+        cls, server_digest: str, business_digests: Iterable[tuple[str, str]]
+    ) -> StaticTokenStore:
+        """The server token plus ``(sha256, business)`` tokens scoped to one business's board
+        (``[[http.business_tokens]]``, until the API's per-business token store lands)."""
+        entries = [(server_digest, Principal("server", frozenset({Scope.ADMIN})))]
+        entries += [
+            (digest, Principal(f"business:{slug}", frozenset({Scope.BOARD}), slug))
+            for digest, slug in business_digests
+        ]
+        return cls(entries)
 
     def authenticate(self, token: str) -> Principal | None:
         presented = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()

@@ -17,6 +17,8 @@ Routes:
                                          hour, comma separated; ``{group_by}.csv`` as CSV
     GET /api/v1/calls/{call_id}          one call, or 404
     GET /api/v1/calls/{call_id}/recording  the WAV file, or 404
+    GET /api/v1/live/...                 the live board (issue 13; :mod:`mediasrv.api.live`)
+    GET /console/...                     the web console's static files (:mod:`mediasrv.api.console`)
 
 Errors are JSON ``{"error": "..."}`` with a fitting status; a bad query parameter is a 400
 that names the parameter.
@@ -45,8 +47,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 
 from mediasrv.api.auth import Principal, Scope, TokenStore, bearer_token
+from mediasrv.api.console import CONSOLE_CSP, CONSOLE_PREFIX, ConsoleRoutes
 from mediasrv.api.csv_export import CsvEncoding, Unencodable, csv_header, csv_raw_rows, csv_table
 from mediasrv.api.hosts import HostAllowlist
+from mediasrv.api.live import LIVE_PREFIX, LiveRoutes, live_openapi_paths
 from mediasrv.api.openapi import openapi_document
 from mediasrv.calls.caller_id import number_info
 from mediasrv.outputs.attributes import AttributePolicy, StaticPolicy
@@ -59,6 +63,7 @@ from mediasrv.outputs.calllog import (
     Disposition,
     decode_cursor,
 )
+from mediasrv.outputs.live_board import LiveBoard
 from mediasrv.outputs.metrics import CONTENT_TYPE, Metrics
 from mediasrv.outputs.recordings import is_within
 from mediasrv.outputs.reports import METRICS, Dimension, ReportQuery, ReportRow
@@ -108,6 +113,13 @@ def _unauthorized(error: str | None) -> web.Response:
     response = _json_error(401, "a valid bearer token is required")
     response.headers["WWW-Authenticate"] = challenge
     return response
+
+
+def _scope_for(path: str) -> Scope:
+    """The scope a path needs: the live board's routes are open to tenant tokens."""
+    if path == LIVE_PREFIX or path.startswith(LIVE_PREFIX + "/"):
+        return Scope.BOARD
+    return Scope.ADMIN
 
 
 def _route(request: web.Request) -> str:
@@ -262,6 +274,7 @@ class HttpServer:
         policy: HttpPolicy,
         attributes: AttributePolicy | None = None,
         reports: Reports | None = None,
+        board: LiveBoard | None = None,
     ) -> None:
         self.host = host
         self._port = port
@@ -274,6 +287,7 @@ class HttpServer:
         self._recordings_dir = recordings_dir
         self._attributes: AttributePolicy = attributes or StaticPolicy()
         self._reports = reports
+        self._board = board  # issue 13: the live board and the console (None: not served)
         self._runner: web.AppRunner | None = None
         self.app = self._build_app()
 
@@ -297,19 +311,30 @@ class HttpServer:
         """Host allowlist first (a rebound name learns nothing), then the bearer token."""
         if not self._hosts.allows(request.headers.get("Host")):
             return _json_error(421, "this server does not answer that Host name")
-        if request.path in self.policy.open_endpoints:
+        if request.path in self.policy.open_endpoints or self._is_console_asset(request.path):
             return await handler(request)
         token = bearer_token(request.headers.get("Authorization"))
         if token is None:
             return _unauthorized(None)
         principal = self.policy.tokens.authenticate(token)
-        if principal is None or not principal.allows(Scope.ADMIN):
+        if principal is None:
             return _unauthorized("invalid_token")
+        if not principal.allows(_scope_for(request.path)):
+            # RFC 6750 §3.1: a valid token without the scope the resource needs
+            return _json_error(403, "this token may not use this resource")
         request[PRINCIPAL] = principal
         return await handler(request)
 
+    def _is_console_asset(self, path: str) -> bool:
+        """The console's static files need no token: they hold no data (the API does)."""
+        return self._board is not None and (
+            path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
+        )
+
     async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
         response.headers.update(SECURITY_HEADERS)
+        if self._is_console_asset(request.path):
+            response.headers["Content-Security-Policy"] = CONSOLE_CSP
         response.headers["Server"] = self.policy.server_header
 
     def _build_app(self) -> web.Application:
@@ -327,6 +352,9 @@ class HttpServer:
         app.router.add_get("/api/v1/calls/{call_id}/recording", self._get_recording)
         app.router.add_get("/api/v1/number-info/{number}", self._get_number_info)
         app.router.add_get("/api/v1/reports/{group_by}", self._get_report)
+        if self._board is not None:
+            LiveRoutes(self._board, PRINCIPAL).add_to(app)
+            ConsoleRoutes().add_to(app)
         return app
 
     async def start(self) -> None:
@@ -381,7 +409,10 @@ class HttpServer:
         return web.json_response(body, status=503 if reasons else 200)
 
     async def _get_openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(openapi_document(MAX_LIMIT))
+        doc = openapi_document(MAX_LIMIT)
+        if self._board is not None:
+            doc["paths"].update(live_openapi_paths())
+        return web.json_response(doc)
 
     async def _get_metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE})
