@@ -733,7 +733,7 @@ class Server:
     async def _queue_analysis(self, result: CallResult) -> None:
         if self.analysis_queue is None or result.recording is None or not result.recording_bytes:
             return
-        await self.media.flush_recordings()  # the file must be complete before a worker reads it
+        await self.media.flush()  # the file must be complete before a worker reads it
         try:
             if self.analysis_pool is not None:
                 await self.analysis_pool.enqueue(
