@@ -247,8 +247,8 @@ async def test_every_operator_leg_of_a_failed_call_is_released() -> None:
     scene = Scene(_nothing, operators=2)
     task = asyncio.create_task(scene.call.run())
     for n in range(2):
-        want = n + 2  # the caller's leg and one per operator tried so far
-        await spin_until(lambda: len(scene.media.allocated) == want, f"operator {n + 1}")
+        # the caller's leg and one per operator tried so far
+        await spin_until(lambda w=n + 2: len(scene.media.allocated) == w, f"operator {n + 1}")
         await spin_until(lambda: scene.outbound is not None, "no operator leg")
         leg = scene.outbound
         assert leg is not None
