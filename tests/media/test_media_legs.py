@@ -6,6 +6,7 @@ RTP still arriving for a released leg is dropped, never latched by anything)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -169,7 +170,7 @@ async def test_queue_then_operator_1_then_operator_2_both_ways_with_continuity(
     heard = from_op1 + from_op2  # what the caller's phone got, in order
     assert len({p.ssrc for p in heard}) == 1
     assert [(p.seq - heard[0].seq) & 0xFFFF for p in heard] == list(range(6))
-    steps = [(q.ts - p.ts) & 0xFFFFFFFF for p, q in zip(heard, heard[1:], strict=False)]
+    steps = [(q.ts - p.ts) & 0xFFFFFFFF for p, q in itertools.pairwise(heard)]
     assert all(0 < step < 0x80000000 for step in steps), steps  # never backwards
     assert steps[:2] == [160, 160] and steps[3:] == [160, 160]
     assert [p.marker for p in heard] == [True, False, False, True, False, False]
@@ -264,7 +265,7 @@ async def test_transcoding_follows_the_new_partner(scene: Scene) -> None:
     """Operator 1 speaks PCMU like the caller; operator 2 answers PCMA only: after the
     re-bridge the caller still hears PCMU (transcoded), operator 2 gets PCMA."""
     engine, caller, a = scene.engine, scene.caller, scene.a
-    op1, phone1 = scene.operator()
+    op1, _phone1 = scene.operator()
     engine.bridge(caller, op1)
     engine.release_leg(op1)
     phone2 = Peer()
