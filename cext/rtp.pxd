@@ -42,5 +42,6 @@ cdef class RtpRewriter:
     cdef unsigned char pt_map[128]
     cdef rtp_out_t out
     cdef bint mark_pending
+    cdef bint sent
 
-    cdef Py_ssize_t rewrite_buf(self, unsigned char* p, Py_ssize_t n) noexcept nogil
+    cdef Py_ssize_t rewrite_buf(self, unsigned char* p, Py_ssize_t n, unsigned int gap) noexcept nogil

@@ -200,6 +200,7 @@ cdef class RtpRewriter:
                      <unsigned int>((first_sequence - 1) % RTP_SEQ_MOD),
                      <unsigned int>((first_timestamp - ts_step) % RTP_TS_MOD))
         self.mark_pending = False
+        self.sent = False
         self.source_changes = 0
 
     @property
@@ -216,28 +217,39 @@ cdef class RtpRewriter:
         """Set the marker bit on the next packet (a discontinuity, RFC 3550 §5.1 M)."""
         self.mark_pending = True
 
-    def rewrite(self, bytearray packet not None):
-        """Rewrite in place; returns the payload offset, or a negative RTP_ERR_* code."""
+    def rewrite(self, bytearray packet not None, gap=None):
+        """Rewrite in place; returns the payload offset, or a negative RTP_ERR_* code.
+        ``gap``: timestamp units from the newest packet sent to this one if it starts a new
+        source (default ``ts_step``; the relay passes the elapsed time)."""
         cdef unsigned char[::1] buf = packet
+        cdef unsigned int step = self.ts_step if gap is None else <unsigned int>(gap % RTP_TS_MOD)
         if buf.shape[0] == 0:
             return RTP_ERR_SHORT
-        return self.rewrite_buf(&buf[0], buf.shape[0])
+        return self.rewrite_buf(&buf[0], buf.shape[0], step)
 
-    cdef Py_ssize_t rewrite_buf(self, unsigned char* p, Py_ssize_t n) noexcept nogil:
+    def own_frame(self, unsigned int samples):
+        """(seq, ts) of a frame of our own (a prompt), ``samples`` after the newest packet
+        sent; what is relayed after it is a new source again (cext.relay's send_payload)."""
+        rtp_out_own(&self.out, samples)
+        self.sent = True
+        return self.out.last_seq, self.out.last_ts
+
+    cdef Py_ssize_t rewrite_buf(self, unsigned char* p, Py_ssize_t n, unsigned int gap) noexcept nogil:
         cdef Py_ssize_t length
         cdef Py_ssize_t offset = rtp_payload_bounds(p, n, &length)
         cdef unsigned char out_pt
         cdef unsigned int out_seq, out_ts
-        cdef bint had_source = self.out.have_source, marker
+        cdef bint marker
         if offset < 0:
             return offset
         out_pt = self.pt_map[p[1] & 0x7F]
         if out_pt == PT_DROP:
             return RTP_ERR_PAYLOAD_TYPE
         if rtp_out_map(&self.out, rtp_get_u32(p + 8), (p[2] << 8) | p[3], rtp_get_u32(p + 4),
-                       self.ts_step, &out_seq, &out_ts) and had_source:
+                       gap, &out_seq, &out_ts) and self.sent:
             self.source_changes += 1  # a new source: a discontinuity the receiver is told of
             self.mark_pending = True
+        self.sent = True
         marker = (p[1] & 0x80) != 0 or self.mark_pending
         self.mark_pending = False
         p[1] = (0x80 if marker else 0) | out_pt  # p[0] (padding, extension, CSRCs) stays
