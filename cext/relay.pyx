@@ -126,6 +126,7 @@ cdef enum:
     MAX_DATAGRAM = 2048
     CLOCK = 8000
     RX_BATCH = 16  # datagrams per recvmmsg
+    EV_NONE = 0  # a queued event of a leg closed since (dropped)
     EV_LATCH = 1
     EV_DTMF = 2
     EV_RECORD = 3
@@ -467,6 +468,13 @@ cdef class Relay:
         finally:
             self.unlock()
 
+    cdef void forget_events(self, int leg) noexcept:
+        """Events still queued for a closed leg are dropped (its id may be reused later)."""
+        cdef int i
+        for i in range(self.q_len):
+            if self.queue[(self.q_head + i) % QUEUE_CAP].leg == leg:
+                self.queue[(self.q_head + i) % QUEUE_CAP].kind = EV_NONE
+
     cdef void unbridge_locked(self, leg_t* s) noexcept:
         if s.partner >= 0:
             self.legs[s.partner].partner = -1
@@ -592,6 +600,7 @@ cdef class Relay:
                 epoll_ctl(self.epfd, EPOLL_CTL_DEL, s.fd, NULL)
             self.unbridge_locked(s)
             s.used = False
+            self.forget_events(leg)
             s.inband_st = NULL
             s.timeline = NULL
             self.inband[leg] = None

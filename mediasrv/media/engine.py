@@ -10,6 +10,7 @@ Python reference is the default, a Cython twin plugs in the same way.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 from collections.abc import Callable, Sequence
@@ -54,6 +55,7 @@ from mediasrv.media.recorder import (
 log = logging.getLogger(__name__)
 
 SUPPORTED = (Codec.PCMU, Codec.PCMA)
+LEG_ID_QUARANTINE = 1024  # freed leg ids that wait before one is reused
 TICK = 0.25  # seconds between recorder commits; the no-RTP check runs every 4th tick
 PacketPathFactory = Callable[[asyncio.AbstractEventLoop, PacketEvents], PacketPath]
 _CHANNEL = {LegRole.CALLER: 0, LegRole.OPERATOR: 1}
@@ -84,12 +86,14 @@ class _Leg:
         "timed_out",
     )
 
-    def __init__(self, leg_id: int, media: LegMedia, pair: PortPair, call: _Call) -> None:
+    def __init__(
+        self, leg_id: int, media: LegMedia, pair: PortPair, call: _Call, session: int
+    ) -> None:
         self.id = leg_id
         self.media = media
         self.pair = pair
         self.call = call
-        self.origin = sdp.OriginState(_session_id(leg_id), media.local_host)
+        self.origin = sdp.OriginState(_session_id(session), media.local_host)
         self.our_offer: sdp.SessionDescription | None = None
         self.negotiated: sdp.Negotiated | None = None
         self.bridged_at: float | None = None
@@ -113,9 +117,10 @@ class _Call:
         self.recording_id = RecordingId(0)
 
 
-def _session_id(leg_id: int) -> int:
+def _session_id(session: int) -> int:
     # o= sess-id only needs to be unique per session (RFC 4566 §5.2); NTP-like magnitude.
-    return 3_900_000_000 + leg_id
+    # One per leg ever allocated (leg ids are reused, sessions are not).
+    return 3_900_000_000 + session
 
 
 def default_packet_path() -> PacketPathFactory:
@@ -192,6 +197,12 @@ class MediaEngine:
         self._legs: dict[LegMedia, _Leg] = {}
         self._by_id: dict[int, _Leg] = {}
         self._next_id = 1
+        # Freed leg ids, reused oldest first once LEG_ID_QUARANTINE later ones wait: the
+        # packet paths keep legs in arrays indexed by id (bounded by the peak number of
+        # legs, not by every leg ever opened), and an event still queued for a closed leg
+        # can never reach the leg that reuses its id.
+        self._free_ids: collections.deque[int] = collections.deque()
+        self._sessions = itertools.count(1)
         self._play_ids = itertools.count(1)
         self._recording_ids = itertools.count(1)
         self._plays: dict[PlayId, _Leg] = {}
@@ -203,8 +214,7 @@ class MediaEngine:
 
     def allocate(self, call_id: str, role: LegRole) -> LegMedia:
         pair = self._ports.allocate()
-        leg_id = self._next_id
-        self._next_id += 1
+        leg_id = self._take_leg_id()
         media = LegMedia(call_id, role, self._host, pair.port)
         try:
             self._path.open(leg_id, pair.rtp)
@@ -214,7 +224,7 @@ class MediaEngine:
         call = self._calls.get(call_id)
         if call is None:
             call = self._calls[call_id] = _Call(call_id)
-        leg = _Leg(leg_id, media, pair, call)
+        leg = _Leg(leg_id, media, pair, call, next(self._sessions))
         leg.allocated_at = self._loop.time()
         call.legs.append(leg)
         self._legs[media] = leg
@@ -455,6 +465,13 @@ class MediaEngine:
 
     # ---- internals ------------------------------------------------------------------------
 
+    def _take_leg_id(self) -> int:
+        if len(self._free_ids) > LEG_ID_QUARANTINE:
+            return self._free_ids.popleft()
+        leg_id = self._next_id
+        self._next_id += 1
+        return leg_id
+
     def _leg(self, leg: LegMedia) -> _Leg:
         state = self._legs.get(leg)
         if state is None:
@@ -528,6 +545,7 @@ class MediaEngine:
         self._ports.free(leg.pair)
         del self._legs[leg.media]
         del self._by_id[leg.id]
+        self._free_ids.append(leg.id)
         return stats
 
     @staticmethod

@@ -17,7 +17,7 @@ from media_peers import HOST, Peer, Rtp, answer_sdp, offer_sdp
 
 from mediasrv.media.api import DtmfEvent, LegMedia, LegRole, MediaError, MediaEvent, PromptFinished
 from mediasrv.media.codec import Codec
-from mediasrv.media.engine import MediaEngine
+from mediasrv.media.engine import LEG_ID_QUARANTINE, MediaEngine
 
 PORT_MIN, PORT_MAX = 22000, 22398  # private to this file (the legs helper's range)
 CALL = "legs-1"
@@ -281,3 +281,26 @@ async def test_transcoding_follows_the_new_partner(scene: Scene) -> None:
     phone2.send(Rtp(8, 1, 160, 0xB2, bytes([0xD5]) * 160), (HOST, op2.local_port))
     back = await a.recv()
     assert back.pt == 0 and len(back.payload) == 160
+
+
+async def test_leg_ids_are_reused_so_the_engine_state_stays_bounded() -> None:
+    """Leg ids index the packet paths' arrays: a long-running server must reuse them (after
+    a quarantine), or the C array of legs grows with every leg ever opened. A leg that gets
+    a reused id starts clean."""
+    engine = MediaEngine(asyncio.get_running_loop(), HOST, PORT_MIN, PORT_MAX, lambda e: None)
+    a = Peer()
+    cycles = LEG_ID_QUARANTINE + 300
+    for n in range(cycles):
+        leg = engine.allocate(f"c{n}", LegRole.CALLER)
+        engine.release(f"c{n}")
+    leg = engine.allocate("last", LegRole.CALLER)
+    engine.answer(leg, offer_sdp(a.port))
+    assert engine._legs[leg].id <= LEG_ID_QUARANTINE + 2  # not ``cycles + 1``
+    a.send(Rtp(0, 1, 160, 0xA, voice(1, 1)), (HOST, leg.local_port))
+    await settle((engine, leg, 1))
+    stats = engine.stats(leg)
+    assert (stats.packets_in, stats.packets_lost, stats.remote) == (1, 0, f"{HOST}:{a.port}")
+    engine.release("last")
+    assert engine.active_ports() == 0
+    await engine.close()
+    a.close()
