@@ -71,7 +71,6 @@ class _Leg:
     __slots__ = (
         "allocated_at",
         "barge_in",
-        "bridged_at",
         "call",
         "id",
         "media",
@@ -84,6 +83,7 @@ class _Leg:
         "player",
         "prompt_name",
         "timed_out",
+        "watched_since",
     )
 
     def __init__(
@@ -96,7 +96,9 @@ class _Leg:
         self.origin = sdp.OriginState(_session_id(session), media.local_host)
         self.our_offer: sdp.SessionDescription | None = None
         self.negotiated: sdp.Negotiated | None = None
-        self.bridged_at: float | None = None
+        # Loop time the no-RTP clock starts from: the (re-)negotiation or the bridge; None
+        # before the leg is negotiated (an offered operator leg is not yet expected to send).
+        self.watched_since: float | None = None
         self.timed_out = False
         self.player: PromptPlayer | None = None
         self.play_id = PlayId(0)  # the play() now playing to this leg, 0 if none
@@ -291,7 +293,7 @@ class MediaEngine:
         la.partner, lb.partner = lb, la
         now = self._loop.time()
         for leg in (la, lb):
-            leg.bridged_at, leg.timed_out = now, False
+            leg.watched_since, leg.timed_out = now, False
         call = la.call
         if call.recorder is not None:
             for leg in (la, lb):
@@ -480,10 +482,9 @@ class MediaEngine:
 
     def _apply(self, leg: _Leg, negotiated: sdp.Negotiated) -> None:
         leg.negotiated = negotiated
-        if leg.bridged_at is not None:
-            # A re-INVITE (hold, resume) restarts the no-RTP clock: the peer may have been
-            # silent on purpose until now.
-            leg.bridged_at, leg.timed_out = self._loop.time(), False
+        # Negotiated media starts the no-RTP clock, and a re-INVITE (hold, resume) restarts
+        # it: the peer may have been silent on purpose until now.
+        leg.watched_since, leg.timed_out = self._loop.time(), False
         self._path.configure(
             leg.id,
             LegParams(
@@ -524,7 +525,6 @@ class MediaEngine:
         self._path.unbridge(leg.id)
         for one in (leg, partner):
             one.partner = None
-            one.bridged_at = None
             if one.media.role is LegRole.OPERATOR and one.call.recorder is not None:
                 self._path.set_recorder(one.id, None, 0)
 
@@ -621,11 +621,12 @@ class MediaEngine:
             self._check_rtp(now)
 
     def _check_rtp(self, now: float) -> None:
-        """Emit RtpTimeout once for a bridged leg silent for ``no_rtp_timeout`` seconds."""
+        """Emit RtpTimeout once for a negotiated leg silent for ``no_rtp_timeout`` seconds,
+        bridged or not (a caller who vanished during an IVR menu or in the queue)."""
         for leg in list(self._by_id.values()):
-            if leg.bridged_at is None or not _expects_rtp(leg):
+            if leg.watched_since is None or not _expects_rtp(leg):
                 continue
-            last = max(self._path.last_rx(leg.id), leg.bridged_at)
+            last = max(self._path.last_rx(leg.id), leg.watched_since)
             silent = now - last
             if silent < self._timeout:
                 leg.timed_out = False

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 from media_peers import HOST, Peer, Rtp, answer_sdp, offer_sdp
 
-from mediasrv.media.api import DtmfEvent, LegMedia, LegRole, MediaError, MediaEvent, PromptFinished
+from mediasrv.media.api import (
+    DtmfEvent,
+    LegMedia,
+    LegRole,
+    MediaError,
+    MediaEvent,
+    PromptFinished,
+    RtpTimeout,
+)
 from mediasrv.media.codec import Codec
 from mediasrv.media.engine import LEG_ID_QUARANTINE, MediaEngine
 
@@ -304,3 +312,36 @@ async def test_leg_ids_are_reused_so_the_engine_state_stays_bounded() -> None:
     assert engine.active_ports() == 0
     await engine.close()
     a.close()
+
+
+async def test_a_silent_caller_with_no_partner_times_out_once() -> None:
+    """No RTP on an answered IVR/queue leg (the caller vanished without a BYE): one
+    RtpTimeout, as for a bridged leg; a talking caller gets none."""
+    events: list[MediaEvent] = []
+    engine = MediaEngine(
+        asyncio.get_running_loop(), HOST, PORT_MIN, PORT_MAX, events.append, no_rtp_timeout=0.3
+    )
+    silent, talking = Peer(), Peer()
+    quiet = engine.allocate("quiet", LegRole.CALLER)
+    busy = engine.allocate("talks", LegRole.CALLER)
+    engine.answer(quiet, offer_sdp(silent.port))
+    engine.answer(busy, offer_sdp(talking.port))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10.0
+    i = 0
+    while not any(isinstance(e, RtpTimeout) for e in events) and loop.time() < deadline:
+        talking.send(Rtp(0, i, 160 * i, 0xB, voice(2, i)), (HOST, busy.local_port))
+        i += 1
+        await asyncio.sleep(0.02)
+    for _ in range(40):  # a further second of talk: no second timeout for the silent leg
+        talking.send(Rtp(0, i, 160 * i, 0xB, voice(2, i)), (HOST, busy.local_port))
+        i += 1
+        await asyncio.sleep(0.02)
+    timeouts = [e for e in events if isinstance(e, RtpTimeout)]
+    assert [t.call_id for t in timeouts] == ["quiet"]
+    assert timeouts[0].silent_for >= 0.3
+    engine.release("quiet")
+    engine.release("talks")
+    await engine.close()
+    silent.close()
+    talking.close()
