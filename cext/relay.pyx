@@ -28,7 +28,12 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
 from cext.g711 cimport ulaw_to_alaw_buf, alaw_to_ulaw_buf
-from cext.rtp cimport rtp_payload_bounds, rtp_get_u32, rtp_put_u32
+# The tested kernels (tests/kernels: bit-exact against their pure-Python twins) do the
+# per-packet protocol work here, so the parity tests guard the code that ships.
+from cext.rtp cimport (rtp_payload_bounds, rtp_get_u32, rtp_write_header, rtp_out_t,
+                       rtp_out_init, rtp_out_map, rtp_out_own)
+from cext.rtcp cimport rx_stats_t, rx_stats_reset, rx_stats_seq, rx_stats_jitter, rx_stats_expected
+from cext.rfc4733 cimport te_rx_t, te_rx_reset, te_rx_feed, NO_EVENT
 from cext.dtmf cimport DtmfDetector, dtmf_t, dtmf_feed_ulaw, dtmf_feed_alaw
 from cext.recbuf cimport StereoTimeline, timeline_t, timeline_feed
 
@@ -121,6 +126,7 @@ cdef enum:
     MAX_DATAGRAM = 2048
     CLOCK = 8000
     RX_BATCH = 16  # datagrams per recvmmsg
+    EV_NONE = 0  # a queued event of a leg closed since (dropped)
     EV_LATCH = 1
     EV_DTMF = 2
     EV_RECORD = 3
@@ -180,34 +186,16 @@ cdef struct leg_t:
     timeline_t* timeline  # owned by the StereoTimeline kept in Relay.timelines
     int channel
     double last_rx
-    # incoming stream: RFC 3550 A.1 / A.8
+    # incoming stream: RFC 3550 A.1 / A.3 / A.8 (cext.rtcp) of the current source
     bint have_ssrc_in
     uint32_t ssrc_in
     bint have_first_ts
     uint32_t first_ts
-    uint32_t base_seq
-    uint32_t max_seq
-    long long cycles
-    int bad_seq
-    long long received
-    long long lost_before
-    bint have_transit
-    double last_transit
-    double jitter
-    # RFC 4733 report-once state
-    bint have_dtmf_cur
-    uint32_t dtmf_cur_ts
-    int dtmf_cur_event
-    bint have_dtmf_done
-    uint32_t dtmf_done_ts
-    # outgoing stream
-    uint32_t ssrc_out
-    bint have_src
-    uint32_t src_ssrc
-    uint32_t seq_delta
-    uint32_t ts_delta
-    uint32_t last_seq_out
-    uint32_t last_ts_out
+    rx_stats_t rx
+    long long lost_before  # loss of the leg's earlier sources
+    te_rx_t te  # RFC 4733 report-once state (cext.rfc4733)
+    # outgoing stream: our SSRC, each relayed source continuing it (cext.rtp)
+    rtp_out_t out
     bint have_out_time
     double last_out_time
     # counters
@@ -394,10 +382,9 @@ cdef class Relay:
             s.te_pt = -1
             for i in range(128):
                 s.rx_codec[i] = CODEC_NONE
-            s.ssrc_out = ssrc_out
-            s.last_seq_out = seq_out & 0xFFFF
-            s.last_ts_out = ts_out
-            s.bad_seq = -1
+            rtp_out_init(&s.out, ssrc_out, seq_out, ts_out)
+            rx_stats_reset(&s.rx)
+            te_rx_reset(&s.te)
             self.inband[leg] = None  # a reused leg id starts clean
             self.timelines[leg] = None
             if self.epfd >= 0:
@@ -472,8 +459,8 @@ cdef class Relay:
                 self.legs[lb.partner].partner = -1
             la.partner = b
             lb.partner = a
-            la.have_src = False  # resync both outgoing streams
-            lb.have_src = False
+            la.out.have_source = False  # resync both outgoing streams
+            lb.out.have_source = False
         finally:
             self.unlock()
 
@@ -483,6 +470,13 @@ cdef class Relay:
             self.unbridge_locked(self.get(leg))
         finally:
             self.unlock()
+
+    cdef void forget_events(self, int leg) noexcept:
+        """Events still queued for a closed leg are dropped (its id may be reused later)."""
+        cdef int i
+        for i in range(self.q_len):
+            if self.queue[(self.q_head + i) % QUEUE_CAP].leg == leg:
+                self.queue[(self.q_head + i) % QUEUE_CAP].kind = EV_NONE
 
     cdef void unbridge_locked(self, leg_t* s) noexcept:
         if s.partner >= 0:
@@ -530,7 +524,7 @@ cdef class Relay:
         try:
             s = self.get(leg)
             s.prompt = active
-            s.have_src = False  # relay resumes continuing our stream after the prompt
+            s.out.have_source = False  # relay resumes continuing our stream after the prompt
         finally:
             self.unlock()
 
@@ -551,16 +545,11 @@ cdef class Relay:
                 step = <long long>((now - s.last_out_time) * CLOCK + 0.5)
                 if step < samples:
                     step = samples
-            s.last_seq_out = (s.last_seq_out + 1) & 0xFFFF
-            s.last_ts_out = <uint32_t>(s.last_ts_out + step)
+            rtp_out_own(&s.out, <uint32_t>step)
             s.last_out_time = now
             s.have_out_time = True
-            self.tx_buf[0] = 0x80
-            self.tx_buf[1] = (0x80 if marker else 0) | (s.send_pt & 0x7F)
-            self.tx_buf[2] = s.last_seq_out >> 8
-            self.tx_buf[3] = s.last_seq_out & 0xFF
-            rtp_put_u32(self.tx_buf + 4, s.last_ts_out)
-            rtp_put_u32(self.tx_buf + 8, s.ssrc_out)
+            rtp_write_header(self.tx_buf, marker, s.send_pt, s.out.last_seq, s.out.last_ts,
+                             s.out.ssrc)
             if n:
                 memcpy(self.tx_buf + 12, &payload[0], n)
             return send_packet(s, self.tx_buf, n + 12)
@@ -582,10 +571,10 @@ cdef class Relay:
         self.lock()
         try:
             s = self.get(leg)
-            lost = s.lost_before + max(0, expected(s) - s.received)
+            lost = s.lost_before + max(0, rx_stats_expected(&s.rx) - s.rx.received)
             latched = addr_tuple(&s.latched) if s.is_latched else None
             return (s.packets_in, s.packets_out, s.bytes_in, s.bytes_out, lost,
-                    s.jitter * 1000.0 / CLOCK, latched, s.foreign_dropped)
+                    s.rx.jitter_q4 / 16.0 * 1000.0 / CLOCK, latched, s.foreign_dropped)
         finally:
             self.unlock()
 
@@ -614,6 +603,7 @@ cdef class Relay:
                 epoll_ctl(self.epfd, EPOLL_CTL_DEL, s.fd, NULL)
             self.unbridge_locked(s)
             s.used = False
+            self.forget_events(leg)
             s.inband_st = NULL
             s.timeline = NULL
             self.inband[leg] = None
@@ -821,7 +811,10 @@ cdef class Relay:
         s.last_rx = now
         s.packets_in += 1
         s.bytes_in += n
-        update_seq(s, seq)
+        # RFC 3550 A.1 on every packet of the source; A.8 jitter on audio only (the packets of
+        # one RFC 4733 event all carry the event's start timestamp).
+        if rx_stats_seq(&s.rx, seq) and codec != CODEC_NONE:
+            rx_stats_jitter(&s.rx, ts, <uint32_t>(<long long>(now * CLOCK)))
         if codec != CODEC_NONE:
             self.audio(leg, data, hlen, plen, seq, ts, ssrc, codec, data[1] & 0x80, now)
         elif pt == s.te_pt:
@@ -867,38 +860,23 @@ cdef class Relay:
 
     cdef void new_source(self, leg_t* s, uint32_t ssrc, uint32_t seq, uint32_t ts) noexcept nogil:
         if s.have_ssrc_in:
-            s.lost_before += max(0, expected(s) - s.received)
+            s.lost_before += max(0, rx_stats_expected(&s.rx) - s.rx.received)
         s.have_ssrc_in = True
         s.ssrc_in = ssrc
         if not s.have_first_ts:
             s.have_first_ts = True
             s.first_ts = ts
-        s.base_seq = seq
-        s.max_seq = seq
-        s.cycles = 0
-        s.received = 0
-        s.bad_seq = -1
-        s.have_transit = False
-        s.have_dtmf_cur = False
-        s.have_dtmf_done = False
+        rx_stats_reset(&s.rx)
+        te_rx_reset(&s.te)
         if s.partner >= 0:
-            self.legs[s.partner].have_src = False
+            self.legs[s.partner].out.have_source = False
 
     cdef void audio(self, int leg, unsigned char* data, Py_ssize_t hlen, Py_ssize_t plen,
                     uint32_t seq, uint32_t ts, uint32_t ssrc, int codec, int marker,
                     double now) noexcept nogil:
         cdef leg_t* s = &self.legs[leg]
         cdef leg_t* out
-        cdef double transit = now * CLOCK - ts, d
         cdef event_t* e
-        if s.have_transit:
-            d = transit - s.last_transit  # RFC 3550 A.8, timestamp units
-            if d < 0:
-                d = -d
-            if d < 2147483648.0:
-                s.jitter += (d - s.jitter) / 16.0
-        s.have_transit = True
-        s.last_transit = transit
         if s.inband_on and s.inband_st != NULL:
             self.detect_inband(leg, data + hlen, plen, codec)
         if s.has_timeline and s.timeline != NULL:
@@ -944,11 +922,14 @@ cdef class Relay:
                     uint32_t seq, uint32_t ts, uint32_t ssrc, double now) noexcept nogil:
         cdef leg_t* s = &self.legs[leg]
         cdef leg_t* out
+        cdef int ev
         if plen < 4:
             s.malformed += 1
             return
-        self.dtmf(leg, data[hlen], (data[hlen + 1] & 0x80) != 0,
-                  (data[hlen + 2] << 8) | data[hlen + 3], ts)
+        # RFC 4733 §2.5.1.4: the end packet comes three times; report each event once.
+        ev = te_rx_feed(&s.te, ts, data + hlen, plen, (data[1] & 0x80) != 0)
+        if ev != NO_EVENT:
+            self.report(leg, ev, s.te.start, s.te.duration)
         if s.partner < 0 or not s.receives:
             return
         out = &self.legs[s.partner]
@@ -956,24 +937,10 @@ cdef class Relay:
             return
         self.relay(out, out.te_pt, data[1] & 0x80, seq, ts, ssrc, data + hlen, plen, -1, now)
 
-    cdef void dtmf(self, int leg, int ev, bint ended, int duration, uint32_t ts) noexcept nogil:
-        """Report each event once (RFC 4733 §2.5.1.4: the end packet is sent three times)."""
-        cdef leg_t* s = &self.legs[leg]
-        if s.have_dtmf_cur and ts != s.dtmf_cur_ts:
-            if not s.have_dtmf_done or s.dtmf_done_ts != s.dtmf_cur_ts:
-                self.report(leg, s.dtmf_cur_event, s.dtmf_cur_ts, 0)  # its end was lost
-        s.have_dtmf_cur = True
-        s.dtmf_cur_ts = ts
-        s.dtmf_cur_event = ev
-        if ended and (not s.have_dtmf_done or s.dtmf_done_ts != ts):
-            self.report(leg, ev, ts, duration)
-
-    cdef void report(self, int leg, int ev, uint32_t ts, int duration) noexcept nogil:
+    cdef void report(self, int leg, int ev, uint32_t ts, uint32_t duration) noexcept nogil:
         cdef leg_t* s = &self.legs[leg]
         cdef uint32_t first
         cdef event_t* e
-        s.have_dtmf_done = True
-        s.dtmf_done_ts = ts
         if ev >= 16:
             return  # flash (16) and other non-digit events are relayed, not reported
         first = s.first_ts if s.have_first_ts else ts
@@ -987,34 +954,19 @@ cdef class Relay:
     cdef void relay(self, leg_t* out, int pt, int marker, uint32_t seq, uint32_t ts,
                     uint32_t ssrc, const unsigned char* payload, Py_ssize_t plen, int codec,
                     double now) noexcept nogil:
-        cdef long long elapsed
-        cdef uint32_t seq_out, ts_out
+        cdef long long elapsed = CLOCK // 50
+        cdef unsigned int seq_out, ts_out
         if not can_send(out) or plen + 12 > MAX_DATAGRAM:
             return  # the leg is on hold or inactive: keep receiving, send nothing
-        if not out.have_src or out.src_ssrc != ssrc:
-            # A new source on this outgoing stream: continue our seq/ts (RFC 3550 §5.1).
-            elapsed = CLOCK // 50
-            if out.have_out_time:
-                elapsed = max(elapsed, <long long>((now - out.last_out_time) * CLOCK + 0.5))
-            out.seq_delta = (out.last_seq_out + 1 - seq) & 0xFFFF
-            out.ts_delta = <uint32_t>(out.last_ts_out + elapsed - ts)
-            out.src_ssrc = ssrc
-            out.have_src = True
-            marker = 0x80
-        seq_out = (seq + out.seq_delta) & 0xFFFF
-        ts_out = <uint32_t>(ts + out.ts_delta)
-        if ((seq_out - out.last_seq_out) & 0xFFFF) < 0x8000:
-            out.last_seq_out = seq_out
-        if <uint32_t>(ts_out - out.last_ts_out) < 0x80000000u:
-            out.last_ts_out = ts_out
+        # A new source on this outgoing stream continues our seq/ts (RFC 3550 §5.1), its
+        # timestamp advanced by the real time since our last packet (at least one frame).
+        if out.have_out_time and (not out.out.have_source or out.out.source_ssrc != ssrc):
+            elapsed = max(elapsed, <long long>((now - out.last_out_time) * CLOCK + 0.5))
+        if rtp_out_map(&out.out, ssrc, seq, ts, <uint32_t>elapsed, &seq_out, &ts_out):
+            marker = 0x80  # a new talkspurt for the receiver
         out.last_out_time = now
         out.have_out_time = True
-        self.tx_buf[0] = 0x80
-        self.tx_buf[1] = (0x80 if marker else 0) | (pt & 0x7F)
-        self.tx_buf[2] = seq_out >> 8
-        self.tx_buf[3] = seq_out & 0xFF
-        rtp_put_u32(self.tx_buf + 4, ts_out)
-        rtp_put_u32(self.tx_buf + 8, out.ssrc_out)
+        rtp_write_header(self.tx_buf, marker != 0, pt, seq_out, ts_out, out.out.ssrc)
         if codec == CODEC_PCMU and out.send_codec == CODEC_PCMA:
             ulaw_to_alaw_buf(payload, plen, self.tx_buf + 12)
         elif codec == CODEC_PCMA and out.send_codec == CODEC_PCMU:
@@ -1080,29 +1032,3 @@ cdef bint send_packet(leg_t* out, const unsigned char* packet, Py_ssize_t n) noe
     out.packets_out += 1
     out.bytes_out += n
     return True
-
-
-cdef long long expected(leg_t* s) noexcept nogil:
-    """RFC 3550 A.3: extended highest sequence number - base + 1."""
-    if not s.have_ssrc_in:
-        return 0
-    return s.cycles + s.max_seq - s.base_seq + 1
-
-
-cdef void update_seq(leg_t* s, uint32_t seq) noexcept nogil:
-    """RFC 3550 A.1 update_seq() without probation (we latch on the first packet)."""
-    cdef uint32_t udelta = (seq - s.max_seq) & 0xFFFF
-    if udelta < 3000:
-        if seq < s.max_seq:
-            s.cycles += 0x10000
-        s.max_seq = seq
-    elif udelta <= 0x10000 - 100:
-        if <int>seq == s.bad_seq:  # two sequential packets: the peer restarted
-            s.base_seq = seq
-            s.max_seq = seq
-            s.cycles = 0
-            s.received = 0
-        else:
-            s.bad_seq = (seq + 1) & 0xFFFF
-            return
-    s.received += 1

@@ -67,84 +67,107 @@ def event_payloads(int event, int duration, int volume=10, int packet_samples=16
     return out
 
 
+cdef void te_rx_reset(te_rx_t* rx) noexcept nogil:
+    rx.start = 0
+    rx.duration = 0
+    rx.volume = 0
+    rx.active = False
+    rx.event = 0
+    rx.segment_ts = 0
+    rx.first_ts = 0
+    rx.segment_base = 0
+    rx.cur_duration = 0
+    rx.cur_volume = 0
+    rx.reported_ts = 0
+    rx.have_reported = False
+
+
+cdef int te_rx_feed(te_rx_t* rx, unsigned int timestamp, const unsigned char* p, Py_ssize_t n,
+                    bint marker) noexcept nogil:
+    """One telephone-event packet; the event code once per event, else NO_EVENT (see the
+    reference twin for the rules: RFC 4733 §2.5.1.3 segments, §2.5.1.4 retransmitted end)."""
+    cdef int event, volume, result = NO_EVENT
+    cdef unsigned int duration
+    cdef bint end
+    if n < EVENT_PAYLOAD_SIZE:
+        return NO_EVENT
+    event = p[0]
+    end = (p[1] & 0x80) != 0
+    volume = p[1] & 0x3F
+    duration = (p[2] << 8) | p[3]
+    if rx.have_reported and timestamp == rx.reported_ts:
+        return NO_EVENT
+    if rx.active and timestamp != rx.segment_ts:
+        if event == rx.event and not marker and is_next_segment(rx, timestamp):
+            rx.segment_base += rx.cur_duration
+            rx.segment_ts = timestamp
+            rx.cur_duration = 0
+        else:
+            result = report(rx)
+    if not rx.active:
+        begin(rx, event, timestamp)
+    if duration > rx.cur_duration:
+        rx.cur_duration = duration
+    rx.cur_volume = volume
+    if end:
+        if result != NO_EVENT:
+            return result
+        return report(rx)
+    return result
+
+
+cdef int te_rx_flush(te_rx_t* rx) noexcept nogil:
+    return report(rx) if rx.active else NO_EVENT
+
+
+cdef bint is_next_segment(te_rx_t* rx, unsigned int timestamp) noexcept nogil:
+    cdef unsigned int gap = timestamp - rx.segment_ts
+    return 0 < gap <= 0x10000 and rx.cur_duration >= 0xFFFF - 8000
+
+
+cdef void begin(te_rx_t* rx, int event, unsigned int timestamp) noexcept nogil:
+    rx.active = True
+    rx.event = event
+    rx.segment_ts = timestamp
+    rx.first_ts = timestamp
+    rx.segment_base = 0
+    rx.cur_duration = 0
+
+
+cdef int report(te_rx_t* rx) noexcept nogil:
+    rx.active = False
+    rx.have_reported = True
+    rx.reported_ts = rx.segment_ts
+    rx.start = rx.first_ts
+    rx.duration = rx.segment_base + rx.cur_duration
+    rx.volume = rx.cur_volume
+    return rx.event
+
+
 cdef class TelephoneEventReceiver:
     """One report per telephone event (see the reference twin for the rules)."""
 
     def __init__(self):
-        self.start = 0
-        self.duration = 0
-        self.volume = 0
-        self.active = False
-        self.event = 0
-        self.segment_ts = 0
-        self.first_ts = 0
-        self.segment_base = 0
-        self.cur_duration = 0
-        self.cur_volume = 0
-        self.reported_ts = 0
-        self.have_reported = False
+        te_rx_reset(&self.st)
+
+    @property
+    def start(self):
+        return self.st.start
+
+    @property
+    def duration(self):
+        return self.st.duration
+
+    @property
+    def volume(self):
+        return self.st.volume
 
     def feed(self, timestamp, payload, bint marker):
         cdef const unsigned char[::1] buf = bytes(payload)
         cdef unsigned int ts = <unsigned int>(timestamp % (1 << 32))
         if buf.shape[0] == 0:
             return NO_EVENT
-        return self.feed_buf(ts, &buf[0], buf.shape[0], marker)
+        return te_rx_feed(&self.st, ts, &buf[0], buf.shape[0], marker)
 
     def flush(self):
-        return self.flush_c()
-
-    cdef int feed_buf(self, unsigned int timestamp, const unsigned char* p, Py_ssize_t n,
-                      bint marker) noexcept nogil:
-        cdef int event, volume, result = NO_EVENT
-        cdef unsigned int duration
-        cdef bint end
-        if n < EVENT_PAYLOAD_SIZE:
-            return NO_EVENT
-        event = p[0]
-        end = (p[1] & 0x80) != 0
-        volume = p[1] & 0x3F
-        duration = (p[2] << 8) | p[3]
-        if self.have_reported and timestamp == self.reported_ts:
-            return NO_EVENT
-        if self.active and timestamp != self.segment_ts:
-            if event == self.event and not marker and self.is_next_segment(timestamp):
-                self.segment_base += self.cur_duration
-                self.segment_ts = timestamp
-                self.cur_duration = 0
-            else:
-                result = self.report()
-        if not self.active:
-            self.begin(event, timestamp)
-        if duration > self.cur_duration:
-            self.cur_duration = duration
-        self.cur_volume = volume
-        if end:
-            if result != NO_EVENT:
-                return result
-            return self.report()
-        return result
-
-    cdef int flush_c(self) noexcept nogil:
-        return self.report() if self.active else NO_EVENT
-
-    cdef bint is_next_segment(self, unsigned int timestamp) noexcept nogil:
-        cdef unsigned int gap = timestamp - self.segment_ts
-        return 0 < gap <= 0x10000 and self.cur_duration >= 0xFFFF - 8000
-
-    cdef void begin(self, int event, unsigned int timestamp) noexcept nogil:
-        self.active = True
-        self.event = event
-        self.segment_ts = timestamp
-        self.first_ts = timestamp
-        self.segment_base = 0
-        self.cur_duration = 0
-
-    cdef int report(self) noexcept nogil:
-        self.active = False
-        self.have_reported = True
-        self.reported_ts = self.segment_ts
-        self.start = self.first_ts
-        self.duration = self.segment_base + self.cur_duration
-        self.volume = self.cur_volume
-        return self.event
+        return te_rx_flush(&self.st)

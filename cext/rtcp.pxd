@@ -1,21 +1,30 @@
 # C-level interface of cext.rtcp (RFC 3550 A.1/A.3/A.8 receiver statistics).
+#
+# The state is a plain struct so that cext.relay embeds one per leg (no Python object per
+# leg or packet); ReceiverStats wraps one for Python and for the parity tests, so the
+# functions below are exactly what the relay runs.
+
+ctypedef struct rx_stats_t:
+    unsigned int max_seq
+    long long cycles
+    unsigned int base_seq
+    unsigned int bad_seq
+    int probation
+    long long received
+    long long expected_prior
+    long long received_prior
+    int transit
+    long long jitter_q4
+    bint started
+    bint have_transit
+
+cdef void rx_stats_reset(rx_stats_t* st) noexcept nogil
+cdef bint rx_stats_update(rx_stats_t* st, unsigned int seq, unsigned int rtp_ts,
+                          unsigned int arrival) noexcept nogil
+cdef bint rx_stats_seq(rx_stats_t* st, unsigned int seq) noexcept nogil
+cdef void rx_stats_jitter(rx_stats_t* st, unsigned int rtp_ts, unsigned int arrival) noexcept nogil
+cdef long long rx_stats_expected(const rx_stats_t* st) noexcept nogil
+
 
 cdef class ReceiverStats:
-    cdef public unsigned int max_seq
-    cdef public long long cycles
-    cdef public unsigned int base_seq
-    cdef public unsigned int bad_seq
-    cdef public int probation
-    cdef public long long received
-    cdef public long long expected_prior
-    cdef public long long received_prior
-    cdef public int transit
-    cdef public long long jitter_q4
-    cdef bint started
-    cdef bint have_transit
-
-    cdef bint update_c(self, unsigned int seq, unsigned int rtp_ts, unsigned int arrival) noexcept nogil
-    cdef void init_seq(self, unsigned int seq) noexcept nogil
-    cdef bint update_seq(self, unsigned int seq) noexcept nogil
-    cdef void update_jitter(self, unsigned int rtp_ts, unsigned int arrival) noexcept nogil
-    cdef long long expected_c(self) noexcept nogil
+    cdef rx_stats_t st

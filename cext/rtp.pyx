@@ -143,25 +143,69 @@ def pack_rtp_header(bint marker, int payload_type, sequence, timestamp, ssrc):
     return out[:12]
 
 
+cdef void rtp_out_init(rtp_out_t* o, unsigned int ssrc, unsigned int last_seq,
+                       unsigned int last_ts) noexcept nogil:
+    """A stream that has (notionally) sent ``last_seq``/``last_ts``; no source mapped yet."""
+    o.ssrc = ssrc
+    o.have_source = False
+    o.source_ssrc = 0
+    o.seq_delta = 0
+    o.ts_delta = 0
+    o.last_seq = last_seq & 0xFFFF
+    o.last_ts = last_ts
+
+
+cdef bint rtp_out_map(rtp_out_t* o, unsigned int ssrc, unsigned int seq, unsigned int ts,
+                      unsigned int gap, unsigned int* out_seq, unsigned int* out_ts) noexcept nogil:
+    """Map one packet of source ``ssrc`` onto the stream; True if it starts a new source.
+
+    A new source continues the stream: its first packet gets the next sequence number and a
+    timestamp ``gap`` after the newest one sent. A late, reordered packet keeps its place
+    and does not move the newest seq/ts back."""
+    cdef bint adopted = not o.have_source or ssrc != o.source_ssrc
+    cdef unsigned int dseq
+    if adopted:
+        o.have_source = True
+        o.source_ssrc = ssrc
+        o.seq_delta = (o.last_seq + 1 - seq) & 0xFFFF
+        o.ts_delta = o.last_ts + gap - ts  # unsigned int arithmetic wraps mod 2^32
+    out_seq[0] = (seq + o.seq_delta) & 0xFFFF
+    out_ts[0] = ts + o.ts_delta
+    dseq = (out_seq[0] - o.last_seq) & 0xFFFF
+    if 0 < dseq < 0x8000:
+        o.last_seq = out_seq[0]
+    if <unsigned int>(out_ts[0] - o.last_ts) < 0x80000000u:
+        o.last_ts = out_ts[0]
+    return adopted
+
+
+cdef void rtp_out_own(rtp_out_t* o, unsigned int step) noexcept nogil:
+    """We send a frame of our own (a prompt): the next seq, ``step`` samples on; whatever
+    is relayed after it is a new source again (it continues from here)."""
+    o.last_seq = (o.last_seq + 1) & 0xFFFF
+    o.last_ts = o.last_ts + step
+    o.have_source = False
+
+
 cdef class RtpRewriter:
     """Rewrites the packets one leg sends: SSRC, seq/ts offsets, PT map, marker."""
 
     def __init__(self, ssrc, first_sequence, first_timestamp, ts_step=160):
         cdef int i
-        self.ssrc = <unsigned int>(ssrc % RTP_TS_MOD)
         self.ts_step = <unsigned int>(ts_step % RTP_TS_MOD)
         for i in range(128):
             self.pt_map[i] = i
-        self.next_seq = <unsigned int>(first_sequence % RTP_SEQ_MOD)
-        self.next_ts = <unsigned int>(first_timestamp % RTP_TS_MOD)
-        self.have_source = False
-        self.source_ssrc = 0
-        self.seq_delta = 0
-        self.ts_delta = 0
-        self.last_seq = 0
-        self.last_ts = 0
+        # The first source's first packet gets first_sequence / first_timestamp.
+        rtp_out_init(&self.out, <unsigned int>(ssrc % RTP_TS_MOD),
+                     <unsigned int>((first_sequence - 1) % RTP_SEQ_MOD),
+                     <unsigned int>((first_timestamp - ts_step) % RTP_TS_MOD))
         self.mark_pending = False
+        self.sent = False
         self.source_changes = 0
+
+    @property
+    def ssrc(self):
+        return self.out.ssrc
 
     def map_payload_type(self, int incoming, int outgoing):
         """Send incoming PT as outgoing (PT_DROP: drop packets with that PT)."""
@@ -173,59 +217,44 @@ cdef class RtpRewriter:
         """Set the marker bit on the next packet (a discontinuity, RFC 3550 §5.1 M)."""
         self.mark_pending = True
 
-    def rewrite(self, bytearray packet not None):
-        """Rewrite in place; returns the payload offset, or a negative RTP_ERR_* code."""
+    def rewrite(self, bytearray packet not None, gap=None):
+        """Rewrite in place; returns the payload offset, or a negative RTP_ERR_* code.
+        ``gap``: timestamp units from the newest packet sent to this one if it starts a new
+        source (default ``ts_step``; the relay passes the elapsed time)."""
         cdef unsigned char[::1] buf = packet
+        cdef unsigned int step = self.ts_step if gap is None else <unsigned int>(gap % RTP_TS_MOD)
         if buf.shape[0] == 0:
             return RTP_ERR_SHORT
-        return self.rewrite_buf(&buf[0], buf.shape[0])
+        return self.rewrite_buf(&buf[0], buf.shape[0], step)
 
-    cdef Py_ssize_t rewrite_buf(self, unsigned char* p, Py_ssize_t n) noexcept nogil:
+    def own_frame(self, unsigned int samples):
+        """(seq, ts) of a frame of our own (a prompt), ``samples`` after the newest packet
+        sent; what is relayed after it is a new source again (cext.relay's send_payload)."""
+        rtp_out_own(&self.out, samples)
+        self.sent = True
+        return self.out.last_seq, self.out.last_ts
+
+    cdef Py_ssize_t rewrite_buf(self, unsigned char* p, Py_ssize_t n, unsigned int gap) noexcept nogil:
         cdef Py_ssize_t length
         cdef Py_ssize_t offset = rtp_payload_bounds(p, n, &length)
         cdef unsigned char out_pt
-        cdef unsigned int seq, ts, ssrc, out_seq, out_ts
+        cdef unsigned int out_seq, out_ts
         cdef bint marker
         if offset < 0:
             return offset
         out_pt = self.pt_map[p[1] & 0x7F]
         if out_pt == PT_DROP:
             return RTP_ERR_PAYLOAD_TYPE
-        seq = (p[2] << 8) | p[3]
-        ts = rtp_get_u32(p + 4)
-        ssrc = rtp_get_u32(p + 8)
-        if not self.have_source or ssrc != self.source_ssrc:
-            self.adopt_source(ssrc, seq, ts)
-        out_seq = (seq + self.seq_delta) & 0xFFFF
-        out_ts = ts + self.ts_delta  # unsigned int arithmetic wraps mod 2^32
-        self.advance(out_seq, out_ts)
+        if rtp_out_map(&self.out, rtp_get_u32(p + 8), (p[2] << 8) | p[3], rtp_get_u32(p + 4),
+                       gap, &out_seq, &out_ts) and self.sent:
+            self.source_changes += 1  # a new source: a discontinuity the receiver is told of
+            self.mark_pending = True
+        self.sent = True
         marker = (p[1] & 0x80) != 0 or self.mark_pending
         self.mark_pending = False
-        p[1] = (0x80 if marker else 0) | out_pt
+        p[1] = (0x80 if marker else 0) | out_pt  # p[0] (padding, extension, CSRCs) stays
         p[2] = out_seq >> 8
         p[3] = out_seq & 0xFF
         rtp_put_u32(p + 4, out_ts)
-        rtp_put_u32(p + 8, self.ssrc)
+        rtp_put_u32(p + 8, self.out.ssrc)
         return offset
-
-    cdef void adopt_source(self, unsigned int ssrc, unsigned int seq, unsigned int ts) noexcept nogil:
-        """Map a (new) source so its first packet continues the outgoing stream."""
-        if self.have_source:
-            self.source_changes += 1
-            self.mark_pending = True
-            self.next_seq = (self.last_seq + 1) & 0xFFFF
-            self.next_ts = self.last_ts + self.ts_step
-        self.have_source = True
-        self.source_ssrc = ssrc
-        self.seq_delta = (self.next_seq - seq) & 0xFFFF
-        self.ts_delta = self.next_ts - ts
-        self.last_seq = (self.next_seq - 1) & 0xFFFF
-        self.last_ts = self.next_ts
-
-    cdef void advance(self, unsigned int out_seq, unsigned int out_ts) noexcept nogil:
-        """Remember the newest outgoing seq/ts (a late, reordered packet does not go back)."""
-        cdef unsigned int dseq = (out_seq - self.last_seq) & 0xFFFF
-        if 0 < dseq < 0x8000:
-            self.last_seq = out_seq
-        if <unsigned int>(out_ts - self.last_ts) < 0x80000000u:
-            self.last_ts = out_ts

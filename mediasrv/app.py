@@ -772,7 +772,7 @@ class Server:
         if self.config.calls.interpreter is FlowInterpreter.PLAN:
             self.flows = FlowRuntime(
                 loop=self.loop,
-                media=self.media,  # type: ignore[arg-type]  # until the engine is a MediaControl
+                media=self.media,
                 ua=self.ua,
                 router=self.router,
                 store=self.store,
@@ -950,7 +950,7 @@ class Server:
         record = call_record_from_result(result)
         also = self.notifier.statements(record, ("recording.ready",))
         if also:
-            await self.media.flush_recordings()
+            await self.media.flush()
         # Own transaction: the call row was committed before the file was complete.
         if also:
             try:
@@ -977,7 +977,7 @@ class Server:
     ) -> None:
         if self.analysis_queue is None or recording is None or not nbytes:
             return
-        await self.media.flush_recordings()  # the file must be complete before a worker reads it
+        await self.media.flush()  # the file must be complete before a worker reads it
         try:
             if self.analysis_pool is not None:
                 await self.analysis_pool.enqueue(call_id, str(recording), business)

@@ -228,32 +228,46 @@ class Call:
             # Delayed offer (INVITE without SDP) is not supported yet: tell the caller so.
             self._reject(488, Outcome.FAILED, "no-sdp-offer")
             return
+        last_code = 480
         try:
             self.caller_media = self.media.allocate(self.id, LegRole.CALLER)
-            self.operator_media = self.media.allocate(self.id, LegRole.OPERATOR)
+            for destination in route.destinations:
+                code = await self._try(destination, offer)
+                if code == 200 or self.inbound.terminated:
+                    break
+                last_code = code
         except (PortsExhausted, OSError) as exc:
             # No port, or no file descriptor for its socket (EMFILE): we are full, say so.
             self._reject(503, Outcome.FAILED, f"rtp-ports-exhausted: {exc}")
             return
-        try:
-            operator_offer = self.media.offer(self.operator_media, like=offer)
         except (SdpError, NoCommonCodec) as exc:
             self._reject(488, Outcome.FAILED, f"bad-sdp: {exc}")
             return
-        last_code = 480
-        for destination in route.destinations:
-            code = await self._try(destination, operator_offer)
-            if code == 200 or self.inbound.terminated:
-                break
-            last_code = code
         if self.bridged:
             await self._talk()
         elif not self.inbound.terminated:
             mapped = map_failure(last_code)
             self._reject(mapped, _outcome_for(mapped), f"operator-{last_code}")
 
-    async def _try(self, destination: Destination, operator_offer: bytes) -> int:
-        """Ring one destination; returns 200 when answered, else the failure code."""
+    async def _try(self, destination: Destination, caller_offer: bytes) -> int:
+        """Ring one destination on a media leg of its own; returns 200 when answered, else
+        the failure code. A failed attempt's media leg is released at once, so RTP arriving
+        late from that operator can latch nothing (the next attempt has another port)."""
+        self.operator_media = self.media.allocate(self.id, LegRole.OPERATOR)
+        try:
+            operator_offer = self.media.offer(self.operator_media, like=caller_offer)
+            return await self._ring_destination(destination, operator_offer)
+        finally:
+            if not self.bridged:
+                self._release_attempt()
+
+    def _release_attempt(self) -> None:
+        if self.operator_media is not None:
+            self.media.release_leg(self.operator_media)
+            self.operator_media = None
+            self.media_bridged = False  # early media of this attempt ended with its leg
+
+    async def _ring_destination(self, destination: Destination, operator_offer: bytes) -> int:
         attempt = Attempt(destination.uri, self.services.wall_clock())
         self.result.attempts.append(attempt)
         try:

@@ -10,9 +10,13 @@ Python reference is the default, a Cython twin plugs in the same way.
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from mediasrv.media import codec as g711
 from mediasrv.media import kernels, sdp
@@ -27,7 +31,11 @@ from mediasrv.media.api import (
     MediaEventSink,
     MediaReport,
     NoCommonCodec,
+    PlayEnd,
+    PlayId,
     PromptFinished,
+    RecordingId,
+    RecordingResult,
     RecordMode,
     RtpTimeout,
     SdpError,
@@ -37,7 +45,7 @@ from mediasrv.media.digits import DEFAULT_WINDOW, DigitSource, DigitStream, Inba
 from mediasrv.media.packet_path import LegParams, MixingPacketPath, PacketEvents, PacketPath
 from mediasrv.media.packet_path_py import PyPacketPath
 from mediasrv.media.ports import PortPair, PortPool
-from mediasrv.media.prompt import FRAME, Prompt, PromptCache, PromptPlayer
+from mediasrv.media.prompt import FRAME, RATE, Prompt, PromptCache, PromptPlayer
 from mediasrv.media.recorder import (
     RecordingFormat,
     RecordingWriter,
@@ -48,6 +56,7 @@ from mediasrv.media.recorder import (
 log = logging.getLogger(__name__)
 
 SUPPORTED = (Codec.PCMU, Codec.PCMA)
+LEG_ID_QUARANTINE = 1024  # freed leg ids that wait before one is reused
 TICK = 0.25  # seconds between recorder commits; the no-RTP check runs every 4th tick
 PacketPathFactory = Callable[[asyncio.AbstractEventLoop, PacketEvents], PacketPath]
 _CHANNEL = {LegRole.CALLER: 0, LegRole.OPERATOR: 1}
@@ -62,7 +71,7 @@ _RECORDED = {
 class _Leg:
     __slots__ = (
         "allocated_at",
-        "bridged_at",
+        "barge_in",
         "call",
         "digits",
         "id",
@@ -71,38 +80,52 @@ class _Leg:
         "origin",
         "our_offer",
         "pair",
+        "partner",
+        "play_id",
         "player",
+        "prompt_name",
         "timed_out",
+        "watched_since",
     )
 
-    def __init__(self, leg_id: int, media: LegMedia, pair: PortPair, call: _Call) -> None:
+    def __init__(
+        self, leg_id: int, media: LegMedia, pair: PortPair, call: _Call, session: int
+    ) -> None:
         self.id = leg_id
         self.media = media
         self.pair = pair
         self.call = call
-        self.origin = sdp.OriginState(_session_id(leg_id), media.local_host)
+        self.origin = sdp.OriginState(_session_id(session), media.local_host)
         self.our_offer: sdp.SessionDescription | None = None
         self.negotiated: sdp.Negotiated | None = None
-        self.bridged_at: float | None = None
+        # Loop time the no-RTP clock starts from: the (re-)negotiation or the bridge; None
+        # before the leg is negotiated (an offered operator leg is not yet expected to send).
+        self.watched_since: float | None = None
         self.timed_out = False
         self.player: PromptPlayer | None = None
+        self.play_id = PlayId(0)  # the play() now playing to this leg, 0 if none
+        self.prompt_name = ""  # the last prompt of that play's playlist
+        self.barge_in = False  # a digit on this leg stops that play
+        self.partner: _Leg | None = None  # the leg RTP is relayed to and from
+        self.allocated_at = 0.0  # loop time (signalled digits are stamped from it)
         self.digits: DigitStream | None = None  # set by the engine: the leg's one digit stream
-        self.allocated_at = 0.0
 
 
 class _Call:
-    __slots__ = ("call_id", "legs", "record_mode", "recorder")
+    __slots__ = ("call_id", "legs", "record_mode", "recorder", "recording_id")
 
     def __init__(self, call_id: str) -> None:
         self.call_id = call_id
         self.legs: list[_Leg] = []
         self.recorder: StereoRecorder | None = None
         self.record_mode = RecordMode.OFF
+        self.recording_id = RecordingId(0)
 
 
-def _session_id(leg_id: int) -> int:
+def _session_id(session: int) -> int:
     # o= sess-id only needs to be unique per session (RFC 4566 §5.2); NTP-like magnitude.
-    return 3_900_000_000 + leg_id
+    # One per leg ever allocated (leg ids are reused, sessions are not).
+    return 3_900_000_000 + session
 
 
 def default_packet_path() -> PacketPathFactory:
@@ -183,6 +206,16 @@ class MediaEngine:
         self._legs: dict[LegMedia, _Leg] = {}
         self._by_id: dict[int, _Leg] = {}
         self._next_id = 1
+        # Freed leg ids, reused oldest first once LEG_ID_QUARANTINE later ones wait: the
+        # packet paths keep legs in arrays indexed by id (bounded by the peak number of
+        # legs, not by every leg ever opened), and an event still queued for a closed leg
+        # can never reach the leg that reuses its id.
+        self._free_ids: collections.deque[int] = collections.deque()
+        self._sessions = itertools.count(1)
+        self._play_ids = itertools.count(1)
+        self._recording_ids = itertools.count(1)
+        self._plays: dict[PlayId, _Leg] = {}
+        self._recordings: dict[RecordingId, _Call] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._ticks = 0
 
@@ -190,8 +223,7 @@ class MediaEngine:
 
     def allocate(self, call_id: str, role: LegRole) -> LegMedia:
         pair = self._ports.allocate()
-        leg_id = self._next_id
-        self._next_id += 1
+        leg_id = self._take_leg_id()
         media = LegMedia(call_id, role, self._host, pair.port)
         try:
             self._path.open(leg_id, pair.rtp)
@@ -201,7 +233,8 @@ class MediaEngine:
         call = self._calls.get(call_id)
         if call is None:
             call = self._calls[call_id] = _Call(call_id)
-        leg = _Leg(leg_id, media, pair, call)
+        leg = _Leg(leg_id, media, pair, call, next(self._sessions))
+        leg.allocated_at = self._loop.time()
         leg.digits = self._digit_stream(leg)
         call.legs.append(leg)
         self._legs[media] = leg
@@ -250,51 +283,91 @@ class MediaEngine:
         self._apply(state, sdp.accept_answer(state.our_offer, sdp.parse(answer)))
 
     def bridge(self, a: LegMedia, b: LegMedia) -> None:
+        """Relay both ways between ``a`` and ``b``; a leg bridged elsewhere leaves its old
+        partner first (queue -> operator, first operator -> second operator). Each outgoing
+        stream keeps our SSRC and continues its sequence numbers and timestamps, with the
+        marker bit on the first relayed packet (RFC 3550 §5.1)."""
         la, lb = self._leg(a), self._leg(b)
         if la.call is not lb.call or la is lb:
             raise MediaError(
                 f"cannot bridge {a.call_id}/{a.role.value} with {b.call_id}/{b.role.value}"
             )
+        if la.partner is lb:
+            return  # already bridged to each other (early media, then the answer)
+        for leg in (la, lb):
+            if leg.partner is not None:
+                self._unbridge(leg)
         self._path.bridge(la.id, lb.id)
+        la.partner, lb.partner = lb, la
         now = self._loop.time()
         for leg in (la, lb):
-            leg.bridged_at, leg.timed_out = now, False
+            leg.watched_since, leg.timed_out = now, False
         call = la.call
-        for other in call.legs:
-            if other not in (la, lb):
-                other.bridged_at = None
-                if other.media.role is LegRole.OPERATOR:
-                    # An earlier operator leg must not keep feeding the right channel.
-                    self._path.set_recorder(other.id, None, 0)
         if call.recorder is not None:
             for leg in (la, lb):
                 self._attach_recorder(call, leg)
 
-    def record(self, call_id: str, path: Path, mode: RecordMode) -> None:
+    def unbridge(self, leg: LegMedia) -> None:
+        """Stop relaying between ``leg`` and its partner; both keep receiving (digits, the
+        caller's recording channel) and may be played to or bridged again."""
+        state = self._leg(leg)
+        if state.partner is not None:
+            self._unbridge(state)
+
+    def record(
+        self, call_id: str, path: Path, mode: RecordMode, *, stereo: bool = True
+    ) -> RecordingId:
+        """Record the call (F12): caller left, operator right. One recording per call in this
+        engine: a new one replaces the last (several at once, issue 9 §1: not built here)."""
         call = self._calls.get(call_id)
         if call is None:
             raise MediaError(f"record: no media allocated for call {call_id}")
         self._stop_recording(call)
         if mode is RecordMode.OFF:
-            return
+            return RecordingId(0)
         call.recorder = recorder_class()(path, self._writer, mode, self._format)
         call.record_mode = mode
+        call.recording_id = RecordingId(next(self._recording_ids))
+        self._recordings[call.recording_id] = call
         for leg in call.legs:
-            if leg.media.role is LegRole.CALLER or leg.bridged_at is not None:
+            if leg.media.role is LegRole.CALLER or leg.partner is not None:
                 self._attach_recorder(call, leg)
+        return call.recording_id
 
-    def play(self, leg: LegMedia, wav: Path, loop: bool = False) -> None:
-        """Play to ``leg`` only. On a bridged leg the prompt is mixed with what the other
-        leg says (a whisper: the operator hears both, the caller hears neither the prompt nor
-        a gap); on an unbridged leg the prompt is all the leg hears."""
+    def stop_record(self, recording: RecordingId) -> RecordingResult:
+        """Close one recording (an unknown or already stopped id reports no file)."""
+        call = self._recordings.get(recording)
+        result = self._stop_recording(call) if call is not None else None
+        return result or RecordingResult(recording, None, 0, 0.0)
+
+    def pause_record(self, recording: RecordingId) -> None:
+        raise MediaError("pause_record: not supported by this engine yet")
+
+    def resume_record(self, recording: RecordingId) -> None:
+        raise MediaError("resume_record: not supported by this engine yet")
+
+    def play(
+        self,
+        leg: LegMedia,
+        playlist: Sequence[Path],
+        *,
+        loop: bool = False,
+        mix: bool = False,
+        barge_in: bool = False,
+    ) -> PlayId:
+        """Play prompts back to back to ``leg`` only. ``mix`` on a bridged leg mixes them with
+        what the partner says (a whisper: the operator hears both, the caller neither the
+        prompt nor a gap); otherwise the prompt is all the leg hears while it plays."""
         state = self._leg(leg)
         if state.negotiated is None:
             raise MediaError(f"play: leg {leg.call_id}/{leg.role.value} has no negotiated media")
-        prompt = self._prompts.load(wav)
+        if not playlist:
+            raise MediaError("play: empty playlist")
+        prompt = self._playlist(playlist)
         self._stop_player(state)
         codec, leg_id, path = state.negotiated.codec, state.id, self._path
         send: Callable[[int, bool], object]
-        if state.bridged_at is not None and isinstance(path, MixingPacketPath):
+        if mix and state.partner is not None and isinstance(path, MixingPacketPath):
             path.set_prompt(leg_id, True, mix=True)
             pcm = prompt.pcm_frames()
 
@@ -306,7 +379,7 @@ class MediaEngine:
                 )
 
         else:
-            if state.bridged_at is not None:
+            if mix and state.partner is not None:
                 log.warning("packet path %s cannot mix: the prompt replaces the relay", path.name)
             path.set_prompt(leg_id, True)
             encoded = prompt.frames(codec)
@@ -315,29 +388,42 @@ class MediaEngine:
                 payload = encoded[index]
                 return path.send_payload(leg_id, payload, len(payload), marker)
 
+        play_id = PlayId(next(self._play_ids))
+        state.play_id, state.barge_in, state.prompt_name = play_id, barge_in, prompt.name
+        self._plays[play_id] = state
         state.player = PromptPlayer(
-            self._loop, len(prompt), loop, send, lambda: self._prompt_done(state, prompt)
+            self._loop, len(prompt), loop, send, lambda: self._prompt_done(state, PlayEnd.COMPLETED)
         )
+        return play_id
 
-    def stop_play(self, leg: LegMedia) -> None:
-        """Stop a prompt on ``leg`` without a PromptFinished event (relay resumes)."""
-        self._stop_player(self._leg(leg))
+    def stop_play(self, play: PlayId) -> None:
+        """Stop a play without a PromptFinished event (relay resumes); unknown ids: ignored."""
+        state = self._plays.get(play)
+        if state is not None and state.play_id == play:
+            self._stop_player(state)
 
     async def preload(self, wav: Path) -> None:
         """Read and check a prompt in a thread, so that :meth:`play` never touches the disk."""
         await self._loop.run_in_executor(None, self._prompts.load, wav)
+
+    def _playlist(self, playlist: Sequence[Path]) -> Prompt:
+        """One prompt of the playlist's files back to back (gap-free: no padding between)."""
+        prompts = [self._prompts.load(p) for p in playlist]
+        if len(prompts) == 1:
+            return prompts[0]
+        return Prompt(prompts[-1].name, np.concatenate([p.pcm for p in prompts]))
 
     def release(self, call_id: str) -> MediaReport:
         report = MediaReport(call_id, engine=self.engine_name)
         call = self._calls.pop(call_id, None)
         if call is None:
             return report  # idempotent: a second release (BYE and timeout racing) is harmless
-        recorder = call.recorder
-        if recorder is not None:
-            # Detach the recorder while the legs still exist, then close the legs.
-            size = self._stop_recording(call)
-            if not recorder.failed:  # never point the call log at a file that failed
-                report.recording, report.recording_bytes = recorder.path, size
+        # Detach the recorder while the legs still exist, then close the legs.
+        result = self._stop_recording(call)
+        if result is not None:
+            report.recordings.append(result)
+            if result.path is not None:  # never point the call log at a file that failed
+                report.recording, report.recording_bytes = result.path, result.bytes
         for leg in call.legs:
             stats = self._close_leg(leg)
             if self._better(report.legs.get(leg.media.role), stats, leg):
@@ -350,7 +436,10 @@ class MediaEngine:
         return report
 
     def release_leg(self, leg: LegMedia) -> LegStats:
-        """Free one leg early (a failed forwarding attempt), keeping the rest of the call."""
+        """Close one leg (a failed or finished forwarding attempt), keeping the rest of the
+        call. Its socket is closed at once, so RTP still arriving for it is dropped by the
+        kernel, and its port is quarantined (:class:`PortPool`) so that the next legs do
+        not get it: late packets of the attempt can latch nothing."""
         state = self._leg(leg)
         state.call.legs.remove(state)
         return self._close_leg(state)
@@ -374,11 +463,18 @@ class MediaEngine:
     def stats(self, leg: LegMedia) -> LegStats:
         return self._path.stats(self._leg(leg).id)
 
-    async def flush_recordings(self) -> None:
-        """Wait until every released call's recording is completely on disk."""
+    async def flush(self) -> None:
+        """Wait until every stopped recording is completely on disk (drain, analysis)."""
         await self._writer.drain()
 
     # ---- internals ------------------------------------------------------------------------
+
+    def _take_leg_id(self) -> int:
+        if len(self._free_ids) > LEG_ID_QUARANTINE:
+            return self._free_ids.popleft()
+        leg_id = self._next_id
+        self._next_id += 1
+        return leg_id
 
     def _leg(self, leg: LegMedia) -> _Leg:
         state = self._legs.get(leg)
@@ -391,10 +487,9 @@ class MediaEngine:
         if leg.digits is not None:
             # With telephone-event negotiated, tones and INFO wait for a possible event.
             leg.digits.expects_rfc4733 = negotiated.te_pt is not None
-        if leg.bridged_at is not None:
-            # A re-INVITE (hold, resume) restarts the no-RTP clock: the peer may have been
-            # silent on purpose until now.
-            leg.bridged_at, leg.timed_out = self._loop.time(), False
+        # Negotiated media starts the no-RTP clock, and a re-INVITE (hold, resume) restarts
+        # it: the peer may have been silent on purpose until now.
+        leg.watched_since, leg.timed_out = self._loop.time(), False
         self._path.configure(
             leg.id,
             LegParams(
@@ -415,18 +510,35 @@ class MediaEngine:
         if call.recorder is not None and leg.media.role in _RECORDED[call.record_mode]:
             self._path.set_recorder(leg.id, call.recorder, _CHANNEL[leg.media.role])
 
-    def _stop_recording(self, call: _Call) -> int:
+    def _stop_recording(self, call: _Call) -> RecordingResult | None:
+        """Close the call's recording; None if it had none. ``path`` None if the file failed."""
         recorder = call.recorder
         if recorder is None:
-            return 0
+            return None
         for leg in call.legs:
             self._path.set_recorder(leg.id, None, 0)
         size = recorder.close()
         call.recorder = None
-        return size
+        self._recordings.pop(call.recording_id, None)
+        seconds = size / (RATE * (4 if self._format is RecordingFormat.PCM16 else 2))
+        path = None if recorder.failed else recorder.path
+        return RecordingResult(call.recording_id, path, size, seconds)
+
+    def _unbridge(self, leg: _Leg) -> None:
+        """Part ``leg`` from its partner; an operator leg stops feeding the recording (the
+        right channel belongs to whichever operator is bridged now)."""
+        partner = leg.partner
+        if partner is None:
+            return
+        self._path.unbridge(leg.id)
+        for one in (leg, partner):
+            one.partner = None
+            if one.media.role is LegRole.OPERATOR and one.call.recorder is not None:
+                self._path.set_recorder(one.id, None, 0)
 
     def _close_leg(self, leg: _Leg) -> LegStats:
         self._stop_player(leg)
+        self._unbridge(leg)
         if leg.digits is not None:
             leg.digits.close()
             leg.digits = None  # leg -> stream -> callbacks -> leg: break the cycle (see release)
@@ -444,25 +556,29 @@ class MediaEngine:
         self._ports.free(leg.pair)
         del self._legs[leg.media]
         del self._by_id[leg.id]
+        self._free_ids.append(leg.id)
         return stats
 
     @staticmethod
     def _better(current: LegStats | None, candidate: LegStats, leg: _Leg) -> bool:
         """Which of several legs of one role goes into the report: the bridged one."""
-        if current is None or leg.bridged_at is not None:
+        if current is None or leg.partner is not None:
             return True
         return candidate.packets_in > current.packets_in
 
     def _stop_player(self, leg: _Leg) -> None:
+        self._plays.pop(leg.play_id, None)
+        leg.play_id = PlayId(0)
         if leg.player is not None:
             leg.player.cancel()
             leg.player = None
             self._path.set_prompt(leg.id, False)
 
-    def _prompt_done(self, leg: _Leg, prompt: Prompt) -> None:
-        leg.player = None
-        self._path.set_prompt(leg.id, False)
-        self._emit(PromptFinished(leg.media.call_id, leg.media.role, prompt.name))
+    def _prompt_done(self, leg: _Leg, reason: PlayEnd) -> None:
+        play_id = leg.play_id
+        self._stop_player(leg)
+        m = leg.media
+        self._emit(PromptFinished(m.call_id, m.role, leg.prompt_name, play_id, reason))
 
     # ---- the digit stream of each leg (issue 9 §4; media/digits.py) -------------------------
 
@@ -509,6 +625,8 @@ class MediaEngine:
         """One merged key press of ``leg``: the only place a DtmfEvent is emitted."""
         m = leg.media
         self._emit(DtmfEvent(m.call_id, m.role, digit, start, duration, source.value))
+        if leg.player is not None and leg.barge_in:
+            self._prompt_done(leg, PlayEnd.BARGED_IN)
 
     def _foreign_source(self, leg_id: int, addr: tuple[str, int]) -> None:
         """One line per latch, not per packet: a flood cannot flood the log (all counted)."""
@@ -553,11 +671,12 @@ class MediaEngine:
             self._check_rtp(now)
 
     def _check_rtp(self, now: float) -> None:
-        """Emit RtpTimeout once for a bridged leg silent for ``no_rtp_timeout`` seconds."""
+        """Emit RtpTimeout once for a negotiated leg silent for ``no_rtp_timeout`` seconds,
+        bridged or not (a caller who vanished during an IVR menu or in the queue)."""
         for leg in list(self._by_id.values()):
-            if leg.bridged_at is None or not _expects_rtp(leg):
+            if leg.watched_since is None or not _expects_rtp(leg):
                 continue
-            last = max(self._path.last_rx(leg.id), leg.bridged_at)
+            last = max(self._path.last_rx(leg.id), leg.watched_since)
             silent = now - last
             if silent < self._timeout:
                 leg.timed_out = False

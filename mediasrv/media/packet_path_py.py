@@ -28,13 +28,10 @@ RTP_VERSION = 2
 CLOCK = 8000  # G.711 and telephone-event clock rate (RFC 3551 §4.5.14, RFC 4733 §2.1)
 MAX_DATAGRAM = 2048
 BATCH = 64  # datagrams drained per readiness callback, so one busy leg cannot starve others
-MAX_DROPOUT = 3000  # RFC 3550 A.1
-MAX_MISORDER = 100
 MIX_FIFO_BYTES = 2 * 480  # 60 ms of partner audio kept for a whisper mix
 DTMF_DIGITS = "0123456789*#ABCD"  # RFC 4733 §3.2 events 0-15
 _HEADER = struct.Struct("!BBHII")
 _SEQ_TS_SSRC = struct.Struct("!HII")
-_TE = struct.Struct("!BBH")
 _SENDS = (Direction.SENDRECV, Direction.SENDONLY)
 _RECEIVES = (Direction.SENDRECV, Direction.RECVONLY)
 
@@ -43,32 +40,24 @@ class _Leg:
     """Per-leg state. Slots keep it a few hundred bytes (memory target: 64 KB per call)."""
 
     __slots__ = (
-        "bad_seq",
-        "base_seq",
         "bytes_in",
         "bytes_out",
         "channel",
-        "cycles",
         "dropped",
-        "dtmf_cur_event",
-        "dtmf_cur_ts",
-        "dtmf_done_ts",
+        "events",
         "first_ts",
         "foreign_dropped",
         "foreign_reported",
         "id",
         "inband",
-        "jitter",
         "last_out_time",
         "last_rx",
         "last_seq_out",
-        "last_transit",
         "last_ts_out",
         "latched",
         "latched_at",
         "lost_before",
         "malformed",
-        "max_seq",
         "mix_fifo",
         "mix_primed",
         "packets_in",
@@ -76,8 +65,8 @@ class _Leg:
         "params",
         "partner",
         "prompt",
-        "received",
         "recorder",
+        "rx",
         "sdp_source",
         "seq_delta",
         "sock",
@@ -101,16 +90,13 @@ class _Leg:
         self.mix_fifo: bytearray | None = None  # partner audio (PCM) while a whisper plays
         self.mix_primed = False
         self.last_rx = 0.0
-        # Incoming stream (RFC 3550 A.1 sequence tracking, A.8 jitter).
+        # Incoming stream: the same kernels as the Cython relay (RFC 3550 A.1, A.3, A.8
+        # receiver statistics; RFC 4733 report-once), per source.
         self.ssrc_in: int | None = None
         self.first_ts: int | None = None
-        self.base_seq = self.max_seq = self.cycles = self.bad_seq = self.received = 0
+        self.rx = kernels.rtcp.ReceiverStats()
         self.lost_before = 0  # loss of earlier SSRCs of this leg
-        self.last_transit: float | None = None
-        self.jitter = 0.0
-        self.dtmf_cur_ts: int | None = None
-        self.dtmf_cur_event = 0
-        self.dtmf_done_ts: int | None = None
+        self.events = kernels.rfc4733.TelephoneEventReceiver()
         self.inband: kernels.dtmf.DtmfDetector | None = None  # once configured
         # Outgoing stream: our SSRC and the offsets that map the source onto it.
         self.ssrc_out = ssrc_out
@@ -233,8 +219,7 @@ class PyPacketPath:
 
     def stats(self, leg: int) -> LegStats:
         s = self._legs[leg]
-        expected = self._expected(s)
-        lost = s.lost_before + max(0, expected - s.received)
+        lost = s.lost_before + max(0, s.rx.expected - s.rx.received)
         codec = s.params.codec.name if s.params is not None else ""
         remote = f"{s.latched[0]}:{s.latched[1]}" if s.latched else ""
         return LegStats(
@@ -243,7 +228,7 @@ class PyPacketPath:
             bytes_in=s.bytes_in,
             bytes_out=s.bytes_out,
             packets_lost=lost,
-            jitter_ms=s.jitter * 1000.0 / CLOCK,
+            jitter_ms=s.rx.jitter_q4 / 16.0 * 1000.0 / CLOCK,
             codec=codec,
             remote=remote,
             foreign_dropped=s.foreign_dropped,
@@ -298,7 +283,12 @@ class PyPacketPath:
         leg.last_rx = now
         leg.packets_in += 1
         leg.bytes_in += n
-        self._update_seq(leg, seq)
+        # RFC 3550 A.1 on every packet of the source; A.8 jitter on audio only (the packets of
+        # one RFC 4733 event all carry the event's start timestamp).
+        if codec is not None:
+            leg.rx.update(seq, ts, int(now * CLOCK) & 0xFFFFFFFF)
+        else:
+            leg.rx.update_seq(seq)
         end = n - (data[-1] if data[0] & 0x20 else 0)
         if codec is not None:
             self._audio(leg, data, hlen, end, seq, ts, ssrc, codec, second & 0x80, now)
@@ -364,43 +354,15 @@ class PyPacketPath:
 
     def _new_source(self, leg: _Leg, ssrc: int, seq: int, ts: int) -> None:
         if leg.ssrc_in is not None:
-            leg.lost_before += max(0, self._expected(leg) - leg.received)
+            leg.lost_before += max(0, leg.rx.expected - leg.rx.received)
         leg.ssrc_in = ssrc
         if leg.first_ts is None:
             leg.first_ts = ts
-        # RFC 3550 A.1 init_seq(); the first packet is counted by _update_seq.
-        leg.base_seq = leg.max_seq = seq
-        leg.cycles = leg.received = 0
-        leg.bad_seq = -1
-        leg.last_transit = None
-        leg.dtmf_cur_ts = leg.dtmf_done_ts = None
+        leg.rx = kernels.rtcp.ReceiverStats()  # A.1 init_seq: probation again
+        leg.events = kernels.rfc4733.TelephoneEventReceiver()
         partner = leg.partner
         if partner is not None:
             partner.src_ssrc = None  # continue partner's outgoing seq/ts across the change
-
-    @staticmethod
-    def _update_seq(leg: _Leg, seq: int) -> None:
-        """RFC 3550 A.1 update_seq() without probation (we latch on the first packet)."""
-        udelta = (seq - leg.max_seq) & 0xFFFF
-        if udelta < MAX_DROPOUT:
-            if seq < leg.max_seq:
-                leg.cycles += 0x10000
-            leg.max_seq = seq
-        elif udelta <= 0x10000 - MAX_MISORDER:
-            if seq == leg.bad_seq:  # two sequential packets: the peer restarted
-                leg.base_seq, leg.max_seq = seq, seq
-                leg.cycles = leg.received = 0
-            else:
-                leg.bad_seq = (seq + 1) & 0xFFFF
-                return
-        leg.received += 1
-
-    @staticmethod
-    def _expected(leg: _Leg) -> int:
-        """RFC 3550 A.3: extended highest sequence number - base + 1."""
-        if leg.ssrc_in is None:
-            return 0
-        return leg.cycles + leg.max_seq - leg.base_seq + 1
 
     def _audio(
         self,
@@ -415,13 +377,6 @@ class PyPacketPath:
         marker: int,
         now: float,
     ) -> None:
-        # RFC 3550 A.8: interarrival jitter in timestamp units.
-        transit = now * CLOCK - ts
-        if leg.last_transit is not None:
-            d = abs(transit - leg.last_transit)
-            if d < 0x80000000:  # ignore a timestamp wrap/jump rather than poison the estimate
-                leg.jitter += (d - leg.jitter) / 16.0
-        leg.last_transit = transit
         payload = data[hlen:end]
         if leg.inband is not None:
             self._inband(leg, codec, payload)
@@ -455,8 +410,10 @@ class PyPacketPath:
         if end - hlen < 4:
             leg.malformed += 1
             return
-        event, flags, duration = _TE.unpack_from(data, hlen)
-        self._dtmf(leg, event, bool(flags & 0x80), duration, ts)
+        # RFC 4733 §2.5.1.4: the end packet comes three times; report each event once.
+        event = leg.events.feed(ts, data[hlen:end], bool(data[1] & 0x80))
+        if event != kernels.rfc4733.NO_EVENT:
+            self._report(leg, event, leg.events.start, leg.events.duration)
         out = leg.partner
         if out is None or out.params is None or out.params.te_pt is None or not leg.receives():
             return
@@ -472,17 +429,7 @@ class PyPacketPath:
         for digit, start, duration in found:
             self._events.on_dtmf(leg.id, digit, start / CLOCK, duration / CLOCK, "inband")
 
-    def _dtmf(self, leg: _Leg, event: int, ended: bool, duration: int, ts: int) -> None:
-        """Report each event once (RFC 4733 §2.5.1.4: the end packet is sent three times)."""
-        if leg.dtmf_cur_ts is not None and ts != leg.dtmf_cur_ts:
-            if leg.dtmf_done_ts != leg.dtmf_cur_ts:  # the previous event's end packets were lost
-                self._report(leg, leg.dtmf_cur_event, leg.dtmf_cur_ts, 0)
-        leg.dtmf_cur_ts, leg.dtmf_cur_event = ts, event
-        if ended and leg.dtmf_done_ts != ts:
-            self._report(leg, event, ts, duration)
-
     def _report(self, leg: _Leg, event: int, ts: int, duration: int) -> None:
-        leg.dtmf_done_ts = ts
         if event >= len(DTMF_DIGITS):
             return  # flash (16) and other non-digit events are relayed, not reported
         first = leg.first_ts if leg.first_ts is not None else ts

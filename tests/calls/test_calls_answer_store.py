@@ -11,8 +11,8 @@ from typing import Any
 
 from mediasrv.calls.call import Call, CallResult, CallServices, Outcome
 from mediasrv.calls.routing import Destination, Route
-from mediasrv.media.api import LegMedia, LegRole, MediaReport, RecordMode
-from mediasrv.sip.events import Answered, Hangup, LegEvent
+from mediasrv.media.api import LegMedia, LegRole, LegStats, MediaReport, RecordingId, RecordMode
+from mediasrv.sip.events import Answered, Failed, Hangup, LegEvent
 
 OFFER = b"v=0\r\nm=audio 4000 RTP/AVP 0\r\n"
 
@@ -87,9 +87,14 @@ class FakeMedia:
     def __init__(self, log: list[str]) -> None:
         self.log = log
         self.recording: Path | None = None
+        self.allocated: list[LegMedia] = []
+        self.released: list[LegMedia] = []
+        self.bridges: list[tuple[LegMedia, LegMedia]] = []
 
     def allocate(self, call_id: str, role: LegRole) -> LegMedia:
-        return LegMedia(call_id, role, "127.0.0.1", 40000 if role is LegRole.CALLER else 40002)
+        leg = LegMedia(call_id, role, "127.0.0.1", 40000 + 2 * len(self.allocated))
+        self.allocated.append(leg)
+        return leg
 
     def offer(self, leg: LegMedia, like: bytes | None = None) -> bytes:
         return OFFER
@@ -105,10 +110,16 @@ class FakeMedia:
 
     def bridge(self, a: LegMedia, b: LegMedia) -> None:
         self.log.append("bridge")
+        self.bridges.append((a, b))
 
-    def record(self, call_id: str, path: Path, mode: RecordMode) -> None:
+    def release_leg(self, leg: LegMedia) -> LegStats:
+        self.released.append(leg)
+        return LegStats()
+
+    def record(self, call_id: str, path: Path, mode: RecordMode) -> RecordingId:
         self.log.append(f"record {path.name}")
         self.recording = path
+        return RecordingId(1)
 
     def release(self, call_id: str) -> MediaReport:
         size = 8000 if self.recording is not None else 0
@@ -118,17 +129,21 @@ class FakeMedia:
 class Scene:
     """One call on fakes; ``store_answer`` is the test's to script."""
 
-    def __init__(self, store_answer: Callable[[CallResult], Any]) -> None:
+    def __init__(self, store_answer: Callable[[CallResult], Any], operators: int = 1) -> None:
         self.log: list[str] = []
         self.now = 1_700_000_000.0
         self.inbound = FakeInbound(self.log)
         self.outbound: FakeOutbound | None = None
         route = Route(
             tracking_number="0312345678",
-            destinations=(Destination("sip:op1@127.0.0.1:5090", ring_timeout=5.0),),
+            destinations=tuple(
+                Destination(f"sip:op{i + 1}@127.0.0.1:5090", ring_timeout=5.0)
+                for i in range(operators)
+            ),
         )
+        self.media = FakeMedia(self.log)
         services = CallServices(
-            media=FakeMedia(self.log),  # type: ignore[arg-type]
+            media=self.media,  # type: ignore[arg-type]
             create_outbound=self._create_outbound,
             recording_path=lambda call_id, _start: Path(f"/rec/{call_id}.wav"),
             wall_clock=lambda: self.now,
@@ -195,3 +210,51 @@ async def test_a_cancel_crossing_the_answer_leaves_an_abandoned_call() -> None:
     assert result.answer_time is None and result.operator_uri == ""
     assert result.recording is None and result.end_reason == "caller-cancel"
     assert result.attempts[0].code == 200  # the operator did answer
+
+
+async def _nothing(_result: CallResult) -> None:
+    return None
+
+
+async def test_each_forwarding_attempt_has_its_own_media_leg_released_when_it_fails() -> None:
+    """Operator 1 is busy, operator 2 answers: two operator media legs, the first released
+    as soon as its attempt failed (late RTP from it can latch nothing), the caller bridged
+    to the second."""
+    scene = Scene(_nothing, operators=2)
+    task = asyncio.create_task(scene.call.run())
+    await spin_until(lambda: scene.outbound is not None, "no first operator leg")
+    first = scene.outbound
+    assert first is not None
+    first.sink(Failed(486, "Busy Here"))
+    await spin_until(lambda: scene.outbound is not first, "operator 2 was never tried")
+    caller, op1 = scene.media.allocated[:2]
+    assert scene.media.released == [op1]  # released before operator 2 rings
+    await scene.operator_answers()
+    await spin_until(lambda: "caller 200" in scene.log, "the caller never got its 200")
+    scene.inbound.sink(Hangup("bye"))
+    result = await asyncio.wait_for(task, 5.0)
+    roles = [leg.role for leg in scene.media.allocated]
+    assert roles == [LegRole.CALLER, LegRole.OPERATOR, LegRole.OPERATOR]
+    op2 = scene.media.allocated[2]
+    assert op2.local_port != op1.local_port
+    assert scene.media.bridges == [(caller, op2)]
+    assert scene.media.released == [op1]  # op2 goes with the call's release
+    assert [a.code for a in result.attempts] == [486, 200]
+    assert result.outcome is Outcome.ANSWERED
+
+
+async def test_every_operator_leg_of_a_failed_call_is_released() -> None:
+    scene = Scene(_nothing, operators=2)
+    task = asyncio.create_task(scene.call.run())
+    for n in range(2):
+        # the caller's leg and one per operator tried so far
+        await spin_until(lambda w=n + 2: len(scene.media.allocated) == w, f"operator {n + 1}")
+        await spin_until(lambda: scene.outbound is not None, "no operator leg")
+        leg = scene.outbound
+        assert leg is not None
+        scene.outbound = None
+        leg.sink(Failed(480, "Temporarily Unavailable"))
+    result = await asyncio.wait_for(task, 5.0)
+    assert scene.media.released == scene.media.allocated[1:]
+    assert scene.media.bridges == []
+    assert result.sip_code == 480 and "caller 480" in scene.log

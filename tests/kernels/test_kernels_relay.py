@@ -419,3 +419,17 @@ def test_no_latch_before_the_leg_is_configured() -> None:
     finally:
         for s in (leg, peer, probe):
             s.close()
+
+
+def test_events_still_queued_for_a_closed_leg_are_dropped() -> None:
+    """The engine thread queued a latch (and a digit) for leg 0; the leg is closed before
+    the loop drains: nothing is delivered for it (its id may already serve another leg)."""
+    for b in make_bridge(PCMU, PCMU, threaded=True):
+        b.send(0, rtp(1, 0, 0xA))
+        b.send(1, rtp(1, 0, 0xB))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (b.relay.stats(0)[0], b.relay.stats(1)[0]) != (1, 1):
+            time.sleep(0.001)  # handled by the engine thread; its events wait in the queue
+        b.relay.close(0)
+        b.relay.drain_events()
+        assert [e[:2] for e in b.events] == [("latch", 1)]

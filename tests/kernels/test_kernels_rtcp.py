@@ -100,3 +100,29 @@ def test_parity_random_network(seed: int) -> None:
             assert sp.report_interval() == sc.report_interval()
     for name in ("received", "expected", "cumulative_lost", "extended_max_seq", "jitter"):
         assert getattr(sp, name) == getattr(sc, name), name
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_parity_with_sequence_only_packets(seed: int) -> None:
+    """What the relay does: audio updates A.1 and A.8, RFC 4733 event packets A.1 only."""
+    py, cy = kernel_pair("rtcp")
+    rng = random.Random(100 + seed)
+    sp, sc = py.ReceiverStats(), cy.ReceiverStats()
+    seq, ts, now = rng.randrange(65536), rng.randrange(2**32), rng.randrange(2**32)
+    for _ in range(3000):
+        seq = (seq + (1 if rng.random() < 0.95 else rng.choice((0, 3, -2, 5000)))) % 65536
+        ts, now = (ts + 160) % 2**32, (now + 160 + rng.randrange(-30, 31)) % 2**32
+        if rng.random() < 0.2:
+            assert sp.update_seq(seq) == sc.update_seq(seq)
+        else:
+            assert sp.update(seq, ts, now) == sc.update(seq, ts, now)
+    for name in ("received", "expected", "cumulative_lost", "extended_max_seq", "jitter"):
+        assert getattr(sp, name) == getattr(sc, name), name
+
+
+def test_sequence_only_packets_leave_jitter_alone(rtcp: ModuleType) -> None:
+    st = rtcp.ReceiverStats()
+    for i in range(100):
+        st.update(2 * i, 2 * i * 160, 9000 + 2 * i * 160)
+        st.update_seq(2 * i + 1)  # an event packet between audio packets: same clock
+    assert st.jitter == 0 and st.cumulative_lost == 0

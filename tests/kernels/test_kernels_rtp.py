@@ -265,3 +265,38 @@ def test_rewrite_parity_on_captured_packets() -> None:
         a, b = bytearray(data), bytearray(data)
         assert wp.rewrite(a) == wc.rewrite(b) == 12
         assert a == b
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_parity_with_elapsed_gaps_and_own_frames(seed: int) -> None:
+    """What cext.relay does with the stream: relayed packets whose new sources continue
+    after the real elapsed time (``gap``), mixed with frames of our own (prompts)."""
+    py, cy = kernel_pair("rtp")
+    rng = random.Random(1000 + seed)
+    first = (rng.randrange(2**32), rng.randrange(65536), rng.randrange(2**32))
+    wp, wc = py.RtpRewriter(*first), cy.RtpRewriter(*first)
+    for pkt in random_stream(rng, 2000):
+        if rng.random() < 0.05:
+            samples = rng.choice((160, 240, 80))
+            assert wp.own_frame(samples) == wc.own_frame(samples)
+            continue
+        gap = rng.choice((None, 160, 161, 8000, rng.randrange(2**32)))
+        a, b = bytearray(pkt), bytearray(pkt)
+        assert wp.rewrite(a, gap) == wc.rewrite(b, gap)
+        assert a == b
+    assert wp.source_changes == wc.source_changes
+
+
+def test_a_source_after_our_own_frames_continues_them_marked(rtp: ModuleType) -> None:
+    """Prompt, then relay (RFC 3550 §5.1): the relayed packet follows our last frame by one
+    sequence number and by the gap, with the marker bit; then the prompt follows it."""
+    w = rtp.RtpRewriter(9, 100, 16000)
+    assert w.own_frame(160) == (100, 16000)  # as if seq 99 / ts 15840 had been sent
+    assert w.own_frame(160) == (101, 16160)
+    buf = packet(7, 777, 0xAB, marker=False)
+    w.rewrite(buf, 480)
+    assert seq_ts_ssrc(buf) == (102, 16640, 9) and buf[1] & 0x80
+    buf = packet(8, 777 + 160, 0xAB)
+    w.rewrite(buf, 480)  # same source: the gap does not apply
+    assert seq_ts_ssrc(buf) == (103, 16800, 9) and not buf[1] & 0x80
+    assert w.own_frame(160) == (104, 16960)

@@ -1,5 +1,4 @@
 import asyncio
-import importlib
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -8,9 +7,20 @@ import pytest
 import uvloop
 
 from mediasrv.media import engine
+from mediasrv.media.packet_path_cy import CyPacketPath, CyThreadPacketPath
 from mediasrv.media.packet_path_py import PyPacketPath
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# Every media test runs over every engine (issue 9, Tests): the pure-Python reference, the
+# Cython relay driven by event-loop callbacks, and the Cython engine thread that production
+# runs. The Cython paths are imported unconditionally: a missing extension is a failure here,
+# never a silently smaller matrix.
+PACKET_PATHS: dict[str, engine.PacketPathFactory] = {
+    "python": PyPacketPath,
+    "cython": CyPacketPath,
+    "cython-thread": CyThreadPacketPath,
+}
 
 
 def pytest_asyncio_loop_factories(
@@ -20,20 +30,9 @@ def pytest_asyncio_loop_factories(
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
-def _packet_paths() -> dict[str, engine.PacketPathFactory]:
-    """The reference, plus the Cython packet path once ``mediasrv.media.packet_path_cy``
-    provides ``CyPacketPath``: the same behaviour tests then run over both."""
-    found: dict[str, engine.PacketPathFactory] = {"python": PyPacketPath}
-    try:
-        module = importlib.import_module("mediasrv.media.packet_path_cy")
-    except ImportError:
-        return found
-    found["cython"] = module.CyPacketPath
-    return found
-
-
-@pytest.fixture(autouse=True, params=sorted(_packet_paths()))
+@pytest.fixture(autouse=True, params=sorted(PACKET_PATHS))
 def packet_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    factory = _packet_paths()[request.param]
+    """The engine every ``MediaEngine`` built in the test uses (its default packet path)."""
+    factory = PACKET_PATHS[request.param]
     monkeypatch.setattr(engine, "default_packet_path", lambda: factory)
     yield request.param

@@ -9,37 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
 from media_peers import HOST, Peer, Rtp, answer_sdp, offer_sdp
 
-from mediasrv.media import engine as engine_module
 from mediasrv.media.api import LegMedia, LegRole, MediaEvent
-from mediasrv.media.engine import MediaEngine, PacketPathFactory
-from mediasrv.media.packet_path_py import PyPacketPath
+from mediasrv.media.engine import MediaEngine
 
 PORT_MIN, PORT_MAX = 42400, 42598  # private to this file
-
-
-def _paths() -> dict[str, PacketPathFactory]:
-    found: dict[str, PacketPathFactory] = {"python": PyPacketPath}
-    try:
-        from mediasrv.media.packet_path_cy import CyPacketPath, CyThreadPacketPath
-    except ImportError:
-        return found
-    found["cython"] = CyPacketPath
-    found["cython-thread"] = CyThreadPacketPath
-    return found
-
-
-@pytest.fixture(autouse=True, params=sorted(_paths()))
-def packet_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Overrides the conftest fixture: here the engine thread is a third path."""
-    factory = _paths()[request.param]
-    monkeypatch.setattr(engine_module, "default_packet_path", lambda: factory)
-    yield request.param
 
 
 def voice(i: int) -> bytes:

@@ -219,7 +219,7 @@ async def test_engine_records_a_bridged_call(tmp_path: Path) -> None:
         )
         await asyncio.sleep(max(0.0, t0 + (i + 1) * 0.02 - time.monotonic()))
     report = engine.release("rec")
-    await engine.flush_recordings()
+    await engine.flush()
     assert report.recording == tmp_path / "call.wav"
     assert report.recording_bytes == report.recording.stat().st_size
     audio = read_stereo(report.recording)
@@ -317,7 +317,7 @@ async def test_unwritable_recording_is_left_out_of_the_report(tmp_path: Path) ->
     leg = engine.allocate("f", LegRole.CALLER)
     engine.answer(leg, offer_sdp(peer.port))
     engine.record("f", blocker / "call.wav", RecordMode.BOTH)
-    await engine.flush_recordings()
+    await engine.flush()
     peer.send(Rtp(0, 1, 160, 1, b"\xff" * 160), (HOST, leg.local_port))
     await asyncio.sleep(0.05)
     report = engine.release("f")

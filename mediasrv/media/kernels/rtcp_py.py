@@ -38,16 +38,21 @@ class ReceiverStats:
 
     def update(self, seq: int, rtp_ts: int, arrival: int) -> bool:
         """Account one packet (A.1 update_seq, A.8 jitter); False if not (yet) valid."""
+        if not self.update_seq(seq):
+            return False
+        self._update_jitter(rtp_ts, arrival)
+        return True
+
+    def update_seq(self, seq: int) -> bool:
+        """A.1 only (a packet that must not move the jitter estimate, e.g. an RFC 4733
+        event: all its packets carry the event's start timestamp); False if not valid."""
         seq &= 0xFFFF
         if not self._started:
             self._started = True
             self._init_seq(seq)
             self.max_seq = (seq - 1) & 0xFFFF
             self.probation = MIN_SEQUENTIAL
-        if not self._update_seq(seq):
-            return False
-        self._update_jitter(rtp_ts, arrival)
-        return True
+        return self._update_seq(seq)
 
     def _init_seq(self, seq: int) -> None:
         self.base_seq = seq

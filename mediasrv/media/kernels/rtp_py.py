@@ -122,7 +122,14 @@ def pack_rtp_header(
 
 
 class RtpRewriter:
-    """Rewrites the packets one leg sends: SSRC, seq/ts offsets, PT map, marker."""
+    """Rewrites the packets one leg sends: SSRC, seq/ts offsets, PT map, marker.
+
+    One outgoing stream (our SSRC): each new source continues it (RFC 3550 §5.1), its first
+    packet one sequence number and ``gap`` timestamp units after the newest packet sent
+    (``ts_step`` unless the caller knows the real gap: the relay passes the elapsed time),
+    with the marker bit. :meth:`own_frame` puts a frame of our own (a prompt) on the stream.
+    The Cython twin keeps this state in the ``rtp_out_t`` struct that cext.relay embeds.
+    """
 
     def __init__(
         self, ssrc: int, first_sequence: int, first_timestamp: int, ts_step: int = 160
@@ -130,14 +137,14 @@ class RtpRewriter:
         self.ssrc = ssrc % RTP_TS_MOD
         self.ts_step = ts_step % RTP_TS_MOD  # timestamp gap assumed across a source change
         self._pt_map = list(range(128))
-        self._next_seq = first_sequence % RTP_SEQ_MOD
-        self._next_ts = first_timestamp % RTP_TS_MOD
+        # As if the packet before first_sequence / first_timestamp had been sent.
+        self._last_seq = (first_sequence - 1) % RTP_SEQ_MOD
+        self._last_ts = (first_timestamp - ts_step) % RTP_TS_MOD
         self._have_source = False
         self._source_ssrc = 0
         self._seq_delta = 0
         self._ts_delta = 0
-        self._last_seq = 0
-        self._last_ts = 0
+        self._sent = False  # anything on the stream yet (a later new source is marked)
         self._mark_next = False
         self.source_changes = 0
 
@@ -151,8 +158,10 @@ class RtpRewriter:
         """Set the marker bit on the next packet (a discontinuity, RFC 3550 §5.1 M)."""
         self._mark_next = True
 
-    def rewrite(self, packet: bytearray) -> int:
-        """Rewrite in place; returns the payload offset, or a negative RTP_ERR_* code."""
+    def rewrite(self, packet: bytearray, gap: int | None = None) -> int:
+        """Rewrite in place; returns the payload offset, or a negative RTP_ERR_* code.
+        ``gap``: timestamp units between the newest packet sent and this one if it starts
+        a new source (default ``ts_step``)."""
         offset, _ = payload_bounds(packet)
         if offset < 0:
             return offset
@@ -162,8 +171,11 @@ class RtpRewriter:
         seq = (packet[2] << 8) | packet[3]
         ts = int.from_bytes(packet[4:8], "big")
         ssrc = int.from_bytes(packet[8:12], "big")
-        if not self._have_source or ssrc != self._source_ssrc:
-            self._adopt_source(ssrc, seq, ts)
+        step = self.ts_step if gap is None else gap % RTP_TS_MOD
+        if self._map(ssrc, seq, ts, step) and self._sent:
+            self.source_changes += 1  # a discontinuity the receiver is told of
+            self._mark_next = True
+        self._sent = True
         out_seq = (seq + self._seq_delta) % RTP_SEQ_MOD
         out_ts = (ts + self._ts_delta) % RTP_TS_MOD
         self._advance(out_seq, out_ts)
@@ -176,19 +188,24 @@ class RtpRewriter:
         packet[8:12] = self.ssrc.to_bytes(4, "big")
         return offset
 
-    def _adopt_source(self, ssrc: int, seq: int, ts: int) -> None:
-        """Map a (new) source so its first packet continues the outgoing stream."""
-        if self._have_source:
-            self.source_changes += 1
-            self._mark_next = True
-            self._next_seq = (self._last_seq + 1) % RTP_SEQ_MOD
-            self._next_ts = (self._last_ts + self.ts_step) % RTP_TS_MOD
+    def own_frame(self, samples: int) -> tuple[int, int]:
+        """(seq, ts) of a frame of our own, ``samples`` after the newest packet sent; what is
+        relayed after it is a new source again (it continues from here)."""
+        self._last_seq = (self._last_seq + 1) % RTP_SEQ_MOD
+        self._last_ts = (self._last_ts + samples) % RTP_TS_MOD
+        self._have_source = False
+        self._sent = True
+        return self._last_seq, self._last_ts
+
+    def _map(self, ssrc: int, seq: int, ts: int, gap: int) -> bool:
+        """Map a (new) source so its first packet continues the stream; True if new."""
+        if self._have_source and ssrc == self._source_ssrc:
+            return False
         self._have_source = True
         self._source_ssrc = ssrc
-        self._seq_delta = (self._next_seq - seq) % RTP_SEQ_MOD
-        self._ts_delta = (self._next_ts - ts) % RTP_TS_MOD
-        self._last_seq = (self._next_seq - 1) % RTP_SEQ_MOD
-        self._last_ts = self._next_ts
+        self._seq_delta = (self._last_seq + 1 - seq) % RTP_SEQ_MOD
+        self._ts_delta = (self._last_ts + gap - ts) % RTP_TS_MOD
+        return True
 
     def _advance(self, out_seq: int, out_ts: int) -> None:
         """Remember the newest outgoing seq/ts (a late, reordered packet does not go back)."""
