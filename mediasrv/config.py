@@ -24,6 +24,7 @@ from mediasrv.media.api import RecordMode
 __all__ = [
     "DEFAULT_COUNTRY_CODE",
     "AnalysisSettings",
+    "ApiConfig",
     "AuthGuardConfig",
     "BlockedPolicy",
     "Config",
@@ -374,6 +375,31 @@ class StoreConfig:
 # --- end [store] -------------------------------------------------------------------------
 
 
+# --- [api] (issue 12 §1-§4: the integrator REST API) --------------------------------------
+@dataclass(frozen=True)
+class ApiConfig:
+    max_body_bytes: int = 1_048_576  # a JSON request body; larger is 413
+    max_upload_bytes: int = 20_971_520  # a prompt WAV upload; larger is 413
+    idempotency_ttl: float = 86400.0  # seconds an Idempotency-Key's first answer is kept
+    max_page: int = 500  # the most items one page of a list may ask for
+    secret_overlap: float = 86400.0  # seconds a rotated webhook secret keeps signing
+
+
+def _api(ctx: _Ctx, data: object) -> ApiConfig:
+    d = ApiConfig()
+    t = _Table(ctx, ("api",), data, ApiConfig.__dataclass_fields__)
+    return ApiConfig(
+        max_body_bytes=t.int_("max_body_bytes", d.max_body_bytes, 1024, 64 * 1024 * 1024),
+        max_upload_bytes=t.int_("max_upload_bytes", d.max_upload_bytes, 1024, 512 * 1024 * 1024),
+        idempotency_ttl=t.float_("idempotency_ttl", d.idempotency_ttl, 1.0, 30 * 86400.0),
+        max_page=t.int_("max_page", d.max_page, 1, 10_000),
+        secret_overlap=t.float_("secret_overlap", d.secret_overlap, 0.0, 30 * 86400.0),
+    )
+
+
+# --- end [api] ---------------------------------------------------------------------------
+
+
 # --- [notify] and [notify.smtp] (issue 12: webhooks and email from the outbox) ------------
 @dataclass(frozen=True)
 class SmtpConfig:
@@ -488,6 +514,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)  # issue 9 §5
+    api: ApiConfig = field(default_factory=ApiConfig)  # issue 12
     trunks: tuple[TrunkConfig, ...] = ()
     numbers: tuple[NumberConfig, ...] = ()
     source: str = "<defaults>"
@@ -1142,6 +1169,7 @@ _SECTIONS = (
     "store",
     "notify",
     "prompts",
+    "api",
     "trunks",
     "numbers",
 )
@@ -1157,6 +1185,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
     store = _store(ctx, raw.get("store", {}))
     notify = _notify(ctx, raw.get("notify", {}))
     prompts = _prompts(ctx, raw.get("prompts", {}))
+    api = _api(ctx, raw.get("api", {}))
     trunks = tuple(_trunk(ctx, i, d) for i, d in enumerate(top.tables("trunks")))
     seen_trunks: dict[str, int] = {}
     for i, tr in enumerate(trunks):
@@ -1194,6 +1223,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
         store=store,
         notify=notify,
         prompts=prompts,
+        api=api,
         trunks=trunks,
         numbers=numbers,
         source=ctx.source,

@@ -38,6 +38,8 @@ from mediasrv.api.auth import Principal, Scope, TokenStore, bearer_token
 from mediasrv.api.csv_export import csv_header, csv_rows
 from mediasrv.api.hosts import HostAllowlist
 from mediasrv.api.openapi import openapi_document
+from mediasrv.api.v1.problem import Problem, problem_response
+from mediasrv.api.v1.root import PROBLEM_PREFIXES, V1Api
 from mediasrv.outputs.calllog import CallLog, Disposition
 from mediasrv.outputs.metrics import CONTENT_TYPE, Metrics
 from mediasrv.outputs.recordings import is_within
@@ -95,6 +97,10 @@ def _route(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+def _is_v1(request: web.Request) -> bool:
+    return request.path.startswith(PROBLEM_PREFIXES)
+
+
 @web.middleware
 async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -104,9 +110,17 @@ async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamR
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        return _json_error(e.status, e.reason)
+        # 405 keeps its Allow header (RFC 9110 §15.5.6); the v1 API answers problem+json
+        keep = {k: v for k, v in e.headers.items() if k in ("Allow", "Content-Range")}
+        if _is_v1(request):
+            return problem_response(Problem(e.status, e.reason, headers=keep))
+        response = _json_error(e.status, e.reason)
+        response.headers.update(keep)
+        return response
     except Exception:
         log.exception("HTTP %s %s failed", request.method, request.path)
+        if _is_v1(request):
+            return problem_response(Problem(500, "internal error"))
         return _json_error(500, "internal error")
 
 
@@ -178,8 +192,10 @@ class HttpServer:
         recordings_dir: Path | None = None,
         *,
         policy: HttpPolicy,
+        v1: V1Api | None = None,
     ) -> None:
         self.host = host
+        self._v1 = v1  # issue 12: the integrator API (its own modules, mounted here)
         self._port = port
         self.policy = policy
         self._hosts = HostAllowlist(host, policy.allowed_hosts)
@@ -217,10 +233,22 @@ class HttpServer:
         if token is None:
             return _unauthorized(None)
         principal = self.policy.tokens.authenticate(token)
-        if principal is None or not principal.allows(Scope.ADMIN):
+        if principal is None and self._v1 is not None:
+            principal = await self._v1.authenticate(token)
+        if principal is None:
             return _unauthorized("invalid_token")
+        if not principal.allows(Scope.ADMIN) and not self._tenant_path(request.path):
+            # RFC 6750 §3.1: a valid token without the scope the resource needs
+            response = _json_error(403, "this token is scoped to one business")
+            response.headers["WWW-Authenticate"] = (
+                'Bearer realm="mediasrv", error="insufficient_scope", scope="admin"'
+            )
+            return response
         request[PRINCIPAL] = principal
         return await handler(request)
+
+    def _tenant_path(self, path: str) -> bool:
+        return self._v1 is not None and path.startswith(self._v1.tenant_prefixes)
 
     async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
         response.headers.update(SECURITY_HEADERS)
@@ -239,6 +267,8 @@ class HttpServer:
         app.router.add_get("/api/v1/calls.csv", self._export_calls)
         app.router.add_get("/api/v1/calls/{call_id}", self._get_call)
         app.router.add_get("/api/v1/calls/{call_id}/recording", self._get_recording)
+        if self._v1 is not None:
+            self._v1.mount(app)
         return app
 
     async def start(self) -> None:
@@ -293,7 +323,13 @@ class HttpServer:
         return web.json_response(body, status=503 if reasons else 200)
 
     async def _get_openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(openapi_document(MAX_LIMIT))
+        doc = openapi_document(MAX_LIMIT)
+        if self._v1 is not None:
+            doc = self._v1.extend_openapi(doc)
+            for path in self.policy.open_endpoints:  # served without a token
+                for op in doc["paths"].get(path, {}).values():
+                    op["security"] = []
+        return web.json_response(doc)
 
     async def _get_metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE})
