@@ -83,10 +83,13 @@ def _json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def _unauthorized(error: str | None) -> web.Response:
+def _unauthorized(error: str | None, problem: bool = False) -> web.Response:
     # RFC 6750 §3: the challenge; §3.1: error="invalid_token" when a token was presented.
     challenge = 'Bearer realm="mediasrv"' + (f', error="{error}"' if error else "")
-    response = _json_error(401, "a valid bearer token is required")
+    message = "a valid bearer token is required"
+    if problem:
+        return problem_response(Problem(401, message, headers={"WWW-Authenticate": challenge}))
+    response = _json_error(401, message)
     response.headers["WWW-Authenticate"] = challenge
     return response
 
@@ -229,20 +232,25 @@ class HttpServer:
             return _json_error(421, "this server does not answer that Host name")
         if request.path in self.policy.open_endpoints:
             return await handler(request)
+        v1 = _is_v1(request)
         token = bearer_token(request.headers.get("Authorization"))
         if token is None:
-            return _unauthorized(None)
+            return _unauthorized(None, v1)
         principal = self.policy.tokens.authenticate(token)
         if principal is None and self._v1 is not None:
             principal = await self._v1.authenticate(token)
         if principal is None:
-            return _unauthorized("invalid_token")
+            return _unauthorized("invalid_token", v1)
         if not principal.allows(Scope.ADMIN) and not self._tenant_path(request.path):
             # RFC 6750 §3.1: a valid token without the scope the resource needs
-            response = _json_error(403, "this token is scoped to one business")
-            response.headers["WWW-Authenticate"] = (
-                'Bearer realm="mediasrv", error="insufficient_scope", scope="admin"'
-            )
+            challenge = 'Bearer realm="mediasrv", error="insufficient_scope", scope="admin"'
+            message = "this token is scoped to one business"
+            if v1:
+                return problem_response(
+                    Problem(403, message, headers={"WWW-Authenticate": challenge})
+                )
+            response = _json_error(403, message)
+            response.headers["WWW-Authenticate"] = challenge
             return response
         request[PRINCIPAL] = principal
         return await handler(request)
