@@ -144,9 +144,14 @@ def _from_json(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
 def _config_problem(exc: ConfigError, prefix: str = "") -> Problem:
+    """The business file's located error; ``field`` as a path: ``operators/2/sip``."""
+    field = _INDEX.sub(r".\1", exc.key).replace(".", "/")
     return Problem(422, str(exc) if not prefix else f"{exc.key}: {exc.message}",
-                   slug="invalid-configuration", field=exc.key.replace(".", "/"))
+                   slug="invalid-configuration", field=field)
 
 
 class _Current:

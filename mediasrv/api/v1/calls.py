@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from mediasrv.api.v1.downloads import file_download
 from mediasrv.api.v1.problem import Problem
 from mediasrv.api.v1.services import Services
 from mediasrv.api.v1.spec import Op, Param, Req, Resp, json_ok
@@ -176,7 +177,7 @@ class CallResources:
             raise Problem(404, f"call {rec.call_id!r} has no analysis (yet)", slug="no-analysis")
         return json_ok({"call_id": rec.call_id, "analysis": rec.analysis})
 
-    async def _audio(self, rec: CallRecord) -> web.FileResponse:
+    async def _audio(self, request: web.Request, rec: CallRecord) -> web.StreamResponse:
         if not rec.recording_path:
             raise Problem(404, f"call {rec.call_id!r} has no recording", slug="no-recording")
         path = Path(rec.recording_path)
@@ -184,7 +185,7 @@ class CallResources:
         if problem:
             raise Problem(404, f"the recording of call {rec.call_id!r} is {problem}",
                           slug="no-recording")
-        return web.FileResponse(path, headers={
+        return await file_download(request, path, {
             "Content-Type": "audio/wav",
             "Content-Disposition": f'inline; filename="{rec.call_id}.wav"',
         })
@@ -196,13 +197,13 @@ class CallResources:
         return "" if path.is_file() else "missing"
 
     async def get_recording(self, req: Req) -> web.StreamResponse:
-        return await self._audio(await self._call(req))
+        return await self._audio(req.request, await self._call(req))
 
     async def get_voicemail_audio(self, req: Req) -> web.StreamResponse:
         rec = await self._call(req)
         if rec.disposition is not Disposition.VOICEMAIL:
             raise Problem(404, f"call {rec.call_id!r} is not a voicemail", field="path:call_id")
-        return await self._audio(rec)
+        return await self._audio(req.request, rec)
 
 
 def call_ops(services: Services) -> list[Op]:

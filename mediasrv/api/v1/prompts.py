@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from mediasrv.api.v1.downloads import file_download
 from mediasrv.api.v1.problem import Problem
 from mediasrv.api.v1.services import Services
 from mediasrv.api.v1.spec import Op, Param, Req, Resp, json_ok
@@ -99,7 +100,7 @@ class PromptResources:
         path = store.directory / entry.file
         if not await asyncio.to_thread(path.is_file):
             raise Problem(404, f"the audio of prompt {req.params['name']!r} is missing")
-        return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
+        return await file_download(req.request, path, {"Content-Type": "audio/wav"})
 
     async def delete_prompt(self, req: Req) -> web.Response:
         store, entry = self._entry(req)
