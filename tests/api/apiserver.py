@@ -97,6 +97,7 @@ class Tenant:
     delivery_id: int = 0
     prompt: str = "greeting"
     token_id: str = ""
+    version: int = 0  # the business's first version
 
 
 @dataclass
@@ -105,6 +106,7 @@ class Running:
     admin: str
     tenants: dict[str, Tenant]
     root: Path
+    ops: list[tuple[str, str, str]]  # (method, path, operationId) of every v1 operation
 
     def auth(self, who: str) -> dict[str, str]:
         token = self.admin if who == "admin" else self.tenants[who].token
@@ -160,21 +162,23 @@ class ApiServerThread:
             recordings_dir=var / "recordings",
             limits=self.limits,
         )
+        v1 = V1Api(services, PRINCIPAL)
         self.server = HttpServer(
             "127.0.0.1", 0, Metrics(), self.calls, lambda: {"status": "ok"},
             var / "recordings", policy=HttpPolicy(StaticTokenStore.server(hash_token(admin))),
-            v1=V1Api(services, PRINCIPAL),
+            v1=v1,
         )
         tenants = {}
         for i, slug in enumerate(("alpha", "bravo")):
             tenants[slug] = await self._seed(slug, i, var)
         await self.server.start()
-        return Running(f"http://127.0.0.1:{self.server.port}", admin, tenants, self.root)
+        ops = [(op.method, op.path, op.op_id) for op in v1.api.ops]
+        return Running(f"http://127.0.0.1:{self.server.port}", admin, tenants, self.root, ops)
 
     async def _seed(self, slug: str, i: int, var: Path) -> Tenant:
-        await self.businesses.apply(load_business_text(business_text(slug)), "test")
+        applied = await self.businesses.apply(load_business_text(business_text(slug)), "test")
         info, token = await self.api_store.create_token(slug, "test")
-        tenant = Tenant(slug, token, token_id=info.token_id)
+        tenant = Tenant(slug, token, token_id=info.token_id, version=applied.version)
         for n in range(3):
             call_id = f"{slug}{n:03d}"
             rec = CallRecord(call_id, f"sip-{call_id}", NUMBERS[slug], "+819012345678",
