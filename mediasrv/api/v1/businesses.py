@@ -58,8 +58,8 @@ FILE_BODY: dict[str, Any] = {
     "type": "object",
     "required": ["text"],
     "additionalProperties": False,
-    "properties": {"text": {"type": "string", "maxLength": 1_000_000,
-                            "description": "the business file (TOML)"}},
+    # no maxLength: the size bound is the request body limit ([api] max_body_bytes, 413)
+    "properties": {"text": {"type": "string", "description": "the business file (TOML)"}},
 }
 FILE_DOC: dict[str, Any] = {
     "type": "object",

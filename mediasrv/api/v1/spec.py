@@ -39,6 +39,7 @@ __all__ = ["SLUG_SCHEMA", "Api", "Op", "Param", "Req", "Resp", "json_ok", "page_
 
 JSON = "application/json"
 SLUG_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"}
+BUSINESS_PATH: dict[str, Any] = {"type": "string"}
 IDEMPOTENCY_KEY_MAX = 255
 _PATH_PARAM = re.compile(r"\{([a-z_]+)\}")
 
@@ -204,7 +205,9 @@ class Api:
     def _all_params(self, op: Op) -> list[Param]:
         params = list(op.params)
         if "business" in op.path_params and not any(p.name == "business" for p in params):
-            params.insert(0, Param("business", "path", SLUG_SCHEMA, "the business (slug)", True))
+            # no pattern: a name that is not a slug is simply a business that does not exist
+            # (404), the same answer as another tenant's business
+            params.insert(0, Param("business", "path", BUSINESS_PATH, "the business (slug)", True))
         return params
 
     async def _handle(self, op: Op, request: web.Request) -> web.StreamResponse:
@@ -348,9 +351,12 @@ class Api:
             for p in self._all_params(op)
         ]
         if op.config_write:
-            params.append({"name": "If-Match", "in": "header", "required": True,
+            # Required by the server (428 without it, RFC 6585 §3), but declared optional here:
+            # a missing header is a documented 428, not a malformed request (400/422).
+            params.append({"name": "If-Match", "in": "header", "required": False,
                            "schema": {"type": "string"},
-                           "description": "the ETag of the configuration this change is based on"})
+                           "description": "the ETag of the configuration this change is based "
+                           "on; required: 428 without it, 412 when it is not the current one"})
         if op.method == "POST":
             params.append({"name": "Idempotency-Key", "in": "header", "required": False,
                            "schema": {"type": "string", "minLength": 1,
@@ -362,7 +368,7 @@ class Api:
             doc["requestBody"] = {"required": True, "content": {JSON: {"schema": op.body}}}
         elif op.raw_body is not None:
             doc["requestBody"] = {"required": True, "content": {op.raw_body: {
-                "schema": {"type": "string", "contentMediaType": op.raw_body}}}}
+                "schema": {"type": "string", "format": "binary"}}}}
         doc["responses"] = self._responses(op)
         return doc
 
