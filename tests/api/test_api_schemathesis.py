@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -85,4 +86,7 @@ peers = ["alpha", "bravo"]
     if os.environ.get("MEDIASRV_ST_OUT"):  # keep the whole report for a look
         Path(os.environ["MEDIASRV_ST_OUT"]).write_text(out)
     assert proc.returncode == 0, out[-12000:]
-    assert "object_level_authorization" in out or "Object-level" in out or "passed" in out
+    selected = re.search(r"Selected: (\d+)/", out)
+    tested = re.search(r"Tested: (\d+)", out)
+    assert selected and tested and tested.group(1) == selected.group(1)
+    assert int(tested.group(1)) == sum(1 for _, path, _ in fresh.ops)  # every v1 operation
