@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from apiserver import Running, running_server  # noqa: E402
+from apiserver import Running, running_server
 
 
 @pytest.fixture(scope="module")

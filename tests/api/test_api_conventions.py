@@ -4,12 +4,11 @@ If-Match (428, 412), cursor pagination, and HTTP Range on downloads (206, 416, I
 
 from __future__ import annotations
 
+import io
 import re
 import wave
-import io
 
 import requests
-
 from apiserver import Running
 
 PROBLEM = "application/problem+json"

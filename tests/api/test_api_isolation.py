@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from apiserver import NUMBERS, Running
 
 # A valid body per operation, so that a 404 cannot come from a request refused for its body.

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from apiserver import Running, running_server
 
 CHECKS = (

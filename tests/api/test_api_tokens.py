@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import requests
-
 from apiserver import Running
+
 from mediasrv.api.v1.store import TOKEN_SCAN_REGEX
 
 
