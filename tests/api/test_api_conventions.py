@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import re
 import wave
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from apiserver import Running
@@ -224,3 +225,18 @@ def test_openapi_is_3_1_with_webhooks_and_every_route(api: Running) -> None:
         for method, op in methods.items():
             if path.startswith("/api/v1/businesses") or path.startswith("/api/v1/tokens"):
                 assert "operationId" in op and "401" in op["responses"], (method, path)
+
+
+def test_two_editors_with_the_same_etag_one_wins(api: Running) -> None:
+    url = f"{api.base}/api/v1/businesses/alpha/blocklist"
+    etag = requests.get(url, headers=api.auth("alpha"), timeout=10).headers["ETag"]
+
+    def put(number: str) -> int:
+        return requests.put(url, json={"numbers": [number]},
+                            headers={**api.auth("alpha"), "If-Match": etag},
+                            timeout=20).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = sorted(pool.map(put, ["+819011110001", "+819011110002", "+819011110003",
+                                      "+819011110004"]))
+    assert codes == [200, 412, 412, 412]

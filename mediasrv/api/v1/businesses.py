@@ -13,7 +13,9 @@ and integrators get the ETag from any GET), 412 when another write came first.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import Awaitable, Callable
 import json
 import re
 import tomllib
@@ -168,6 +170,10 @@ class _Current:
 class BusinessResources:
     def __init__(self, services: Services) -> None:
         self.s = services
+        # If-Match check and apply as one step, so two writers holding the same ETag cannot
+        # both pass the check (within this server; another process's `business apply`
+        # between the two is caught by the next write's ETag).
+        self._write_lock = asyncio.Lock()
 
     async def _current(self, slug: str) -> _Current:
         infos = {b.slug: b for b in await self.s.businesses.businesses()}
@@ -235,6 +241,14 @@ class BusinessResources:
     async def get_config(self, req: Req) -> web.Response:
         cur = await self._current(req.business)
         return json_ok(_jsonable(cur.data), headers={"ETag": cur.etag})
+
+    def locked(self, handler: Callable[[Req], Awaitable[web.Response]]
+               ) -> Callable[[Req], Awaitable[web.Response]]:
+        async def run(req: Req) -> web.Response:
+            async with self._write_lock:
+                return await handler(req)
+
+        return run
 
     async def put_config(self, req: Req) -> web.Response:
         cur = await self._current(req.business)
@@ -333,7 +347,7 @@ class BusinessResources:
             data[section] = items
             return await self._apply_data(req, data)
 
-        return list_items, get_item, put_item, delete_item
+        return list_items, get_item, self.locked(put_item), self.locked(delete_item)
 
     async def get_blocklist(self, req: Req) -> web.Response:
         cur = await self._current(req.business)
@@ -367,19 +381,19 @@ def business_ops(services: Services) -> list[Op]:
         Op("GET", "/api/v1/businesses", "listBusinesses", "The businesses this token sees",
            r.list_businesses, {200: Resp("OK", list_of(BUSINESS_INFO))}, tag="businesses"),
         Op("POST", "/api/v1/businesses", "createBusiness", "Create a business from its file",
-           r.create_business, {201: Resp("created", _OBJ, headers=("ETag", "Location")),
+           r.locked(r.create_business), {201: Resp("created", _OBJ, headers=("ETag", "Location")),
                                409: Resp("the business or one of its numbers exists")},
            body=FILE_BODY, admin_only=True, tag="businesses"),
         Op("GET", b, "getBusiness", "One business", r.get_business, {200: ok}, tag="businesses"),
         Op("GET", b + "/config", "getConfig", "The whole configuration as JSON",
            r.get_config, {200: Resp("OK", _OBJ, headers=_ETAG)}, tag="businesses"),
         Op("PUT", b + "/config", "putConfig", "Replace the whole configuration (JSON)",
-           r.put_config, {200: applied}, body={"type": "object"}, config_write=True,
+           r.locked(r.put_config), {200: applied}, body={"type": "object"}, config_write=True,
            tag="businesses"),
         Op("GET", b + "/file", "getBusinessFile", "The business file of the current version",
            r.get_file, {200: Resp("OK", FILE_DOC, headers=_ETAG)}, tag="flows"),
         Op("PUT", b + "/file", "applyBusinessFile", "Apply a business file (a new version)",
-           r.put_file, {200: applied}, body=FILE_BODY, config_write=True, tag="flows"),
+           r.locked(r.put_file), {200: applied}, body=FILE_BODY, config_write=True, tag="flows"),
         Op("POST", b + "/file/validate", "validateBusinessFile",
            "Check a business file without applying it (422 names the line and key)",
            r.validate_file, {200: Resp("valid", VALIDATION)}, body=FILE_BODY, tag="flows"),
@@ -392,7 +406,7 @@ def business_ops(services: Services) -> list[Op]:
         Op("GET", b + "/blocklist", "getBlocklist", "The business's blocklist",
            r.get_blocklist, {200: Resp("OK", BLOCKLIST, headers=_ETAG)}, tag="blocklists"),
         Op("PUT", b + "/blocklist", "putBlocklist", "Replace the business's blocklist",
-           r.put_blocklist, {200: applied}, body=BLOCKLIST, config_write=True, tag="blocklists"),
+           r.locked(r.put_blocklist), {200: applied}, body=BLOCKLIST, config_write=True, tag="blocklists"),
     ]
     for section, (key, key_schema, doc) in SECTIONS.items():
         list_items, get_item, put_item, delete_item = r.section_handlers(section)
