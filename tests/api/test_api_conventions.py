@@ -5,6 +5,7 @@ If-Match (428, 412), cursor pagination, and HTTP Range on downloads (206, 416, I
 from __future__ import annotations
 
 import io
+import json
 import re
 import wave
 from concurrent.futures import ThreadPoolExecutor
@@ -240,3 +241,32 @@ def test_two_editors_with_the_same_etag_one_wins(api: Running) -> None:
         codes = sorted(pool.map(put, ["+819011110001", "+819011110002", "+819011110003",
                                       "+819011110004"]))
     assert codes == [200, 412, 412, 412]
+
+
+NASTY_CONFIGS = [
+    {"business": "alpha"},
+    {"business": {"slug": "alpha"}, "operators": "x"},
+    {"business": {"slug": "alpha"}, "operators": [1, None, {"name": []}]},
+    {"business": {"slug": "alpha"}, "schedules": [{"name": "s", "overrides": "x"}]},
+    {"business": {"slug": "alpha"}, "schedules": [{"name": "s", "overrides": [{"from": 5}]}]},
+    {"business": {"slug": "alpha"}, "schedules": {"name": "s"}},
+    {"business": {"slug": "alpha"}, "numbers": [{"number": {"a": 1}}]},
+    {"business": {"slug": "alpha"}, "blocklist": {"numbers": "+81"}},
+    {"business": {"slug": "alpha", "duplicate_window": 1e400}},
+    {"business": {"slug": "bravo"}},
+]
+
+
+def test_malformed_configuration_is_422_never_500(api: Running) -> None:
+    url = f"{api.base}/api/v1/businesses/alpha/config"
+    for bad in NASTY_CONFIGS:
+        etag = requests.get(url, headers=api.auth("alpha"), timeout=10).headers["ETag"]
+        resp = requests.put(url, data=json.dumps(bad).replace("Infinity", "1e400"),
+                            headers={**api.auth("alpha"), "If-Match": etag,
+                                     "Content-Type": "application/json"}, timeout=10)
+        assert resp.status_code == 422, (bad, resp.status_code, resp.text[:300])
+        assert resp.json()["field"]
+    deep = "[" * 30_000 + "]" * 30_000  # under the 64 KiB limit: the parser's depth
+    resp = requests.put(url, data=deep, headers={**api.auth("alpha"), "If-Match": "*",
+                                                 "Content-Type": "application/json"}, timeout=10)
+    assert resp.status_code == 400

@@ -280,9 +280,12 @@ class Api:
             raise Problem(415, "expected Content-Type application/json", field="header:Content-Type")
         try:
             value = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise Problem(400, f"the body is not JSON: {exc}", field="body") from None
-        error = _first_error(self._body_validators[op.op_id], value)
+        try:
+            error = _first_error(self._body_validators[op.op_id], value)
+        except RecursionError:
+            raise Problem(422, "the body is nested too deeply", field="body") from None
         if error is not None:
             where = _field_of(error)
             raise Problem(422, f"{where or 'body'}: {error.message}", field=where or "body")
