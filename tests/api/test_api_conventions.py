@@ -270,3 +270,15 @@ def test_malformed_configuration_is_422_never_500(api: Running) -> None:
     resp = requests.put(url, data=deep, headers={**api.auth("alpha"), "If-Match": "*",
                                                  "Content-Type": "application/json"}, timeout=10)
     assert resp.status_code == 400
+
+
+def test_webhook_links_are_readable_with_the_business_token(api: Running) -> None:
+    from mediasrv.outputs.call_events import call_links
+    from mediasrv.outputs.calllog import CallRecord
+
+    call = api.tenants["alpha"].recorded_call
+    rec = CallRecord(call, "x", "+81311110000", "+819012345678", business="alpha",
+                     recording_path="/x.wav")
+    for name, path in call_links(rec).items():
+        resp = requests.get(api.base + path, headers=api.auth("alpha"), timeout=10)
+        assert resp.status_code == 200, (name, path, resp.status_code)
