@@ -282,3 +282,27 @@ def test_webhook_links_are_readable_with_the_business_token(api: Running) -> Non
     for name, path in call_links(rec).items():
         resp = requests.get(api.base + path, headers=api.auth("alpha"), timeout=10)
         assert resp.status_code == 200, (name, path, resp.status_code)
+
+
+def test_chunked_bodies_are_read_whole_and_bounded(api: Running) -> None:
+    """A body sent in many small chunks (no Content-Length) is read to its end, and one that
+    passes the limit is 413 without being read whole."""
+    from apiserver import write_wav
+
+    src = api.root / "chunked.wav"
+    write_wav(src, 1.5, 16000, 1)
+    data = src.read_bytes()
+
+    def pieces(blob: bytes, size: int = 997):
+        for i in range(0, len(blob), size):
+            yield blob[i:i + size]
+
+    url = f"{api.base}/api/v1/businesses/alpha/prompts/chunked"
+    put = requests.put(url, data=pieces(data), timeout=30,
+                       headers={**api.auth("alpha"), "Content-Type": "audio/wav"})
+    assert put.status_code == 201, put.text
+    assert abs(put.json()["seconds"] - 1.5) < 0.05
+    big = requests.post(f"{api.base}/api/v1/businesses/alpha/file/validate",
+                        data=pieces(b'{"text": "' + b"#" * 80_000 + b'"}'), timeout=30,
+                        headers={**api.auth("alpha"), "Content-Type": "application/json"})
+    assert big.status_code == 413

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
 import json
 import re
 import tomllib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web

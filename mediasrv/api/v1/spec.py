@@ -260,10 +260,16 @@ class Api:
         length = request.content_length
         if length is not None and length > limit:
             raise Problem(413, f"the body is {length} bytes; at most {limit} are accepted")
-        data = await request.content.read(limit + 1)
-        if len(data) > limit:
-            raise Problem(413, f"the body is over {limit} bytes")
-        return data
+        chunks: list[bytes] = []
+        size = 0
+        while True:  # StreamReader.read(n) returns what has arrived, up to n: loop to EOF
+            chunk = await request.content.read(min(65536, limit + 1 - size))
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > limit:
+                raise Problem(413, f"the body is over {limit} bytes")
+            chunks.append(chunk)
 
     async def _body(self, op: Op, request: web.Request) -> Any:
         if op.body is None and op.raw_body is None:
