@@ -306,3 +306,12 @@ def test_chunked_bodies_are_read_whole_and_bounded(api: Running) -> None:
                         data=pieces(b'{"text": "' + b"#" * 80_000 + b'"}'), timeout=30,
                         headers={**api.auth("alpha"), "Content-Type": "application/json"})
     assert big.status_code == 413
+
+
+def test_unknown_configuration_key_is_named(api: Running) -> None:
+    url = f"{api.base}/api/v1/businesses/alpha/operators/front"
+    got = requests.get(url, headers=api.auth("alpha"), timeout=10)
+    resp = requests.put(url, json={**got.json(), "colour": "red"},
+                        headers={**api.auth("alpha"), "If-Match": got.headers["ETag"]}, timeout=10)
+    body = _problem(resp, 422)
+    assert str(body["field"]).endswith("colour") and "colour" in str(body["detail"])
