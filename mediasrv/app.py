@@ -30,7 +30,10 @@ from mediasrv.api.auth import (
     TokenStore,
     ensure_server_token,
 )
-from mediasrv.api.http import HttpPolicy, HttpServer
+from mediasrv.api.http import PRINCIPAL, HttpPolicy, HttpServer
+from mediasrv.api.v1.root import V1Api
+from mediasrv.api.v1.services import Limits, Services
+from mediasrv.api.v1.store import ApiStore
 from mediasrv.calls.admission import KnownNumberAdmission
 from mediasrv.calls.call import Call, CallResult, CallServices
 from mediasrv.calls.caller_id import CallerId, area_table, identify_caller
@@ -707,6 +710,7 @@ class Server:
             http.server_header,
             http.idle_timeout,
         )
+        self.api_store = ApiStore(config.server.db_path)  # issue 12: tokens, idempotency keys
         self.http = HttpServer(
             hh,
             hp,
@@ -718,11 +722,26 @@ class Server:
             attributes=self.attributes,
             reports=self._report,
             board=self.board,
+            v1=V1Api(self._api_services(), PRINCIPAL),
+        )
+
+    def _api_services(self) -> Services:
+        a = self.config.api
+        return Services(
+            api=self.api_store,
+            businesses=self.business,
+            calls=self.store,
+            outbox=self.notifier.store,
+            prompts=lambda: self.prompts,
+            recordings_dir=self.config.server.recordings_dir,
+            limits=Limits(a.max_body_bytes, a.max_upload_bytes, a.idempotency_ttl, a.max_page,
+                          a.secret_overlap),
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.store.open()
+        await self.api_store.open()
         await self.notifier.open()  # its tables exist before a call row carries an event
         await self.screening.rejections.open()
         await self._start_business()
@@ -1090,6 +1109,7 @@ class Server:
         await self.business.close()
         if self._bindings is not None:
             await self._bindings.close()
+        await self.api_store.close()
         await self.store.close()
         self._stopped.set()
 

@@ -61,6 +61,7 @@ from mediasrv.config import (
     DEFAULT_COUNTRY_CODE,
     LocatedToml,
     TomlTable,
+    _LineIndex,
     parse_sip_uri_host,
     read_located_toml,
     to_e164,
@@ -71,6 +72,7 @@ __all__ = [
     "dump_blocklist",
     "dump_business",
     "load_blocklist_file",
+    "load_business_data",
     "load_business_file",
     "load_business_text",
 ]
@@ -145,6 +147,12 @@ def load_business_file(path: str | Path) -> Business:
 def load_business_text(text: str, source: str = "<text>") -> Business:
     raw, ctx = read_located_toml(source, text)
     return _business(ctx, raw)
+
+
+def load_business_data(raw: dict[str, object], source: str = "<request>") -> Business:
+    """Validate a business given as data (the JSON form of the REST API, issue 12): the same
+    checks as a file; a problem raises :class:`ConfigError` naming the key (no line)."""
+    return _business(LocatedToml(source, _LineIndex(""), set()), raw)
 
 
 def load_blocklist_file(path: str | Path) -> Blocklist:

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument("-c", "--config", help="TOML config file (for [server] data_dir)")
     rotate.add_argument("--data-dir", metavar="DIR", help="data directory (default ./var)")
+    from mediasrv.api.token_cli import add_token_store_commands
+
+    add_token_store_commands(token_sub)  # issue 12: business tokens
 
     from mediasrv.outputs.webhooks_cli import add_webhooks_parser
 
@@ -160,7 +163,10 @@ def _models(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> int:
     from mediasrv.api.auth import generate_token, hash_token, rotate_server_token
+    from mediasrv.api.token_cli import TOKEN_STORE_COMMANDS, token_store_main
 
+    if args.token_command in TOKEN_STORE_COMMANDS:
+        return token_store_main(args)
     if args.token_command == "new":
         token = generate_token()
         print(f"token:  {token}\nsha256: {hash_token(token)}")

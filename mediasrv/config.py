@@ -26,6 +26,7 @@ from mediasrv.media.digits import InbandPolicy
 __all__ = [
     "DEFAULT_COUNTRY_CODE",
     "AnalysisSettings",
+    "ApiConfig",
     "AuthGuardConfig",
     "BindingStoreKind",
     "BlockedPolicy",
@@ -395,6 +396,31 @@ class StoreConfig:
 # --- end [store] -------------------------------------------------------------------------
 
 
+# --- [api] (issue 12 §1-§4: the integrator REST API) --------------------------------------
+@dataclass(frozen=True)
+class ApiConfig:
+    max_body_bytes: int = 1_048_576  # a JSON request body; larger is 413
+    max_upload_bytes: int = 20_971_520  # a prompt WAV upload; larger is 413
+    idempotency_ttl: float = 86400.0  # seconds an Idempotency-Key's first answer is kept
+    max_page: int = 500  # the most items one page of a list may ask for
+    secret_overlap: float = 86400.0  # seconds a rotated webhook secret keeps signing
+
+
+def _api(ctx: _Ctx, data: object) -> ApiConfig:
+    d = ApiConfig()
+    t = _Table(ctx, ("api",), data, ApiConfig.__dataclass_fields__)
+    return ApiConfig(
+        max_body_bytes=t.int_("max_body_bytes", d.max_body_bytes, 1024, 64 * 1024 * 1024),
+        max_upload_bytes=t.int_("max_upload_bytes", d.max_upload_bytes, 1024, 512 * 1024 * 1024),
+        idempotency_ttl=t.float_("idempotency_ttl", d.idempotency_ttl, 1.0, 30 * 86400.0),
+        max_page=t.int_("max_page", d.max_page, 1, 10_000),
+        secret_overlap=t.float_("secret_overlap", d.secret_overlap, 0.0, 30 * 86400.0),
+    )
+
+
+# --- end [api] ---------------------------------------------------------------------------
+
+
 # --- [notify] and [notify.smtp] (issue 12: webhooks and email from the outbox) ------------
 @dataclass(frozen=True)
 class SmtpConfig:
@@ -587,6 +613,7 @@ class Config:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)  # issue 9 §5
     calls: CallsConfig = field(default_factory=CallsConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)  # issue 12
     trunks: tuple[TrunkConfig, ...] = ()
     numbers: tuple[NumberConfig, ...] = ()
     call_attributes: CallAttributesConfig = field(default_factory=CallAttributesConfig)
@@ -1276,6 +1303,7 @@ _SECTIONS = (
     "store",
     "notify",
     "prompts",
+    "api",
     "trunks",
     "numbers",
     "registrar",
@@ -1296,6 +1324,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
     prompts = _prompts(ctx, raw.get("prompts", {}))
     calls = _calls(ctx, raw.get("calls", {}))
     call_attributes = _call_attributes(ctx, raw.get("call_attributes", {}))
+    api = _api(ctx, raw.get("api", {}))
     trunks = tuple(_trunk(ctx, i, d) for i, d in enumerate(top.tables("trunks")))
     seen_trunks: dict[str, int] = {}
     for i, tr in enumerate(trunks):
@@ -1334,6 +1363,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
         notify=notify,
         prompts=prompts,
         calls=calls,
+        api=api,
         trunks=trunks,
         numbers=numbers,
         call_attributes=call_attributes,

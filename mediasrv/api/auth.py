@@ -26,6 +26,7 @@ from typing import Protocol
 __all__ = [
     "TOKEN_FILE_NAME",
     "TOKEN_PREFIX",
+    "AsyncTokenStore",
     "Principal",
     "Scope",
     "StaticTokenStore",
@@ -46,6 +47,7 @@ class Scope(enum.StrEnum):
 
     ADMIN = "admin"  # the server token: every endpoint, every business
     BOARD = "board"  # issue 13: the live board and console of one business (``Principal.business``)
+    BUSINESS = "business"  # a business's token (issue 12 §4): that business's resources only
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +56,30 @@ class Principal:
 
     name: str
     scopes: frozenset[Scope] = field(default_factory=frozenset)
-    business: str | None = None  # issue 13: a tenant token sees this business only (None: all)
+    business: str | None = None  # the one business a BUSINESS-scoped token acts for
 
     def allows(self, scope: Scope) -> bool:
         return Scope.ADMIN in self.scopes or scope in self.scopes
+
+    @property
+    def is_admin(self) -> bool:
+        return Scope.ADMIN in self.scopes
+
+    def sees(self, business: str) -> bool:
+        """May act on ``business`` (admin: every business; a business token: its own)."""
+        return self.is_admin or (Scope.BUSINESS in self.scopes and self.business == business)
 
 
 class TokenStore(Protocol):
     """Maps a presented bearer token to its principal (None: unknown token)."""
 
     def authenticate(self, token: str) -> Principal | None: ...
+
+
+class AsyncTokenStore(Protocol):
+    """A token store in the database (the per-business tokens of issue 12 §4)."""
+
+    async def authenticate(self, token: str) -> Principal | None: ...
 
 
 class StaticTokenStore:

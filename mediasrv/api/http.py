@@ -52,6 +52,8 @@ from mediasrv.api.csv_export import CsvEncoding, Unencodable, csv_header, csv_ra
 from mediasrv.api.hosts import HostAllowlist
 from mediasrv.api.live import LIVE_PREFIX, LiveRoutes, live_openapi_paths
 from mediasrv.api.openapi import openapi_document
+from mediasrv.api.v1.problem import Problem, problem_response
+from mediasrv.api.v1.root import PROBLEM_PREFIXES, V1Api
 from mediasrv.calls.caller_id import number_info
 from mediasrv.outputs.attributes import AttributePolicy, StaticPolicy
 from mediasrv.outputs.calllog import (
@@ -107,10 +109,13 @@ def _json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def _unauthorized(error: str | None) -> web.Response:
+def _unauthorized(error: str | None, problem: bool = False) -> web.Response:
     # RFC 6750 §3: the challenge; §3.1: error="invalid_token" when a token was presented.
     challenge = 'Bearer realm="mediasrv"' + (f', error="{error}"' if error else "")
-    response = _json_error(401, "a valid bearer token is required")
+    message = "a valid bearer token is required"
+    if problem:
+        return problem_response(Problem(401, message, headers={"WWW-Authenticate": challenge}))
+    response = _json_error(401, message)
     response.headers["WWW-Authenticate"] = challenge
     return response
 
@@ -128,6 +133,10 @@ def _route(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+def _is_v1(request: web.Request) -> bool:
+    return request.path.startswith(PROBLEM_PREFIXES)
+
+
 @web.middleware
 async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -137,9 +146,17 @@ async def _errors_as_json(request: web.Request, handler: Handler) -> web.StreamR
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        return _json_error(e.status, e.reason)
+        # 405 keeps its Allow header (RFC 9110 §15.5.6); the v1 API answers problem+json
+        keep = {k: v for k, v in e.headers.items() if k in ("Allow", "Content-Range")}
+        if _is_v1(request):
+            return problem_response(Problem(e.status, e.reason, headers=keep))
+        response = _json_error(e.status, e.reason)
+        response.headers.update(keep)
+        return response
     except Exception:
         log.exception("HTTP %s %s failed", request.method, request.path)
+        if _is_v1(request):
+            return problem_response(Problem(500, "internal error"))
         return _json_error(500, "internal error")
 
 
@@ -275,8 +292,10 @@ class HttpServer:
         attributes: AttributePolicy | None = None,
         reports: Reports | None = None,
         board: LiveBoard | None = None,
+        v1: V1Api | None = None,
     ) -> None:
         self.host = host
+        self._v1 = v1  # issue 12: the integrator API (its own modules, mounted here)
         self._port = port
         self.policy = policy
         self._hosts = HostAllowlist(host, policy.allowed_hosts)
@@ -313,17 +332,41 @@ class HttpServer:
             return _json_error(421, "this server does not answer that Host name")
         if request.path in self.policy.open_endpoints or self._is_console_asset(request.path):
             return await handler(request)
+        v1 = _is_v1(request)
         token = bearer_token(request.headers.get("Authorization"))
         if token is None:
-            return _unauthorized(None)
+            return _unauthorized(None, v1)
         principal = self.policy.tokens.authenticate(token)
+        if principal is None and self._v1 is not None:
+            principal = await self._v1.authenticate(token)
         if principal is None:
-            return _unauthorized("invalid_token")
-        if not principal.allows(_scope_for(request.path)):
+            return _unauthorized("invalid_token", v1)
+        if not self._permitted(principal, request.path):
             # RFC 6750 §3.1: a valid token without the scope the resource needs
-            return _json_error(403, "this token may not use this resource")
+            challenge = 'Bearer realm="mediasrv", error="insufficient_scope", scope="admin"'
+            message = "this token may not use this resource"
+            if v1:
+                return problem_response(
+                    Problem(403, message, headers={"WWW-Authenticate": challenge})
+                )
+            response = _json_error(403, message)
+            response.headers["WWW-Authenticate"] = challenge
+            return response
         request[PRINCIPAL] = principal
         return await handler(request)
+
+    def _permitted(self, principal: Principal, path: str) -> bool:
+        """Admin: everything. The live board: board tokens and business tokens (each sees
+        its own business there). The v1 tenant paths: business tokens (their handlers
+        answer 404 for another business)."""
+        if principal.allows(Scope.ADMIN):
+            return True
+        if _scope_for(path) is Scope.BOARD:
+            return principal.allows(Scope.BOARD) or Scope.BUSINESS in principal.scopes
+        return Scope.BUSINESS in principal.scopes and self._tenant_path(path)
+
+    def _tenant_path(self, path: str) -> bool:
+        return self._v1 is not None and path.startswith(self._v1.tenant_prefixes)
 
     def _is_console_asset(self, path: str) -> bool:
         """The console's static files need no token: they hold no data (the API does)."""
@@ -355,6 +398,8 @@ class HttpServer:
         if self._board is not None:
             LiveRoutes(self._board, PRINCIPAL).add_to(app)
             ConsoleRoutes().add_to(app)
+        if self._v1 is not None:
+            self._v1.mount(app)
         return app
 
     async def start(self) -> None:
@@ -412,6 +457,11 @@ class HttpServer:
         doc = openapi_document(MAX_LIMIT)
         if self._board is not None:
             doc["paths"].update(live_openapi_paths())
+        if self._v1 is not None:
+            doc = self._v1.extend_openapi(doc)
+            for path in self.policy.open_endpoints:  # served without a token
+                for op in doc["paths"].get(path, {}).values():
+                    op["security"] = []
         return web.json_response(doc)
 
     async def _get_metrics(self, request: web.Request) -> web.Response:

@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from mediasrv.outputs.calllog import CallRecord, SqlStatement
 from mediasrv.outputs.outbox import OutboxEvent, event_statements
 
-__all__ = ["CALL_EVENT_TYPES", "analysis_summary", "call_data", "call_event_statements"]
+__all__ = [
+    "CALL_EVENT_TYPES",
+    "analysis_summary",
+    "call_data",
+    "call_event_statements",
+    "call_links",
+]
 
 SUMMARY_SEGMENTS = 10  # transcript segments in an analysis.completed body; the rest by link
 SEGMENT_CHARS = 120
@@ -58,14 +64,19 @@ def call_data(record: CallRecord) -> dict[str, object]:
         "duplicate": record.duplicate,
         "first_time": record.first_time,
         "repeat_count": record.repeat_count,
-        "links": {"call": f"/api/v1/calls/{record.call_id}"},
+        "links": call_links(record),
     }
-    if record.recording_path:
-        data["links"] = {
-            "call": f"/api/v1/calls/{record.call_id}",
-            "recording": f"/api/v1/calls/{record.call_id}/recording",
-        }
     return data
+
+
+def call_links(record: CallRecord) -> dict[str, str]:
+    """Where the full row, transcript and recording are: the business's API paths (issue 12),
+    which the business's own token can read (the older /api/v1/calls is admin only)."""
+    base = f"/api/v1/businesses/{record.business}/calls/{record.call_id}"
+    links = {"call": base, "transcript": base + "/transcript", "analysis": base + "/analysis"}
+    if record.recording_path:
+        links["recording"] = base + "/recording"
+    return links
 
 
 def call_event_statements(

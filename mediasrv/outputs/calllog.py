@@ -115,6 +115,7 @@ class CallLog(Protocol):
         since: float | None = None,
         until: float | None = None,
         disposition: Disposition | None = None,
+        business: str | None = None,
     ) -> list[CallRecord]: ...
 
     async def update_analysis(
@@ -135,6 +136,7 @@ class CallLog(Protocol):
         since: float | None = None,
         until: float | None = None,
         disposition: Disposition | None = None,
+        business: str | None = None,
     ) -> int: ...
 
     async def query_calls(self, query: CallQuery) -> tuple[list[CallRecord], str | None]: ...
@@ -356,9 +358,13 @@ def _where(
     since: float | None,
     until: float | None,
     disposition: Disposition | None,
+    business: str | None = None,
 ) -> tuple[str, list[object]]:
     clauses: list[str] = []
     params: list[object] = []
+    if business is not None:  # issue 12 §4: a business token sees its own calls only
+        clauses.append("business = ?")
+        params.append(business)
     if tracking_number is not None:
         clauses.append("tracking_number = ?")
         params.append(tracking_number)
@@ -798,11 +804,12 @@ class CallLogStore:
         since: float | None = None,
         until: float | None = None,
         disposition: Disposition | None = None,
+        business: str | None = None,
     ) -> list[CallRecord]:
         """Calls matching every given filter, newest first (``since`` <= start < ``until``)."""
         if limit < 0 or offset < 0:
             raise ValueError("limit and offset must not be negative")
-        where, params = _where(tracking_number, since, until, disposition)
+        where, params = _where(tracking_number, since, until, disposition, business)
         sql = f"{_SELECT}{where} ORDER BY start_time DESC, call_id DESC LIMIT ? OFFSET ?"
         async with self._read_conn().execute(sql, (*params, limit, offset)) as cur:
             rows = await cur.fetchall()
@@ -877,8 +884,9 @@ class CallLogStore:
         since: float | None = None,
         until: float | None = None,
         disposition: Disposition | None = None,
+        business: str | None = None,
     ) -> int:
-        where, params = _where(tracking_number, since, until, disposition)
+        where, params = _where(tracking_number, since, until, disposition, business)
         async with self._read_conn().execute(f"SELECT COUNT(*) FROM calls{where}", params) as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0

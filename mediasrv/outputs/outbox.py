@@ -496,6 +496,25 @@ class OutboxStore:
         )
         return counts[0] == 1
 
+    async def delete_endpoint(self, business: str, endpoint_id: str) -> bool:
+        """Remove an endpoint (REST API, issue 12): its deliveries not yet made are dropped
+        (marked dead with a reason); the delivery log stays."""
+        counts = await self._transaction(
+            [
+                (
+                    "UPDATE webhook_deliveries SET state = 'dead', last_error = ? "
+                    "WHERE endpoint_id = ? AND state = 'pending' AND endpoint_id IN "
+                    "(SELECT endpoint_id FROM webhook_endpoints WHERE business = ?)",
+                    ("endpoint deleted", endpoint_id, business),
+                ),
+                (
+                    "DELETE FROM webhook_endpoints WHERE endpoint_id = ? AND business = ?",
+                    (endpoint_id, business),
+                ),
+            ]
+        )
+        return counts[1] == 1
+
     # ---- the worker's side ----------------------------------------------------------------
 
     async def release_leases(self, owner_prefix: str) -> int:
