@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +30,8 @@ from mediasrv.media.api import (
     MediaReport,
     NoCommonCodec,
     PromptFinished,
+    RecordingId,
+    RecordingResult,
     RecordMode,
     RtpTimeout,
     SdpError,
@@ -37,12 +41,7 @@ from mediasrv.media.packet_path import LegParams, MixingPacketPath, PacketEvents
 from mediasrv.media.packet_path_py import PyPacketPath
 from mediasrv.media.ports import PortPair, PortPool
 from mediasrv.media.prompt import FRAME, Prompt, PromptCache, PromptPlayer
-from mediasrv.media.recorder import (
-    RecordingFormat,
-    RecordingWriter,
-    StereoRecorder,
-    recorder_class,
-)
+from mediasrv.media.recorder import CallRecorder, RecordingFormat, RecordingWriter
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +49,6 @@ SUPPORTED = (Codec.PCMU, Codec.PCMA)
 TICK = 0.25  # seconds between recorder commits; the no-RTP check runs every 4th tick
 PacketPathFactory = Callable[[asyncio.AbstractEventLoop, PacketEvents], PacketPath]
 _CHANNEL = {LegRole.CALLER: 0, LegRole.OPERATOR: 1}
-_RECORDED = {
-    RecordMode.BOTH: (LegRole.CALLER, LegRole.OPERATOR),
-    RecordMode.CALLER: (LegRole.CALLER,),
-    RecordMode.OPERATOR: (LegRole.OPERATOR,),
-    RecordMode.OFF: (),
-}
 
 
 class _Leg:
@@ -69,6 +62,7 @@ class _Leg:
         "our_offer",
         "pair",
         "player",
+        "recorded",
         "timed_out",
     )
 
@@ -83,16 +77,19 @@ class _Leg:
         self.bridged_at: float | None = None
         self.timed_out = False
         self.player: PromptPlayer | None = None
+        self.recorded = False  # feeding the call's recording timeline
 
 
 class _Call:
-    __slots__ = ("call_id", "legs", "record_mode", "recorder")
+    __slots__ = ("call_id", "legs", "recorder", "recordings", "whole_call")
 
     def __init__(self, call_id: str) -> None:
         self.call_id = call_id
         self.legs: list[_Leg] = []
-        self.recorder: StereoRecorder | None = None
-        self.record_mode = RecordMode.OFF
+        self.recorder: CallRecorder | None = None  # from the first record() on
+        # Every recording of the call in start order; None while it runs.
+        self.recordings: dict[RecordingId, RecordingResult | None] = {}
+        self.whole_call: RecordingId | None = None  # the first stereo one: MediaReport.recording
 
 
 def _session_id(leg_id: int) -> int:
@@ -174,6 +171,8 @@ class MediaEngine:
         self._legs: dict[LegMedia, _Leg] = {}
         self._by_id: dict[int, _Leg] = {}
         self._next_id = 1
+        self._recording_calls: dict[RecordingId, _Call] = {}  # running recordings
+        self._next_recording = 1
         self._timer: asyncio.TimerHandle | None = None
         self._ticks = 0
 
@@ -196,8 +195,8 @@ class MediaEngine:
         call.legs.append(leg)
         self._legs[media] = leg
         self._by_id[leg_id] = leg
-        if call.recorder is not None and role is LegRole.CALLER:
-            self._attach_recorder(call, leg)
+        if call.recorder is not None:
+            self._feed_recording(call)
         self._start_timer()
         return media
 
@@ -253,25 +252,64 @@ class MediaEngine:
         for other in call.legs:
             if other not in (la, lb):
                 other.bridged_at = None
-                if other.media.role is LegRole.OPERATOR:
-                    # An earlier operator leg must not keep feeding the right channel.
-                    self._path.set_recorder(other.id, None, 0)
-        if call.recorder is not None:
-            for leg in (la, lb):
-                self._attach_recorder(call, leg)
+        # The right channel follows the operator leg that is bridged now.
+        self._feed_recording(call)
 
-    def record(self, call_id: str, path: Path, mode: RecordMode) -> None:
+    def unbridge(self, leg: LegMedia) -> None:
+        state = self._leg(leg)
+        self._path.unbridge(state.id)
+        for other in state.call.legs:
+            if other is not state and other.bridged_at is not None:
+                other.bridged_at = None
+        state.bridged_at = None
+        self._feed_recording(state.call)
+
+    # ---- recordings (F12) -----------------------------------------------------------------
+
+    def record(
+        self, call_id: str, path: Path, mode: RecordMode, *, stereo: bool = True
+    ) -> RecordingId:
         call = self._calls.get(call_id)
         if call is None:
             raise MediaError(f"record: no media allocated for call {call_id}")
-        self._stop_recording(call)
         if mode is RecordMode.OFF:
-            return
-        call.recorder = recorder_class()(path, self._writer, mode, self._format)
-        call.record_mode = mode
-        for leg in call.legs:
-            if leg.media.role is LegRole.CALLER or leg.bridged_at is not None:
-                self._attach_recorder(call, leg)
+            raise MediaError("record: RecordMode.OFF records nothing (do not call record)")
+        if call.recorder is None:
+            call.recorder = CallRecorder(self._writer, self._loop.time() - time.monotonic())
+        ident = RecordingId(self._next_recording)
+        self._next_recording += 1
+        call.recorder.start(ident, path, mode, stereo, self._format, self._loop.time())
+        call.recordings[ident] = None
+        if stereo and call.whole_call is None:
+            call.whole_call = ident
+        self._recording_calls[ident] = call
+        self._feed_recording(call)
+        return ident
+
+    def stop_record(self, recording: RecordingId) -> RecordingResult:
+        call = self._recording_calls.pop(recording, None)
+        if call is None:
+            raise MediaError(f"stop_record: no running recording {recording}")
+        assert call.recorder is not None
+        result = call.recorder.stop(recording, self._loop.time())
+        call.recordings[recording] = result
+        self._feed_recording(call)
+        return result
+
+    def pause_record(self, recording: RecordingId) -> None:
+        """PCI: silence from now on (a second pause while paused changes nothing)."""
+        call = self._recording_calls.get(recording)
+        if call is None:
+            raise MediaError(f"pause_record: no running recording {recording}")
+        assert call.recorder is not None
+        call.recorder.pause(recording, self._loop.time())
+
+    def resume_record(self, recording: RecordingId) -> None:
+        call = self._recording_calls.get(recording)
+        if call is None:
+            raise MediaError(f"resume_record: no running recording {recording}")
+        assert call.recorder is not None
+        call.recorder.resume(recording, self._loop.time())
 
     def play(self, leg: LegMedia, wav: Path, loop: bool = False) -> None:
         """Play to ``leg`` only. On a bridged leg the prompt is mixed with what the other
@@ -322,12 +360,9 @@ class MediaEngine:
         call = self._calls.pop(call_id, None)
         if call is None:
             return report  # idempotent: a second release (BYE and timeout racing) is harmless
-        recorder = call.recorder
-        if recorder is not None:
+        if call.recorder is not None:
             # Detach the recorder while the legs still exist, then close the legs.
-            size = self._stop_recording(call)
-            if not recorder.failed:  # never point the call log at a file that failed
-                report.recording, report.recording_bytes = recorder.path, size
+            self._close_recordings(call, report)
         for leg in call.legs:
             stats = self._close_leg(leg)
             if self._better(report.legs.get(leg.media.role), stats, leg):
@@ -343,7 +378,9 @@ class MediaEngine:
         """Free one leg early (a failed forwarding attempt), keeping the rest of the call."""
         state = self._leg(leg)
         state.call.legs.remove(state)
-        return self._close_leg(state)
+        stats = self._close_leg(state)
+        self._feed_recording(state.call)
+        return stats
 
     def active_ports(self) -> int:
         return self._ports.in_use()
@@ -364,9 +401,12 @@ class MediaEngine:
     def stats(self, leg: LegMedia) -> LegStats:
         return self._path.stats(self._leg(leg).id)
 
-    async def flush_recordings(self) -> None:
-        """Wait until every released call's recording is completely on disk."""
+    async def flush(self) -> None:
+        """Wait until every stopped recording is completely on disk (drain, analysis)."""
         await self._writer.drain()
+
+    async def flush_recordings(self) -> None:
+        await self.flush()
 
     # ---- internals ------------------------------------------------------------------------
 
@@ -395,19 +435,43 @@ class MediaEngine:
             ),
         )
 
-    def _attach_recorder(self, call: _Call, leg: _Leg) -> None:
-        if call.recorder is not None and leg.media.role in _RECORDED[call.record_mode]:
-            self._path.set_recorder(leg.id, call.recorder, _CHANNEL[leg.media.role])
-
-    def _stop_recording(self, call: _Call) -> int:
+    def _feed_recording(self, call: _Call) -> None:
+        """Which legs feed the call's timeline: the caller leg, and the operator leg that is
+        bridged, each while a running recording wants its channel (F12)."""
         recorder = call.recorder
-        if recorder is None:
-            return 0
+        wanted = recorder.channels() if recorder is not None else frozenset()
         for leg in call.legs:
-            self._path.set_recorder(leg.id, None, 0)
-        size = recorder.close()
+            channel = _CHANNEL[leg.media.role]
+            feeds = channel in wanted and (
+                leg.media.role is LegRole.CALLER or leg.bridged_at is not None
+            )
+            if feeds != leg.recorded:
+                self._path.set_recorder(leg.id, recorder if feeds else None, channel)
+                leg.recorded = feeds
+
+    def _close_recordings(self, call: _Call, report: MediaReport) -> None:
+        """The call ends: stop its running recordings at its last audio and list them all."""
+        recorder = call.recorder
+        assert recorder is not None
+        for leg in call.legs:
+            if leg.recorded:
+                self._path.set_recorder(leg.id, None, 0)
+                leg.recorded = False
+        for result in recorder.close():
+            call.recordings[result.recording_id] = result
+            self._recording_calls.pop(result.recording_id, None)
         call.recorder = None
-        return size
+        report.recordings = [r for r in call.recordings.values() if r is not None]
+        whole = call.recordings.get(call.whole_call) if call.whole_call is not None else None
+        if whole is not None and whole.path is not None:
+            # Never point the call log at a file that failed.
+            report.recording, report.recording_bytes = whole.path, whole.bytes
+
+    def _poll_recordings(self) -> None:
+        for ident, err in self._writer.poll():
+            call = self._recording_calls.get(RecordingId(ident))
+            where = f" of call {call.call_id}" if call is not None else ""
+            log.error("recording %d%s failed: %s", ident, where, os.strerror(err))
 
     def _close_leg(self, leg: _Leg) -> LegStats:
         self._stop_player(leg)
@@ -486,9 +550,7 @@ class MediaEngine:
     def _tick(self) -> None:
         now = self._loop.time()
         self._timer = self._loop.call_later(TICK, self._tick)
-        for call in self._calls.values():
-            if call.recorder is not None:
-                call.recorder.tick(now)
+        self._poll_recordings()
         self._ticks += 1
         if self._ticks % 4 == 0 or self._timeout < 4 * TICK:
             self._check_rtp(now)
