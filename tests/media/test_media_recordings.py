@@ -58,7 +58,9 @@ class Phone:
         i = self.sent
         payload = g711.encode(self.codec, self.pcm[i * 160 : (i + 1) * 160])
         pt = 0 if self.codec is Codec.PCMU else 8
-        self.peer.send(Rtp(pt, i & 0xFFFF, 1000 + 160 * i, self.ssrc, payload), (HOST, self.to.local_port))
+        self.peer.send(
+            Rtp(pt, i & 0xFFFF, 1000 + 160 * i, self.ssrc, payload), (HOST, self.to.local_port)
+        )
         self.sent += 1
 
     def close(self) -> None:
@@ -151,7 +153,9 @@ async def test_whole_call_in_stereo_and_a_voicemail_at_once(tmp_path: Path) -> N
     engine.bridge(caller, operator)
     whole = engine.record("c1", tmp_path / "call.wav", RecordMode.BOTH)
     await talk([a, b], 50)
-    voicemail = engine.record("c1", tmp_path / "vm" / "voicemail.wav", RecordMode.CALLER, stereo=False)
+    voicemail = engine.record(
+        "c1", tmp_path / "vm" / "voicemail.wav", RecordMode.CALLER, stereo=False
+    )
     assert voicemail != whole
     await talk([a, b], 25)
     engine.pause_record(whole)  # PCI: the caller reads a card number
@@ -185,7 +189,9 @@ async def test_whole_call_in_stereo_and_a_voicemail_at_once(tmp_path: Path) -> N
     assert 1.0 < pause.start < pause.end < call.seconds
     span = stereo[round(pause.start * RATE) : round(pause.end * RATE)]
     assert len(span) > 0 and np.abs(span).max() == 0
-    talking = np.concatenate([stereo[: round(pause.start * RATE) - 800], stereo[round(pause.end * RATE) + 800 :]])
+    talking = np.concatenate(
+        [stereo[: round(pause.start * RATE) - 800], stereo[round(pause.end * RATE) + 800 :]]
+    )
     left, right = talking[:, 0], talking[:, 1]
     assert len(audible(left)) > 1.5 * RATE and len(audible(right)) > 1.5 * RATE
     assert tone_correlation(left, CALLER_HZ) >= 0.9
@@ -242,7 +248,7 @@ async def test_a_cut_off_call_leaves_a_closed_valid_file(tmp_path: Path) -> None
     await talk([a], 10)
     report = engine.release("c3")  # the caller hung up while paused, no stop_record
     await engine.flush()
-    assert caller not in engine._legs  # noqa: SLF001 (the leg is gone with the call)
+    assert caller not in engine._legs  # the leg is gone with the call
     [result] = report.recordings
     assert result.recording_id == vm
     mono = assert_file_matches(result, 1)[:, 0]

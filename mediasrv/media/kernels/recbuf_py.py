@@ -371,7 +371,9 @@ def _encode(frames: array[int], channels: int, mask: int, ulaw: bool) -> bytes:
         samples[0::2] = left
         samples[1::2] = right
     else:
-        samples = array("h", (max(-32768, min(32767, a + b)) for a, b in zip(left, right)))
+        samples = array(
+            "h", (max(-32768, min(32767, a + b)) for a, b in zip(left, right, strict=True))
+        )
     if ulaw:
         return bytes(linear_to_ulaw(v) for v in samples)
     if _BIG_ENDIAN:
