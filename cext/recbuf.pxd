@@ -26,8 +26,6 @@ cdef struct output_t:
     unsigned char* out  # encoded, not yet handed out
     Py_ssize_t out_len
     Py_ssize_t out_cap
-    unsigned char* spare  # the writer's half of the double buffer
-    Py_ssize_t spare_cap
     char* path  # NULL: a buffer output (take())
     # owned by the writer thread
     int fd

@@ -118,7 +118,6 @@ cdef void output_free(output_t* o) noexcept nogil:
         close(o.fd)  # a writer that never finished it: do not leak the descriptor
     free(o.spans)
     free(o.out)
-    free(o.spare)
     free(o.path)
     free(o)
 
@@ -296,7 +295,7 @@ cdef void output_emit(timeline_t* t, output_t* o, long long upto) noexcept nogil
     need = (hi - lo) * output_block(o)
     if o.out_len + need > o.out_cap:
         # A quarter of headroom, not doubling: the buffer settles just above what two
-        # writer passes commit (WRITE_MIN), so a recorded call holds ~2 x 20 KB of it.
+        # writer passes commit (WRITE_MIN), so a recorded call holds ~20 KB of it.
         cap = (o.out_len + need) * 5 // 4
         p = <unsigned char*>realloc(o.out, cap)
         if p == NULL:
@@ -662,7 +661,7 @@ cdef int open_file(output_t* o) noexcept nogil:
 
 cdef struct job_t:
     output_t* o
-    unsigned char* data
+    Py_ssize_t offset  # of its bytes in the writer's scratch buffer
     Py_ssize_t n
     bint complete
     bint header
@@ -692,6 +691,8 @@ cdef class Writer:
     cdef int snap_cap
     cdef job_t* jobs
     cdef int jobs_cap
+    cdef unsigned char* scratch  # one timeline's pending bytes, written outside its lock
+    cdef Py_ssize_t scratch_cap
     cdef long long started
     cdef long long done
     cdef long long wanted
@@ -721,6 +722,7 @@ cdef class Writer:
         free(self.snap_offs)
         free(self.snap_done)
         free(self.jobs)
+        free(self.scratch)
         pthread_cond_destroy(&self.cond)
         pthread_mutex_destroy(&self.reg)
         pthread_mutex_destroy(&self.pass_mutex)
@@ -889,8 +891,8 @@ cdef class Writer:
         cdef output_t* o
         cdef job_t* jobs
         cdef bint complete, header, all_done
-        cdef unsigned char* swap
-        cdef Py_ssize_t swap_cap
+        cdef unsigned char* grown
+        cdef Py_ssize_t used = 0
         pthread_mutex_lock(&t.mutex)
         timeline_tick(t, now)
         if t.n_outs > self.jobs_cap:
@@ -907,20 +909,23 @@ cdef class Writer:
             complete = o.state == C_STOPPED
             header = clock - o.last_header >= C_HEADER_EVERY
             if complete or header or o.out_len >= C_WRITE_MIN or o.fd < 0:
-                # Swap the double buffer: the writer owns what was written into, the packet
-                # path goes on into the (empty) other half.
+                # Copy out under the lock (a memcpy), write after it: the engine thread
+                # never waits for the disk, and a call keeps one buffer, not two.
+                if used + o.out_len > self.scratch_cap:
+                    grown = <unsigned char*>realloc(self.scratch, (used + o.out_len) * 5 // 4)
+                    if grown == NULL:
+                        continue  # out of memory: try again next pass
+                    self.scratch = grown
+                    self.scratch_cap = (used + o.out_len) * 5 // 4
+                if o.out_len:
+                    memcpy(self.scratch + used, o.out, o.out_len)
                 self.jobs[nj].o = o
-                self.jobs[nj].data = o.out
+                self.jobs[nj].offset = used
                 self.jobs[nj].n = o.out_len
                 self.jobs[nj].complete = complete
                 self.jobs[nj].header = header
-                swap = o.out
-                swap_cap = o.out_cap
-                o.out = o.spare
-                o.out_cap = o.spare_cap
+                used += o.out_len
                 o.out_len = 0
-                o.spare = swap
-                o.spare_cap = swap_cap
                 nj += 1
         pthread_mutex_unlock(&t.mutex)
         for i in range(nj):
@@ -945,7 +950,7 @@ cdef class Writer:
                 err = open_file(o)
                 o.last_header = now
             if err == 0 and job.n:
-                err = write_all(o.fd, job.data, job.n)
+                err = write_all(o.fd, self.scratch + job.offset, job.n)
                 if err == 0:
                     o.written += job.n
             if err == 0 and (job.header or job.complete):
