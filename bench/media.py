@@ -177,7 +177,9 @@ async def _serve(calls: int, path_name: str, record_dir: str | None, portfile: s
     good = 0
     for report in reports:
         recorded += report.recording_bytes
-        good += report.recording is not None and _valid_wav(report.recording, report.recording_bytes)
+        good += report.recording is not None and _valid_wav(
+            report.recording, report.recording_bytes
+        )
     worst = max(ticks, default=0.0) * 1000
     mean = sum(ticks) / len(ticks) * 1000 if ticks else 0.0
     print(
@@ -224,6 +226,19 @@ def _cpu_ticks(pid: int) -> int:
     """utime+stime of a process, all threads included."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
+
+
+def _thread_ticks(pid: int) -> dict[str, int]:
+    """utime+stime per thread name (the recording writer names itself mediasrv-rec)."""
+    out: dict[str, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = out.get(name, 0) + int(fields[11]) + int(fields[12])
+    return out
 
 
 # ---- rtpengine, driven over its ng protocol ------------------------------------------------
@@ -335,16 +350,23 @@ def run_load(
 ) -> tuple[float, str, float]:  # fmt: skip
     """Run the phones on CPU 0; return (relay CPU % of one core, rtpload's figures line,
     the window's wall seconds)."""
-    c0, t0 = _cpu_ticks(pid), time.monotonic()
+    c0, t0, th0 = _cpu_ticks(pid), time.monotonic(), _thread_ticks(pid)
     out = subprocess.run(
         [*PRIORITY, "taskset", "-c", "0", str(rtpload), str(portfile), str(seconds), "50", "1", str(PHONE_SOCKETS)],
         capture_output=True, text=True, check=False, timeout=seconds + 30,
     )  # fmt: skip
     if out.returncode:
         raise RuntimeError(f"rtpload failed: {out.stderr.strip()}")
-    c1, t1 = _cpu_ticks(pid), time.monotonic()
+    c1, t1, th1 = _cpu_ticks(pid), time.monotonic(), _thread_ticks(pid)
     cpu = 100.0 * (c1 - c0) / CLK_TCK / (t1 - t0)
-    return cpu, out.stdout.strip(), t1 - t0
+    shares = {
+        name: 100.0 * (ticks - th0.get(name, 0)) / CLK_TCK / (t1 - t0)
+        for name, ticks in th1.items()
+    }
+    threads = " ".join(
+        f"cpu_{n.replace('-', '_')}={v:.1f}" for n, v in sorted(shares.items()) if v >= 0.1
+    )
+    return cpu, f"{out.stdout.strip()} {threads}", t1 - t0
 
 
 def run_mediasrv(

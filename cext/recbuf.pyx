@@ -32,6 +32,9 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_cond_destroy(pthread_cond_t* c)
     int pthread_cond_timedwait(pthread_cond_t* c, pthread_mutex_t* m, const timespec* t)
     int pthread_cond_broadcast(pthread_cond_t* c)
+    ctypedef unsigned long pthread_t
+    pthread_t pthread_self()
+    int pthread_setname_np(pthread_t thread, const char* name)
 
 cdef extern from "<fcntl.h>" nogil:
     int open(const char* path, int flags, int mode)
@@ -692,6 +695,8 @@ cdef class Writer:
     cdef job_t* jobs
     cdef int jobs_cap
     cdef unsigned char* scratch  # one timeline's pending bytes, written outside its lock
+    cdef public Py_ssize_t write_min  # bytes of a recording worth one write()
+    cdef public double header_every  # seconds between header rewrites of a file
     cdef Py_ssize_t scratch_cap
     cdef long long started
     cdef long long done
@@ -711,6 +716,8 @@ cdef class Writer:
         pthread_condattr_destroy(&attr)
         self.refs = {}
         self.interval = INTERVAL
+        self.write_min = C_WRITE_MIN
+        self.header_every = C_HEADER_EVERY
 
     def __dealloc__(self):
         free(self.tls)
@@ -789,6 +796,7 @@ cdef class Writer:
         cdef timespec deadline
         cdef double t
         cdef int tid = <int>syscall(SYS_gettid)
+        pthread_setname_np(pthread_self(), b"mediasrv-rec")  # for top -H and the bench
         # Files can wait (the ring holds 0.75 s): on a shared core the engine thread's
         # packets come first, so this thread runs a little nicer than the process.
         errno = 0
@@ -907,8 +915,8 @@ cdef class Writer:
             if o.path == NULL or o.state == C_FINISHED:
                 continue
             complete = o.state == C_STOPPED
-            header = clock - o.last_header >= C_HEADER_EVERY
-            if complete or header or o.out_len >= C_WRITE_MIN or o.fd < 0:
+            header = clock - o.last_header >= self.header_every
+            if complete or header or o.out_len >= self.write_min or o.fd < 0:
                 # Copy out under the lock (a memcpy), write after it: the engine thread
                 # never waits for the disk, and a call keeps one buffer, not two.
                 if used + o.out_len > self.scratch_cap:

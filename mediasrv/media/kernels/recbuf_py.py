@@ -338,7 +338,9 @@ class StereoTimeline:
 
     # ---- the writer's side -----------------------------------------------------------------
 
-    def _collect(self, now: float, clock: float) -> list[tuple[_Output, bytes, bool, bool]]:
+    def _collect(
+        self, now: float, clock: float, write_min: int, header_every: float
+    ) -> list[tuple[_Output, bytes, bool, bool]]:
         """Under the lock: commit, then hand out what each file output has to write."""
         jobs = []
         with self.lock:
@@ -347,8 +349,8 @@ class StereoTimeline:
                 if out.path is None or out.state == FINISHED:
                     continue
                 complete = out.state == STOPPED
-                header = clock - out.last_header >= HEADER_EVERY
-                if complete or header or len(out.out) >= WRITE_MIN or out.fd < 0:
+                header = clock - out.last_header >= header_every
+                if complete or header or len(out.out) >= write_min or out.fd < 0:
                     jobs.append((out, bytes(out.out), complete, header))
                     out.out.clear()
         return jobs
@@ -405,6 +407,8 @@ class Writer:
         self._running = False
         self._thread: threading.Thread | None = None
         self._interval = INTERVAL
+        self.write_min = WRITE_MIN  # bytes of a recording worth one write()
+        self.header_every = HEADER_EVERY  # seconds between header rewrites of a file
 
     def register(self, timeline: StereoTimeline, clock_offset: float = 0.0) -> None:
         """Commit and write ``timeline`` from now on; its clock is CLOCK_MONOTONIC + offset."""
@@ -469,7 +473,7 @@ class Writer:
                 snapshot = list(self._timelines)
             finished: list[StereoTimeline] = []
             for timeline, offset in snapshot:
-                jobs = timeline._collect(now + offset, now)
+                jobs = timeline._collect(now + offset, now, self.write_min, self.header_every)
                 for out, data, complete, header in jobs:
                     self._io(out, data, complete, header, now)
                 if timeline._done(jobs):
