@@ -1,8 +1,9 @@
 """The media control plane: :class:`MediaEngine` implements :class:`~mediasrv.media.api.MediaControl`.
 
 It owns the port pool, per-call and per-leg state (negotiated codecs, directions, remote
-addresses), recorders, prompt players and the single periodic timer of the engine (recorder
-commits and the no-RTP timeout). Per-packet work happens behind a
+addresses), each call's recordings (:mod:`mediasrv.media.recorder`; their files are written
+by the kernel's own thread), prompt players and the single periodic timer of the engine
+(failed recordings, the no-RTP timeout). Per-packet work happens behind a
 :class:`~mediasrv.media.packet_path.PacketPath` built by ``packet_path_factory``; the pure-
 Python reference is the default, a Cython twin plugs in the same way.
 """
@@ -46,7 +47,7 @@ from mediasrv.media.recorder import CallRecorder, RecordingFormat, RecordingWrit
 log = logging.getLogger(__name__)
 
 SUPPORTED = (Codec.PCMU, Codec.PCMA)
-TICK = 0.25  # seconds between recorder commits; the no-RTP check runs every 4th tick
+TICK = 0.25  # seconds between writer polls (failed files); the no-RTP check runs every 4th
 PacketPathFactory = Callable[[asyncio.AbstractEventLoop, PacketEvents], PacketPath]
 _CHANNEL = {LegRole.CALLER: 0, LegRole.OPERATOR: 1}
 
