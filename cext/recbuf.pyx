@@ -98,6 +98,14 @@ cdef double C_HEADER_EVERY = 1.0
 cdef int WRITER_NICENESS = 5
 
 
+cdef short ULAW_PCM[256]  # decoded once: the packet path does a table lookup per sample
+cdef short ALAW_PCM[256]
+cdef int _code
+for _code in range(256):
+    ULAW_PCM[_code] = ulaw_to_linear(_code)
+    ALAW_PCM[_code] = alaw_to_linear(_code)
+
+
 cdef inline long long round_samples(double seconds) noexcept nogil:
     # Python's round() rounds half to even, as rint() does in the default rounding mode.
     return <long long>rint(seconds * C_RATE)
@@ -152,6 +160,7 @@ cdef void timeline_place(timeline_t* t, int channel, unsigned int ssrc, unsigned
     cdef long long pos, skip, start
     cdef Py_ssize_t first = 0, i
     cdef short* buf
+    cdef const short* table
     if t.closed or n == 0 or channel < 0 or channel > 1:
         return
     if not t.have_t0:
@@ -173,13 +182,13 @@ cdef void timeline_place(timeline_t* t, int channel, unsigned int ssrc, unsigned
         first = skip
         pos = t.base
     start = pos - t.base
-    buf = t.buf
-    if codec == 0:
-        for i in range(first, n):
-            buf[2 * (start + i - first) + channel] = ulaw_to_linear(payload[i])
+    buf = t.buf + 2 * (start - first) + channel
+    if codec == 0:  # G.711 Tables 2a/1a, one lookup a sample
+        table = &ULAW_PCM[0]
     else:
-        for i in range(first, n):
-            buf[2 * (start + i - first) + channel] = alaw_to_linear(payload[i])
+        table = &ALAW_PCM[0]
+    for i in range(first, n):
+        buf[2 * i] = table[payload[i]]
     if pos + n - first > t.end:
         t.end = pos + n - first
 
