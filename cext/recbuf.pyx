@@ -100,10 +100,13 @@ cdef int WRITER_NICENESS = 5
 
 cdef short ULAW_PCM[256]  # decoded once: the packet path does a table lookup per sample
 cdef short ALAW_PCM[256]
+cdef unsigned char PCM_ULAW[65536]  # µ-law files: 16-bit sample (as unsigned) -> code
 cdef int _code
 for _code in range(256):
     ULAW_PCM[_code] = ulaw_to_linear(_code)
     ALAW_PCM[_code] = alaw_to_linear(_code)
+for _code in range(65536):
+    PCM_ULAW[_code] = linear_to_ulaw(<short><unsigned short>_code)
 
 
 cdef inline long long round_samples(double seconds) noexcept nogil:
@@ -357,8 +360,8 @@ cdef void encode(timeline_t* t, output_t* o, long long lo, long long hi, bint si
         right = f[2 * i + 1] if f != NULL and use_r else 0
         if o.channels == 2:
             if o.ulaw:
-                p[2 * i] = linear_to_ulaw(left)
-                p[2 * i + 1] = linear_to_ulaw(right)
+                p[2 * i] = PCM_ULAW[<unsigned short><short>left]
+                p[2 * i + 1] = PCM_ULAW[<unsigned short><short>right]
             else:
                 u = <unsigned short><short>left
                 p[4 * i] = u & 0xFF
@@ -373,7 +376,7 @@ cdef void encode(timeline_t* t, output_t* o, long long lo, long long hi, bint si
             elif v < -32768:
                 v = -32768
             if o.ulaw:
-                p[i] = linear_to_ulaw(v)
+                p[i] = PCM_ULAW[<unsigned short><short>v]
             else:
                 u = <unsigned short><short>v
                 p[2 * i] = u & 0xFF
