@@ -8,9 +8,13 @@ second per call (silence costs what speech costs). We measure the writer thread'
 (utime+stime of the thread named ``mediasrv-rec``) over the window, so neither the packet
 path nor this script's Python is counted.
 
+The other half of recording's cost is on the engine thread: placing each received packet on
+the timeline. ``feed_us_per_packet`` is the relay's CPU per packet (``Relay.on_readable`` on
+a loopback pair, thread CPU time, batches of 64) with a timeline attached minus without.
+
 Usage: python bench/recording_writer.py [--calls 2000] [--seconds 8] [--ulaw] [--dir DIR]
 Last line: ``RESULT recording_writer calls=N writer_cpu_pct=.. user_pct=.. sys_pct=..
-mb_per_s=.. dir=..``. ``--dir`` picks the file system (default: a temporary directory
+mb_per_s=.. dir=.. relay_us_per_packet=.. feed_us_per_packet=..``. ``--dir`` picks the file system (default: a temporary directory
 under the system's; /dev/shm shows the cost without a disk).
 """
 
@@ -38,6 +42,56 @@ def writer_ticks() -> tuple[int, int]:
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
             return int(fields[11]), int(fields[12])
     raise RuntimeError("no mediasrv-rec thread: is the writer running?")
+
+
+def relay_cpu_per_packet(record: bool, batches: int = 600) -> float:
+    """µs of thread CPU per relayed packet, with or without a recording timeline."""
+    import socket
+    import struct
+
+    from cext.recbuf import StereoTimeline
+    from cext.relay import Relay
+
+    def udp() -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        s.setblocking(False)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        return s
+
+    legs, phones = (udp(), udp()), (udp(), udp())
+    relay = Relay(lambda *a: None, lambda *a: None, lambda *a: None, lambda *a: None)
+    for leg in (0, 1):
+        relay.open(leg, legs[leg].fileno(), 0x1000 + leg, 0, 0)
+        relay.configure(leg, 0, 0, {0: 0}, 101, phones[leg].getsockname(), True, True)
+    relay.bridge(0, 1)
+    timeline = StereoTimeline()
+    if record:
+        timeline.add_output(1, 2, 3, False, 0.0)
+        relay.set_timeline(0, timeline, 0, -time.monotonic())  # its clock starts now at 0
+    payload, dest = b"\x80" * 160, legs[0].getsockname()
+    spent, seq = 0.0, 0
+    try:
+        for batch in range(batches):
+            for _ in range(64):
+                packet = struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, 160 * seq, 7) + payload
+                phones[0].sendto(packet, dest)
+                seq += 1
+            t = time.thread_time()
+            relay.on_readable(0)
+            spent += time.thread_time() - t
+            while True:
+                try:
+                    phones[1].recv(2048)
+                except BlockingIOError:
+                    break
+            if record and batch % 4 == 0:
+                timeline.tick(seq * 0.02)
+                timeline.take(0)
+    finally:
+        for s in (*legs, *phones):
+            s.close()
+    return spent / (64 * batches) * 1e6
 
 
 def main(argv: list[str]) -> int:
@@ -73,13 +127,16 @@ def main(argv: list[str]) -> int:
         written = sum(p.stat().st_size for p in base.iterdir())
     finally:
         shutil.rmtree(base, ignore_errors=True)
+    plain = min(relay_cpu_per_packet(False) for _ in range(3))
+    recorded = min(relay_cpu_per_packet(True) for _ in range(3))
     hz = os.sysconf("SC_CLK_TCK")
     user, system = 100.0 * (u1 - u0) / hz / wall, 100.0 * (s1 - s0) / hz / wall
     per_s = args.calls * 8000 * (2 if args.ulaw else 4) / 1e6
     print(
         f"RESULT recording_writer calls={args.calls} writer_cpu_pct={user + system:.2f} "
         f"user_pct={user:.2f} sys_pct={system:.2f} mb_per_s={per_s:.1f} "
-        f"dir={args.dir or tempfile.gettempdir()} written_mb={written / 1e6:.0f}"
+        f"dir={args.dir or tempfile.gettempdir()} written_mb={written / 1e6:.0f} "
+        f"relay_us_per_packet={plain:.2f} feed_us_per_packet={recorded - plain:.2f}"
     )
     return 0
 
