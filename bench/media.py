@@ -10,10 +10,11 @@ the payload), and RSS per call. Runs, each with fresh processes:
 
 1. mediasrv, Cython packet path on its engine thread (``CyThreadPacketPath``: epoll +
    recvmmsg over every socket, no GIL), no recording
-2. the same with stereo recording of every call (``RecordMode.BOTH``, the product recorder)
-3. the same with the recorder's in-memory half in the ``recbuf`` kernel ("rec-kernel", a
-   prototype of the proposed recorder change, fed from C)
-4. rtpengine userspace (Debian ``rtpengine-daemon``, ``--table=-1``), sessions opened with
+2. the same with stereo recording of every call (``RecordMode.BOTH``, the product recorder:
+   the ``recbuf`` timeline fed from C by the engine thread, files written by the kernel's C
+   writer thread without the GIL); the relay child checks every file afterwards (a WAV whose
+   header matches its length and the size the engine reported)
+3. rtpengine userspace (Debian ``rtpengine-daemon``, ``--table=-1``), sessions opened with
    its ng protocol (bencode over UDP)
 (optionally, ``--callbacks``: the same C code driven by ``loop.add_reader`` callbacks, plain
 and recorded, and the engine thread paced (1 ms sleep between rounds); ``--python``: the
@@ -82,6 +83,7 @@ class RunResult:
     rss_per_call_kb: float
     load_line: str
     wall_s: float = 0.0  # the load window the CPU share was measured over
+    files_ok: int = 0  # recorded runs: calls whose WAV the relay child found whole
 
     @property
     def streams(self) -> int:
@@ -103,65 +105,6 @@ class RunResult:
 # ---- the relay under test: mediasrv's MediaEngine in its own process -----------------------
 
 
-def kernel_recorder() -> type:
-    """A prototype: StereoRecorder with its in-memory half in the ``recbuf`` kernel.
-
-    Its output is byte-identical to StereoRecorder's (tests/kernels/test_kernels_recbuf.py),
-    and because it exposes the kernel object as ``timeline``, the Cython packet path feeds it
-    from C with no Python call per packet. This is the change proposed for
-    mediasrv/media/recorder.py; the bench runs it as "rec-kernel" next to the product's.
-    """
-    import functools
-
-    from mediasrv.media import recorder
-    from mediasrv.media.api import RecordMode
-    from mediasrv.media.kernels import recbuf
-
-    class KernelStereoRecorder(recorder.StereoRecorder):
-        __slots__ = ("timeline",)
-
-        def __init__(self, path: Path, writer: recorder.RecordingWriter, mode: RecordMode = RecordMode.BOTH,
-                     fmt: recorder.RecordingFormat = recorder.RecordingFormat.PCM16) -> None:  # fmt: skip
-            super().__init__(path, writer, mode, fmt)
-            self.timeline = recbuf.StereoTimeline(
-                mode in (RecordMode.BOTH, RecordMode.CALLER),
-                mode in (RecordMode.BOTH, RecordMode.OPERATOR),
-                fmt is recorder.RecordingFormat.ULAW,
-            )
-
-        def feed(
-            self, channel: int, ssrc: int, ts: int, codec: object, payload: bytes, now: float
-        ) -> None:
-            self.timeline.feed(channel, ssrc, ts, int(codec), payload, now)  # type: ignore[call-overload]
-
-        def tick(self, now: float) -> None:
-            if self._closed:
-                return
-            self.timeline.tick(now)
-            self._flush()
-            if now - self._last_header >= recorder.HEADER_EVERY:
-                self._last_header = now
-                self._writer.submit(self._file, self._file.update_header)
-
-        def close(self) -> int:
-            if not self._closed:
-                self.timeline.close()
-                self._flush()
-                self._closed = True
-                self.closed_future = self._writer.submit(self._file, self._file.close)
-            return len(recorder.wav_header(self._file.fmt, 0)) + self.data_bytes
-
-        def _flush(self) -> None:
-            chunk = self.timeline.take()
-            if chunk:
-                self._base += len(chunk) // (
-                    4 if self._file.fmt is recorder.RecordingFormat.PCM16 else 2
-                )
-                self._writer.submit(self._file, functools.partial(self._file.append, chunk))
-
-    return KernelStereoRecorder
-
-
 def serve(calls: int, path_name: str, record_dir: str | None, portfile: str) -> None:
     """Build N bridged calls in a MediaEngine and relay until stdin closes."""
     import uvloop
@@ -180,16 +123,10 @@ def serve(calls: int, path_name: str, record_dir: str | None, portfile: str) -> 
 
 
 async def _serve(calls: int, path_name: str, record_dir: str | None, portfile: str) -> None:
-    from mediasrv.media import engine as engine_module
-    from mediasrv.media import sdp
+    from mediasrv.media import packet_path_cy, packet_path_py, sdp
     from mediasrv.media.api import Direction, LegRole, RecordMode
     from mediasrv.media.codec import Codec
     from mediasrv.media.engine import MediaEngine
-
-    if path_name.endswith("+kernelrec"):
-        path_name = path_name.removesuffix("+kernelrec")
-        engine_module.StereoRecorder = kernel_recorder()  # type: ignore[misc,assignment]
-    from mediasrv.media import packet_path_cy, packet_path_py
 
     class Threaded(packet_path_cy.CyThreadPacketPath):
         PACE_US = 1000 if path_name.endswith("-paced") else 0
@@ -235,15 +172,32 @@ async def _serve(calls: int, path_name: str, record_dir: str | None, portfile: s
     loop.add_reader(sys.stdin.fileno(), stop.set)
     await stop.wait()
     recorded = 0
-    for k in range(calls):
-        report = engine.release(f"bench-{k}")
+    reports = [engine.release(f"bench-{k}") for k in range(calls)]
+    await engine.close()  # the writer's last pass: every file is closed
+    good = 0
+    for report in reports:
         recorded += report.recording_bytes
-    await engine.close()
+        good += report.recording is not None and _valid_wav(
+            report.recording, report.recording_bytes
+        )
     worst = max(ticks, default=0.0) * 1000
     mean = sum(ticks) / len(ticks) * 1000 if ticks else 0.0
     print(
-        f"DONE recorded_bytes={recorded} tick_ms_avg={mean:.2f} tick_ms_max={worst:.2f}", flush=True
-    )
+        f"DONE recorded_bytes={recorded} files_ok={good if record_dir else 0} "
+        f"tick_ms_avg={mean:.2f} tick_ms_max={worst:.2f}", flush=True
+    )  # fmt: skip
+
+
+def _valid_wav(path: Path, size: int) -> bool:
+    """The file is as long as the engine said, and its header says so too."""
+    import wave
+
+    try:
+        with wave.open(str(path), "rb") as w:
+            frames = w.getnframes() * w.getnchannels() * w.getsampwidth()
+        return path.stat().st_size == size and frames == size - 44 and size > 44
+    except (OSError, EOFError, wave.Error):
+        return False
 
 
 def _time_ticks(engine: object) -> list[float]:
@@ -272,6 +226,19 @@ def _cpu_ticks(pid: int) -> int:
     """utime+stime of a process, all threads included."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
+
+
+def _thread_ticks(pid: int) -> dict[str, int]:
+    """utime+stime per thread name (the recording writer names itself mediasrv-rec)."""
+    out: dict[str, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = out.get(name, 0) + int(fields[11]) + int(fields[12])
+    return out
 
 
 # ---- rtpengine, driven over its ng protocol ------------------------------------------------
@@ -383,26 +350,32 @@ def run_load(
 ) -> tuple[float, str, float]:  # fmt: skip
     """Run the phones on CPU 0; return (relay CPU % of one core, rtpload's figures line,
     the window's wall seconds)."""
-    c0, t0 = _cpu_ticks(pid), time.monotonic()
+    c0, t0, th0 = _cpu_ticks(pid), time.monotonic(), _thread_ticks(pid)
     out = subprocess.run(
         [*PRIORITY, "taskset", "-c", "0", str(rtpload), str(portfile), str(seconds), "50", "1", str(PHONE_SOCKETS)],
         capture_output=True, text=True, check=False, timeout=seconds + 30,
     )  # fmt: skip
     if out.returncode:
         raise RuntimeError(f"rtpload failed: {out.stderr.strip()}")
-    c1, t1 = _cpu_ticks(pid), time.monotonic()
+    c1, t1, th1 = _cpu_ticks(pid), time.monotonic(), _thread_ticks(pid)
     cpu = 100.0 * (c1 - c0) / CLK_TCK / (t1 - t0)
-    return cpu, out.stdout.strip(), t1 - t0
+    shares = {
+        name: 100.0 * (ticks - th0.get(name, 0)) / CLK_TCK / (t1 - t0)
+        for name, ticks in th1.items()
+    }
+    threads = " ".join(
+        f"cpu_{n.replace('-', '_')}={v:.1f}" for n, v in sorted(shares.items()) if v >= 0.1
+    )
+    return cpu, f"{out.stdout.strip()} {threads}", t1 - t0
 
 
 def run_mediasrv(
     rtpload: Path, work: Path, calls: int, seconds: float, path_name: str, record: bool,
-    env: dict[str, str], kernel_rec: bool = False,
+    env: dict[str, str],
 ) -> RunResult:  # fmt: skip
     portfile = work / f"ports-{path_name}-{int(record)}.txt"
     record_dir = work / f"rec-{path_name}"
-    serve_path = path_name + ("+kernelrec" if kernel_rec else "")
-    cmd = [sys.executable, str(Path(__file__)), "serve", str(calls), serve_path, str(portfile)]
+    cmd = [sys.executable, str(Path(__file__)), "serve", str(calls), path_name, str(portfile)]
     cmd = [*PRIORITY, "taskset", "-c", "1", *cmd]
     if record:
         record_dir.mkdir(exist_ok=True)
@@ -414,7 +387,7 @@ def run_mediasrv(
         if not ready.startswith("READY"):
             raise RuntimeError(f"mediasrv relay failed to start: {ready!r}")
         rss_base = int(parse_load(ready)["rss_base_kb"])
-        if path_name == "cython-thread" and not record and not kernel_rec:
+        if path_name == "cython-thread" and not record:
             print(f"  relay child: {ready.removeprefix('READY ')}", flush=True)
         time.sleep(0.5)
         cpu, line, wall = run_load(rtpload, portfile, seconds, proc.pid)
@@ -426,12 +399,16 @@ def run_mediasrv(
         if proc.poll() is None:
             proc.kill()
     figures = parse_load(line)
-    name = f"mediasrv-{path_name}{('+rec-kernel' if kernel_rec else '+rec') if record else ''}"
+    if record:
+        done_fields = parse_load(done)
+        figures["files_ok"] = done_fields.get("files_ok", 0.0)
+    name = f"mediasrv-{path_name}{'+rec' if record else ''}"
     print(f"  {name}: cpu={cpu:.1f}% {line} {done}", flush=True)
     if record:
         shutil.rmtree(record_dir, ignore_errors=True)
     return RunResult(name, calls, cpu, figures["loss"], figures["p50_ms"], figures["p99_ms"],
-                     (rss - rss_base) / calls, line, wall)  # fmt: skip
+                     (rss - rss_base) / calls, line, wall,
+                     int(figures.get("files_ok", 0)))  # fmt: skip
 
 
 def run_rtpengine(
@@ -484,7 +461,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument(
         "--callbacks", action="store_true",
         help="also run the Cython packet path driven by loop.add_reader callbacks "
-        "(plain, recorded, recorded with the kernel recorder) and a paced engine thread",
+        "(plain and recorded) and a paced engine thread",
     )  # fmt: skip
     args = ap.parse_args(argv)
     if 2 * args.calls > 65000 - PHONE_BASE or 4 * args.calls > ENGINE_PORTS[1] - ENGINE_PORTS[0]:
@@ -496,23 +473,23 @@ def main(argv: list[str]) -> int:
     child_env = benchenv.child_env()
     print(f"media bench: {args.calls} calls = {2 * args.calls} streams, {args.seconds:.0f} s each run, "
           f"relay on CPU 1, phones on CPU 0", flush=True)  # fmt: skip
-    # (packet path, recorded, kernel recorder) per run; the first recorded run (or the first
-    # run with --no-record) is the RESULT: the engine thread, as decided in RESULTS_media.md.
-    plan = [("cython-thread", False, False)]
+    # (packet path, recorded) per run; the first recorded run (or the first run with
+    # --no-record) is the RESULT: the engine thread, as decided in RESULTS_media.md.
+    plan = [("cython-thread", False)]
     if not args.no_record:
-        plan += [("cython-thread", True, False), ("cython-thread", True, True)]
+        plan += [("cython-thread", True)]
     if args.callbacks:
-        plan += [("cython", False, False), ("cython-thread-paced", False, False)]
+        plan += [("cython", False), ("cython-thread-paced", False)]
         if not args.no_record:
-            plan += [("cython", True, False), ("cython", True, True)]
+            plan += [("cython", True)]
     if args.python:
-        plan.append(("python", False, False))
+        plan.append(("python", False))
     with tempfile.TemporaryDirectory(prefix="mediabench-") as tmp:
         work = Path(tmp)
         rtpload = build_rtpload(work)
         results = [
-            run_mediasrv(rtpload, work, args.calls, args.seconds, path, rec, child_env, kernel)
-            for path, rec, kernel in plan
+            run_mediasrv(rtpload, work, args.calls, args.seconds, path, rec, child_env)
+            for path, rec in plan
         ]
         rtpe = None
         if rtpengine is not None:
@@ -527,13 +504,18 @@ def main(argv: list[str]) -> int:
         print(f"{r.name:<34}{r.cpu_pct:>7.1f}{r.cpu_per_100_streams:>17.2f}{r.us_per_packet:>8.2f}"
               f"{r.loss:>10.5f}{r.p50_ms:>9.3f}{r.p99_ms:>9.3f}{r.rss_per_call_kb:>9.1f}")  # fmt: skip
     main_run = results[0] if args.no_record else results[1]
+    recorded = "no"
+    if not args.no_record:
+        # "yes" only if every call's file was written whole (checked by the relay child).
+        ok = main_run.files_ok == args.calls
+        recorded = "yes" if ok else f"broken({main_run.files_ok}/{args.calls})"
     rtpe_cpu = rtpe.cpu_per_100_streams if rtpe else float("nan")
     ratio = main_run.cpu_per_100_streams / rtpe_cpu if rtpe else float("nan")
     pkt_ratio = main_run.us_per_packet / rtpe.us_per_packet if rtpe else float("nan")
     print(
         f"RESULT media calls={args.calls} cpu_per_100_streams={main_run.cpu_per_100_streams:.2f} "
         f"rtpengine_cpu_per_100_streams={rtpe_cpu:.2f} ratio={ratio:.2f} loss={main_run.loss:.5f} "
-        f"p99_ms={main_run.p99_ms:.3f} recorded={'no' if args.no_record else 'yes'} "
+        f"p99_ms={main_run.p99_ms:.3f} recorded={recorded} "
         f"us_per_packet={main_run.us_per_packet:.2f} packet_ratio={pkt_ratio:.2f}"
     )
     return 0

@@ -1,8 +1,9 @@
 """The media control plane: :class:`MediaEngine` implements :class:`~mediasrv.media.api.MediaControl`.
 
 It owns the port pool, per-call and per-leg state (negotiated codecs, directions, remote
-addresses), recorders, prompt players and the single periodic timer of the engine (recorder
-commits and the no-RTP timeout). Per-packet work happens behind a
+addresses), each call's recordings (:mod:`mediasrv.media.recorder`; their files are written
+by the kernel's own thread), prompt players and the single periodic timer of the engine
+(failed recordings, the no-RTP timeout). Per-packet work happens behind a
 :class:`~mediasrv.media.packet_path.PacketPath` built by ``packet_path_factory``; the pure-
 Python reference is the default, a Cython twin plugs in the same way.
 """
@@ -13,6 +14,8 @@ import asyncio
 import collections
 import itertools
 import logging
+import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -45,27 +48,16 @@ from mediasrv.media.digits import DEFAULT_WINDOW, DigitSource, DigitStream, Inba
 from mediasrv.media.packet_path import LegParams, MixingPacketPath, PacketEvents, PacketPath
 from mediasrv.media.packet_path_py import PyPacketPath
 from mediasrv.media.ports import PortPair, PortPool
-from mediasrv.media.prompt import FRAME, RATE, Prompt, PromptCache, PromptPlayer
-from mediasrv.media.recorder import (
-    RecordingFormat,
-    RecordingWriter,
-    StereoRecorder,
-    recorder_class,
-)
+from mediasrv.media.prompt import FRAME, Prompt, PromptCache, PromptPlayer
+from mediasrv.media.recorder import CallRecorder, RecordingFormat, RecordingWriter
 
 log = logging.getLogger(__name__)
 
 SUPPORTED = (Codec.PCMU, Codec.PCMA)
 LEG_ID_QUARANTINE = 1024  # freed leg ids that wait before one is reused
-TICK = 0.25  # seconds between recorder commits; the no-RTP check runs every 4th tick
+TICK = 0.25  # seconds between writer polls (failed files); the no-RTP check runs every 4th
 PacketPathFactory = Callable[[asyncio.AbstractEventLoop, PacketEvents], PacketPath]
 _CHANNEL = {LegRole.CALLER: 0, LegRole.OPERATOR: 1}
-_RECORDED = {
-    RecordMode.BOTH: (LegRole.CALLER, LegRole.OPERATOR),
-    RecordMode.CALLER: (LegRole.CALLER,),
-    RecordMode.OPERATOR: (LegRole.OPERATOR,),
-    RecordMode.OFF: (),
-}
 
 
 class _Leg:
@@ -84,6 +76,7 @@ class _Leg:
         "play_id",
         "player",
         "prompt_name",
+        "recorded",
         "timed_out",
         "watched_since",
     )
@@ -109,17 +102,19 @@ class _Leg:
         self.partner: _Leg | None = None  # the leg RTP is relayed to and from
         self.allocated_at = 0.0  # loop time (signalled digits are stamped from it)
         self.digits: DigitStream | None = None  # set by the engine: the leg's one digit stream
+        self.recorded = False  # feeding the call's recording timeline
 
 
 class _Call:
-    __slots__ = ("call_id", "legs", "record_mode", "recorder", "recording_id")
+    __slots__ = ("call_id", "legs", "recorder", "recordings", "whole_call")
 
     def __init__(self, call_id: str) -> None:
         self.call_id = call_id
         self.legs: list[_Leg] = []
-        self.recorder: StereoRecorder | None = None
-        self.record_mode = RecordMode.OFF
-        self.recording_id = RecordingId(0)
+        self.recorder: CallRecorder | None = None  # from the first record() on
+        # Every recording of the call in start order; None while it runs.
+        self.recordings: dict[RecordingId, RecordingResult | None] = {}
+        self.whole_call: RecordingId | None = None  # the first stereo one: MediaReport.recording
 
 
 def _session_id(session: int) -> int:
@@ -213,9 +208,9 @@ class MediaEngine:
         self._free_ids: collections.deque[int] = collections.deque()
         self._sessions = itertools.count(1)
         self._play_ids = itertools.count(1)
-        self._recording_ids = itertools.count(1)
         self._plays: dict[PlayId, _Leg] = {}
-        self._recordings: dict[RecordingId, _Call] = {}
+        self._recording_calls: dict[RecordingId, _Call] = {}  # running recordings
+        self._next_recording = 1
         self._timer: asyncio.TimerHandle | None = None
         self._ticks = 0
 
@@ -239,8 +234,8 @@ class MediaEngine:
         call.legs.append(leg)
         self._legs[media] = leg
         self._by_id[leg_id] = leg
-        if call.recorder is not None and role is LegRole.CALLER:
-            self._attach_recorder(call, leg)
+        if call.recorder is not None:
+            self._feed_recording(call)
         self._start_timer()
         return media
 
@@ -303,9 +298,8 @@ class MediaEngine:
         for leg in (la, lb):
             leg.watched_since, leg.timed_out = now, False
         call = la.call
-        if call.recorder is not None:
-            for leg in (la, lb):
-                self._attach_recorder(call, leg)
+        # The right channel follows the operator leg that is bridged now.
+        self._feed_recording(call)
 
     def unbridge(self, leg: LegMedia) -> None:
         """Stop relaying between ``leg`` and its partner; both keep receiving (digits, the
@@ -314,37 +308,52 @@ class MediaEngine:
         if state.partner is not None:
             self._unbridge(state)
 
+    # ---- recordings (F12) -----------------------------------------------------------------
+
     def record(
         self, call_id: str, path: Path, mode: RecordMode, *, stereo: bool = True
     ) -> RecordingId:
-        """Record the call (F12): caller left, operator right. One recording per call in this
-        engine: a new one replaces the last (several at once, issue 9 §1: not built here)."""
         call = self._calls.get(call_id)
         if call is None:
             raise MediaError(f"record: no media allocated for call {call_id}")
-        self._stop_recording(call)
         if mode is RecordMode.OFF:
-            return RecordingId(0)
-        call.recorder = recorder_class()(path, self._writer, mode, self._format)
-        call.record_mode = mode
-        call.recording_id = RecordingId(next(self._recording_ids))
-        self._recordings[call.recording_id] = call
-        for leg in call.legs:
-            if leg.media.role is LegRole.CALLER or leg.partner is not None:
-                self._attach_recorder(call, leg)
-        return call.recording_id
+            raise MediaError("record: RecordMode.OFF records nothing (do not call record)")
+        if call.recorder is None:
+            call.recorder = CallRecorder(self._writer, self._loop.time() - time.monotonic())
+        ident = RecordingId(self._next_recording)
+        self._next_recording += 1
+        call.recorder.start(ident, path, mode, stereo, self._format, self._loop.time())
+        call.recordings[ident] = None
+        if stereo and call.whole_call is None:
+            call.whole_call = ident
+        self._recording_calls[ident] = call
+        self._feed_recording(call)
+        return ident
 
     def stop_record(self, recording: RecordingId) -> RecordingResult:
-        """Close one recording (an unknown or already stopped id reports no file)."""
-        call = self._recordings.get(recording)
-        result = self._stop_recording(call) if call is not None else None
-        return result or RecordingResult(recording, None, 0, 0.0)
+        call = self._recording_calls.pop(recording, None)
+        if call is None:
+            raise MediaError(f"stop_record: no running recording {recording}")
+        assert call.recorder is not None
+        result = call.recorder.stop(recording, self._loop.time())
+        call.recordings[recording] = result
+        self._feed_recording(call)
+        return result
 
     def pause_record(self, recording: RecordingId) -> None:
-        raise MediaError("pause_record: not supported by this engine yet")
+        """PCI: silence from now on (a second pause while paused changes nothing)."""
+        call = self._recording_calls.get(recording)
+        if call is None:
+            raise MediaError(f"pause_record: no running recording {recording}")
+        assert call.recorder is not None
+        call.recorder.pause(recording, self._loop.time())
 
     def resume_record(self, recording: RecordingId) -> None:
-        raise MediaError("resume_record: not supported by this engine yet")
+        call = self._recording_calls.get(recording)
+        if call is None:
+            raise MediaError(f"resume_record: no running recording {recording}")
+        assert call.recorder is not None
+        call.recorder.resume(recording, self._loop.time())
 
     def play(
         self,
@@ -418,12 +427,9 @@ class MediaEngine:
         call = self._calls.pop(call_id, None)
         if call is None:
             return report  # idempotent: a second release (BYE and timeout racing) is harmless
-        # Detach the recorder while the legs still exist, then close the legs.
-        result = self._stop_recording(call)
-        if result is not None:
-            report.recordings.append(result)
-            if result.path is not None:  # never point the call log at a file that failed
-                report.recording, report.recording_bytes = result.path, result.bytes
+        if call.recorder is not None:
+            # Detach the recorder while the legs still exist, then close the legs.
+            self._close_recordings(call, report)
         for leg in call.legs:
             stats = self._close_leg(leg)
             if self._better(report.legs.get(leg.media.role), stats, leg):
@@ -442,7 +448,9 @@ class MediaEngine:
         not get it: late packets of the attempt can latch nothing."""
         state = self._leg(leg)
         state.call.legs.remove(state)
-        return self._close_leg(state)
+        stats = self._close_leg(state)
+        self._feed_recording(state.call)
+        return stats
 
     def active_ports(self) -> int:
         return self._ports.in_use()
@@ -466,6 +474,9 @@ class MediaEngine:
     async def flush(self) -> None:
         """Wait until every stopped recording is completely on disk (drain, analysis)."""
         await self._writer.drain()
+
+    async def flush_recordings(self) -> None:
+        await self.flush()
 
     # ---- internals ------------------------------------------------------------------------
 
@@ -506,23 +517,43 @@ class MediaEngine:
             ),
         )
 
-    def _attach_recorder(self, call: _Call, leg: _Leg) -> None:
-        if call.recorder is not None and leg.media.role in _RECORDED[call.record_mode]:
-            self._path.set_recorder(leg.id, call.recorder, _CHANNEL[leg.media.role])
-
-    def _stop_recording(self, call: _Call) -> RecordingResult | None:
-        """Close the call's recording; None if it had none. ``path`` None if the file failed."""
+    def _feed_recording(self, call: _Call) -> None:
+        """Which legs feed the call's timeline: the caller leg, and the operator leg that is
+        bridged, each while a running recording wants its channel (F12)."""
         recorder = call.recorder
-        if recorder is None:
-            return None
+        wanted = recorder.channels() if recorder is not None else frozenset()
         for leg in call.legs:
-            self._path.set_recorder(leg.id, None, 0)
-        size = recorder.close()
+            channel = _CHANNEL[leg.media.role]
+            feeds = channel in wanted and (
+                leg.media.role is LegRole.CALLER or leg.partner is not None
+            )
+            if feeds != leg.recorded:
+                self._path.set_recorder(leg.id, recorder if feeds else None, channel)
+                leg.recorded = feeds
+
+    def _close_recordings(self, call: _Call, report: MediaReport) -> None:
+        """The call ends: stop its running recordings at its last audio and list them all."""
+        recorder = call.recorder
+        assert recorder is not None
+        for leg in call.legs:
+            if leg.recorded:
+                self._path.set_recorder(leg.id, None, 0)
+                leg.recorded = False
+        for result in recorder.close():
+            call.recordings[result.recording_id] = result
+            self._recording_calls.pop(result.recording_id, None)
         call.recorder = None
-        self._recordings.pop(call.recording_id, None)
-        seconds = size / (RATE * (4 if self._format is RecordingFormat.PCM16 else 2))
-        path = None if recorder.failed else recorder.path
-        return RecordingResult(call.recording_id, path, size, seconds)
+        report.recordings = [r for r in call.recordings.values() if r is not None]
+        whole = call.recordings.get(call.whole_call) if call.whole_call is not None else None
+        if whole is not None and whole.path is not None:
+            # Never point the call log at a file that failed.
+            report.recording, report.recording_bytes = whole.path, whole.bytes
+
+    def _poll_recordings(self) -> None:
+        for ident, err in self._writer.poll():
+            call = self._recording_calls.get(RecordingId(ident))
+            where = f" of call {call.call_id}" if call is not None else ""
+            log.error("recording %d%s failed: %s", ident, where, os.strerror(err))
 
     def _unbridge(self, leg: _Leg) -> None:
         """Part ``leg`` from its partner; an operator leg stops feeding the recording (the
@@ -533,8 +564,7 @@ class MediaEngine:
         self._path.unbridge(leg.id)
         for one in (leg, partner):
             one.partner = None
-            if one.media.role is LegRole.OPERATOR and one.call.recorder is not None:
-                self._path.set_recorder(one.id, None, 0)
+        self._feed_recording(leg.call)
 
     def _close_leg(self, leg: _Leg) -> LegStats:
         self._stop_player(leg)
@@ -663,9 +693,7 @@ class MediaEngine:
     def _tick(self) -> None:
         now = self._loop.time()
         self._timer = self._loop.call_later(TICK, self._tick)
-        for call in self._calls.values():
-            if call.recorder is not None:
-                call.recorder.tick(now)
+        self._poll_recordings()
         self._ticks += 1
         if self._ticks % 4 == 0 or self._timeout < 4 * TICK:
             self._check_rtp(now)

@@ -1,49 +1,40 @@
-"""Stereo call recorder (F12), the reference implementation.
+"""Call recordings (F12): several per call, with handles, pauses (PCI) and crash safety.
 
-Caller on the left channel, operator on the right, 8 kHz, 16-bit PCM (or µ-law, WAVE format
-tag 7). Each channel is placed by RTP timestamp: a channel's first packet is anchored at its
-arrival on the call timeline (which starts when the first packet of either channel arrives)
-and every later packet at ``anchor + (ts - first_ts)``. Gaps (loss, silence suppression,
-hold) stay silent; late and reordered packets inside the jitter window land where they
-belong. Only what a leg's peer *sent* reaches its channel, so prompts and whispers we play
-can never appear on either channel.
+Each call that records has one :class:`CallRecorder`: one stereo timeline in the ``recbuf``
+kernel (caller left, operator right, 8 kHz) that the packet path feeds with what each leg's
+peer *sent*, placed by RTP timestamp (gaps stay silent: F12), and any number of recordings
+reading it at once, each from its own start: the whole call in stereo, a voicemail in mono
+on the caller channel, a one-sided stereo file. A recording starts, pauses, resumes and
+stops on its own; a paused span is silence in its file and listed in its result. Prompts and
+whispers we play never reach a channel: only received audio is recorded.
 
-The packet path only writes into a small in-memory window. :meth:`StereoRecorder.tick`
-(from the engine's periodic timer) hands finished chunks to a :class:`RecordingWriter`,
-whose single background thread appends them and rewrites the RIFF/data sizes about once a
-second, after the data, so a file cut by ``kill -9`` is a valid WAV up to the last update
-and :func:`repair_wav` recovers the rest.
+No Python runs per packet or per call while recording: with the Cython kernels the engine
+thread feeds the timeline from C, and the kernel's ``Writer`` thread commits every timeline
+four times a second, encodes each recording (16-bit PCM or µ-law, WAVE format tag 7) and
+writes the files with write()/pwrite() without the GIL. The header is rewritten about once
+a second after the data it describes, so a file cut by ``kill -9`` is a valid WAV up to the
+last update and :func:`repair_wav` recovers the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import enum
-import functools
 import logging
 import os
 import struct
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from mediasrv.media import codec as g711
 from mediasrv.media import kernels
-from mediasrv.media.api import RecordMode
+from mediasrv.media.api import PauseSpan, RecordingId, RecordingResult, RecordMode
 from mediasrv.media.codec import Codec
 
 log = logging.getLogger(__name__)
 
 RATE = 8000
-CHANNELS = 2
-LEFT, RIGHT = 0, 1  # caller, operator
-WINDOW = RATE // 5  # 200 ms jitter window: later than this and a packet is dropped
-CAPACITY = RATE * 3 // 4  # 0.75 s of 16-bit PCM per channel in memory (24 KB per call)
-RESYNC = RATE  # a timestamp 1 s away from arrival time re-anchors the channel
-SETTLE = WINDOW // 2  # a channel's first 100 ms refine its anchor (still in the window)
-HEADER_EVERY = 1.0  # seconds between header updates while recording
+LEFT, RIGHT = 0, 1  # channels: caller, operator
+_MASK = {RecordMode.BOTH: 3, RecordMode.CALLER: 1, RecordMode.OPERATOR: 2}  # kernel masks
 
 
 class RecordingFormat(enum.Enum):
@@ -51,331 +42,150 @@ class RecordingFormat(enum.Enum):
     ULAW = "ulaw"
 
 
-# --------------------------------------------------------------------------------------------
-# WAV header
-
-
-def wav_header(fmt: RecordingFormat, data_bytes: int) -> bytes:
-    """A canonical header; µ-law carries cbSize and a fact chunk as non-PCM formats should."""
-    if fmt is RecordingFormat.PCM16:
-        fmt_chunk = struct.pack("<HHIIHH", 1, CHANNELS, RATE, RATE * 4, 4, 16)
-        extra = b""
-        block = 4
-    else:
-        fmt_chunk = struct.pack("<HHIIHHH", 7, CHANNELS, RATE, RATE * 2, 2, 8, 0)
-        block = 2
-        extra = b"fact" + struct.pack("<II", 4, data_bytes // block)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt_chunk)) + fmt_chunk + extra
-    body += b"data" + struct.pack("<I", data_bytes)
-    return b"RIFF" + struct.pack("<I", len(body) + data_bytes) + body  # RIFF size = file - 8
-
-
-def _block_align(fmt: RecordingFormat) -> int:
-    return 4 if fmt is RecordingFormat.PCM16 else 2
-
-
-# --------------------------------------------------------------------------------------------
-# Background writer
-
-
-class _WavFile:
-    """A file being written; touched only on the writer thread after construction."""
-
-    __slots__ = ("data_bytes", "failed", "fd", "fmt", "path")
-
-    def __init__(self, path: Path, fmt: RecordingFormat) -> None:
-        self.path = path
-        self.fmt = fmt
-        self.fd = -1
-        self.data_bytes = 0
-        self.failed = False
-
-    def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        _write_all(self.fd, wav_header(self.fmt, 0))  # one write: never a half header
-
-    def append(self, chunk: bytes) -> None:
-        _write_all(self.fd, chunk)
-        self.data_bytes += len(chunk)
-
-    def update_header(self) -> None:
-        # Rewritten in place after the data it describes was written (never ahead of it).
-        os.pwrite(self.fd, wav_header(self.fmt, self.data_bytes), 0)
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            self.update_header()
-            os.close(self.fd)
-            self.fd = -1
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def wav_header(fmt: RecordingFormat, data_bytes: int, channels: int = 2) -> bytes:
+    """The header the writer puts on every file (``recbuf.wav_header``)."""
+    return kernels.recbuf.wav_header(channels, fmt is RecordingFormat.ULAW, data_bytes)
 
 
 class RecordingWriter:
-    """One background thread that performs every recording file operation, in order."""
+    """The engine's one file writer: the kernel's writer thread, started with the first
+    recording. :meth:`poll` (from the engine's periodic timer) forgets finished calls and
+    returns the files that failed."""
 
     def __init__(self) -> None:
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mediasrv-rec")
-        self._last: concurrent.futures.Future[None] | None = None
+        self._writer = kernels.recbuf.Writer()
 
-    def submit(self, file: _WavFile, op: Callable[[], None]) -> concurrent.futures.Future[None]:
-        self._last = self._pool.submit(_guarded, file, op)
-        return self._last
+    def register(self, timeline: kernels.recbuf.StereoTimeline, clock_offset: float) -> None:
+        if not self._writer.running:
+            self._writer.start()
+        self._writer.register(timeline, clock_offset)
+
+    def poll(self) -> list[tuple[int, int]]:
+        """(recording id, errno) of files that failed since the last poll."""
+        self._writer.reap()
+        return self._writer.failures()
 
     async def drain(self) -> None:
-        """Wait until every operation submitted so far has run."""
-        last = self._last
-        if last is not None:
-            await asyncio.wrap_future(last)
+        """Wait until everything stopped so far is on disk (the wait blocks a thread)."""
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.sync)
 
     async def close(self) -> None:
-        await self.drain()
-        self._pool.shutdown(wait=False)
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.stop)
+        self._writer.reap()
 
 
-def _guarded(file: _WavFile, op: Callable[[], None]) -> None:
-    if file.failed:
-        return
-    try:
-        op()
-    except OSError as exc:
-        # Disk full, permissions, ...: the call goes on without its recording.
-        file.failed = True
-        log.error("recording %s failed: %s", file.path, exc)
+@dataclass(slots=True)
+class _Recording:
+    path: Path
+    index: int  # the kernel's output index
+    mask: int
+    block: int  # bytes per frame in the file
+    channels: int
+    ulaw: bool
+    pause_from: int | None = None  # timeline sample of the pause in progress
+    pauses: list[tuple[int, int]] = field(default_factory=list)  # timeline samples
 
 
-# --------------------------------------------------------------------------------------------
-# Recorder
+class CallRecorder:
+    """One call's timeline and every recording reading it.
 
+    It is the packet path's record sink: the Cython paths feed ``timeline`` from C, the
+    reference path calls :meth:`feed`. Times are the engine's ``loop.time()``.
+    """
 
-class _Channel:
-    __slots__ = ("first_ts", "late", "offset", "ssrc")
+    __slots__ = ("_running", "timeline")
 
-    def __init__(self) -> None:
-        self.ssrc: int | None = None
-        self.first_ts = 0
-        self.offset = 0
-        self.late = 0
-
-
-class StereoRecorder:
-    """Places two legs' audio on a common timeline and streams it to a WAV file."""
-
-    __slots__ = (
-        "_base",
-        "_bufs",
-        "_channels",
-        "_closed",
-        "_enabled",
-        "_end",
-        "_file",
-        "_last_header",
-        "_t0",
-        "_writer",
-        "closed_future",
-        "path",
-    )
-
-    def __init__(
-        self,
-        path: Path,
-        writer: RecordingWriter,
-        mode: RecordMode = RecordMode.BOTH,
-        fmt: RecordingFormat = RecordingFormat.PCM16,
-    ) -> None:
-        self.path = path
-        self._writer = writer
-        self._file = _WavFile(path, fmt)
-        self._enabled = (
-            mode in (RecordMode.BOTH, RecordMode.CALLER),
-            mode in (RecordMode.BOTH, RecordMode.OPERATOR),
-        )
-        self._channels = (_Channel(), _Channel())
-        # One 16-bit PCM window per channel, allocated at the first packet.
-        self._bufs: tuple[bytearray, bytearray] = (bytearray(), bytearray())
-        self._t0: float | None = None
-        self._base = 0  # timeline sample of _buf[0]; everything before is on its way to disk
-        self._end = 0  # one past the last sample placed
-        self._last_header = 0.0
-        self._closed = False
-        self.closed_future: concurrent.futures.Future[None] | None = None
-        writer.submit(self._file, self._file.open)
-
-    @property
-    def failed(self) -> bool:
-        """The file could not be created or written (logged); the call goes on without it."""
-        return self._file.failed
-
-    @property
-    def data_bytes(self) -> int:
-        """Bytes of audio committed so far (what the file holds once written)."""
-        return self._base * _block_align(self._file.fmt)
+    def __init__(self, writer: RecordingWriter, clock_offset: float) -> None:
+        self.timeline = kernels.recbuf.StereoTimeline()
+        self._running: dict[RecordingId, _Recording] = {}
+        writer.register(self.timeline, clock_offset)
 
     def feed(
         self, channel: int, ssrc: int, ts: int, codec: Codec, payload: bytes, now: float
     ) -> None:
-        if self._closed or not self._enabled[channel] or not payload:
-            return
-        if self._t0 is None:
-            self._t0 = now
-            self._bufs = (bytearray(2 * CAPACITY), bytearray(2 * CAPACITY))
-        pos = self._position(channel, ssrc, ts, now)
-        pcm = g711.decode_pcm(codec, payload)
-        n = len(pcm) // 2
-        if pos + n > self._base + CAPACITY:
-            self._commit(pos + n - CAPACITY)
-        skip = self._base - pos
-        if skip >= n:
-            self._channels[channel].late += 1
-            return
-        if skip > 0:
-            pcm, pos = pcm[2 * skip :], self._base
-        start = 2 * (pos - self._base)
-        # Same-size slice assignment: the bytearray never resizes here (per-packet cost is
-        # a memcpy, no numpy object per packet).
-        self._bufs[channel][start : start + len(pcm)] = pcm
-        self._end = max(self._end, pos + len(pcm) // 2)
+        self.timeline.feed(channel, ssrc, ts, int(codec), payload, now)
 
-    def _position(self, channel: int, ssrc: int, ts: int, now: float) -> int:
-        assert self._t0 is not None
-        ch = self._channels[channel]
-        expected = round((now - self._t0) * RATE)
-        if ch.ssrc != ssrc:
-            ch.ssrc, ch.first_ts, ch.offset = ssrc, ts, expected
-            return expected
-        rel = (ts - ch.first_ts) & 0xFFFFFFFF
-        if rel >= 0x80000000:
-            rel -= 0x100000000  # a packet from before the anchor (reordered)
-        pos = ch.offset + rel
-        if pos > expected and rel < SETTLE:
-            # While the channel is young, a packet less delayed than the one we anchored on
-            # tells its true start better: both channels converge on the network's minimum
-            # delay, so their relative alignment does not carry the first packets' jitter.
-            # What the channel already has in the window moves with its anchor, so the
-            # audio stays sample-continuous.
-            self._shift(channel, pos - expected)
-            ch.offset -= pos - expected
-            return expected
-        if abs(pos - expected) > RESYNC:
-            # The peer's clock jumped (restart after hold, a new stream with the same SSRC):
-            # trust arrival time again rather than leave a huge gap or overlap.
-            ch.first_ts, ch.offset = ts, expected
-            return expected
-        return pos
+    def start(
+        self,
+        ident: RecordingId,
+        path: Path,
+        mode: RecordMode,
+        stereo: bool,
+        fmt: RecordingFormat,
+        now: float,
+    ) -> None:
+        """Stereo (caller left, operator right; a channel ``mode`` leaves out is silent) or
+        mono of the channel ``mode`` names (both summed, saturating, for ``BOTH``)."""
+        channels = 2 if stereo else 1
+        ulaw = fmt is RecordingFormat.ULAW
+        mask = _MASK[mode]
+        index = self.timeline.add_output(ident, channels, mask, ulaw, now, os.fsencode(path))
+        block = channels * (1 if ulaw else 2)
+        self._running[ident] = _Recording(path, index, mask, block, channels, ulaw)
 
-    def _shift(self, channel: int, d: int) -> None:
-        """Move the channel's uncommitted samples ``d`` samples earlier."""
-        buf = self._bufs[channel]
-        d = min(d, CAPACITY)
-        del buf[: 2 * d]
-        buf.extend(bytes(2 * d))
+    def channels(self) -> frozenset[int]:
+        """The channels running recordings need: which legs must feed the timeline."""
+        mask = 0
+        for rec in self._running.values():
+            mask |= rec.mask
+        return frozenset(ch for ch in (LEFT, RIGHT) if mask & (1 << ch))
 
-    def tick(self, now: float) -> None:
-        """Commit what is older than the jitter window; refresh the header once a second."""
-        if self._closed or self._t0 is None:
-            return
-        self._commit(round((now - self._t0) * RATE) - WINDOW)
-        if now - self._last_header >= HEADER_EVERY:
-            self._last_header = now
-            self._writer.submit(self._file, self._file.update_header)
+    def running(self) -> int:
+        return len(self._running)
 
-    def close(self) -> int:
-        """Commit everything, finalize the file; return its final size in bytes."""
-        if not self._closed:
-            self._commit(self._end)
-            self._closed = True
-            self._bufs = (bytearray(), bytearray())
-            self.closed_future = self._writer.submit(self._file, self._file.close)
-        return len(wav_header(self._file.fmt, 0)) + self.data_bytes
+    def pause(self, ident: RecordingId, now: float) -> None:
+        rec = self._running[ident]
+        start = self.timeline.pause_output(rec.index, now)
+        if start >= 0:
+            rec.pause_from = start
 
-    def _commit(self, upto: int) -> None:
-        left, right = self._bufs
-        if not left:
-            return
-        while self._base < upto:
-            n = min(upto - self._base, CAPACITY)
-            frames = np.empty((n, CHANNELS), dtype="<i2")
-            frames[:, LEFT] = np.frombuffer(bytes(left[: 2 * n]), dtype="<i2")
-            frames[:, RIGHT] = np.frombuffer(bytes(right[: 2 * n]), dtype="<i2")
-            for buf in (left, right):
-                del buf[: 2 * n]  # cheap at the front of a bytearray
-                buf.extend(bytes(2 * n))
-            self._base += n
-            chunk = frames.tobytes()
-            if self._file.fmt is RecordingFormat.ULAW:
-                chunk = g711.encode_pcm(Codec.PCMU, chunk)
-            self._writer.submit(self._file, functools.partial(self._file.append, chunk))
+    def resume(self, ident: RecordingId, now: float) -> None:
+        rec = self._running[ident]
+        end = self.timeline.resume_output(rec.index, now)
+        if end >= 0 and rec.pause_from is not None:
+            rec.pauses.append((rec.pause_from, end))
+            rec.pause_from = None
+
+    def stop(self, ident: RecordingId, now: float) -> RecordingResult:
+        """Stop one recording at ``now``; its file is closed by the writer's next pass."""
+        rec = self._running.pop(ident)
+        start, stop = self.timeline.stop_output(rec.index, now)
+        return self._result(ident, rec, start, stop)
+
+    def close(self) -> list[RecordingResult]:
+        """The call ended: stop every running recording at its last audio."""
+        self.timeline.close()
+        results = []
+        for ident, rec in self._running.items():
+            start, stop = self.timeline.output_frames(rec.index)
+            results.append(self._result(ident, rec, start, stop))
+        self._running.clear()
+        return results
+
+    def _result(
+        self, ident: RecordingId, rec: _Recording, start: int, stop: int
+    ) -> RecordingResult:
+        if rec.pause_from is not None:
+            rec.pauses.append((rec.pause_from, stop))  # stopped while paused
+            rec.pause_from = None
+        frames = stop - start
+        header = len(kernels.recbuf.wav_header(rec.channels, rec.ulaw, 0))
+        pauses = tuple(
+            PauseSpan((max(a, start) - start) / RATE, (min(b, stop) - start) / RATE)
+            for a, b in rec.pauses
+        )
+        failed = self.timeline.output_state(rec.index)[1] != 0
+        return RecordingResult(
+            ident,
+            None if failed else rec.path,
+            0 if failed else header + frames * rec.block,
+            frames / RATE,
+            pauses,
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # Repair after a crash
-
-
-class KernelStereoRecorder(StereoRecorder):
-    """:class:`StereoRecorder` with its in-memory timeline in the ``recbuf`` kernel.
-
-    The output is byte-identical to the reference recorder's (tests/kernels/
-    test_kernels_recbuf.py). Because it exposes the kernel object as ``timeline``, the
-    Cython packet path feeds it from C with no Python call per packet; what remains in
-    Python is the 4 Hz tick and the hand-off of finished chunks to the writer thread.
-    Measured in bench/RESULTS_media.md: recording overhead +100 % with the reference
-    recorder on the Cython path, +27 % with this one.
-    """
-
-    __slots__ = ("timeline",)
-
-    def __init__(
-        self,
-        path: Path,
-        writer: RecordingWriter,
-        mode: RecordMode = RecordMode.BOTH,
-        fmt: RecordingFormat = RecordingFormat.PCM16,
-    ) -> None:
-        super().__init__(path, writer, mode, fmt)
-        self.timeline = kernels.recbuf.StereoTimeline(
-            mode in (RecordMode.BOTH, RecordMode.CALLER),
-            mode in (RecordMode.BOTH, RecordMode.OPERATOR),
-            fmt is RecordingFormat.ULAW,
-        )
-
-    def feed(
-        self, channel: int, ssrc: int, ts: int, codec: Codec, payload: bytes, now: float
-    ) -> None:
-        # Only used by packet paths that call Python per packet (the reference path).
-        self.timeline.feed(channel, ssrc, ts, int(codec), payload, now)
-
-    def tick(self, now: float) -> None:
-        if self._closed:
-            return
-        self.timeline.tick(now)
-        self._flush_timeline()
-        if now - self._last_header >= HEADER_EVERY:
-            self._last_header = now
-            self._writer.submit(self._file, self._file.update_header)
-
-    def close(self) -> int:
-        if not self._closed:
-            self.timeline.close()
-            self._flush_timeline()
-            self._closed = True
-            self.closed_future = self._writer.submit(self._file, self._file.close)
-        return len(wav_header(self._file.fmt, 0)) + self.data_bytes
-
-    def _flush_timeline(self) -> None:
-        chunk = self.timeline.take()
-        if chunk:
-            self._base += len(chunk) // _block_align(self._file.fmt)
-            self._writer.submit(self._file, functools.partial(self._file.append, chunk))
-
-
-def recorder_class() -> type[StereoRecorder]:
-    """The recorder for this process's kernels: fed from C with the Cython ones."""
-    return KernelStereoRecorder if kernels.ENGINE == "cython" else StereoRecorder
 
 
 def repair_wav(path: Path) -> bool:

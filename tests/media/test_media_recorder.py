@@ -17,16 +17,11 @@ import pytest
 from media_peers import HOST, Peer, Rtp, answer_sdp, offer_sdp
 
 from mediasrv.media import codec as g711
+from mediasrv.media import kernels
 from mediasrv.media.api import LegRole, MediaEvent, RecordMode
 from mediasrv.media.codec import Codec
 from mediasrv.media.engine import MediaEngine
-from mediasrv.media.recorder import (
-    RecordingFormat,
-    RecordingWriter,
-    StereoRecorder,
-    repair_dir,
-    repair_wav,
-)
+from mediasrv.media.recorder import RecordingFormat, repair_dir, repair_wav, wav_header
 
 RATE = 8000
 CALLER_HZ, OPERATOR_HZ = 440.0, 1230.0
@@ -65,7 +60,9 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return best
 
 
-# ---- the recorder alone, with a scripted clock -------------------------------------------
+# ---- the recording kernel and its writer, with a scripted clock ---------------------------
+
+_MASKS = {RecordMode.BOTH: 3, RecordMode.CALLER: 1, RecordMode.OPERATOR: 2}
 
 
 async def record_script(
@@ -74,18 +71,23 @@ async def record_script(
     mode: RecordMode = RecordMode.BOTH,
     fmt: RecordingFormat = RecordingFormat.PCM16,
 ) -> int:
-    """Feed (arrival, channel, ssrc, ts, payload) in arrival order, ticking every 250 ms."""
-    writer = RecordingWriter()
-    rec = StereoRecorder(path, writer, mode, fmt)
+    """Feed (arrival, channel, ssrc, ts, payload) in arrival order, running the writer every
+    250 ms; returns the size the file must have (header + frames)."""
+    timeline = kernels.recbuf.StereoTimeline()
+    writer = kernels.recbuf.Writer()
+    writer.register(timeline, 0.0)  # the script's clock is the timeline's
+    ulaw = fmt is RecordingFormat.ULAW
+    out = timeline.add_output(1, 2, _MASKS[mode], ulaw, 0.0, bytes(path))
     next_tick = 0.25
     for now, channel, ssrc, ts, payload in sorted(packets, key=lambda p: p[0]):
         while now >= next_tick:
-            rec.tick(next_tick)
+            writer.run_pass(next_tick)
             next_tick += 0.25
-        rec.feed(channel, ssrc, ts, Codec.PCMU, payload, now)
-    size = rec.close()
-    await writer.close()
-    return size
+        timeline.feed(channel, ssrc, ts, int(Codec.PCMU), payload, now)
+    timeline.close()
+    writer.run_pass(next_tick)
+    start, stop = timeline.output_frames(out)
+    return len(wav_header(fmt, 0)) + (stop - start) * (2 if ulaw else 4)
 
 
 def stream(
