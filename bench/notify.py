@@ -9,15 +9,16 @@ production path: written in the call log's transaction, claimed and POSTed by th
 own dispatcher. The receiver runs in this process and verifies every request with the
 ``standardwebhooks`` package (a request that fails verification counts as not delivered).
 
-Phases (calls split by ``--events``):
+Phases (calls split by ``--events``; 6 events per call):
 
 1. healthy: 50 % of the calls at ``--rate``; the p99 latency (the event's ``timestamp``,
    taken at the call-state change, to its arrival at the receiver) is measured on these;
-2. slow: 20 % of the calls, the receiver answers each request after ``--slow-ms``;
-3. down: the receiver stops listening (connection refused) for ``--down-s`` seconds
-   (kept below the spec schedule's first retry, 5 s -10 %, so no delivery is pushed to the
-   5-minute retry), 15 % of the calls are made meanwhile, then the server is killed with
-   SIGKILL and restarted on the same store;
+2. slow: 20 % of the calls, the receiver answers each request after ``--slow-ms``; right
+   after them, with requests in flight and a backlog waiting, the server is killed with
+   SIGKILL and restarted on the same store (the receiver stays slow ``--slow-s`` more);
+3. down: the receiver stops listening (connection refused) for ``--down-s`` seconds, kept
+   below the spec schedule's first retry (5 s -10 %): a delivery failing twice waits for the
+   5-minute retry, which would outlast the run. 15 % of the calls are made meanwhile;
 4. recovery: the receiver is back; the last 15 % of the calls are made while the backlog
    drains. ``events_per_s`` is the sustained delivery rate of that drain: deliveries from the
    first one after the receiver is back to the last delivery of an event created before it
@@ -150,14 +151,17 @@ class NotifyingTarget(MediasrvTarget):  # type: ignore[misc]
     """``mediasrv run`` as in sip_cps.py, plus webhooks to ``receiver`` for the business."""
 
     name = "mediasrv+webhooks"
+    start_timeout_s = 90.0  # a loaded machine: starting (imports) took over 20 s here
 
-    def __init__(self, exe: list[str], receiver: BenchReceiver) -> None:
+    def __init__(self, exe: list[str], receiver: BenchReceiver, concurrency: int = 0) -> None:
         super().__init__(exe, "off", (10000, 60998))
         self.receiver = receiver
+        self.concurrency = concurrency  # 0: the server's default
 
     def config(self, uas_port: int) -> str:
         base: str = super().config(uas_port)
-        return base + "\n[notify]\nallow_private_targets = true\n"
+        extra = f"concurrency = {self.concurrency}\n" if self.concurrency else ""
+        return base + "\n[notify]\nallow_private_targets = true\n" + extra
 
     async def start(self, uas_port: int, workdir: Path) -> None:
         if not (workdir / "var" / "mediasrv.db").exists():
@@ -212,13 +216,15 @@ async def wait_delivered(receiver: BenchReceiver, want: int, timeout: float) -> 
         await asyncio.sleep(0.1)
 
 
-def stored_events(db: Path) -> dict[str, tuple[str, int, float]]:
+def stored_events(db: Path) -> dict[str, str]:
+    """event id -> the state of its delivery (pending, delivered, dead) in the store."""
     with contextlib.closing(sqlite3.connect(db)) as conn:
         rows = conn.execute(
-            "SELECT event_id, subject, seq, created_at FROM outbox_events WHERE business = ?",
+            "SELECT e.event_id, COALESCE(d.state, 'no delivery row') FROM outbox_events e "
+            "LEFT JOIN webhook_deliveries d ON d.event_id = e.event_id WHERE e.business = ?",
             (BUSINESS,),
         ).fetchall()
-    return {r[0]: (r[1], int(r[2]), float(r[3])) for r in rows}
+    return {r[0]: r[1] for r in rows}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -268,7 +274,7 @@ class Outcome:
 async def notify_run(args: argparse.Namespace, root: Path) -> Outcome:
     receiver = BenchReceiver()
     await receiver.up()
-    target = NotifyingTarget(mediasrv_command(), receiver)
+    target = NotifyingTarget(mediasrv_command(), receiver, args.concurrency)
     work = root / "notify"
     work.mkdir()
     uas_port = free_port()
@@ -296,6 +302,19 @@ async def notify_run(args: argparse.Namespace, root: Path) -> Outcome:
         marks.slow_at = time.time()
         receiver.slow_s = args.slow_ms / 1000
         print(await make_calls(target, phases[1], args.rate, work, "uac-slow"), flush=True)
+        # SIGKILL while the slow receiver holds requests in flight and a backlog waits.
+        target.kill()
+        marks.killed_at = time.time()
+        assert target.proc is not None
+        await target.proc.wait()
+        print(
+            f"SIGKILL {marks.killed_at - t0:.1f} s into the run (receiver slow), "
+            f"{receiver.delivered()} delivered before it",
+            flush=True,
+        )
+        await target.start(uas_port, work)
+        marks.restarted_at = time.time()
+        print(f"server restarted in {marks.restarted_at - marks.killed_at:.1f} s", flush=True)
         await asyncio.sleep(args.slow_s)
         print(
             f"slow ({args.slow_ms} ms per answer): {receiver.delivered()} delivered so far",
@@ -306,25 +325,10 @@ async def notify_run(args: argparse.Namespace, root: Path) -> Outcome:
         receiver.slow_s = 0.0
         down_rate = max(1.0, phases[2] / max(0.5, args.down_s - 1.5))
         print(await make_calls(target, phases[2], down_rate, work, "uac-down"), flush=True)
-        target.kill()
-        marks.killed_at = time.time()
-        assert target.proc is not None
-        await target.proc.wait()
-        print(
-            f"SIGKILL {time.time() - t0:.1f} s into the run, "
-            f"{receiver.delivered()} delivered before it",
-            flush=True,
-        )
-        await target.start(uas_port, work)
-        marks.restarted_at = time.time()
         await asyncio.sleep(max(0.0, marks.down_at + args.down_s - time.time()))
         await receiver.up()
         marks.up_at = time.time()
-        print(
-            f"receiver up again after {marks.up_at - marks.down_at:.1f} s down; server "
-            f"restarted in {marks.restarted_at - marks.killed_at:.1f} s",
-            flush=True,
-        )
+        print(f"receiver up again after {marks.up_at - marks.down_at:.1f} s down", flush=True)
         print(await make_calls(target, phases[3], args.rate, work, "uac-recovery"), flush=True)
         total_calls = sum(phases)
         await wait_delivered(receiver, total_calls * EVENTS_PER_CALL, args.timeout)
@@ -337,6 +341,12 @@ async def notify_run(args: argparse.Namespace, root: Path) -> Outcome:
     got = {wid: a for wid, a in receiver.arrivals.items() if wid in stored}
     unknown = len(receiver.arrivals) - len(got)
     lost = len(stored) - len(got)
+    states: dict[str, int] = {}
+    for wid, state in stored.items():
+        if wid not in got:
+            states[state] = states.get(state, 0) + 1
+    if lost:
+        print(f"not received, by state in the store: {states}", flush=True)
     dups = sum(1 for a in got.values() if len(a.at) > 1)
     healthy_lat = [
         (a.at[0] - a.created_at) * 1000 for a in got.values() if a.created_at < marks.slow_at
@@ -365,7 +375,7 @@ async def cps_compare(args: argparse.Namespace, root: Path) -> tuple[int, int]:
     receiver = BenchReceiver()
     await receiver.up()
     plain = MediasrvTarget(mediasrv_command(), "off", (10000, 60998))
-    notifying = NotifyingTarget(mediasrv_command(), receiver)
+    notifying = NotifyingTarget(mediasrv_command(), receiver, args.concurrency)
     best: list[int] = []
     try:
         for target in (plain, notifying):
@@ -408,6 +418,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=4.0,
         help="seconds the receiver is down (< 4.5: the first retry comes at 5 s)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        help="[notify] concurrency of the server (default: the server's default)",
     )
     p.add_argument("--timeout", type=float, default=120.0, help="bound on the final drain")
     p.add_argument("--no-cps", action="store_true", help="skip the CPS comparison")
