@@ -170,6 +170,11 @@ class NotifyingTarget(MediasrvTarget):  # type: ignore[misc]
             self.receiver.secret = add_endpoint(self.exe, workdir / "var", self.receiver.url)
         await super().start(uas_port, workdir)
 
+    def get_json(self, path: str, wait: float = 0.0) -> object:
+        # After a SIGKILL the restart answers HTTP later than it listens for SIP (it
+        # finishes the calls cut off by the crash first): more than sip_cps.py's 10 s here.
+        return super().get_json(path, max(wait, 90.0) if wait else 0.0)
+
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.kill()
