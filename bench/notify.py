@@ -369,8 +369,8 @@ async def notify_run(args: argparse.Namespace, root: Path) -> Outcome:
         flush=True,
     )
     print(
-        f"after the outage: {n} deliveries in {span:.2f} s = {rate:.0f} events/s (paced by the "
-        "first retry, 5 s after each failure, not by the dispatcher)",
+        f"after the outage: {n} deliveries in {span:.2f} s = {rate:.0f} events/s (the events "
+        "that failed wait for the first retry, 5 s after each failure)",
         flush=True,
     )
     print(
