@@ -168,7 +168,11 @@ class NotifyingTarget(MediasrvTarget):  # type: ignore[misc]
     async def start(self, uas_port: int, workdir: Path) -> None:
         if not (workdir / "var" / "mediasrv.db").exists():
             self.receiver.secret = add_endpoint(self.exe, workdir / "var", self.receiver.url)
-        await super().start(uas_port, workdir)
+        try:
+            await super().start(uas_port, workdir)
+        except BaseException:
+            await self.stop()  # a server that did not come up in time is not left running
+            raise
 
     def get_json(self, path: str, wait: float = 0.0) -> object:
         # After a SIGKILL the restart answers HTTP later than it listens for SIP (it
