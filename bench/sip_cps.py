@@ -182,6 +182,7 @@ class MediasrvTarget:
     """``mediasrv run`` with one tracking number routed to the uas; media anchored."""
 
     name = "mediasrv"
+    start_timeout_s = 20.0  # seconds to start listening
 
     def __init__(self, exe: list[str], record: str, port_range: tuple[int, int]) -> None:
         self.exe = exe
@@ -219,7 +220,7 @@ class MediasrvTarget:
                 "--data-dir", str(workdir / "var"), stdout=out,
                 stderr=asyncio.subprocess.STDOUT, cwd=workdir)
         self.pid = self.proc.pid
-        await _wait_udp(self.sip_port, self.proc, "mediasrv", log)
+        await _wait_udp(self.sip_port, self.proc, "mediasrv", log, self.start_timeout_s)
         health = await asyncio.to_thread(self.get_json, "/health", 10.0)
         if isinstance(health, dict):
             self.engine = str(health.get("engine", "?"))

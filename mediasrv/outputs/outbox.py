@@ -61,6 +61,7 @@ __all__ = [
     "DeliveryHooks",
     "DeliveryState",
     "Endpoint",
+    "Finish",
     "OutboxEvent",
     "OutboxStore",
     "OversizedEvent",
@@ -280,6 +281,70 @@ class Attempt:
     latency_ms: float
     error: str | None
     response_excerpt: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """One attempt to record: the delivery goes to delivered (2xx), is retried at
+    ``next_at``, or is dead (``next_at`` None after a failure)."""
+
+    claim: Claim
+    attempt: Attempt
+    next_at: float | None
+    disable_endpoint: str | None = None
+
+
+# Recording finished attempts: the attempt rows first, then the deliveries, each statement
+# run once for a whole batch (executemany). Both are conditioned on ``owner`` still holding
+# the lease, checked before the UPDATE clears it: a worker whose lease was taken over (it
+# expired, another node claimed the delivery) changes nothing, not even the log.
+_LOG_ATTEMPT = (
+    "INSERT INTO webhook_attempts (delivery_id, attempt, at, status, latency_ms, error, "
+    "response_excerpt) SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM "
+    "webhook_deliveries WHERE delivery_id = ? AND lease_owner = ?)"
+)
+_MOVE_ON = (
+    "UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1, next_at = ?, "
+    "lease_owner = NULL, lease_until = NULL, last_status = ?, last_error = ?, "
+    "delivered_at = ? WHERE delivery_id = ? AND lease_owner = ?"
+)
+_DISABLE = "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = ? WHERE endpoint_id = ?"
+
+
+def _attempt_params(item: Finish, owner: str) -> tuple[object, ...]:
+    a = item.attempt
+    return (
+        a.delivery_id,
+        a.attempt,
+        a.at,
+        a.status,
+        a.latency_ms,
+        a.error,
+        a.response_excerpt,
+        item.claim.delivery_id,
+        owner,
+    )
+
+
+def _move_on_params(item: Finish, owner: str) -> tuple[object, ...]:
+    """Delivered (2xx), retried at ``next_at``, or dead (``next_at`` None after a failure)."""
+    attempt = item.attempt
+    delivered = attempt.status is not None and 200 <= attempt.status < 300
+    if delivered:
+        state, due = DeliveryState.DELIVERED, attempt.at
+    elif item.next_at is None:
+        state, due = DeliveryState.DEAD, attempt.at
+    else:
+        state, due = DeliveryState.PENDING, item.next_at
+    return (
+        state,
+        due,
+        attempt.status,
+        attempt.error,
+        attempt.at if delivered else None,
+        item.claim.delivery_id,
+        owner,
+    )
 
 
 def _secrets_of(text: str, now: float) -> tuple[str, ...]:
@@ -530,18 +595,48 @@ class OutboxStore:
         )
         return counts[0]
 
-    async def claim(self, owner: str, now: float, limit: int, lease_s: float) -> list[Claim]:
-        """Lease up to ``limit`` due deliveries, each the oldest undelivered one of its order
-        key (so one call's events go out one after the other, in order)."""
+    async def claim(
+        self,
+        owner: str,
+        now: float,
+        limit: int,
+        lease_s: float,
+        finished: Sequence[Finish] = (),
+    ) -> list[Claim]:
+        """Record ``finished`` attempts (as :meth:`finish`, only where ``owner`` still holds
+        the lease), then lease up to ``limit`` due deliveries, each the oldest undelivered one
+        of its order key (so one call's events go out one after the other, in order): ONE
+        transaction, one commit per dispatcher cycle however many deliveries it moves on.
+        A delivery finished here is no longer pending, so the next event of its call is
+        claimable in the same transaction."""
+        for delay in _BUSY_RETRIES:
+            try:
+                async with self._tx_lock:
+                    return await self._claim_locked(owner, now, limit, lease_s, finished)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                log.warning("outbox: database busy (%s); retrying in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
         async with self._tx_lock:
-            return await self._claim_locked(owner, now, limit, lease_s)
+            return await self._claim_locked(owner, now, limit, lease_s, finished)
 
     async def _claim_locked(
-        self, owner: str, now: float, limit: int, lease_s: float
+        self,
+        owner: str,
+        now: float,
+        limit: int,
+        lease_s: float,
+        finished: Sequence[Finish] = (),
     ) -> list[Claim]:
         conn = self.conn
         try:
             await conn.execute("BEGIN IMMEDIATE")
+            if finished:
+                await self._record_locked(finished, owner)
+            if limit <= 0:
+                await conn.execute("COMMIT")
+                return []
             async with conn.execute(
                 "SELECT d.delivery_id, d.event_id, d.endpoint_id, d.attempts, e.type, "
                 "e.created_at, e.seq, e.data, p.url, p.secrets "
@@ -557,12 +652,13 @@ class OutboxStore:
             ) as cur:
                 rows = await cur.fetchall()
             claims = []
-            for r in rows:
-                await conn.execute(
+            if rows:
+                await conn.executemany(
                     "UPDATE webhook_deliveries SET lease_owner = ?, lease_until = ? "
                     "WHERE delivery_id = ?",
-                    (owner, now + lease_s, r[0]),
+                    [(owner, now + lease_s, r[0]) for r in rows],
                 )
+            for r in rows:
                 claims.append(
                     Claim(
                         delivery_id=r[0],
@@ -580,6 +676,15 @@ class OutboxStore:
             await _rollback(conn)
             raise
         return claims
+
+    async def _record_locked(self, finished: Sequence[Finish], owner: str) -> None:
+        """Inside the caller's transaction: log the attempts, move the deliveries on."""
+        conn = self.conn
+        await conn.executemany(_LOG_ATTEMPT, [_attempt_params(f, owner) for f in finished])
+        await conn.executemany(_MOVE_ON, [_move_on_params(f, owner) for f in finished])
+        for f in finished:
+            if f.disable_endpoint is not None:
+                await conn.execute(_DISABLE, (f.disable_endpoint, f.claim.endpoint_id))
 
     async def next_due(self) -> float | None:
         """When the earliest pending delivery is due (None if there is none)."""
@@ -601,51 +706,9 @@ class OutboxStore:
         """Log the attempt and move the delivery on, in one transaction: delivered (2xx),
         retried at ``next_at``, or dead (``next_at`` None after a failure). Only the lease
         holder may (a worker whose lease was taken over changes nothing)."""
-        delivered = attempt.status is not None and 200 <= attempt.status < 300
-        if delivered:
-            state, due = DeliveryState.DELIVERED, attempt.at
-        elif next_at is None:
-            state, due = DeliveryState.DEAD, attempt.at
-        else:
-            state, due = DeliveryState.PENDING, next_at
-        statements: list[SqlStatement] = [
-            (
-                "UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1, next_at = ?, "
-                "lease_owner = NULL, lease_until = NULL, last_status = ?, last_error = ?, "
-                "delivered_at = ? WHERE delivery_id = ? AND lease_owner = ?",
-                (
-                    state,
-                    due,
-                    attempt.status,
-                    attempt.error,
-                    attempt.at if delivered else None,
-                    claim.delivery_id,
-                    owner,
-                ),
-            ),
-            (
-                "INSERT INTO webhook_attempts (delivery_id, attempt, at, status, latency_ms, "
-                "error, response_excerpt) SELECT ?, ?, ?, ?, ?, ?, ? WHERE changes() = 1",
-                (
-                    attempt.delivery_id,
-                    attempt.attempt,
-                    attempt.at,
-                    attempt.status,
-                    attempt.latency_ms,
-                    attempt.error,
-                    attempt.response_excerpt,
-                ),
-            ),
-        ]
-        if disable_endpoint is not None:
-            statements.append(
-                (
-                    "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = ? "
-                    "WHERE endpoint_id = ?",
-                    (disable_endpoint, claim.endpoint_id),
-                )
-            )
-        await self._transaction(statements)
+        await self.claim(
+            owner, self._clock(), 0, 0.0, [Finish(claim, attempt, next_at, disable_endpoint)]
+        )
 
     # ---- the delivery log, replay, recovery -----------------------------------------------
 
@@ -797,6 +860,7 @@ class WebhookDispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._finished: list[_Finished] = []  # attempts made, recorded by the next cycle
         self._slots = asyncio.Semaphore(concurrency)
 
     async def start(self) -> None:
@@ -826,12 +890,18 @@ class WebhookDispatcher:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self._record_finished()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     async def _run(self) -> None:
         while True:
+            # Cleared BEFORE the cycle looks at the store and at the finished attempts: a
+            # wake from here on (a producer's commit, an attempt ending) is for something
+            # this cycle may not see, and makes the next wait return at once. (Clearing
+            # after a wait would lose the wakes that came while the waiter was resuming.)
+            self._wake.clear()
             try:
                 claimed = await self._claim_some()
             except asyncio.CancelledError:
@@ -840,48 +910,82 @@ class WebhookDispatcher:
                 log.exception("webhook outbox: claiming failed; retrying in 1 s")
                 claimed = 0
                 await asyncio.sleep(1.0)
-            if claimed:
+            if claimed or self._wake.is_set():
                 continue
             await self._idle()
 
     async def _claim_some(self) -> int:
+        """One cycle: record the attempts finished since the last one and claim as many due
+        deliveries as there are free slots, in one transaction. Returns how many deliveries
+        it moved (finished or claimed)."""
         free = self._concurrency - len(self._inflight)
-        if free <= 0:
+        if free <= 0 and not self._finished:
             await self._wait_wake(self._idle_poll_s)
             return 0
-        claims = await self._store.claim(self._owner, self._clock(), free, self._lease_s)
+        finished, self._finished = self._finished, []
+        try:
+            claims = await self._store.claim(
+                self._owner, self._clock(), max(0, free), self._lease_s, [f.item for f in finished]
+            )
+        except BaseException:
+            # Not recorded: the leases still hold, the next cycle (or stop) records them.
+            self._finished[:0] = finished
+            raise
+        self._report(finished)
         for claim in claims:
             await self._slots.acquire()
             task = asyncio.create_task(self._deliver(claim))
             self._inflight.add(task)
             task.add_done_callback(self._done)
-        return len(claims)
+        return len(claims) + len(finished)
+
+    async def _record_finished(self) -> None:
+        """At stop: record what finished after the last cycle (else it would be sent again)."""
+        finished, self._finished = self._finished, []
+        if not finished:
+            return
+        try:
+            await self._store.claim(
+                self._owner, self._clock(), 0, self._lease_s, [f.item for f in finished]
+            )
+        except Exception:
+            log.exception("webhook outbox: recording %d finished deliveries failed", len(finished))
+            return
+        self._report(finished)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         self._slots.release()
-        self._wake.set()  # the next delivery of that call may now be claimed
+        self._wake.set()  # record it; the next delivery of that call may then be claimed
 
     async def _idle(self) -> None:
+        """Nothing was claimable: sleep until a wake (a producer committed, a delivery
+        finished) or until the next delivery is due. Deliveries due now but not claimable
+        wait behind their call's delivery in flight (its end wakes us) or for their endpoint
+        to be enabled again: no reason to poll before ``idle_poll_s``."""
         due = await self._store.next_due()
+        now = self._clock()
         wait = self._idle_poll_s
-        if due is not None:
-            wait = min(wait, max(0.0, due - self._clock()))
-        if wait > 0:
-            await self._wait_wake(wait)
+        if due is not None and due > now:
+            wait = min(wait, due - now)
+        await self._wait_wake(wait)
 
     async def _wait_wake(self, timeout: float) -> None:
+        """Until a wake since the current cycle began (see :meth:`_run`), or ``timeout``."""
         try:
             await asyncio.wait_for(self._wake.wait(), timeout)
         except TimeoutError:
             pass
-        self._wake.clear()
 
     async def _deliver(self, claim: Claim) -> None:
         if claim.url.startswith("mailto:"):
             outcome = await self._mail(claim)
         else:
             outcome = await self._post(claim)
+        self._finished.append(self._judge(claim, outcome))
+
+    def _judge(self, claim: Claim, outcome: _Outcome) -> _Finished:
+        """What the attempt's outcome does to its delivery."""
         now = self._clock()
         attempt = Attempt(
             delivery_id=claim.delivery_id,
@@ -905,23 +1009,26 @@ class WebhookDispatcher:
             )
             result = "dead" if delay is None else "retry"
             next_at = None if delay is None else now + delay
-        try:
-            await self._store.finish(claim, self._owner, attempt, next_at, disable)
-        except Exception:
-            log.exception("webhook outbox: recording delivery %d failed", claim.delivery_id)
-            return
-        if result == "dead":
-            log.warning(
-                "notification %s to %s: dead after %d attempts (last: %s)",
-                claim.event_id,
-                claim.url,
-                attempt.attempt,
-                outcome.status if outcome.status is not None else outcome.error,
-            )
-        elif disable:
-            log.warning("webhook endpoint %s disabled: %s", claim.endpoint_id, disable)
-        channel = "email" if claim.url.startswith("mailto:") else "webhook"
-        self._hooks.on_attempt(claim.event_type, result, outcome.latency_s, channel)
+        return _Finished(Finish(claim, attempt, next_at, disable), result, outcome)
+
+    def _report(self, finished: Sequence[_Finished]) -> None:
+        """Log and count attempts once they are recorded."""
+        for f in finished:
+            claim, outcome = f.item.claim, f.outcome
+            if f.result == "dead":
+                log.warning(
+                    "notification %s to %s: dead after %d attempts (last: %s)",
+                    claim.event_id,
+                    claim.url,
+                    f.item.attempt.attempt,
+                    outcome.status if outcome.status is not None else outcome.error,
+                )
+            elif f.item.disable_endpoint:
+                log.warning(
+                    "webhook endpoint %s disabled: %s", claim.endpoint_id, f.item.disable_endpoint
+                )
+            channel = "email" if claim.url.startswith("mailto:") else "webhook"
+            self._hooks.on_attempt(claim.event_type, f.result, outcome.latency_s, channel)
 
     def _delay(self, failed: int, retry_after: float | None) -> float | None:
         return next_delay(failed, retry_after, schedule=self._schedule)
@@ -1001,3 +1108,12 @@ class _Outcome:
     disable: str | None = None  # disable the endpoint, for this reason
     permanent: bool = False  # retrying cannot help: dead at once
     latency_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Finished:
+    """An attempt made, waiting for the dispatcher's next cycle to record it."""
+
+    item: Finish
+    result: str  # delivered | retry | dead | disabled
+    outcome: _Outcome
