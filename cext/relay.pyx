@@ -24,6 +24,7 @@ Semantics mirror mediasrv/media/packet_path_py.py (the pure-Python reference).
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memset, memcmp
 from libc.stdint cimport uint16_t, uint32_t
+from libc.math cimport ceil
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
@@ -31,6 +32,7 @@ from cext.g711 cimport ulaw_to_alaw_buf, alaw_to_ulaw_buf
 from cext.rtp cimport rtp_payload_bounds, rtp_get_u32, rtp_put_u32
 from cext.dtmf cimport DtmfDetector, dtmf_t, dtmf_feed_ulaw, dtmf_feed_alaw
 from cext.recbuf cimport StereoTimeline, timeline_t, timeline_feed
+from cext.playout cimport player_t, player_new, player_free, player_next, player_feed, PLAY_FRAME
 
 DTMF_DIGITS = "0123456789*#ABCD"  # RFC 4733 §3.2 events 0-15
 
@@ -84,6 +86,16 @@ cdef extern from "<unistd.h>" nogil:
     ssize_t read(int fd, void* buf, size_t n)
     ssize_t write(int fd, const void* buf, size_t n)
 
+cdef extern from "<sys/timerfd.h>" nogil:
+    struct itimerspec:
+        timespec it_interval
+        timespec it_value
+    int timerfd_create(int clockid, int flags)
+    int timerfd_settime(int fd, int flags, const itimerspec* new_value, itimerspec* old_value)
+    int TFD_NONBLOCK
+    int TFD_CLOEXEC
+    int TFD_TIMER_ABSTIME
+
 cdef extern from "<sys/eventfd.h>" nogil:
     int eventfd(unsigned int initval, int flags)
     int EFD_NONBLOCK
@@ -125,6 +137,7 @@ cdef enum:
     EV_DTMF = 2
     EV_RECORD = 3
     EV_FOREIGN = 4  # the first packet from a foreign source since the leg latched
+    EV_PLAY_END = 5  # a play ended by itself (its playlist ended, or a digit barged in)
     QUEUE_CAP = 8192  # rare events (and Python-recorder payloads) waiting for the loop
     DRAIN_CHUNK = 256
     REC_MAX = 480  # largest payload queued for a Python recorder (60 ms of G.711)
@@ -148,6 +161,10 @@ cdef struct event_t:
     double now
     int plen
     unsigned char payload[480]
+    # EV_PLAY_END
+    long long play_id
+    int play_reason  # PLAY_COMPLETED | PLAY_BARGED_IN
+    int play_index  # the playlist's prompt playing last
 
 
 cdef struct leg_t:
@@ -172,7 +189,6 @@ cdef struct leg_t:
     double learning  # seconds after the first latch in which another source may take over
     bint have_sdp_src  # the SDP address is routable: a packet from it may (re-)latch
     sockaddr_storage sdp_src
-    bint prompt
     bint recording
     bint has_timeline
     bint inband_on
@@ -219,6 +235,13 @@ cdef struct leg_t:
     long long dropped
     long long foreign_dropped  # valid RTP from a source other than the latched one
     bint foreign_reported  # EV_FOREIGN queued since the leg latched (once per latch)
+    # ---- playout (prompts played from C, paced by sample count; cext.playout) ----
+    player_t* player  # NULL: relaying; else the play whose frames this leg hears
+    long long play_id
+    bint play_barge  # a digit detected on this leg stops the play
+    int play_slot  # index in Relay.playing
+    double play_t0  # CLOCK_MONOTONIC of frame 0: frame k is due at play_t0 + k * 20 ms
+    double play_due  # when the next frame (or, past the end, the PromptFinished) is due
 
 
 cdef inline double monotonic() noexcept nogil:
@@ -298,6 +321,18 @@ cdef class Relay:
     cdef list timelines  # per leg: the call's cext.recbuf.StereoTimeline while recorded
     cdef double clock_offset  # recorder clock (loop.time()) minus CLOCK_MONOTONIC
     cdef public long long callbacks
+    # ---- playout (cplay) ----
+    cdef int* playing  # leg ids with a play, compact (leg_t.play_slot indexes it)
+    cdef int n_playing
+    cdef double min_due  # earliest play_due over the playing legs (may be stale: early only)
+    cdef int timer_fd  # the engine thread's timerfd, armed for min_due (CLOCK_MONOTONIC)
+    cdef double armed  # absolute time the timerfd is armed for, 0 = not armed
+    cdef list playlists  # per leg: the PromptFrames its player points into (kept alive)
+    cdef object on_play_end
+    cdef public long long python_calls  # Python-level calls into the per-packet machinery
+    cdef public long long frames_played  # prompt frames produced
+    cdef long long closed_in  # packets of closed legs (for totals())
+    cdef long long closed_out
 
     def __cinit__(self):
         self.legs = NULL
@@ -314,15 +349,22 @@ cdef class Relay:
         self.wake_fd = -1
         self.stop_fd = -1
         self.running = False
+        self.playing = NULL
+        self.n_playing = 0
+        self.min_due = 0.0
+        self.timer_fd = -1
+        self.armed = 0.0
         pthread_mutex_init(&self.mutex, NULL)
 
-    def __init__(self, on_latched, on_dtmf, on_record, on_foreign=None):
+    def __init__(self, on_latched, on_dtmf, on_record, on_foreign=None, on_play_end=None):
         """Callbacks: on_latched(leg, (host, port));
         on_foreign(leg, (host, port)) for the first packet from a source the locked leg drops
         (once per latch; every such packet is counted in stats);
         on_dtmf(leg, digit, start_s, duration_s, inband) once per digit;
         on_record(leg, channel, ssrc, ts, codec, payload, now) for a leg recorded into a
-        Python object (see set_recording; set_timeline needs no callback)."""
+        Python object (see set_recording; set_timeline needs no callback);
+        on_play_end(leg, play_id, reason, prompt_index) when a play ends by itself (reason 0:
+        its playlist ended, 1: a digit barged in)."""
         self.inband = []
         self.timelines = []
         self.clock_offset = 0.0
@@ -333,9 +375,21 @@ cdef class Relay:
         self.callbacks = 0
         self.events_dropped = 0
         self.thread = None
+        self.playlists = []
+        self.on_play_end = on_play_end
+        self.python_calls = 0
+        self.frames_played = 0
+        self.closed_in = 0
+        self.closed_out = 0
 
     def __dealloc__(self):
+        cdef int i
         self.running = False
+        if self.timer_fd >= 0:
+            close(self.timer_fd)
+        for i in range(self.n_playing):
+            player_free(self.legs[self.playing[i]].player)
+        free(self.playing)
         if self.epfd >= 0:
             close(self.epfd)
         if self.wake_fd >= 0:
@@ -364,16 +418,22 @@ cdef class Relay:
     cdef void grow(self, int leg) except *:
         cdef int cap = self.capacity or 64
         cdef leg_t* p
+        cdef int* ids
         while cap <= leg:
             cap *= 2
         if cap == self.capacity:
             return
+        ids = <int*>realloc(self.playing, cap * sizeof(int))
+        if ids == NULL:
+            raise MemoryError()
+        self.playing = ids
         p = <leg_t*>realloc(self.legs, cap * sizeof(leg_t))
         if p == NULL:
             raise MemoryError()
         memset(p + self.capacity, 0, (cap - self.capacity) * sizeof(leg_t))
         self.inband.extend([None] * (cap - self.capacity))
         self.timelines.extend([None] * (cap - self.capacity))
+        self.playlists.extend([None] * (cap - self.capacity))
         self.legs = p
         self.capacity = cap
 
@@ -400,6 +460,8 @@ cdef class Relay:
             s.bad_seq = -1
             self.inband[leg] = None  # a reused leg id starts clean
             self.timelines[leg] = None
+            s.play_slot = -1
+            self.playlists[leg] = None
             if self.epfd >= 0:
                 ev.events = EPOLLIN
                 ev.data.u32 = leg
@@ -521,48 +583,196 @@ cdef class Relay:
         finally:
             self.unlock()
 
-    def set_prompt(self, int leg, bint active):
+    # ---- playout: prompts played from C, paced by sample count (issue 9 §2, §3) ---------
+    # A play is a cext.playout player_t on the leg; its frame k is due at play_t0 + k * 20 ms.
+    # The engine thread sleeps in epoll_wait until a timerfd armed for the earliest due frame
+    # (no Python, no asyncio timer per frame); the callback path calls ``pace`` from one loop
+    # timer instead. A leg hearing a prompt sends it on its own outgoing stream: the same SSRC,
+    # sequence numbers +1, timestamps +160 per frame; the first frame of a play has the marker
+    # bit and a timestamp that moved on by the real time elapsed (RFC 3550 §5.1: never back).
+
+    def play(self, int leg, playlist, bint loop, bint mix, bint barge_in, long long play_id):
+        """Play ``playlist`` (cext.playout.PromptFrames, shared) to ``leg``, replacing what
+        plays there. Returns the CLOCK_MONOTONIC time its first frame is due."""
+        cdef list prompts = list(playlist)
+        cdef player_t* p = player_new(prompts, loop, mix)  # may raise: before the lock
         cdef leg_t* s
+        cdef double t0
         self.lock()
         try:
-            s = self.get(leg)
-            s.prompt = active
-            s.have_src = False  # relay resumes continuing our stream after the prompt
+            if leg < 0 or leg >= self.capacity or not self.legs[leg].used:
+                player_free(p)
+                raise KeyError(leg)
+            s = &self.legs[leg]
+            self.stop_play_locked(leg)
+            self.playlists[leg] = prompts  # the old player is gone: its prompts may go too
+            # On a 1 ms grid, so that the plays of many legs share the engine's wake-ups.
+            t0 = ceil(monotonic() * 1000.0) / 1000.0
+            s.player = p
+            s.play_id = play_id
+            s.play_barge = barge_in
+            s.play_t0 = t0
+            s.play_due = t0
+            s.play_slot = self.n_playing
+            self.playing[self.n_playing] = leg
+            self.n_playing += 1
+            if self.n_playing == 1 or t0 < self.min_due:
+                self.min_due = t0
+                if self.timer_fd >= 0:
+                    self.arm_timer(t0)
+            return t0
         finally:
             self.unlock()
 
-    def send_payload(self, int leg, const unsigned char[::1] payload, int samples, bint marker):
-        """Send our own audio frame (prompts) on the leg's outgoing stream."""
+    def stop_play(self, int leg, long long play_id=-1):
+        """Stop the play on ``leg`` (only if it is ``play_id``, when given): no event; the
+        relay resumes. Returns whether a play stopped."""
         cdef leg_t* s
-        cdef double now = monotonic()
-        cdef long long step = samples
-        cdef Py_ssize_t n = payload.shape[0]
-        if n + 12 > MAX_DATAGRAM:
-            return False
         self.lock()
         try:
-            s = self.get(leg)
-            if not can_send(s):
+            if leg < 0 or leg >= self.capacity or not self.legs[leg].used:
                 return False
-            if marker and s.have_out_time:
-                step = <long long>((now - s.last_out_time) * CLOCK + 0.5)
-                if step < samples:
-                    step = samples
-            s.last_seq_out = (s.last_seq_out + 1) & 0xFFFF
-            s.last_ts_out = <uint32_t>(s.last_ts_out + step)
-            s.last_out_time = now
-            s.have_out_time = True
-            self.tx_buf[0] = 0x80
-            self.tx_buf[1] = (0x80 if marker else 0) | (s.send_pt & 0x7F)
-            self.tx_buf[2] = s.last_seq_out >> 8
-            self.tx_buf[3] = s.last_seq_out & 0xFF
-            rtp_put_u32(self.tx_buf + 4, s.last_ts_out)
-            rtp_put_u32(self.tx_buf + 8, s.ssrc_out)
-            if n:
-                memcpy(self.tx_buf + 12, &payload[0], n)
-            return send_packet(s, self.tx_buf, n + 12)
+            s = &self.legs[leg]
+            if s.player == NULL or (play_id >= 0 and s.play_id != play_id):
+                return False
+            self.stop_play_locked(leg)
+            return True
         finally:
             self.unlock()
+
+    def playing_id(self, int leg):
+        """The id of the play on ``leg``, -1 if none."""
+        self.lock()
+        try:
+            if leg < 0 or leg >= self.capacity or not self.legs[leg].used:
+                return -1
+            return self.legs[leg].play_id if self.legs[leg].player != NULL else -1
+        finally:
+            self.unlock()
+
+    def pace(self):
+        """Send every prompt frame due now (the callback path's one playout timer); returns
+        the CLOCK_MONOTONIC time of the next due frame, 0.0 if nothing plays."""
+        cdef double nxt
+        self.python_calls += 1
+        self.lock()
+        try:
+            nxt = self.run_playout(monotonic()) if self.n_playing else 0.0
+        finally:
+            self.unlock()
+        if self.q_len:
+            self.drain_events()
+        return nxt
+
+    def totals(self):
+        """(packets received, packets sent) over every leg, open or closed."""
+        cdef long long rx = self.closed_in, tx = self.closed_out
+        cdef int i
+        self.lock()
+        try:
+            for i in range(self.capacity):
+                if self.legs[i].used:
+                    rx += self.legs[i].packets_in
+                    tx += self.legs[i].packets_out
+            return rx, tx
+        finally:
+            self.unlock()
+
+    cdef void arm_timer(self, double due) noexcept nogil:
+        cdef itimerspec spec
+        memset(&spec, 0, sizeof(itimerspec))
+        if due > 0:
+            spec.it_value.tv_sec = <long>due
+            spec.it_value.tv_nsec = <long>((due - <long>due) * 1e9)
+            if spec.it_value.tv_sec == 0 and spec.it_value.tv_nsec == 0:
+                spec.it_value.tv_nsec = 1  # 0 would disarm; any past time fires at once
+        timerfd_settime(self.timer_fd, TFD_TIMER_ABSTIME, &spec, NULL)
+        self.armed = due
+
+    cdef void stop_play_locked(self, int leg) noexcept nogil:
+        cdef leg_t* s = &self.legs[leg]
+        cdef int slot = s.play_slot, last
+        if s.player == NULL:
+            return
+        player_free(s.player)
+        s.player = NULL
+        last = self.playing[self.n_playing - 1]
+        self.playing[slot] = last
+        self.legs[last].play_slot = slot
+        self.n_playing -= 1
+        s.play_slot = -1
+        s.have_src = False  # the relay resumes continuing our stream (RFC 3550 §5.1)
+
+    cdef void end_play(self, int leg, int reason) noexcept nogil:
+        """The play ended by itself: queue EV_PLAY_END, then relay again."""
+        cdef leg_t* s = &self.legs[leg]
+        cdef event_t* e = self.push(EV_PLAY_END, leg)
+        if e != NULL:
+            e.play_id = s.play_id
+            e.play_reason = reason
+            e.play_index = s.player.last_index
+        self.stop_play_locked(leg)
+
+    cdef void barge(self, int leg) noexcept nogil:
+        """A digit was detected on ``leg``: a play with barge-in stops here, in C."""
+        cdef leg_t* s = &self.legs[leg]
+        if s.player != NULL and s.play_barge:
+            self.end_play(leg, PLAY_BARGED_IN)
+
+    cdef double run_playout(self, double now) noexcept nogil:
+        """Send what is due on every playing leg; sets and returns min_due (0.0: none)."""
+        cdef int i = 0, leg
+        cdef double nxt = 0.0
+        while i < self.n_playing:
+            leg = self.playing[i]
+            self.play_due_frames(leg, now)
+            if self.legs[leg].player == NULL:
+                continue  # the play ended: slot i now holds another leg
+            if nxt == 0.0 or self.legs[leg].play_due < nxt:
+                nxt = self.legs[leg].play_due
+            i += 1
+        self.min_due = nxt
+        return nxt
+
+    cdef void play_due_frames(self, int leg, double now) noexcept nogil:
+        cdef leg_t* s = &self.legs[leg]
+        cdef player_t* p = s.player
+        cdef long long due
+        if s.play_due > now + PACE_SLACK:
+            return
+        due = <long long>((now - s.play_t0) / FRAME_S) + 1  # frames due by now
+        if due - p.sent > MAX_CATCH_UP:
+            # The thread (or loop) stalled: skip what is hopelessly late rather than burst it.
+            s.play_t0 += (due - p.sent - MAX_CATCH_UP) * FRAME_S
+        while s.play_due <= now + PACE_SLACK:
+            if not player_next(p, s.send_codec, self.tx_buf + 12):
+                self.end_play(leg, PLAY_COMPLETED)  # the last frame has played out
+                return
+            self.frames_played += 1
+            self.send_own(s, p.sent == 1, now)
+            s.play_due = s.play_t0 + p.sent * FRAME_S
+
+    cdef void send_own(self, leg_t* s, bint marker, double now) noexcept nogil:
+        """Send the PLAY_FRAME bytes at tx_buf + 12 on the leg's own outgoing stream."""
+        cdef long long step = PLAY_FRAME
+        if not can_send(s):
+            return
+        if marker and s.have_out_time:
+            step = <long long>((now - s.last_out_time) * CLOCK + 0.5)
+            if step < PLAY_FRAME:
+                step = PLAY_FRAME
+        s.last_seq_out = (s.last_seq_out + 1) & 0xFFFF
+        s.last_ts_out = <uint32_t>(s.last_ts_out + step)
+        s.last_out_time = now
+        s.have_out_time = True
+        s.have_src = False  # a relayed packet after ours continues from here
+        self.tx_buf[0] = 0x80
+        self.tx_buf[1] = (0x80 if marker else 0) | (s.send_pt & 0x7F)
+        self.tx_buf[2] = s.last_seq_out >> 8
+        self.tx_buf[3] = s.last_seq_out & 0xFF
+        rtp_put_u32(self.tx_buf + 4, s.last_ts_out)
+        rtp_put_u32(self.tx_buf + 8, s.ssrc_out)
+        send_packet(s, self.tx_buf, PLAY_FRAME + 12)
 
     def last_rx(self, int leg):
         self.lock()
@@ -610,11 +820,15 @@ cdef class Relay:
             if self.epfd >= 0:
                 epoll_ctl(self.epfd, EPOLL_CTL_DEL, s.fd, NULL)
             self.unbridge_locked(s)
+            self.stop_play_locked(leg)
+            self.closed_in += s.packets_in
+            self.closed_out += s.packets_out
             s.used = False
             s.inband_st = NULL
             s.timeline = NULL
             self.inband[leg] = None
             self.timelines[leg] = None
+            self.playlists[leg] = None
         finally:
             self.unlock()
 
@@ -628,6 +842,7 @@ cdef class Relay:
         say EAGAIN (the loop's readiness is level-triggered and reports anything newer).
         """
         cdef int rounds, got
+        self.python_calls += 1
         self.lock()
         for rounds in range(BATCH_ROUNDS):
             if leg < 0 or leg >= self.capacity or not self.legs[leg].used:
@@ -643,6 +858,7 @@ cdef class Relay:
         """Turn queued rare events into Python calls (on the event-loop thread)."""
         cdef unsigned long long counter
         cdef int n, i
+        self.python_calls += 1
         if self.wake_fd >= 0:
             read(self.wake_fd, &counter, 8)
         while True:
@@ -660,6 +876,7 @@ cdef class Relay:
 
     cdef void deliver(self, event_t* e) except *:
         self.callbacks += 1
+        self.python_calls += 1
         if e.kind == EV_LATCH:
             self.on_latched(e.leg, addr_tuple(&e.addr))
         elif e.kind == EV_DTMF:
@@ -667,6 +884,9 @@ cdef class Relay:
         elif e.kind == EV_FOREIGN:
             if self.on_foreign is not None:
                 self.on_foreign(e.leg, addr_tuple(&e.addr))
+        elif e.kind == EV_PLAY_END:
+            if self.on_play_end is not None:
+                self.on_play_end(e.leg, e.play_id, e.play_reason, e.play_index)
         elif e.kind == EV_RECORD:
             self.on_record(e.leg, e.channel, e.ssrc, e.ts, e.codec,
                            PyBytes_FromStringAndSize(<char*>e.payload, e.plen), e.now)
@@ -694,6 +914,17 @@ cdef class Relay:
             ev.events = EPOLLIN
             ev.data.u32 = STOP_TAG  # stop_thread() wakes the thread at once through this
             epoll_ctl(self.epfd, EPOLL_CTL_ADD, self.stop_fd, &ev)
+            # Prompt pacing: a timerfd armed for the next due frame (sample counts, not sleeps).
+            self.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
+            if self.timer_fd < 0:
+                self.close_thread_fds()
+                raise OSError("cannot create the engine thread's timerfd")
+            ev.events = EPOLLIN
+            ev.data.u32 = TIMER_TAG
+            epoll_ctl(self.epfd, EPOLL_CTL_ADD, self.timer_fd, &ev)
+            self.armed = 0.0
+            if self.n_playing:
+                self.arm_timer(self.min_due)
             for leg in range(self.capacity):
                 if self.legs[leg].used:
                     ev.events = EPOLLIN
@@ -729,7 +960,10 @@ cdef class Relay:
             close(self.wake_fd)
         if self.stop_fd >= 0:
             close(self.stop_fd)
-        self.epfd = self.wake_fd = self.stop_fd = -1
+        if self.timer_fd >= 0:
+            close(self.timer_fd)
+        self.epfd = self.wake_fd = self.stop_fd = self.timer_fd = -1
+        self.armed = 0.0
 
     def _thread_main(self):
         with nogil:
@@ -738,14 +972,24 @@ cdef class Relay:
     cdef void engine_loop(self) noexcept nogil:
         cdef epoll_event events[256]
         cdef int n, i, leg
-        cdef unsigned long long one = 1
+        cdef unsigned long long one = 1, expirations
+        cdef double now
         while self.running:
             n = epoll_wait(self.epfd, events, 256, 50)
             pthread_mutex_lock(&self.mutex)
             for i in range(n):
                 leg = events[i].data.u32
-                if leg >= 0 and leg < self.capacity and self.legs[leg].used:
+                if leg == TIMER_TAG:
+                    read(self.timer_fd, &expirations, 8)
+                    self.armed = 0.0
+                elif leg >= 0 and leg < self.capacity and self.legs[leg].used:
                     self.receive(leg, self.thread_scratch)
+            if self.n_playing:
+                now = monotonic()
+                if self.min_due <= now + PACE_SLACK:
+                    self.run_playout(now)
+                if self.n_playing and self.min_due != self.armed:
+                    self.arm_timer(self.min_due)
             n = self.q_len
             pthread_mutex_unlock(&self.mutex)
             if n:
@@ -914,7 +1158,11 @@ cdef class Relay:
         if s.partner < 0 or not s.receives:
             return
         out = &self.legs[s.partner]
-        if out.prompt or not out.configured:
+        if not out.configured:
+            return
+        if out.player != NULL:  # a prompt plays to ``out``: it replaces the relay, or mixes
+            if out.player.mix:
+                player_feed(out.player, data + hlen, plen, codec)
             return
         self.relay(out, out.send_pt, marker, seq, ts, ssrc, data + hlen, plen, codec, now)
 
@@ -935,6 +1183,8 @@ cdef class Relay:
                 e.start = d.events[i].start / <double>CLOCK
                 e.duration = d.events[i].duration / <double>CLOCK
                 e.inband = True
+        if d.n_events:
+            self.barge(leg)
         d.n_events = 0
 
     cdef void event(self, int leg, unsigned char* data, Py_ssize_t hlen, Py_ssize_t plen,
@@ -980,6 +1230,7 @@ cdef class Relay:
             e.start = <uint32_t>(ts - first) / <double>CLOCK
             e.duration = duration / <double>CLOCK
             e.inband = False
+        self.barge(leg)
 
     cdef void relay(self, leg_t* out, int pt, int marker, uint32_t seq, uint32_t ts,
                     uint32_t ssrc, const unsigned char* payload, Py_ssize_t plen, int codec,
@@ -1023,6 +1274,12 @@ cdef class Relay:
 
 cdef const char* DIGIT_CHARS = b"0123456789*#ABCD"
 cdef int STOP_TAG = -1  # epoll tag of the stop eventfd (data.u32 0xFFFFFFFF as int)
+cdef int TIMER_TAG = -2  # epoll tag of the playout timerfd
+cdef double FRAME_S = PLAY_FRAME / <double>CLOCK  # 20 ms
+cdef double PACE_SLACK = 0.0002  # frames due this soon go in the same wake-up
+cdef int MAX_CATCH_UP = 5  # frames sent at once after a stall; beyond that playout skips ahead
+cdef int PLAY_COMPLETED = 0
+cdef int PLAY_BARGED_IN = 1
 cdef int BATCH_ROUNDS = 4  # on_readable: at most 4 x RX_BATCH = 64 datagrams per readiness
 
 

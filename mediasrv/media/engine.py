@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mediasrv.media import codec as g711
 from mediasrv.media import kernels, sdp
 from mediasrv.media.api import (
     Direction,
@@ -27,16 +26,18 @@ from mediasrv.media.api import (
     MediaEventSink,
     MediaReport,
     NoCommonCodec,
+    PlayEnd,
+    PlayId,
     PromptFinished,
     RecordMode,
     RtpTimeout,
     SdpError,
 )
 from mediasrv.media.codec import Codec
-from mediasrv.media.packet_path import LegParams, MixingPacketPath, PacketEvents, PacketPath
+from mediasrv.media.packet_path import LegParams, PacketEvents, PacketPath
 from mediasrv.media.packet_path_py import PyPacketPath
 from mediasrv.media.ports import PortPair, PortPool
-from mediasrv.media.prompt import FRAME, Prompt, PromptCache, PromptPlayer
+from mediasrv.media.prompt import Prompt, PromptCache
 from mediasrv.media.recorder import (
     RecordingFormat,
     RecordingWriter,
@@ -68,7 +69,7 @@ class _Leg:
         "origin",
         "our_offer",
         "pair",
-        "player",
+        "play",
         "timed_out",
     )
 
@@ -82,7 +83,17 @@ class _Leg:
         self.negotiated: sdp.Negotiated | None = None
         self.bridged_at: float | None = None
         self.timed_out = False
-        self.player: PromptPlayer | None = None
+        self.play: _Play | None = None  # what plays to this leg (the packet path paces it)
+
+
+class _Play:
+    """One play() on one leg: its id and the names of its playlist's prompts."""
+
+    __slots__ = ("id", "names")
+
+    def __init__(self, play_id: PlayId, names: tuple[str, ...]) -> None:
+        self.id = play_id
+        self.names = names
 
 
 class _Call:
@@ -140,6 +151,9 @@ class _Events:
     def on_foreign_source(self, leg: int, addr: tuple[str, int]) -> None:
         self._engine._foreign_source(leg, addr)
 
+    def on_play_end(self, leg: int, play_id: int, reason: PlayEnd, prompt_index: int) -> None:
+        self._engine._play_end(leg, PlayId(play_id), reason, prompt_index)
+
 
 class MediaEngine:
     """In-process media engine for every call of the server."""
@@ -170,6 +184,8 @@ class MediaEngine:
         self._format = RecordingFormat(recording_format)
         self._writer = RecordingWriter()
         self._prompts = PromptCache()
+        self._plays: dict[PlayId, _Leg] = {}
+        self._next_play = 1
         self._calls: dict[str, _Call] = {}
         self._legs: dict[LegMedia, _Leg] = {}
         self._by_id: dict[int, _Leg] = {}
@@ -273,45 +289,48 @@ class MediaEngine:
             if leg.media.role is LegRole.CALLER or leg.bridged_at is not None:
                 self._attach_recorder(call, leg)
 
-    def play(self, leg: LegMedia, wav: Path, loop: bool = False) -> None:
-        """Play to ``leg`` only. On a bridged leg the prompt is mixed with what the other
-        leg says (a whisper: the operator hears both, the caller hears neither the prompt nor
-        a gap); on an unbridged leg the prompt is all the leg hears."""
+    def play(
+        self,
+        leg: LegMedia,
+        playlist: Sequence[Path],
+        *,
+        loop: bool = False,
+        mix: bool = False,
+        barge_in: bool = False,
+    ) -> PlayId:
+        """Play prompts back to back to ``leg`` only (see :meth:`MediaControl.play`).
+
+        The packet path paces the frames from sample counts (on the Cython engine thread: in
+        C, with no Python per frame) and shares each prompt's prepared G.711 frames between
+        every leg that plays it. ``mix`` on a bridged leg is a whisper: the prompt is added to
+        what the partner says, so the operator hears both and the caller neither the prompt
+        nor a gap; the recording keeps it off both channels (it records what the legs send).
+        """
         state = self._leg(leg)
         if state.negotiated is None:
             raise MediaError(f"play: leg {leg.call_id}/{leg.role.value} has no negotiated media")
-        prompt = self._prompts.load(wav)
-        self._stop_player(state)
-        codec, leg_id, path = state.negotiated.codec, state.id, self._path
-        send: Callable[[int, bool], object]
-        if state.bridged_at is not None and isinstance(path, MixingPacketPath):
-            path.set_prompt(leg_id, True, mix=True)
-            pcm = prompt.pcm_frames()
-
-            def send(index: int, marker: bool) -> object:
-                mixed = bytearray(path.take_mixed(leg_id, FRAME))
-                kernels.mix.mix_into(mixed, pcm[index])
-                return path.send_payload(
-                    leg_id, g711.encode_pcm(codec, bytes(mixed)), FRAME, marker
-                )
-
-        else:
-            if state.bridged_at is not None:
-                log.warning("packet path %s cannot mix: the prompt replaces the relay", path.name)
-            path.set_prompt(leg_id, True)
-            encoded = prompt.frames(codec)
-
-            def send(index: int, marker: bool) -> object:
-                payload = encoded[index]
-                return path.send_payload(leg_id, payload, len(payload), marker)
-
-        state.player = PromptPlayer(
-            self._loop, len(prompt), loop, send, lambda: self._prompt_done(state, prompt)
+        if isinstance(playlist, (str, Path)):
+            raise TypeError("play() takes a playlist: a sequence of prompt paths")
+        if not playlist:
+            raise MediaError("play: the playlist is empty")
+        prompts = [self._prompts.load(Path(path)) for path in playlist]
+        frames = [self._shared_frames(prompt) for prompt in prompts]
+        play_id = PlayId(self._next_play)
+        self._next_play += 1
+        self._stop_play(state)
+        self._path.play(
+            state.id, frames, loop=loop, mix=mix, barge_in=barge_in, play_id=play_id
         )
+        state.play = _Play(play_id, tuple(prompt.name for prompt in prompts))
+        self._plays[play_id] = state
+        return play_id
 
-    def stop_play(self, leg: LegMedia) -> None:
-        """Stop a prompt on ``leg`` without a PromptFinished event (relay resumes)."""
-        self._stop_player(self._leg(leg))
+    def stop_play(self, play: PlayId) -> None:
+        """Stop a play without a PromptFinished event (relay resumes); unknown ids are
+        ignored (the play may have ended a moment ago)."""
+        state = self._plays.get(play)
+        if state is not None and state.play is not None and state.play.id == play:
+            self._stop_play(state)
 
     async def preload(self, wav: Path) -> None:
         """Read and check a prompt in a thread, so that :meth:`play` never touches the disk."""
@@ -410,7 +429,7 @@ class MediaEngine:
         return size
 
     def _close_leg(self, leg: _Leg) -> LegStats:
-        self._stop_player(leg)
+        self._stop_play(leg)
         stats = self._path.stats(leg.id)
         if stats.foreign_dropped:
             m = leg.media
@@ -434,16 +453,30 @@ class MediaEngine:
             return True
         return candidate.packets_in > current.packets_in
 
-    def _stop_player(self, leg: _Leg) -> None:
-        if leg.player is not None:
-            leg.player.cancel()
-            leg.player = None
-            self._path.set_prompt(leg.id, False)
+    def _shared_frames(self, prompt: Prompt) -> object:
+        """The prompt prepared once for the packet path (shared by every leg playing it)."""
+        if prompt.shared is None:
+            prompt.shared = self._path.prompt_frames(prompt.pcm.astype("<i2").tobytes())
+        return prompt.shared
 
-    def _prompt_done(self, leg: _Leg, prompt: Prompt) -> None:
-        leg.player = None
-        self._path.set_prompt(leg.id, False)
-        self._emit(PromptFinished(leg.media.call_id, leg.media.role, prompt.name))
+    def _stop_play(self, leg: _Leg) -> None:
+        play = leg.play
+        if play is not None:
+            leg.play = None
+            self._plays.pop(play.id, None)
+            self._path.stop_play(leg.id, play.id)
+
+    def _play_end(self, leg_id: int, play_id: PlayId, reason: PlayEnd, index: int) -> None:
+        """The packet path reports a play that ended by itself (played out or barged in)."""
+        leg = self._by_id.get(leg_id)
+        if leg is None or leg.play is None or leg.play.id != play_id:
+            return  # stopped or replaced meanwhile: stop_play emits nothing
+        names = leg.play.names
+        leg.play = None
+        self._plays.pop(play_id, None)
+        m = leg.media
+        name = names[index] if 0 <= index < len(names) else names[-1]
+        self._emit(PromptFinished(m.call_id, m.role, name, play_id, reason))
 
     def _dtmf(self, leg_id: int, digit: str, start: float, duration: float, source: str) -> None:
         leg = self._by_id.get(leg_id)

@@ -29,6 +29,7 @@ def _packet_paths() -> dict[str, engine.PacketPathFactory]:
     except ImportError:
         return found
     found["cython"] = module.CyPacketPath
+    found["cython-thread"] = module.CyThreadPacketPath  # the default engine
     return found
 
 

@@ -1,4 +1,8 @@
-"""Prompts: WAV to 20 ms RTP paced by sample count, to one leg only, PromptFinished at the end."""
+"""Prompts: WAV to 20 ms RTP paced by sample count, to one leg only, PromptFinished at the end.
+
+Every test runs over every packet path (conftest), the Cython engine thread included: there
+the playout is paced and mixed in C.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,9 @@ import pytest
 from media_peers import HOST, Peer, Rtp, answer_sdp, offer_sdp
 
 from mediasrv.media import codec as g711
-from mediasrv.media.api import LegRole, MediaEvent, PromptFinished
+from mediasrv.media.api import LegRole, MediaEvent, PlayEnd, PromptFinished
 from mediasrv.media.codec import Codec
 from mediasrv.media.engine import MediaEngine
-from mediasrv.media.packet_path import MixingPacketPath
 from mediasrv.media.prompt import PromptError
 
 PORTS = (45000, 45998)
@@ -54,7 +57,7 @@ async def test_prompt_is_paced_encoded_and_finishes(tmp_path: Path) -> None:
     loop = asyncio.get_running_loop()
     # The prompt is paced on the loop clock from play() on: frame i is due at start + 20 ms * i.
     start = loop.time()
-    engine.play(leg, wav)
+    play_id = engine.play(leg, [wav])
     got: list[tuple[float, Rtp]] = []
     while len(got) < 25:
         packet = await peer.recv(timeout=5.0)
@@ -73,7 +76,7 @@ async def test_prompt_is_paced_encoded_and_finishes(tmp_path: Path) -> None:
     # ... and not wildly slow: 24 intervals of 20 ms take 0.48 s; allow seconds for a slow core.
     span = got[-1][0] - start
     assert span < 0.48 + 2.5, span
-    assert events == [PromptFinished("p", LegRole.CALLER, "hello.wav")]
+    assert events == [PromptFinished("p", LegRole.CALLER, "hello.wav", play_id)]
     engine.release("p")
     await engine.close()
     peer.close()
@@ -93,9 +96,6 @@ async def test_whisper_is_mixed_into_the_bridged_leg_only(tmp_path: Path) -> Non
     wav = write_wav(tmp_path / "whisper.wav", tone(1000, 2400))  # 0.3 s at 1 kHz
     events: list[MediaEvent] = []
     engine = MediaEngine(asyncio.get_running_loop(), HOST, *PORTS, events.append)
-    if not isinstance(engine._path, MixingPacketPath):
-        await engine.close()
-        pytest.skip(f"the {engine.engine_name} packet path cannot mix yet (take_mixed)")
     a, b = Peer(), Peer()
     caller = engine.allocate("w", LegRole.CALLER)
     operator = engine.allocate("w", LegRole.OPERATOR)
@@ -117,7 +117,7 @@ async def test_whisper_is_mixed_into_the_bridged_leg_only(tmp_path: Path) -> Non
         await asyncio.sleep(max(0.0, t0 + 0.02 * (i + 1) - time.monotonic()))
     await b.recv_all(0.05)
     await a.recv_all(0.05)
-    engine.play(operator, wav)  # the whisper: the operator hears who is calling
+    play_id = engine.play(operator, [wav], mix=True)  # the whisper: who is calling
     for i in range(10, 35):
         frame = slice(160 * i, 160 * (i + 1))
         a.send(
@@ -131,7 +131,7 @@ async def test_whisper_is_mixed_into_the_bridged_leg_only(tmp_path: Path) -> Non
         await asyncio.sleep(max(0.0, t0 + 0.02 * (i + 1) - time.monotonic()))
     to_operator = await b.recv_all(0.2)
     to_caller = await a.recv_all(0.05)
-    assert events == [PromptFinished("w", LegRole.OPERATOR, "whisper.wav")]
+    assert events == [PromptFinished("w", LegRole.OPERATOR, "whisper.wav", play_id)]
     heard = np.concatenate([g711.decode(Codec.PCMU, p.payload) for p in to_operator]).astype(float)
     caller_heard = np.concatenate([g711.decode(Codec.PCMU, p.payload) for p in to_caller]).astype(
         float
@@ -157,7 +157,7 @@ async def test_looping_prompt_runs_until_release(tmp_path: Path) -> None:
     peer = Peer()
     leg = engine.allocate("l", LegRole.CALLER)
     engine.answer(leg, offer_sdp(peer.port))
-    engine.play(leg, wav, loop=True)
+    engine.play(leg, [wav], loop=True)
     got = [await peer.recv(timeout=5.0) for _ in range(14)]  # 2.8 loops of 5 frames
     engine.release("l")
     got += await peer.recv_all()  # what was already on its way
@@ -183,12 +183,12 @@ async def test_wrong_prompt_formats_are_refused(
     leg = engine.allocate("b", LegRole.CALLER)
     engine.answer(leg, offer_sdp(peer.port))
     with pytest.raises(PromptError, match=message):
-        engine.play(leg, wav)
+        engine.play(leg, [wav])
     with pytest.raises(PromptError, match="cannot read"):
-        engine.play(leg, tmp_path / "missing.wav")
+        engine.play(leg, [tmp_path / "missing.wav"])
     (tmp_path / "text.wav").write_text("hello")
     with pytest.raises(PromptError, match="cannot read"):
-        engine.play(leg, tmp_path / "text.wav")
+        engine.play(leg, [write_wav(tmp_path / "ok.wav", ramp(160)), tmp_path / "text.wav"])
     engine.release("b")
     await engine.close()
     peer.close()
@@ -205,10 +205,10 @@ async def test_real_asterisk_prompt_plays_whole(tmp_path: Path) -> None:
     peer = Peer()
     leg = engine.allocate("r", LegRole.CALLER)
     engine.answer(leg, offer_sdp(peer.port))
-    engine.play(leg, wav)
+    play_id = engine.play(leg, [wav])
     got = await peer.recv_all(0.3)
     assert len(got) == -(-frames // 160)
-    assert events == [PromptFinished("r", LegRole.CALLER, "hello-world.wav")]
+    assert events == [PromptFinished("r", LegRole.CALLER, "hello-world.wav", play_id)]
     engine.release("r")
     await engine.close()
     peer.close()
