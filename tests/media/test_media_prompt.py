@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import struct
 import time
 import wave
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from media_peers import HOST, Peer, Rtp, answer_sdp, offer_sdp
 
 from mediasrv.media import codec as g711
-from mediasrv.media.api import LegRole, MediaEvent, PlayEnd, PromptFinished
+from mediasrv.media.api import LegRole, MediaEvent, PlayEnd, PromptFinished, RecordMode
 from mediasrv.media.codec import Codec
 from mediasrv.media.engine import MediaEngine
 from mediasrv.media.prompt import PromptError
@@ -212,3 +213,259 @@ async def test_real_asterisk_prompt_plays_whole(tmp_path: Path) -> None:
     engine.release("r")
     await engine.close()
     peer.close()
+
+
+async def test_playlist_is_gap_free_and_names_its_last_prompt(tmp_path: Path) -> None:
+    """"You are caller number 3" is three files: they follow sample by sample, one event."""
+    parts = [ramp(1000), tone(700, 530), ramp(777)]
+    wavs = [write_wav(tmp_path / f"part{i}.wav", pcm) for i, pcm in enumerate(parts)]
+    events: list[MediaEvent] = []
+    engine = MediaEngine(asyncio.get_running_loop(), HOST, *PORTS, events.append)
+    peer = Peer()
+    leg = engine.allocate("g", LegRole.CALLER)
+    engine.answer(leg, offer_sdp(peer.port))
+    play_id = engine.play(leg, wavs)
+    got = await peer.recv_all(0.3)
+    total = sum(len(p) for p in parts)
+    assert len(got) == -(-total // 160)
+    audio = b"".join(p.payload for p in got)
+    assert audio[:total] == g711.encode(Codec.PCMU, np.concatenate(parts))
+    assert set(audio[total:]) <= {0xFF}  # only the very end is padded, with silence
+    assert [(p.seq - got[0].seq) & 0xFFFF for p in got] == list(range(len(got)))
+    assert [p.marker for p in got] == [True] + [False] * (len(got) - 1)
+    assert events == [PromptFinished("g", LegRole.CALLER, "part2.wav", play_id)]
+    engine.release("g")
+    await engine.close()
+    peer.close()
+
+
+def dtmf_packets(seq: int, ts: int, event: int = 5) -> list[Rtp]:
+    """One RFC 4733 event: three updates, then the end packet three times (§2.5.1.4)."""
+    packets = [
+        Rtp(101, seq + i, ts, 0xD, struct.pack("!BBH", event, 10, 160 * (i + 1)))
+        for i in range(3)
+    ]
+    end = struct.pack("!BBH", event, 0x80 | 10, 640)
+    packets += [Rtp(101, seq + 3 + i, ts, 0xD, end) for i in range(3)]
+    packets[0].marker = True
+    return packets
+
+
+@pytest.mark.parametrize("barge_in", [True, False])
+async def test_barge_in_a_digit_stops_the_prompt(tmp_path: Path, barge_in: bool) -> None:
+    wav = write_wav(tmp_path / "menu.wav", ramp(8000 * 3))  # 3 s: a menu prompt
+    events: list[MediaEvent] = []
+    engine = MediaEngine(asyncio.get_running_loop(), HOST, *PORTS, events.append)
+    peer = Peer()
+    leg = engine.allocate("d", LegRole.CALLER)
+    engine.answer(leg, offer_sdp(peer.port))
+    play_id = engine.play(leg, [wav], barge_in=barge_in)
+    for _ in range(5):
+        await peer.recv(timeout=5.0)
+    for packet in dtmf_packets(100, 16000):
+        peer.send(packet, (HOST, leg.local_port))
+    for _ in range(200):  # bounded: the digit must arrive within seconds even under load
+        if events:
+            break
+        await asyncio.sleep(0.02)
+    if barge_in:
+        got = await peer.recv_all(0.3)
+    else:  # the prompt goes on after the digit
+        got = [await peer.recv(timeout=5.0) for _ in range(20)]
+    digits = [e for e in events if not isinstance(e, PromptFinished)]
+    assert [(d.digit, d.role) for d in digits] == [("5", LegRole.CALLER)]  # type: ignore[union-attr]
+    if barge_in:
+        assert events[-1] == PromptFinished(
+            "d", LegRole.CALLER, "menu.wav", play_id, PlayEnd.BARGED_IN
+        )
+        assert len(got) < 100  # stopped long before its 150 frames
+    else:
+        assert not any(isinstance(e, PromptFinished) for e in events)
+        engine.stop_play(play_id)
+    engine.release("d")
+    await engine.close()
+    peer.close()
+
+
+def forward(a: int, b: int, bits: int) -> int:
+    """How far ``b`` is after ``a`` modulo 2**bits (negative: backwards)."""
+    d = (b - a) & ((1 << bits) - 1)
+    return d - (1 << bits) if d >= 1 << (bits - 1) else d
+
+
+async def test_relay_prompt_relay_keeps_one_continuous_stream(tmp_path: Path) -> None:
+    """RFC 3550 §5.1: the operator's phone sees one SSRC, sequence numbers +1 throughout,
+    timestamps never going back, and the marker bit where a new talkspurt starts (the
+    prompt's first frame, the first relayed frame after it), through a stop_play and a play
+    that ends by itself. The other direction goes on untouched."""
+    wav = write_wav(tmp_path / "notice.wav", tone(1000, 1600))  # 0.2 s
+    events: list[MediaEvent] = []
+    engine = MediaEngine(asyncio.get_running_loop(), HOST, *PORTS, events.append)
+    a, b = Peer(), Peer()
+    caller = engine.allocate("c", LegRole.CALLER)
+    operator = engine.allocate("c", LegRole.OPERATOR)
+    engine.answer(caller, offer_sdp(a.port))
+    engine.accept_answer(operator, answer_sdp(engine.offer(operator), b.port))
+    engine.bridge(caller, operator)
+    voice = g711.encode(Codec.PCMU, tone(300, 160))
+    long_wav = write_wav(tmp_path / "long.wav", tone(1000, 8000 * 5))
+    t0 = time.monotonic()
+    play_ids = []
+    for i in range(60):  # 1.2 s of talk both ways
+        if i == 10:
+            play_ids.append(engine.play(operator, [long_wav]))  # stopped at i == 20
+        if i == 20:
+            engine.stop_play(play_ids[0])
+        if i == 35:
+            play_ids.append(engine.play(operator, [wav]))  # ends by itself
+        a.send(Rtp(0, 1000 + i, 5000 + 160 * i, 0xA, voice), (HOST, caller.local_port))
+        b.send(Rtp(0, 7000 + i, 90000 + 160 * i, 0xB, voice), (HOST, operator.local_port))
+        await asyncio.sleep(max(0.0, t0 + 0.02 * (i + 1) - time.monotonic()))
+    to_operator = await b.recv_all(0.3)
+    to_caller = await a.recv_all(0.05)
+    assert events == [PromptFinished("c", LegRole.OPERATOR, "notice.wav", play_ids[1])]
+    for stream in (to_operator, to_caller):
+        assert len({p.ssrc for p in stream}) == 1
+        assert all(forward(x.seq, y.seq, 16) == 1 for x, y in itertools.pairwise(stream))
+        assert all(0 <= forward(x.ts, y.ts, 32) for x, y in itertools.pairwise(stream))
+    tone_frames = {g711.encode(Codec.PCMU, tone(1000, 8000 * 5))[:160]}
+    kinds = ["prompt" if p.payload != voice else "voice" for p in to_operator]
+    starts = [i for i in range(1, len(kinds)) if kinds[i] != kinds[i - 1]]
+    assert len(starts) == 4, kinds  # voice, prompt, voice, prompt, voice
+    assert all(to_operator[i].marker for i in starts)
+    assert to_operator[starts[0]].payload in tone_frames
+    assert sum(p.marker for p in to_caller) == 1  # the caller's direction: one talkspurt
+    engine.release("c")
+    await engine.close()
+    a.close()
+    b.close()
+
+
+async def test_every_leg_plays_the_same_prepared_frames(tmp_path: Path) -> None:
+    """A prompt is prepared once per engine (PCM, µ-law, A-law) and shared by every leg."""
+    wav = write_wav(tmp_path / "moh.wav", ramp(1600))
+    engine = MediaEngine(asyncio.get_running_loop(), HOST, *PORTS, lambda e: None)
+    peers = [Peer() for _ in range(3)]
+    legs = []
+    for i, (peer, codec) in enumerate(zip(peers, [Codec.PCMU, Codec.PCMA, Codec.PCMU])):
+        leg = engine.allocate(f"s{i}", LegRole.CALLER)
+        engine.answer(leg, offer_sdp(peer.port, [codec]))
+        legs.append(leg)
+    shared = []
+    for leg in legs:
+        engine.play(leg, [wav], loop=True)
+        shared.append(engine._prompts.load(wav).shared)
+    assert shared[0] is not None and all(s is shared[0] for s in shared)
+    got = [[await peer.recv(timeout=5.0) for _ in range(10)] for peer in peers]
+    pcm = ramp(1600)
+    assert b"".join(p.payload for p in got[0]) == g711.encode(Codec.PCMU, pcm)
+    assert b"".join(p.payload for p in got[1]) == g711.encode(Codec.PCMA, pcm)
+    for i in range(3):
+        engine.release(f"s{i}")
+    await engine.close()
+    for peer in peers:
+        peer.close()
+
+
+async def test_held_callers_cost_no_python_call_per_frame(
+    tmp_path: Path, packet_path: str
+) -> None:
+    """Issue 9 §2: on the engine thread the hold music is paced and sent in C. The counter
+    of Python calls made by the per-packet machinery stays where it was while 10 callers hear
+    0.4 s of looping music; the reference path makes one per frame, the callback path far
+    fewer (one timer callback serves every leg due at once)."""
+    wav = write_wav(tmp_path / "moh.wav", ramp(800))
+    engine = MediaEngine(asyncio.get_running_loop(), HOST, *PORTS, lambda e: None)
+    peers = [Peer() for _ in range(10)]
+    for i, peer in enumerate(peers):
+        leg = engine.allocate(f"h{i}", LegRole.CALLER)
+        engine.answer(leg, offer_sdp(peer.port))
+    before = engine._path.python_calls()
+    for i in range(10):
+        engine.play(engine._calls[f"h{i}"].legs[0].media, [wav], loop=True)
+    frames = 0
+    for peer in peers:
+        frames += len([await peer.recv(timeout=5.0) for _ in range(20)])
+    calls = engine._path.python_calls() - before
+    if packet_path == "cython-thread":
+        assert calls == 0
+    elif packet_path == "cython":
+        assert 0 < calls < frames / 2
+    else:
+        assert calls >= frames
+    for i in range(10):
+        engine.release(f"h{i}")
+    await engine.close()
+    for peer in peers:
+        peer.close()
+
+
+def noise(samples: int, seed: int, amplitude: float = 5000.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.normal(0, amplitude / 2, samples), -32768, 32767).astype(np.int16)
+
+
+def correlation(signal: np.ndarray, reference: np.ndarray) -> float:
+    """Peak normalised cross-correlation of ``reference`` anywhere inside ``signal``."""
+    x = signal.astype(float)
+    r = reference.astype(float)
+    if len(x) < len(r):
+        x = np.concatenate([x, np.zeros(len(r) - len(x))])
+    dots = np.correlate(x, r, "valid")
+    energy = np.convolve(x * x, np.ones(len(r)), "valid")
+    norms = np.sqrt(np.maximum(energy, 1e-9)) * np.linalg.norm(r)
+    return float(np.max(np.abs(dots) / norms))
+
+
+async def test_whisper_stays_off_both_recording_channels(tmp_path: Path) -> None:
+    """Issue 9 §3: the operator hears the whisper over the caller's voice; the stereo
+    recording's caller channel holds only the caller, its operator channel only the operator,
+    and neither correlates with the whisper."""
+    whisper = noise(4000, seed=9)  # 0.5 s of a noise-like prompt: correlation is specific
+    wav = write_wav(tmp_path / "whisper.wav", whisper)
+    events: list[MediaEvent] = []
+    engine = MediaEngine(asyncio.get_running_loop(), HOST, *PORTS, events.append)
+    a, b = Peer(), Peer()
+    caller = engine.allocate("r", LegRole.CALLER)
+    operator = engine.allocate("r", LegRole.OPERATOR)
+    engine.answer(caller, offer_sdp(a.port))
+    engine.accept_answer(operator, answer_sdp(engine.offer(operator), b.port))
+    engine.bridge(caller, operator)
+    engine.record("r", tmp_path / "call.wav", RecordMode.BOTH)
+    caller_voice, operator_voice = noise(8000 * 2, seed=1), noise(8000 * 2, seed=2)
+    t0 = time.monotonic()
+    play_id = None
+    for i in range(75):  # 1.5 s both ways; the whisper from 0.2 s to 0.7 s
+        if i == 10:
+            play_id = engine.play(operator, [wav], mix=True)
+        frame = slice(160 * i, 160 * (i + 1))
+        a.send(
+            Rtp(0, i, 160 * i, 0xA, g711.encode(Codec.PCMU, caller_voice[frame])),
+            (HOST, caller.local_port),
+        )
+        b.send(
+            Rtp(0, i, 160 * i, 0xB, g711.encode(Codec.PCMU, operator_voice[frame])),
+            (HOST, operator.local_port),
+        )
+        await asyncio.sleep(max(0.0, t0 + 0.02 * (i + 1) - time.monotonic()))
+    to_operator = await b.recv_all(0.2)
+    assert events == [PromptFinished("r", LegRole.OPERATOR, "whisper.wav", play_id)]
+    report = engine.release("r")
+    await engine.flush_recordings()
+    assert report.recording is not None
+    with wave.open(str(report.recording)) as w:
+        assert w.getnchannels() == 2
+        stereo = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
+    left, right = stereo[:, 0], stereo[:, 1]
+    heard = np.concatenate([g711.decode(Codec.PCMU, p.payload) for p in to_operator])
+    assert correlation(heard, whisper) > 0.5  # the operator hears it (mixed with the caller)
+    # ... and the caller under it (equal levels: about 0.7 at best; 100 ms, as the mix FIFO
+    # may drop or pad a frame under jitter)
+    assert correlation(heard, caller_voice[3200:4000]) > 0.5
+    assert correlation(left, caller_voice[1600:5600]) > 0.9
+    assert correlation(right, operator_voice[1600:5600]) > 0.9
+    assert correlation(left, whisper) < 0.15
+    assert correlation(right, whisper) < 0.15
+    await engine.close()
+    a.close()
+    b.close()
