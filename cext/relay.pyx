@@ -86,6 +86,17 @@ cdef extern from "<unistd.h>" nogil:
     ssize_t read(int fd, void* buf, size_t n)
     ssize_t write(int fd, const void* buf, size_t n)
 
+cdef extern from *:
+    """
+    static inline int relay_atomic_load(int* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static inline void relay_atomic_add(int* p, int v) { __atomic_add_fetch(p, v, __ATOMIC_ACQ_REL); }
+    """
+    int atomic_load "relay_atomic_load" (int* p) noexcept nogil
+    void atomic_add "relay_atomic_add" (int* p, int v) noexcept nogil
+
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
+
 cdef extern from "<sys/timerfd.h>" nogil:
     struct itimerspec:
         timespec it_interval
@@ -239,7 +250,9 @@ cdef struct leg_t:
     player_t* player  # NULL: relaying; else the play whose frames this leg hears
     long long play_id
     bint play_barge  # a digit detected on this leg stops the play
-    int play_slot  # index in Relay.playing
+    int play_phase  # its frames are due at this millisecond of every 20 ms (Relay.slot_*)
+    int play_next  # the other legs of that phase: a doubly linked list, -1 ends it
+    int play_prev
     double play_t0  # CLOCK_MONOTONIC of frame 0: frame k is due at play_t0 + k * 20 ms
     double play_due  # when the next frame (or, past the end, the PromptFinished) is due
 
@@ -322,7 +335,12 @@ cdef class Relay:
     cdef double clock_offset  # recorder clock (loop.time()) minus CLOCK_MONOTONIC
     cdef public long long callbacks
     # ---- playout (cplay) ----
-    cdef int* playing  # leg ids with a play, compact (leg_t.play_slot indexes it)
+    # Playing legs by phase (the millisecond of each 20 ms their frames are due at): a play
+    # starts on the least loaded phase of the next 20 ms, so the frames of many callers are
+    # spread evenly in time and a wake-up only visits the legs that are due.
+    cdef int slot_head[20]
+    cdef int slot_count[20]
+    cdef double slot_due[20]  # earliest play_due in the slot (may be stale: early only)
     cdef int n_playing
     cdef double min_due  # earliest play_due over the playing legs (may be stale: early only)
     cdef int timer_fd  # the engine thread's timerfd, armed for min_due (CLOCK_MONOTONIC)
@@ -330,11 +348,13 @@ cdef class Relay:
     cdef list playlists  # per leg: the PromptFrames its player points into (kept alive)
     cdef object on_play_end
     cdef public long long python_calls  # Python-level calls into the per-packet machinery
+    cdef int control_waiting  # control calls waiting for the mutex (atomic)
     cdef public long long frames_played  # prompt frames produced
     cdef long long closed_in  # packets of closed legs (for totals())
     cdef long long closed_out
 
     def __cinit__(self):
+        cdef int i
         self.legs = NULL
         self.capacity = 0
         self.rx_scratch = <unsigned char*>malloc(RX_BATCH * MAX_DATAGRAM)
@@ -349,11 +369,15 @@ cdef class Relay:
         self.wake_fd = -1
         self.stop_fd = -1
         self.running = False
-        self.playing = NULL
         self.n_playing = 0
+        for i in range(PHASES):
+            self.slot_head[i] = -1
+            self.slot_count[i] = 0
+            self.slot_due[i] = 0.0
         self.min_due = 0.0
         self.timer_fd = -1
         self.armed = 0.0
+        self.control_waiting = 0
         pthread_mutex_init(&self.mutex, NULL)
 
     def __init__(self, on_latched, on_dtmf, on_record, on_foreign=None, on_play_end=None):
@@ -387,9 +411,9 @@ cdef class Relay:
         self.running = False
         if self.timer_fd >= 0:
             close(self.timer_fd)
-        for i in range(self.n_playing):
-            player_free(self.legs[self.playing[i]].player)
-        free(self.playing)
+        for i in range(self.capacity):
+            if self.legs[i].used:
+                player_free(self.legs[i].player)
         if self.epfd >= 0:
             close(self.epfd)
         if self.wake_fd >= 0:
@@ -404,8 +428,10 @@ cdef class Relay:
         pthread_mutex_destroy(&self.mutex)
 
     cdef void lock(self):
+        atomic_add(&self.control_waiting, 1)  # the engine thread lets us in (see engine_loop)
         with nogil:  # never wait for the engine thread while holding the GIL
             pthread_mutex_lock(&self.mutex)
+        atomic_add(&self.control_waiting, -1)
 
     cdef void unlock(self) noexcept:
         pthread_mutex_unlock(&self.mutex)
@@ -418,15 +444,10 @@ cdef class Relay:
     cdef void grow(self, int leg) except *:
         cdef int cap = self.capacity or 64
         cdef leg_t* p
-        cdef int* ids
         while cap <= leg:
             cap *= 2
         if cap == self.capacity:
             return
-        ids = <int*>realloc(self.playing, cap * sizeof(int))
-        if ids == NULL:
-            raise MemoryError()
-        self.playing = ids
         p = <leg_t*>realloc(self.legs, cap * sizeof(leg_t))
         if p == NULL:
             raise MemoryError()
@@ -460,7 +481,7 @@ cdef class Relay:
             s.bad_seq = -1
             self.inband[leg] = None  # a reused leg id starts clean
             self.timelines[leg] = None
-            s.play_slot = -1
+            s.play_phase = -1
             self.playlists[leg] = None
             if self.epfd >= 0:
                 ev.events = EPOLLIN
@@ -598,6 +619,8 @@ cdef class Relay:
         cdef player_t* p = player_new(prompts, loop, mix)  # may raise: before the lock
         cdef leg_t* s
         cdef double t0
+        cdef long long base_ms
+        cdef int phase, j
         self.lock()
         try:
             if leg < 0 or leg >= self.capacity or not self.legs[leg].used:
@@ -606,20 +629,20 @@ cdef class Relay:
             s = &self.legs[leg]
             self.stop_play_locked(leg)
             self.playlists[leg] = prompts  # the old player is gone: its prompts may go too
-            # On a 1 ms grid, so that the plays of many legs share the engine's wake-ups.
-            t0 = ceil(monotonic() * 1000.0) / 1000.0
+            # The first frame goes at the next whole millisecond of the least loaded phase
+            # within 20 ms (so at most 20 ms after this call).
+            base_ms = <long long>ceil(monotonic() * 1000.0)
+            phase = base_ms % PHASES
+            for j in range(1, PHASES):
+                if self.slot_count[(base_ms + j) % PHASES] < self.slot_count[phase]:
+                    phase = (base_ms + j) % PHASES
+            t0 = (base_ms + (phase - base_ms % PHASES + PHASES) % PHASES) / 1000.0
             s.player = p
             s.play_id = play_id
             s.play_barge = barge_in
             s.play_t0 = t0
             s.play_due = t0
-            s.play_slot = self.n_playing
-            self.playing[self.n_playing] = leg
-            self.n_playing += 1
-            if self.n_playing == 1 or t0 < self.min_due:
-                self.min_due = t0
-                if self.timer_fd >= 0:
-                    self.arm_timer(t0)
+            self.link(leg, phase)
             return t0
         finally:
             self.unlock()
@@ -650,14 +673,15 @@ cdef class Relay:
         finally:
             self.unlock()
 
-    def pace(self):
-        """Send every prompt frame due now (the callback path's one playout timer); returns
-        the CLOCK_MONOTONIC time of the next due frame, 0.0 if nothing plays."""
+    def pace(self, double early=0.0):
+        """Send every prompt frame due now, or within ``early`` seconds (the resolution of
+        the caller's timer: the callback path's one playout timer); returns the
+        CLOCK_MONOTONIC time of the next due frame, 0.0 if nothing plays."""
         cdef double nxt
         self.python_calls += 1
         self.lock()
         try:
-            nxt = self.run_playout(monotonic()) if self.n_playing else 0.0
+            nxt = self.run_playout(monotonic() + early) if self.n_playing else 0.0
         finally:
             self.unlock()
         if self.q_len:
@@ -691,16 +715,11 @@ cdef class Relay:
 
     cdef void stop_play_locked(self, int leg) noexcept nogil:
         cdef leg_t* s = &self.legs[leg]
-        cdef int slot = s.play_slot, last
         if s.player == NULL:
             return
         player_free(s.player)
         s.player = NULL
-        last = self.playing[self.n_playing - 1]
-        self.playing[slot] = last
-        self.legs[last].play_slot = slot
-        self.n_playing -= 1
-        s.play_slot = -1
+        self.unlink(leg)
         s.have_src = False  # the relay resumes continuing our stream (RFC 3550 §5.1)
 
     cdef void end_play(self, int leg, int reason) noexcept nogil:
@@ -719,18 +738,56 @@ cdef class Relay:
         if s.player != NULL and s.play_barge:
             self.end_play(leg, PLAY_BARGED_IN)
 
+    cdef void link(self, int leg, int phase) noexcept nogil:
+        cdef leg_t* s = &self.legs[leg]
+        s.play_phase = phase
+        s.play_prev = -1
+        s.play_next = self.slot_head[phase]
+        if s.play_next >= 0:
+            self.legs[s.play_next].play_prev = leg
+        self.slot_head[phase] = leg
+        if self.slot_count[phase] == 0 or s.play_due < self.slot_due[phase]:
+            self.slot_due[phase] = s.play_due
+        self.slot_count[phase] += 1
+        self.n_playing += 1
+        if self.n_playing == 1 or s.play_due < self.min_due:
+            self.min_due = s.play_due
+            if self.timer_fd >= 0:
+                self.arm_timer(self.min_due)
+
+    cdef void unlink(self, int leg) noexcept nogil:
+        cdef leg_t* s = &self.legs[leg]
+        if s.play_prev >= 0:
+            self.legs[s.play_prev].play_next = s.play_next
+        else:
+            self.slot_head[s.play_phase] = s.play_next
+        if s.play_next >= 0:
+            self.legs[s.play_next].play_prev = s.play_prev
+        self.slot_count[s.play_phase] -= 1
+        self.n_playing -= 1
+        s.play_phase = s.play_next = s.play_prev = -1
+
     cdef double run_playout(self, double now) noexcept nogil:
-        """Send what is due on every playing leg; sets and returns min_due (0.0: none)."""
-        cdef int i = 0, leg
-        cdef double nxt = 0.0
-        while i < self.n_playing:
-            leg = self.playing[i]
-            self.play_due_frames(leg, now)
-            if self.legs[leg].player == NULL:
-                continue  # the play ended: slot i now holds another leg
-            if nxt == 0.0 or self.legs[leg].play_due < nxt:
-                nxt = self.legs[leg].play_due
-            i += 1
+        """Send what is due on the playing legs; sets and returns min_due (0.0: none)."""
+        cdef int phase, leg, nxt_leg
+        cdef double nxt = 0.0, due
+        for phase in range(PHASES):
+            if self.slot_head[phase] < 0:
+                continue
+            if self.slot_due[phase] <= now + PACE_SLACK:
+                due = 0.0
+                leg = self.slot_head[phase]
+                while leg >= 0:
+                    nxt_leg = self.legs[leg].play_next  # before the play may end (unlink)
+                    self.play_due_frames(leg, now)
+                    if self.legs[leg].player != NULL and (due == 0.0 or self.legs[leg].play_due < due):
+                        due = self.legs[leg].play_due
+                    leg = nxt_leg
+                if self.slot_head[phase] < 0:
+                    continue
+                self.slot_due[phase] = due
+            if nxt == 0.0 or self.slot_due[phase] < nxt:
+                nxt = self.slot_due[phase]
         self.min_due = nxt
         return nxt
 
@@ -992,6 +1049,11 @@ cdef class Relay:
                     self.arm_timer(self.min_due)
             n = self.q_len
             pthread_mutex_unlock(&self.mutex)
+            # A mutex is not fair: a busy engine thread (hundreds of prompt frames due every
+            # millisecond) would take it back before a waiting control call wakes up, and
+            # starve the event loop. Let waiting control calls in first.
+            while atomic_load(&self.control_waiting) > 0 and self.running:
+                sched_yield()
             if n:
                 write(self.wake_fd, &one, 8)
             if self.pace_us > 0:
@@ -1278,6 +1340,7 @@ cdef int TIMER_TAG = -2  # epoll tag of the playout timerfd
 cdef double FRAME_S = PLAY_FRAME / <double>CLOCK  # 20 ms
 cdef double PACE_SLACK = 0.0002  # frames due this soon go in the same wake-up
 cdef int MAX_CATCH_UP = 5  # frames sent at once after a stall; beyond that playout skips ahead
+cdef int PHASES = 20  # milliseconds per frame: the phases a play's frames can be due at
 cdef int PLAY_COMPLETED = 0
 cdef int PLAY_BARGED_IN = 1
 cdef int BATCH_ROUNDS = 4  # on_readable: at most 4 x RX_BATCH = 64 datagrams per readiness

@@ -28,6 +28,7 @@ from mediasrv.media.codec import Codec
 from mediasrv.media.packet_path import LegParams, PacketEvents, RecordSink
 
 _SENDS = (Direction.SENDRECV, Direction.SENDONLY)
+TIMER_RESOLUTION = 0.001  # seconds: libuv (uvloop) timers count milliseconds
 _RECEIVES = (Direction.SENDRECV, Direction.RECVONLY)
 
 
@@ -148,7 +149,9 @@ class CyPacketPath:
 
     def _pace(self) -> None:
         self._pacer = None
-        nxt = self._relay.pace()
+        # uvloop's timers have millisecond resolution and may fire up to that early: frames
+        # due within it go now, rather than spinning on timers that find nothing due.
+        nxt = self._relay.pace(TIMER_RESOLUTION)
         if nxt:
             self._schedule(nxt)
 
