@@ -402,3 +402,74 @@ async def test_held_callers_cost_no_python_call_per_frame(
     await engine.close()
     for peer in peers:
         peer.close()
+
+
+def noise(samples: int, seed: int, amplitude: float = 5000.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.normal(0, amplitude / 2, samples), -32768, 32767).astype(np.int16)
+
+
+def correlation(signal: np.ndarray, reference: np.ndarray) -> float:
+    """Peak normalised cross-correlation of ``reference`` anywhere inside ``signal``."""
+    x = signal.astype(float)
+    r = reference.astype(float)
+    if len(x) < len(r):
+        x = np.concatenate([x, np.zeros(len(r) - len(x))])
+    dots = np.correlate(x, r, "valid")
+    energy = np.convolve(x * x, np.ones(len(r)), "valid")
+    norms = np.sqrt(np.maximum(energy, 1e-9)) * np.linalg.norm(r)
+    return float(np.max(np.abs(dots) / norms))
+
+
+async def test_whisper_stays_off_both_recording_channels(tmp_path: Path) -> None:
+    """Issue 9 §3: the operator hears the whisper over the caller's voice; the stereo
+    recording's caller channel holds only the caller, its operator channel only the operator,
+    and neither correlates with the whisper."""
+    whisper = noise(4000, seed=9)  # 0.5 s of a noise-like prompt: correlation is specific
+    wav = write_wav(tmp_path / "whisper.wav", whisper)
+    events: list[MediaEvent] = []
+    engine = MediaEngine(asyncio.get_running_loop(), HOST, *PORTS, events.append)
+    a, b = Peer(), Peer()
+    caller = engine.allocate("r", LegRole.CALLER)
+    operator = engine.allocate("r", LegRole.OPERATOR)
+    engine.answer(caller, offer_sdp(a.port))
+    engine.accept_answer(operator, answer_sdp(engine.offer(operator), b.port))
+    engine.bridge(caller, operator)
+    engine.record("r", tmp_path / "call.wav", RecordMode.BOTH)
+    caller_voice, operator_voice = noise(8000 * 2, seed=1), noise(8000 * 2, seed=2)
+    t0 = time.monotonic()
+    play_id = None
+    for i in range(75):  # 1.5 s both ways; the whisper from 0.2 s to 0.7 s
+        if i == 10:
+            play_id = engine.play(operator, [wav], mix=True)
+        frame = slice(160 * i, 160 * (i + 1))
+        a.send(
+            Rtp(0, i, 160 * i, 0xA, g711.encode(Codec.PCMU, caller_voice[frame])),
+            (HOST, caller.local_port),
+        )
+        b.send(
+            Rtp(0, i, 160 * i, 0xB, g711.encode(Codec.PCMU, operator_voice[frame])),
+            (HOST, operator.local_port),
+        )
+        await asyncio.sleep(max(0.0, t0 + 0.02 * (i + 1) - time.monotonic()))
+    to_operator = await b.recv_all(0.2)
+    assert events == [PromptFinished("r", LegRole.OPERATOR, "whisper.wav", play_id)]
+    report = engine.release("r")
+    await engine.flush_recordings()
+    assert report.recording is not None
+    with wave.open(str(report.recording)) as w:
+        assert w.getnchannels() == 2
+        stereo = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
+    left, right = stereo[:, 0], stereo[:, 1]
+    heard = np.concatenate([g711.decode(Codec.PCMU, p.payload) for p in to_operator])
+    assert correlation(heard, whisper) > 0.5  # the operator hears it (mixed with the caller)
+    # ... and the caller under it (equal levels: about 0.7 at best; 100 ms, as the mix FIFO
+    # may drop or pad a frame under jitter)
+    assert correlation(heard, caller_voice[3200:4000]) > 0.5
+    assert correlation(left, caller_voice[1600:5600]) > 0.9
+    assert correlation(right, operator_voice[1600:5600]) > 0.9
+    assert correlation(left, whisper) < 0.15
+    assert correlation(right, whisper) < 0.15
+    await engine.close()
+    a.close()
+    b.close()
