@@ -18,7 +18,7 @@ import pytest
 from media_peers import HOST, Peer, Rtp, answer_sdp, offer_sdp
 
 from mediasrv.media import codec as g711
-from mediasrv.media.api import LegRole, MediaEvent, PlayEnd, PromptFinished, RecordMode
+from mediasrv.media.api import LegRole, MediaEvent, PlayEnd, PlayId, PromptFinished, RecordMode
 from mediasrv.media.codec import Codec
 from mediasrv.media.engine import MediaEngine
 from mediasrv.media.prompt import PromptError
@@ -473,3 +473,31 @@ async def test_whisper_stays_off_both_recording_channels(tmp_path: Path) -> None
     await engine.close()
     a.close()
     b.close()
+
+
+async def test_a_new_play_replaces_the_playing_one_silently(tmp_path: Path) -> None:
+    """Only the play that ends by itself reports; stale and unknown ids are ignored."""
+    long_wav = write_wav(tmp_path / "queue.wav", ramp(8000 * 3))
+    short = ramp(800)
+    short_wav = write_wav(tmp_path / "number.wav", short)
+    events: list[MediaEvent] = []
+    engine = MediaEngine(asyncio.get_running_loop(), HOST, *PORTS, events.append)
+    peer = Peer()
+    leg = engine.allocate("n", LegRole.CALLER)
+    engine.answer(leg, offer_sdp(peer.port))
+    first = engine.play(leg, [long_wav], loop=True)
+    got = [await peer.recv(timeout=5.0) for _ in range(3)]
+    second = engine.play(leg, [short_wav], mix=True)  # unbridged: the prompt alone
+    assert second != first
+    got += await peer.recv_all(0.3)
+    engine.stop_play(first)  # already replaced: ignored
+    engine.stop_play(PlayId(10**9))  # unknown: ignored
+    assert events == [PromptFinished("n", LegRole.CALLER, "number.wav", second)]
+    tail = b"".join(p.payload for p in got)[-len(short) :]
+    assert tail == g711.encode(Codec.PCMU, short)
+    assert sum(p.marker for p in got) == 2  # each play starts a talkspurt
+    assert all(forward(x.seq, y.seq, 16) == 1 for x, y in itertools.pairwise(got))
+    assert all(0 < forward(x.ts, y.ts, 32) for x, y in itertools.pairwise(got))
+    engine.release("n")
+    await engine.close()
+    peer.close()
