@@ -11,8 +11,9 @@
  * Pacing: within each stream, packet k is expected at t0 + 20 ms * (seq_k - seq_0); the
  * deviation from that grid, less the stream's median deviation (its phase), is collected
  * over every packet of the measured window; p50/p99/max of |deviation| are printed. A
- * stream that skipped ahead or stalled shows as large deviations. Prints one line of
- * key=value figures.
+ * stream that skipped ahead or stalled shows as large deviations; a sequence number that jumps
+ * (a restarted stream) starts a new grid (counted as resyncs). Prints one line of key=value
+ * figures.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -104,7 +105,7 @@ int main(int argc, char **argv) {
     if (!fgets(line, sizeof line, stdin)) return 1; /* wait for "go" */
     double offset = real_minus_mono();              /* SO_TIMESTAMPNS is CLOCK_REALTIME */
     double start = mono(), measure_from = start + warmup * 1e9, end = measure_from + seconds * 1e9;
-    long received = 0, measured = 0, short_pkts = 0;
+    long received = 0, measured = 0, short_pkts = 0, resyncs = 0;
     struct mmsghdr msgs[BATCH];
     struct iovec iov[BATCH];
     unsigned char bufs[BATCH][2048];
@@ -150,11 +151,20 @@ int main(int argc, char **argv) {
                         s->t0 = t;
                         s->seq0 = s->last_seq = seq;
                     }
-                    if ((uint16_t)(seq - s->last_seq) < 0x8000) {
+                    int16_t step = (int16_t)(seq - s->last_seq);
+                    if (step < -100 || step > 1000) {
+                        /* the sender restarted its sequence (a new stream): a new grid */
+                        resyncs++;
+                        s->t0 = t;
+                        s->seq0 = seq;
+                        s->wraps = 0;
+                        s->last_seq = seq;
+                    } else if (step > 0) {
                         if (seq < s->last_seq) s->wraps++;
                         s->last_seq = seq;
                     }
                     long frames = (long)s->wraps * 65536 + seq - s->seq0;
+                    if (step <= 0 && seq > s->last_seq) frames -= 65536; /* late, before a wrap */
                     if (s->n < s->cap) s->dev[s->n++] = (t - s->t0) - frames * FRAME_NS;
                     measured++;
                 }
@@ -181,8 +191,8 @@ int main(int argc, char **argv) {
     double mx = m ? all[m - 1] / 1e6 : NAN;
     double expected = 50.0 * seconds * n;
     printf("streams=%d streams_seen=%ld received=%ld measured=%ld expected=%.0f "
-           "rate=%.4f short=%ld pacing_p50_ms=%.3f pacing_p99_ms=%.3f pacing_max_ms=%.3f\n",
+           "rate=%.4f short=%ld resyncs=%ld pacing_p50_ms=%.3f pacing_p99_ms=%.3f pacing_max_ms=%.3f\n",
            n, seen, received, measured, expected, expected ? measured / expected : 0.0,
-           short_pkts, p50, p99, mx);
+           short_pkts, resyncs, p50, p99, mx);
     return 0;
 }
