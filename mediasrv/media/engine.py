@@ -106,6 +106,11 @@ class _Call:
         self.record_mode = RecordMode.OFF
 
 
+def _pcm(prompt: Prompt) -> bytes:
+    """A prompt's samples as 16-bit little-endian PCM (what ``prompt_frames`` takes)."""
+    return bytes(prompt.pcm.astype("<i2").tobytes())
+
+
 def _session_id(leg_id: int) -> int:
     # o= sess-id only needs to be unique per session (RFC 4566 §5.2); NTP-like magnitude.
     return 3_900_000_000 + leg_id
@@ -333,8 +338,13 @@ class MediaEngine:
             self._stop_play(state)
 
     async def preload(self, wav: Path) -> None:
-        """Read and check a prompt in a thread, so that :meth:`play` never touches the disk."""
-        await self._loop.run_in_executor(None, self._prompts.load, wav)
+        """Read, check and prepare a prompt in a thread, so that :meth:`play` never touches
+        the disk nor encodes."""
+        prompt = await self._loop.run_in_executor(None, self._prompts.load, wav)
+        if prompt.shared is None:
+            shared = await self._loop.run_in_executor(None, self._path.prompt_frames, _pcm(prompt))
+            if prompt.shared is None:
+                prompt.shared = shared
 
     def release(self, call_id: str) -> MediaReport:
         report = MediaReport(call_id, engine=self.engine_name)
@@ -456,7 +466,7 @@ class MediaEngine:
     def _shared_frames(self, prompt: Prompt) -> object:
         """The prompt prepared once for the packet path (shared by every leg playing it)."""
         if prompt.shared is None:
-            prompt.shared = self._path.prompt_frames(prompt.pcm.astype("<i2").tobytes())
+            prompt.shared = self._path.prompt_frames(_pcm(prompt))
         return prompt.shared
 
     def _stop_play(self, leg: _Leg) -> None:
