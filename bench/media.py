@@ -553,11 +553,19 @@ class HoldResult:
     cpu_pct: float
     sink_line: str
     rss_per_call_kb: float
+    wall_s: float
     python_calls_per_packet: float = float("nan")
 
     @property
     def cpu_per_100_streams(self) -> float:
         return self.cpu_pct * 100.0 / self.calls
+
+    @property
+    def us_per_packet(self) -> float:
+        """CPU per packet that arrived in the window (holds when a loaded machine makes a
+        sender fall short of 50 packets/s per caller)."""
+        measured = parse_load(self.sink_line).get("measured", 0.0)
+        return self.cpu_pct / 100.0 * self.wall_s / measured * 1e6 if measured else float("nan")
 
     @property
     def pacing_p99_ms(self) -> float:
@@ -582,9 +590,11 @@ def start_sink(
     return sink, portfile
 
 
-def measure_sink(sink: subprocess.Popen[str], pid: int, seconds: float) -> tuple[float, str]:
+def measure_sink(
+    sink: subprocess.Popen[str], pid: int, seconds: float
+) -> tuple[float, str, float]:
     """Tell the sink to start; return (CPU % of one core of ``pid`` over the window, the
-    sink's figures line)."""
+    sink's figures line, the window's wall seconds)."""
     assert sink.stdin is not None and sink.stdout is not None
     sink.stdin.write("go\n")
     sink.stdin.flush()
@@ -595,7 +605,7 @@ def measure_sink(sink: subprocess.Popen[str], pid: int, seconds: float) -> tuple
     sink.wait(timeout=30)
     if not line:
         raise RuntimeError("rtpsink printed nothing")
-    return 100.0 * (c1 - c0) / CLK_TCK / (t1 - t0), line
+    return 100.0 * (c1 - c0) / CLK_TCK / (t1 - t0), line, t1 - t0
 
 
 def run_hold_mediasrv(
@@ -615,7 +625,7 @@ def run_hold_mediasrv(
         if not ready.startswith("READY"):
             raise RuntimeError(f"mediasrv hold server failed to start: {ready!r}")
         rss_base = int(parse_load(ready)["rss_base_kb"])
-        cpu, line = measure_sink(sink, proc.pid, seconds)
+        cpu, line, wall = measure_sink(sink, proc.pid, seconds)
         rss = _rss_kb(proc.pid)
         proc.stdin.close()
         done = proc.stdout.readline().strip()
@@ -628,7 +638,7 @@ def run_hold_mediasrv(
     per_packet = figures.get("python_calls", 0.0) / max(1.0, figures.get("packets_out", 0.0))
     name = f"mediasrv-{path_name}"
     print(f"  {name}: cpu={cpu:.1f}% {line} {done}", flush=True)
-    return HoldResult(name, calls, cpu, line, (rss - rss_base) / calls, per_packet)
+    return HoldResult(name, calls, cpu, line, (rss - rss_base) / calls, wall, per_packet)
 
 
 def run_hold_rtpengine(
@@ -656,7 +666,7 @@ def run_hold_rtpengine(
             # Played to the caller (from-tag), looping for the whole run.
             ng({"command": "play media", "call-id": cid, "from-tag": f"ft{k}",
                 "file": str(music), "repeat-times": 1000})  # fmt: skip
-        cpu, line = measure_sink(sink, proc.pid, seconds)
+        cpu, line, wall = measure_sink(sink, proc.pid, seconds)
         rss = _rss_kb(proc.pid)
     finally:
         for p in (proc, sink):
@@ -665,7 +675,7 @@ def run_hold_rtpengine(
         proc.wait()
         log.close()
     print(f"  rtpengine play media: cpu={cpu:.1f}% {line}", flush=True)
-    return HoldResult("rtpengine-play-media", calls, cpu, line, (rss - rss_base) / calls)
+    return HoldResult("rtpengine-play-media", calls, cpu, line, (rss - rss_base) / calls, wall)
 
 
 def main_hold(args: argparse.Namespace, rtpengine: str | None, child_env: dict[str, str]) -> int:
@@ -686,22 +696,24 @@ def main_hold(args: argparse.Namespace, rtpengine: str | None, child_env: dict[s
         rtpe = None
         if rtpengine is not None:
             rtpe = run_hold_rtpengine(rtpsink, work, args.calls, args.seconds, music, rtpengine)
-    print(f"{'run':<28}{'cpu%':>7}{'cpu/100 streams':>17}{'pacing p99 ms':>15}"
+    print(f"{'run':<28}{'cpu%':>7}{'cpu/100 streams':>17}{'us/pkt':>8}{'pacing p99 ms':>15}"
           f"{'py calls/pkt':>14}{'KB/call':>9}")  # fmt: skip
     for r in [*results, *([rtpe] if rtpe else [])]:
-        print(f"{r.name:<28}{r.cpu_pct:>7.1f}{r.cpu_per_100_streams:>17.2f}"
+        print(f"{r.name:<28}{r.cpu_pct:>7.1f}{r.cpu_per_100_streams:>17.2f}{r.us_per_packet:>8.2f}"
               f"{r.pacing_p99_ms:>15.3f}{r.python_calls_per_packet:>14.4f}"
               f"{r.rss_per_call_kb:>9.1f}")  # fmt: skip
     main_run = results[0]
     rtpe_cpu = rtpe.cpu_per_100_streams if rtpe else float("nan")
     ratio = main_run.cpu_per_100_streams / rtpe_cpu if rtpe else float("nan")
+    pkt_ratio = main_run.us_per_packet / rtpe.us_per_packet if rtpe else float("nan")
     print(
         f"RESULT media_hold calls={args.calls} "
         f"cpu_per_100_streams={main_run.cpu_per_100_streams:.2f} "
         f"rtpengine_cpu_per_100_streams={rtpe_cpu:.2f} ratio={ratio:.2f} "
         f"pacing_p99_ms={main_run.pacing_p99_ms:.3f} "
         f"python_calls_per_packet={main_run.python_calls_per_packet:.4f} "
-        f"rss_per_call_kb={main_run.rss_per_call_kb:.1f}"
+        f"rss_per_call_kb={main_run.rss_per_call_kb:.1f} "
+        f"us_per_packet={main_run.us_per_packet:.2f} packet_ratio={pkt_ratio:.2f}"
     )
     return 0
 
