@@ -251,19 +251,40 @@ def dtmf_packets(seq: int, ts: int, event: int = 5) -> list[Rtp]:
     return packets
 
 
-@pytest.mark.parametrize("barge_in", [True, False])
-async def test_barge_in_a_digit_stops_the_prompt(tmp_path: Path, barge_in: bool) -> None:
+def inband_packets(seq: int, ts: int) -> list[Rtp]:
+    """Key 5 as a tone in the audio (770 + 1336 Hz, ITU-T Q.23), 100 ms, then 100 ms quiet."""
+    t = np.arange(800) / 8000
+    key = 4000 * (np.sin(2 * np.pi * 770 * t) + np.sin(2 * np.pi * 1336 * t))
+    pcm = np.concatenate([key, np.zeros(800)]).astype(np.int16)
+    return [
+        Rtp(0, seq + i, ts + 160 * i, 0xD, g711.encode(Codec.PCMU, pcm[160 * i : 160 * (i + 1)]))
+        for i in range(10)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("barge_in", "source"), [(True, "rfc4733"), (True, "inband"), (False, "rfc4733")]
+)
+async def test_barge_in_a_digit_stops_the_prompt(
+    tmp_path: Path, barge_in: bool, source: str
+) -> None:
+    """A digit detected on the leg (an RFC 4733 event, or a tone in the audio of a phone
+    without telephone-event) stops a play that allows barge-in, in the packet path."""
     wav = write_wav(tmp_path / "menu.wav", ramp(8000 * 3))  # 3 s: a menu prompt
     events: list[MediaEvent] = []
     engine = MediaEngine(asyncio.get_running_loop(), HOST, *PORTS, events.append)
     peer = Peer()
     leg = engine.allocate("d", LegRole.CALLER)
-    engine.answer(leg, offer_sdp(peer.port))
+    engine.answer(leg, offer_sdp(peer.port, te_pt=101 if source == "rfc4733" else None))
     play_id = engine.play(leg, [wav], barge_in=barge_in)
     for _ in range(5):
         await peer.recv(timeout=5.0)
-    for packet in dtmf_packets(100, 16000):
+    packets = dtmf_packets(100, 16000) if source == "rfc4733" else inband_packets(100, 16000)
+    t0 = time.monotonic()
+    for i, packet in enumerate(packets):
         peer.send(packet, (HOST, leg.local_port))
+        if source == "inband":  # audio at its real pace
+            await asyncio.sleep(max(0.0, t0 + 0.02 * (i + 1) - time.monotonic()))
     for _ in range(200):  # bounded: the digit must arrive within seconds even under load
         if events:
             break
