@@ -485,7 +485,9 @@ class MediaEngine:
         leg.play = None
         self._plays.pop(play_id, None)
         m = leg.media
-        name = names[index] if 0 <= index < len(names) else names[-1]
+        # Played out: the last prompt played (even if its few samples began no frame).
+        complete = reason is PlayEnd.COMPLETED or not 0 <= index < len(names)
+        name = names[-1] if complete else names[index]
         self._emit(PromptFinished(m.call_id, m.role, name, play_id, reason))
 
     def _dtmf(self, leg_id: int, digit: str, start: float, duration: float, source: str) -> None:
