@@ -1,10 +1,14 @@
 /* rtpsink.c - held callers for bench/media.py --scenario hold: N phones that only listen.
  *
- *   rtpsink STREAMS PORTS_FILE SECONDS [WARMUP_S]
+ *   rtpsink STREAMS PORTS_FILE SECONDS [WARMUP_S] [SOCKETS]
  *
- * Binds STREAMS UDP sockets on 127.0.0.1 (ephemeral ports, so parallel runs cannot collide),
- * writes their ports to PORTS_FILE (one a line), then waits for a line on stdin ("go": the
- * media server is playing to them) and listens for WARMUP_S (default 1) + SECONDS seconds.
+ * Binds SOCKETS (default 32) UDP sockets on 127.0.0.1 (ephemeral ports, so parallel runs
+ * cannot collide) and writes STREAMS lines to PORTS_FILE, the port each caller's SDP names
+ * (stream k: socket k % SOCKETS); streams are told apart by their SSRC. Sharing a few
+ * sockets keeps the loopback receive path (which runs on the sender's CPU) as cheap as a
+ * real network's, as bench/rtpload.c does for the relay run. Then it waits for a line on
+ * stdin ("go": the media server is playing to them) and listens for WARMUP_S (default 1) +
+ * SECONDS seconds.
  * Arrival times are the kernel's receive timestamps (SO_TIMESTAMPNS), so the figure is the
  * sender's pacing, not this process's scheduling.
  *
@@ -33,7 +37,7 @@
 #define FRAME_NS 20000000.0
 
 typedef struct {
-    int fd;
+    uint32_t ssrc;
     int have_first;
     double t0;
     uint16_t seq0;
@@ -69,11 +73,20 @@ int main(int argc, char **argv) {
     int n = atoi(argv[1]);
     double seconds = atof(argv[3]);
     double warmup = argc > 4 ? atof(argv[4]) : 1.0;
+    int nsock = argc > 5 ? atoi(argv[5]) : 32;
+    if (nsock > n) nsock = n;
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
     stream_t *st = calloc(n, sizeof(stream_t));
+    int *fds = calloc(nsock, sizeof(int));
+    int *ports = calloc(nsock, sizeof(int));
+    int tsize = 1;
+    while (tsize < 4 * n) tsize <<= 1;
+    int *table = malloc(tsize * sizeof(int)); /* SSRC -> stream, open addressing */
+    for (int i = 0; i < tsize; i++) table[i] = -1;
+    int nstreams = 0;
     int ep = epoll_create1(0);
     FILE *pf = fopen(argv[2], "w");
     if (!st || ep < 0 || !pf) {
@@ -81,24 +94,28 @@ int main(int argc, char **argv) {
         return 1;
     }
     long cap = (long)(50 * (seconds + 2)) + 64;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < nsock; i++) {
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
         socklen_t alen = sizeof(a);
         int one = 1, rcvbuf = 1 << 18;
         inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-        st[i].fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-        if (st[i].fd < 0 || bind(st[i].fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        fds[i] = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+        if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&a, sizeof(a)) < 0) {
             perror("rtpsink bind");
             return 1;
         }
-        setsockopt(st[i].fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
-        setsockopt(st[i].fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-        getsockname(st[i].fd, (struct sockaddr *)&a, &alen);
-        fprintf(pf, "%d\n", ntohs(a.sin_port));
+        rcvbuf = 1 << 22;
+        setsockopt(fds[i], SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
+        setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+        getsockname(fds[i], (struct sockaddr *)&a, &alen);
+        ports[i] = ntohs(a.sin_port);
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
+    }
+    for (int i = 0; i < n; i++) {
+        fprintf(pf, "%d\n", ports[i % nsock]);
         st[i].dev = malloc(cap * sizeof(double));
         st[i].cap = cap;
-        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
-        epoll_ctl(ep, EPOLL_CTL_ADD, st[i].fd, &ev);
     }
     fclose(pf);
     char line[64];
@@ -116,7 +133,7 @@ int main(int argc, char **argv) {
         if (now >= end) break;
         int k = epoll_wait(ep, events, 256, (int)((end - now) / 1e6) + 1);
         for (int e = 0; e < k; e++) {
-            stream_t *s = &st[events[e].data.u32];
+            int fd = fds[events[e].data.u32];
             for (;;) {
                 for (int j = 0; j < BATCH; j++) {
                     iov[j].iov_base = bufs[j];
@@ -127,7 +144,7 @@ int main(int argc, char **argv) {
                     msgs[j].msg_hdr.msg_control = ctrl[j];
                     msgs[j].msg_hdr.msg_controllen = sizeof ctrl[j];
                 }
-                int got = recvmmsg(s->fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+                int got = recvmmsg(fd, msgs, BATCH, MSG_DONTWAIT, NULL);
                 if (got <= 0) break;
                 for (int j = 0; j < got; j++) {
                     received++;
@@ -145,6 +162,19 @@ int main(int argc, char **argv) {
                         }
                     }
                     if (t < measure_from) continue;
+                    uint32_t ssrc = ((uint32_t)bufs[j][8] << 24) | (bufs[j][9] << 16) |
+                                    (bufs[j][10] << 8) | bufs[j][11];
+                    uint32_t h = (ssrc * 2654435761u) & (tsize - 1);
+                    while (table[h] >= 0 && st[table[h]].ssrc != ssrc) h = (h + 1) & (tsize - 1);
+                    if (table[h] < 0) {
+                        if (nstreams == n) {
+                            short_pkts++; /* more SSRCs than callers: not counted */
+                            continue;
+                        }
+                        table[h] = nstreams;
+                        st[nstreams++].ssrc = ssrc;
+                    }
+                    stream_t *s = &st[table[h]];
                     uint16_t seq = (uint16_t)((bufs[j][2] << 8) | bufs[j][3]);
                     if (!s->have_first) {
                         s->have_first = 1;
