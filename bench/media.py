@@ -334,8 +334,14 @@ class Ng:
     def __call__(self, cmd: dict[str, object]) -> dict[str, object]:
         self.seq += 1
         cookie = b"%d_%d" % (os.getpid(), self.seq)
-        self.sock.sendto(cookie + b" " + bencode(cmd), (HOST, self.port))
-        data = self.sock.recv(65535)
+        for attempt in range(3):  # a busy rtpengine may miss one (UDP): resend, same cookie
+            self.sock.sendto(cookie + b" " + bencode(cmd), (HOST, self.port))
+            try:
+                data = self.sock.recv(65535)
+                break
+            except TimeoutError:
+                if attempt == 2:
+                    raise
         got, rest = data.split(b" ", 1)
         assert got == cookie, (got, cookie)
         reply, _ = bdecode(rest)
