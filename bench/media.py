@@ -27,8 +27,17 @@ is the relay's CPU per packet delivered, and ``packet_ratio`` the same against r
 loaded machine the load generator falls behind (``send_lag``), fewer packets flow than 50 per
 second per stream, and only the per-packet figures stay comparable.
 
-Usage: python bench/media.py [--calls 500] [--seconds 20] [--no-record] [--no-rtpengine]
-       [--callbacks] [--python]; needs gcc and taskset. rtpengine (for the comparison) is
+``--scenario hold`` (issue 9 §2): N callers each hear looping hold music with no partner.
+The callers are ``bench/rtpsink.c`` (C, pinned to CPU 0; they only listen, and measure the
+pacing of what arrives against the 20 ms grid from the kernel's receive timestamps); the
+engine (the default ``CyThreadPacketPath``: playout paced and sent in C by the engine
+thread) runs pinned to CPU 1, and, in the same run, rtpengine playing the same file to the
+same number of calls with its ng ``play media`` command. Last line: ``RESULT media_hold
+calls=N cpu_per_100_streams=.. rtpengine_cpu_per_100_streams=.. ratio=.. pacing_p99_ms=..
+python_calls_per_packet=.. rss_per_call_kb=..`` (a stream is one held caller).
+
+Usage: python bench/media.py [--scenario relay|hold] [--calls 500] [--seconds 20]
+       [--no-record] [--no-rtpengine] [--callbacks] [--python]; needs gcc and taskset. rtpengine (for the comparison) is
        installed on first use when absent (``apt-get install rtpengine-daemon``, as root or
        with sudo). Any python 3 will do: the script re-runs itself under the project's
        virtualenv when that python has no installed mediasrv, and the relay child imports the
@@ -111,6 +120,10 @@ def serve(calls: int, path_name: str, record_dir: str | None, portfile: str) -> 
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if path_name.startswith("hold:"):  # --scenario hold: record_dir is the music file
+        assert record_dir is not None
+        uvloop.run(_serve_hold(calls, path_name.removeprefix("hold:"), portfile, record_dir))
+        return
     if os.environ.get("BENCH_PROFILE"):
         import cProfile
         import pstats
@@ -279,16 +292,23 @@ def bdecode(b: bytes, i: int = 0) -> tuple[object, int]:
 
 
 class Ng:
-    def __init__(self) -> None:
+    def __init__(self, port: int = NG_PORT) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.settimeout(2)
         self.seq = 0
+        self.port = port
 
     def __call__(self, cmd: dict[str, object]) -> dict[str, object]:
         self.seq += 1
         cookie = b"%d_%d" % (os.getpid(), self.seq)
-        self.sock.sendto(cookie + b" " + bencode(cmd), (HOST, NG_PORT))
-        data = self.sock.recv(65535)
+        for attempt in range(3):  # a busy rtpengine may miss one (UDP): resend, same cookie
+            self.sock.sendto(cookie + b" " + bencode(cmd), (HOST, self.port))
+            try:
+                data = self.sock.recv(65535)
+                break
+            except TimeoutError:
+                if attempt == 2:
+                    raise
         got, rest = data.split(b" ", 1)
         assert got == cookie, (got, cookie)
         reply, _ = bdecode(rest)
@@ -439,6 +459,248 @@ def run_rtpengine(
                      (rss - rss_base) / calls, line, wall)  # fmt: skip
 
 
+# ---- --scenario hold: callers on hold, looping music, no partner ---------------------------
+
+HOLD_NG_PORT = 21223  # rtpengine's ng port for the hold run (not the relay run's)
+MOH = Path("/usr/share/asterisk/moh/manolo_camp-morning_coffee.wav")  # CC-BY-SA, opsound.org
+
+
+def hold_music(work: Path) -> Path:
+    """Asterisk's hold music when installed (asterisk-moh-opsound-wav, CC-BY-SA), else 10 s
+    of generated chords: 8 kHz mono 16-bit either way."""
+    if MOH.exists():
+        return MOH
+    import wave
+
+    out = work / "moh.wav"
+    t = [i / 8000 for i in range(80000)]
+    import math
+
+    pcm = bytearray()
+    for i, x in enumerate(t):
+        chord = (220, 277, 330) if (i // 16000) % 2 == 0 else (196, 247, 294)
+        v = sum(math.sin(2 * math.pi * f * x) for f in chord) * 2500 * (0.6 + 0.4 * math.sin(x))
+        pcm += int(v).to_bytes(2, "little", signed=True)
+    with wave.open(str(out), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(bytes(pcm))
+    return out
+
+
+async def _serve_hold(calls: int, path_name: str, portfile: str, music: str) -> None:
+    from mediasrv.media import packet_path_cy, packet_path_py, sdp
+    from mediasrv.media.api import Direction, LegRole
+    from mediasrv.media.codec import Codec
+    from mediasrv.media.engine import MediaEngine
+
+    factory: type = {
+        "python": packet_path_py.PyPacketPath,
+        "cython": packet_path_cy.CyPacketPath,
+    }.get(path_name, packet_path_cy.CyThreadPacketPath)
+    loop = asyncio.get_running_loop()
+    ports = [int(line) for line in Path(portfile).read_text().split()][:calls]
+    rss_base = _rss_kb(os.getpid())
+    engine = MediaEngine(
+        loop, HOST, *ENGINE_PORTS, lambda _e: None, no_rtp_timeout=3600.0,
+        packet_path_factory=factory,
+    )  # fmt: skip
+    await engine.preload(Path(music))
+    path = engine._path  # the bench reads the packet path's counters
+    for k, port in enumerate(ports):
+        leg = engine.allocate(f"hold-{k}", LegRole.CALLER)
+        offer = sdp.build_offer(HOST, port, [Codec.PCMU], 101, Direction.SENDRECV)
+        engine.answer(leg, offer.to_bytes())
+        engine.play(leg, [Path(music)], loop=True)
+    calls0, (rx0, tx0) = path.python_calls(), path.packet_totals()
+    print(f"READY engine={engine.engine_name} rss_base_kb={rss_base}", flush=True)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_reader(sys.stdin.fileno(), stop.set)
+    await stop.wait()
+    calls1, (rx1, tx1) = path.python_calls(), path.packet_totals()
+    for k in range(len(ports)):
+        engine.release(f"hold-{k}")
+    await engine.close()
+    print(
+        f"DONE python_calls={calls1 - calls0} packets_out={tx1 - tx0} packets_in={rx1 - rx0}",
+        flush=True,
+    )
+
+
+@dataclass
+class HoldResult:
+    name: str
+    calls: int
+    cpu_pct: float
+    sink_line: str
+    rss_per_call_kb: float
+    wall_s: float
+    python_calls_per_packet: float = float("nan")
+
+    @property
+    def cpu_per_100_streams(self) -> float:
+        return self.cpu_pct * 100.0 / self.calls
+
+    @property
+    def us_per_packet(self) -> float:
+        """CPU per packet that arrived in the window (holds when a loaded machine makes a
+        sender fall short of 50 packets/s per caller)."""
+        measured = parse_load(self.sink_line).get("measured", 0.0)
+        return self.cpu_pct / 100.0 * self.wall_s / measured * 1e6 if measured else float("nan")
+
+    @property
+    def pacing_p99_ms(self) -> float:
+        return parse_load(self.sink_line).get("pacing_p99_ms", float("nan"))
+
+
+def start_sink(
+    rtpsink: Path, work: Path, calls: int, seconds: float, tag: str
+) -> tuple[subprocess.Popen[str], Path]:
+    portfile = work / f"sink-{tag}.txt"
+    sink = subprocess.Popen(
+        [*PRIORITY, "taskset", "-c", "0", str(rtpsink), str(calls), str(portfile), str(seconds), "1"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for _ in range(300):
+        if portfile.exists() and len(portfile.read_text().split()) == calls:
+            break
+        time.sleep(0.05)
+    else:
+        sink.kill()
+        raise RuntimeError("rtpsink did not bind its sockets")
+    return sink, portfile
+
+
+def measure_sink(
+    sink: subprocess.Popen[str], pid: int, seconds: float
+) -> tuple[float, str, float]:
+    """Tell the sink to start; return (CPU % of one core of ``pid`` over the window, the
+    sink's figures line, the window's wall seconds)."""
+    assert sink.stdin is not None and sink.stdout is not None
+    sink.stdin.write("go\n")
+    sink.stdin.flush()
+    time.sleep(1.0)  # the sink's warm-up
+    c0, t0 = _cpu_ticks(pid), time.monotonic()
+    line = sink.stdout.readline().strip()
+    c1, t1 = _cpu_ticks(pid), time.monotonic()
+    sink.wait(timeout=30)
+    if not line:
+        raise RuntimeError("rtpsink printed nothing")
+    return 100.0 * (c1 - c0) / CLK_TCK / (t1 - t0), line, t1 - t0
+
+
+def run_hold_mediasrv(
+    rtpsink: Path, work: Path, calls: int, seconds: float, music: Path, env: dict[str, str],
+    path_name: str = "cython-thread",
+) -> HoldResult:  # fmt: skip
+    sink, portfile = start_sink(rtpsink, work, calls, seconds, path_name)
+    cmd = [sys.executable, str(Path(__file__)), "serve", str(calls), f"hold:{path_name}",
+           str(portfile), str(music)]  # fmt: skip
+    proc = subprocess.Popen(
+        [*PRIORITY, "taskset", "-c", "1", *cmd], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        ready = proc.stdout.readline().strip()
+        if not ready.startswith("READY"):
+            raise RuntimeError(f"mediasrv hold server failed to start: {ready!r}")
+        rss_base = int(parse_load(ready)["rss_base_kb"])
+        cpu, line, wall = measure_sink(sink, proc.pid, seconds)
+        rss = _rss_kb(proc.pid)
+        proc.stdin.close()
+        done = proc.stdout.readline().strip()
+        proc.wait(timeout=60)
+    finally:
+        for p in (proc, sink):
+            if p.poll() is None:
+                p.kill()
+    figures = parse_load(done)
+    per_packet = figures.get("python_calls", 0.0) / max(1.0, figures.get("packets_out", 0.0))
+    name = f"mediasrv-{path_name}"
+    print(f"  {name}: cpu={cpu:.1f}% {line} {done}", flush=True)
+    return HoldResult(name, calls, cpu, line, (rss - rss_base) / calls, wall, per_packet)
+
+
+def run_hold_rtpengine(
+    rtpsink: Path, work: Path, calls: int, seconds: float, music: Path, binary: str
+) -> HoldResult:  # fmt: skip
+    log = (work / "rtpengine-hold.log").open("w")
+    cmd = [
+        *PRIORITY, "taskset", "-c", "1", binary, "--config-file=none", "-f", "-E", "--table=-1",
+        f"--interface={HOST}", f"--listen-ng={HOST}:{HOLD_NG_PORT}",
+        f"--port-min={RTPE_PORTS[0]}", f"--port-max={RTPE_PORTS[1]}", "-L", "4", "--timeout=600",
+    ]  # fmt: skip
+    sink, portfile = start_sink(rtpsink, work, calls, seconds, "rtpengine")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(1.5)
+        rss_base = _rss_kb(proc.pid)
+        ng = Ng(HOLD_NG_PORT)
+        for k, port in enumerate(int(p) for p in portfile.read_text().split()):
+            cid = f"hold-{k}"
+            ng({"command": "offer", "call-id": cid, "from-tag": f"ft{k}", "sdp": _sdp(port)})
+            ng({
+                "command": "answer", "call-id": cid, "from-tag": f"ft{k}", "to-tag": f"tt{k}",
+                "sdp": _sdp(9),  # the held caller's partner: nobody (discard port)
+            })  # fmt: skip
+            # Played to the caller (from-tag), looping for the whole run.
+            ng({"command": "play media", "call-id": cid, "from-tag": f"ft{k}",
+                "file": str(music), "repeat-times": 1000})  # fmt: skip
+        cpu, line, wall = measure_sink(sink, proc.pid, seconds)
+        rss = _rss_kb(proc.pid)
+    finally:
+        for p in (proc, sink):
+            if p.poll() is None:
+                p.kill()
+        proc.wait()
+        log.close()
+    print(f"  rtpengine play media: cpu={cpu:.1f}% {line}", flush=True)
+    return HoldResult("rtpengine-play-media", calls, cpu, line, (rss - rss_base) / calls, wall)
+
+
+def main_hold(args: argparse.Namespace, rtpengine: str | None, child_env: dict[str, str]) -> int:
+    print(f"media bench, hold: {args.calls} callers hear looping hold music, no partner, "
+          f"{args.seconds:.0f} s each run, engine on CPU 1, callers on CPU 0", flush=True)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="mediabench-hold-") as tmp:
+        work = Path(tmp)
+        rtpsink = work / "rtpsink"
+        subprocess.run(["gcc", "-O2", "-o", str(rtpsink), str(HERE / "rtpsink.c"), "-lm"],
+                       check=True)  # fmt: skip
+        music = hold_music(work)
+        plan = ["cython-thread"] + (["cython"] if args.callbacks else [])
+        plan += ["python"] if args.python else []
+        results = [
+            run_hold_mediasrv(rtpsink, work, args.calls, args.seconds, music, child_env, name)
+            for name in plan
+        ]
+        rtpe = None
+        if rtpengine is not None:
+            rtpe = run_hold_rtpengine(rtpsink, work, args.calls, args.seconds, music, rtpengine)
+    print(f"{'run':<28}{'cpu%':>7}{'cpu/100 streams':>17}{'us/pkt':>8}{'pacing p99 ms':>15}"
+          f"{'py calls/pkt':>14}{'KB/call':>9}")  # fmt: skip
+    for r in [*results, *([rtpe] if rtpe else [])]:
+        print(f"{r.name:<28}{r.cpu_pct:>7.1f}{r.cpu_per_100_streams:>17.2f}{r.us_per_packet:>8.2f}"
+              f"{r.pacing_p99_ms:>15.3f}{r.python_calls_per_packet:>14.4f}"
+              f"{r.rss_per_call_kb:>9.1f}")  # fmt: skip
+    main_run = results[0]
+    rtpe_cpu = rtpe.cpu_per_100_streams if rtpe else float("nan")
+    ratio = main_run.cpu_per_100_streams / rtpe_cpu if rtpe else float("nan")
+    pkt_ratio = main_run.us_per_packet / rtpe.us_per_packet if rtpe else float("nan")
+    print(
+        f"RESULT media_hold calls={args.calls} "
+        f"cpu_per_100_streams={main_run.cpu_per_100_streams:.2f} "
+        f"rtpengine_cpu_per_100_streams={rtpe_cpu:.2f} ratio={ratio:.2f} "
+        f"pacing_p99_ms={main_run.pacing_p99_ms:.3f} "
+        f"python_calls_per_packet={main_run.python_calls_per_packet:.4f} "
+        f"rss_per_call_kb={main_run.rss_per_call_kb:.1f} "
+        f"us_per_packet={main_run.us_per_packet:.2f} packet_ratio={pkt_ratio:.2f}"
+    )
+    return 0
+
+
 def build_rtpload(work: Path) -> Path:
     out = work / "rtpload"
     subprocess.run(["gcc", "-O2", "-o", str(out), str(HERE / "rtpload.c")], check=True)
@@ -453,6 +715,7 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    ap.add_argument("--scenario", choices=("relay", "hold"), default="relay")
     ap.add_argument("--calls", type=int, default=500)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--no-record", action="store_true", help="skip the recorded run")
@@ -471,6 +734,8 @@ def main(argv: list[str]) -> int:
     rtpengine = None if args.no_rtpengine else benchenv.ensure_rtpengine()
     # The relay child must import the installed mediasrv (compiled kernels), not the tree.
     child_env = benchenv.child_env()
+    if args.scenario == "hold":
+        return main_hold(args, rtpengine, child_env)
     print(f"media bench: {args.calls} calls = {2 * args.calls} streams, {args.seconds:.0f} s each run, "
           f"relay on CPU 1, phones on CPU 0", flush=True)  # fmt: skip
     # (packet path, recorded) per run; the first recorded run (or the first run with

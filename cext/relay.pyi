@@ -1,7 +1,8 @@
 """Type stub of cext.relay (the Cython RTP packet path)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from cext.playout import PromptFrames
 from cext.recbuf import StereoTimeline
 
 BATCH: int
@@ -10,12 +11,15 @@ DTMF_DIGITS: str
 class Relay:
     callbacks: int
     events_dropped: int
+    python_calls: int
+    frames_played: int
     def __init__(
         self,
         on_latched: Callable[[int, tuple[str, int]], None],
         on_dtmf: Callable[[int, str, float, float, bool], None],
         on_record: Callable[[int, int, int, int, int, bytes, float], None],
         on_foreign: Callable[[int, tuple[str, int]], None] | None = None,
+        on_play_end: Callable[[int, int, int, int], None] | None = None,
     ) -> None: ...
     def open(self, leg: int, fd: int, ssrc_out: int, seq_out: int, ts_out: int) -> None: ...
     def configure(
@@ -37,8 +41,19 @@ class Relay:
     def set_timeline(
         self, leg: int, timeline: StereoTimeline | None, channel: int, clock_offset: float
     ) -> None: ...
-    def set_prompt(self, leg: int, active: bool) -> None: ...
-    def send_payload(self, leg: int, payload: bytes, samples: int, marker: bool) -> bool: ...
+    def play(
+        self,
+        leg: int,
+        playlist: Sequence[PromptFrames],
+        loop: bool,
+        mix: bool,
+        barge_in: bool,
+        play_id: int,
+    ) -> float: ...
+    def stop_play(self, leg: int, play_id: int = -1) -> bool: ...
+    def playing_id(self, leg: int) -> int: ...
+    def pace(self, early: float = 0.0) -> float: ...
+    def totals(self) -> tuple[int, int]: ...
     def last_rx(self, leg: int) -> float: ...
     def stats(
         self, leg: int

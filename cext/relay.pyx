@@ -24,6 +24,7 @@ Semantics mirror mediasrv/media/packet_path_py.py (the pure-Python reference).
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memset, memcmp
 from libc.stdint cimport uint16_t, uint32_t
+from libc.math cimport ceil
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
@@ -36,6 +37,7 @@ from cext.rtcp cimport rx_stats_t, rx_stats_reset, rx_stats_seq, rx_stats_jitter
 from cext.rfc4733 cimport te_rx_t, te_rx_reset, te_rx_feed, NO_EVENT
 from cext.dtmf cimport DtmfDetector, dtmf_t, dtmf_feed_ulaw, dtmf_feed_alaw
 from cext.recbuf cimport StereoTimeline, timeline_t, timeline_feed
+from cext.playout cimport player_t, player_new, player_free, player_next, player_feed, PLAY_FRAME
 
 DTMF_DIGITS = "0123456789*#ABCD"  # RFC 4733 §3.2 events 0-15
 
@@ -89,6 +91,27 @@ cdef extern from "<unistd.h>" nogil:
     ssize_t read(int fd, void* buf, size_t n)
     ssize_t write(int fd, const void* buf, size_t n)
 
+cdef extern from *:
+    """
+    static inline int relay_atomic_load(int* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static inline void relay_atomic_add(int* p, int v) { __atomic_add_fetch(p, v, __ATOMIC_ACQ_REL); }
+    """
+    int atomic_load "relay_atomic_load" (int* p) noexcept nogil
+    void atomic_add "relay_atomic_add" (int* p, int v) noexcept nogil
+
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
+
+cdef extern from "<sys/timerfd.h>" nogil:
+    struct itimerspec:
+        timespec it_interval
+        timespec it_value
+    int timerfd_create(int clockid, int flags)
+    int timerfd_settime(int fd, int flags, const itimerspec* new_value, itimerspec* old_value)
+    int TFD_NONBLOCK
+    int TFD_CLOEXEC
+    int TFD_TIMER_ABSTIME
+
 cdef extern from "<sys/eventfd.h>" nogil:
     int eventfd(unsigned int initval, int flags)
     int EFD_NONBLOCK
@@ -131,6 +154,7 @@ cdef enum:
     EV_DTMF = 2
     EV_RECORD = 3
     EV_FOREIGN = 4  # the first packet from a foreign source since the leg latched
+    EV_PLAY_END = 5  # a play ended by itself (its playlist ended, or a digit barged in)
     QUEUE_CAP = 8192  # rare events (and Python-recorder payloads) waiting for the loop
     DRAIN_CHUNK = 256
     REC_MAX = 480  # largest payload queued for a Python recorder (60 ms of G.711)
@@ -154,6 +178,10 @@ cdef struct event_t:
     double now
     int plen
     unsigned char payload[480]
+    # EV_PLAY_END
+    long long play_id
+    int play_reason  # PLAY_COMPLETED | PLAY_BARGED_IN
+    int play_index  # the playlist's prompt playing last
 
 
 cdef struct leg_t:
@@ -178,7 +206,6 @@ cdef struct leg_t:
     double learning  # seconds after the first latch in which another source may take over
     bint have_sdp_src  # the SDP address is routable: a packet from it may (re-)latch
     sockaddr_storage sdp_src
-    bint prompt
     bint recording
     bint has_timeline
     bint inband_on
@@ -207,6 +234,15 @@ cdef struct leg_t:
     long long dropped
     long long foreign_dropped  # valid RTP from a source other than the latched one
     bint foreign_reported  # EV_FOREIGN queued since the leg latched (once per latch)
+    # ---- playout (prompts played from C, paced by sample count; cext.playout) ----
+    player_t* player  # NULL: relaying; else the play whose frames this leg hears
+    long long play_id
+    bint play_barge  # a digit detected on this leg stops the play
+    int play_phase  # its frames are due at this millisecond of every 20 ms (Relay.slot_*)
+    int play_next  # the other legs of that phase: a doubly linked list, -1 ends it
+    int play_prev
+    double play_t0  # CLOCK_MONOTONIC of frame 0: frame k is due at play_t0 + k * 20 ms
+    double play_due  # when the next frame (or, past the end, the PromptFinished) is due
 
 
 cdef inline double monotonic() noexcept nogil:
@@ -286,8 +322,27 @@ cdef class Relay:
     cdef list timelines  # per leg: the call's cext.recbuf.StereoTimeline while recorded
     cdef double clock_offset  # recorder clock (loop.time()) minus CLOCK_MONOTONIC
     cdef public long long callbacks
+    # ---- playout (cplay) ----
+    # Playing legs by phase (the millisecond of each 20 ms their frames are due at): a play
+    # starts on the least loaded phase of the next 20 ms, so the frames of many callers are
+    # spread evenly in time and a wake-up only visits the legs that are due.
+    cdef int slot_head[20]
+    cdef int slot_count[20]
+    cdef double slot_due[20]  # earliest play_due in the slot (may be stale: early only)
+    cdef int n_playing
+    cdef double min_due  # earliest play_due over the playing legs (may be stale: early only)
+    cdef int timer_fd  # the engine thread's timerfd, armed for min_due (CLOCK_MONOTONIC)
+    cdef double armed  # absolute time the timerfd is armed for, 0 = not armed
+    cdef list playlists  # per leg: the PromptFrames its player points into (kept alive)
+    cdef object on_play_end
+    cdef public long long python_calls  # Python-level calls into the per-packet machinery
+    cdef int control_waiting  # control calls waiting for the mutex (atomic)
+    cdef public long long frames_played  # prompt frames produced
+    cdef long long closed_in  # packets of closed legs (for totals())
+    cdef long long closed_out
 
     def __cinit__(self):
+        cdef int i
         self.legs = NULL
         self.capacity = 0
         self.rx_scratch = <unsigned char*>malloc(RX_BATCH * MAX_DATAGRAM)
@@ -302,15 +357,26 @@ cdef class Relay:
         self.wake_fd = -1
         self.stop_fd = -1
         self.running = False
+        self.n_playing = 0
+        for i in range(PHASES):
+            self.slot_head[i] = -1
+            self.slot_count[i] = 0
+            self.slot_due[i] = 0.0
+        self.min_due = 0.0
+        self.timer_fd = -1
+        self.armed = 0.0
+        self.control_waiting = 0
         pthread_mutex_init(&self.mutex, NULL)
 
-    def __init__(self, on_latched, on_dtmf, on_record, on_foreign=None):
+    def __init__(self, on_latched, on_dtmf, on_record, on_foreign=None, on_play_end=None):
         """Callbacks: on_latched(leg, (host, port));
         on_foreign(leg, (host, port)) for the first packet from a source the locked leg drops
         (once per latch; every such packet is counted in stats);
         on_dtmf(leg, digit, start_s, duration_s, inband) once per digit;
         on_record(leg, channel, ssrc, ts, codec, payload, now) for a leg recorded into a
-        Python object (see set_recording; set_timeline needs no callback)."""
+        Python object (see set_recording; set_timeline needs no callback);
+        on_play_end(leg, play_id, reason, prompt_index) when a play ends by itself (reason 0:
+        its playlist ended, 1: a digit barged in)."""
         self.inband = []
         self.timelines = []
         self.clock_offset = 0.0
@@ -321,9 +387,21 @@ cdef class Relay:
         self.callbacks = 0
         self.events_dropped = 0
         self.thread = None
+        self.playlists = []
+        self.on_play_end = on_play_end
+        self.python_calls = 0
+        self.frames_played = 0
+        self.closed_in = 0
+        self.closed_out = 0
 
     def __dealloc__(self):
+        cdef int i
         self.running = False
+        if self.timer_fd >= 0:
+            close(self.timer_fd)
+        for i in range(self.capacity):
+            if self.legs[i].used:
+                player_free(self.legs[i].player)
         if self.epfd >= 0:
             close(self.epfd)
         if self.wake_fd >= 0:
@@ -338,8 +416,10 @@ cdef class Relay:
         pthread_mutex_destroy(&self.mutex)
 
     cdef void lock(self):
+        atomic_add(&self.control_waiting, 1)  # the engine thread lets us in (see engine_loop)
         with nogil:  # never wait for the engine thread while holding the GIL
             pthread_mutex_lock(&self.mutex)
+        atomic_add(&self.control_waiting, -1)
 
     cdef void unlock(self) noexcept:
         pthread_mutex_unlock(&self.mutex)
@@ -362,6 +442,7 @@ cdef class Relay:
         memset(p + self.capacity, 0, (cap - self.capacity) * sizeof(leg_t))
         self.inband.extend([None] * (cap - self.capacity))
         self.timelines.extend([None] * (cap - self.capacity))
+        self.playlists.extend([None] * (cap - self.capacity))
         self.legs = p
         self.capacity = cap
 
@@ -387,6 +468,8 @@ cdef class Relay:
             te_rx_reset(&s.te)
             self.inband[leg] = None  # a reused leg id starts clean
             self.timelines[leg] = None
+            s.play_phase = -1
+            self.playlists[leg] = None
             if self.epfd >= 0:
                 ev.events = EPOLLIN
                 ev.data.u32 = leg
@@ -518,43 +601,227 @@ cdef class Relay:
         finally:
             self.unlock()
 
-    def set_prompt(self, int leg, bint active):
+    # ---- playout: prompts played from C, paced by sample count (issue 9 §2, §3) ---------
+    # A play is a cext.playout player_t on the leg; its frame k is due at play_t0 + k * 20 ms.
+    # The engine thread sleeps in epoll_wait until a timerfd armed for the earliest due frame
+    # (no Python, no asyncio timer per frame); the callback path calls ``pace`` from one loop
+    # timer instead. A leg hearing a prompt sends it on its own outgoing stream: the same SSRC,
+    # sequence numbers +1, timestamps +160 per frame; the first frame of a play has the marker
+    # bit and a timestamp that moved on by the real time elapsed (RFC 3550 §5.1: never back).
+
+    def play(self, int leg, playlist, bint loop, bint mix, bint barge_in, long long play_id):
+        """Play ``playlist`` (cext.playout.PromptFrames, shared) to ``leg``, replacing what
+        plays there. Returns the CLOCK_MONOTONIC time its first frame is due."""
+        cdef list prompts = list(playlist)
+        cdef player_t* p = player_new(prompts, loop, mix)  # may raise: before the lock
         cdef leg_t* s
+        cdef double t0
+        cdef long long base_ms
+        cdef int phase, j
         self.lock()
         try:
-            s = self.get(leg)
-            s.prompt = active
-            s.out.have_source = False  # relay resumes continuing our stream after the prompt
+            if leg < 0 or leg >= self.capacity or not self.legs[leg].used:
+                player_free(p)
+                raise KeyError(leg)
+            s = &self.legs[leg]
+            self.stop_play_locked(leg)
+            self.playlists[leg] = prompts  # the old player is gone: its prompts may go too
+            # The first frame goes at the next whole millisecond of the least loaded phase
+            # within 20 ms (so at most 20 ms after this call).
+            base_ms = <long long>ceil(monotonic() * 1000.0)
+            phase = base_ms % PHASES
+            for j in range(1, PHASES):
+                if self.slot_count[(base_ms + j) % PHASES] < self.slot_count[phase]:
+                    phase = (base_ms + j) % PHASES
+            t0 = (base_ms + (phase - base_ms % PHASES + PHASES) % PHASES) / 1000.0
+            s.player = p
+            s.play_id = play_id
+            s.play_barge = barge_in
+            s.play_t0 = t0
+            s.play_due = t0
+            self.link(leg, phase)
+            return t0
         finally:
             self.unlock()
 
-    def send_payload(self, int leg, const unsigned char[::1] payload, int samples, bint marker):
-        """Send our own audio frame (prompts) on the leg's outgoing stream."""
+    def stop_play(self, int leg, long long play_id=-1):
+        """Stop the play on ``leg`` (only if it is ``play_id``, when given): no event; the
+        relay resumes. Returns whether a play stopped."""
         cdef leg_t* s
-        cdef double now = monotonic()
-        cdef long long step = samples
-        cdef Py_ssize_t n = payload.shape[0]
-        if n + 12 > MAX_DATAGRAM:
-            return False
         self.lock()
         try:
-            s = self.get(leg)
-            if not can_send(s):
+            if leg < 0 or leg >= self.capacity or not self.legs[leg].used:
                 return False
-            if marker and s.have_out_time:
-                step = <long long>((now - s.last_out_time) * CLOCK + 0.5)
-                if step < samples:
-                    step = samples
-            rtp_out_own(&s.out, <uint32_t>step)
-            s.last_out_time = now
-            s.have_out_time = True
-            rtp_write_header(self.tx_buf, marker, s.send_pt, s.out.last_seq, s.out.last_ts,
-                             s.out.ssrc)
-            if n:
-                memcpy(self.tx_buf + 12, &payload[0], n)
-            return send_packet(s, self.tx_buf, n + 12)
+            s = &self.legs[leg]
+            if s.player == NULL or (play_id >= 0 and s.play_id != play_id):
+                return False
+            self.stop_play_locked(leg)
+            return True
         finally:
             self.unlock()
+
+    def playing_id(self, int leg):
+        """The id of the play on ``leg``, -1 if none."""
+        self.lock()
+        try:
+            if leg < 0 or leg >= self.capacity or not self.legs[leg].used:
+                return -1
+            return self.legs[leg].play_id if self.legs[leg].player != NULL else -1
+        finally:
+            self.unlock()
+
+    def pace(self, double early=0.0):
+        """Send every prompt frame due now, or within ``early`` seconds (the resolution of
+        the caller's timer: the callback path's one playout timer); returns the
+        CLOCK_MONOTONIC time of the next due frame, 0.0 if nothing plays."""
+        cdef double nxt
+        self.python_calls += 1
+        self.lock()
+        try:
+            nxt = self.run_playout(monotonic() + early) if self.n_playing else 0.0
+        finally:
+            self.unlock()
+        if self.q_len:
+            self.drain_events()
+        return nxt
+
+    def totals(self):
+        """(packets received, packets sent) over every leg, open or closed."""
+        cdef long long rx = self.closed_in, tx = self.closed_out
+        cdef int i
+        self.lock()
+        try:
+            for i in range(self.capacity):
+                if self.legs[i].used:
+                    rx += self.legs[i].packets_in
+                    tx += self.legs[i].packets_out
+            return rx, tx
+        finally:
+            self.unlock()
+
+    cdef void arm_timer(self, double due) noexcept nogil:
+        cdef itimerspec spec
+        memset(&spec, 0, sizeof(itimerspec))
+        if due > 0:
+            spec.it_value.tv_sec = <long>due
+            spec.it_value.tv_nsec = <long>((due - <long>due) * 1e9)
+            if spec.it_value.tv_sec == 0 and spec.it_value.tv_nsec == 0:
+                spec.it_value.tv_nsec = 1  # 0 would disarm; any past time fires at once
+        timerfd_settime(self.timer_fd, TFD_TIMER_ABSTIME, &spec, NULL)
+        self.armed = due
+
+    cdef void stop_play_locked(self, int leg) noexcept nogil:
+        cdef leg_t* s = &self.legs[leg]
+        if s.player == NULL:
+            return
+        player_free(s.player)
+        s.player = NULL
+        self.unlink(leg)
+        s.out.have_source = False  # the relay resumes continuing our stream (RFC 3550 §5.1)
+
+    cdef void end_play(self, int leg, int reason) noexcept nogil:
+        """The play ended by itself: queue EV_PLAY_END, then relay again."""
+        cdef leg_t* s = &self.legs[leg]
+        cdef event_t* e = self.push(EV_PLAY_END, leg)
+        if e != NULL:
+            e.play_id = s.play_id
+            e.play_reason = reason
+            e.play_index = s.player.last_index
+        self.stop_play_locked(leg)
+
+    cdef void barge(self, int leg) noexcept nogil:
+        """A digit was detected on ``leg``: a play with barge-in stops here, in C."""
+        cdef leg_t* s = &self.legs[leg]
+        if s.player != NULL and s.play_barge:
+            self.end_play(leg, PLAY_BARGED_IN)
+
+    cdef void link(self, int leg, int phase) noexcept nogil:
+        cdef leg_t* s = &self.legs[leg]
+        s.play_phase = phase
+        s.play_prev = -1
+        s.play_next = self.slot_head[phase]
+        if s.play_next >= 0:
+            self.legs[s.play_next].play_prev = leg
+        self.slot_head[phase] = leg
+        if self.slot_count[phase] == 0 or s.play_due < self.slot_due[phase]:
+            self.slot_due[phase] = s.play_due
+        self.slot_count[phase] += 1
+        self.n_playing += 1
+        if self.n_playing == 1 or s.play_due < self.min_due:
+            self.min_due = s.play_due
+            if self.timer_fd >= 0:
+                self.arm_timer(self.min_due)
+
+    cdef void unlink(self, int leg) noexcept nogil:
+        cdef leg_t* s = &self.legs[leg]
+        if s.play_prev >= 0:
+            self.legs[s.play_prev].play_next = s.play_next
+        else:
+            self.slot_head[s.play_phase] = s.play_next
+        if s.play_next >= 0:
+            self.legs[s.play_next].play_prev = s.play_prev
+        self.slot_count[s.play_phase] -= 1
+        self.n_playing -= 1
+        s.play_phase = s.play_next = s.play_prev = -1
+
+    cdef double run_playout(self, double now) noexcept nogil:
+        """Send what is due on the playing legs; sets and returns min_due (0.0: none)."""
+        cdef int phase, leg, nxt_leg
+        cdef double nxt = 0.0, due
+        for phase in range(PHASES):
+            if self.slot_head[phase] < 0:
+                continue
+            if self.slot_due[phase] <= now + PACE_SLACK:
+                due = 0.0
+                leg = self.slot_head[phase]
+                while leg >= 0:
+                    nxt_leg = self.legs[leg].play_next  # before the play may end (unlink)
+                    self.play_due_frames(leg, now)
+                    if self.legs[leg].player != NULL and (due == 0.0 or self.legs[leg].play_due < due):
+                        due = self.legs[leg].play_due
+                    leg = nxt_leg
+                if self.slot_head[phase] < 0:
+                    continue
+                self.slot_due[phase] = due
+            if nxt == 0.0 or self.slot_due[phase] < nxt:
+                nxt = self.slot_due[phase]
+        self.min_due = nxt
+        return nxt
+
+    cdef void play_due_frames(self, int leg, double now) noexcept nogil:
+        cdef leg_t* s = &self.legs[leg]
+        cdef player_t* p = s.player
+        cdef long long due
+        if s.play_due > now + PACE_SLACK:
+            return
+        due = <long long>((now - s.play_t0) / FRAME_S) + 1  # frames due by now
+        if due - p.sent > MAX_CATCH_UP:
+            # The thread (or loop) stalled: skip what is hopelessly late rather than burst it.
+            s.play_t0 += (due - p.sent - MAX_CATCH_UP) * FRAME_S
+        while s.play_due <= now + PACE_SLACK:
+            if not player_next(p, s.send_codec, self.tx_buf + 12):
+                self.end_play(leg, PLAY_COMPLETED)  # the last frame has played out
+                return
+            self.frames_played += 1
+            self.send_own(s, p.sent == 1, now)
+            s.play_due = s.play_t0 + p.sent * FRAME_S
+
+    cdef void send_own(self, leg_t* s, bint marker, double now) noexcept nogil:
+        """Send the PLAY_FRAME bytes at tx_buf + 12 on the leg's own outgoing stream (the
+        cext.rtp kernel: next sequence number, ``step`` samples on, the relay resyncs)."""
+        cdef long long step = PLAY_FRAME
+        if not can_send(s):
+            return
+        if marker and s.have_out_time:
+            step = <long long>((now - s.last_out_time) * CLOCK + 0.5)
+            if step < PLAY_FRAME:
+                step = PLAY_FRAME
+        rtp_out_own(&s.out, <uint32_t>step)
+        s.last_out_time = now
+        s.have_out_time = True
+        rtp_write_header(self.tx_buf, marker, s.send_pt, s.out.last_seq, s.out.last_ts,
+                         s.out.ssrc)
+        send_packet(s, self.tx_buf, PLAY_FRAME + 12)
 
     def last_rx(self, int leg):
         self.lock()
@@ -602,12 +869,16 @@ cdef class Relay:
             if self.epfd >= 0:
                 epoll_ctl(self.epfd, EPOLL_CTL_DEL, s.fd, NULL)
             self.unbridge_locked(s)
+            self.stop_play_locked(leg)
+            self.closed_in += s.packets_in
+            self.closed_out += s.packets_out
             s.used = False
             self.forget_events(leg)
             s.inband_st = NULL
             s.timeline = NULL
             self.inband[leg] = None
             self.timelines[leg] = None
+            self.playlists[leg] = None
         finally:
             self.unlock()
 
@@ -621,6 +892,7 @@ cdef class Relay:
         say EAGAIN (the loop's readiness is level-triggered and reports anything newer).
         """
         cdef int rounds, got
+        self.python_calls += 1
         self.lock()
         for rounds in range(BATCH_ROUNDS):
             if leg < 0 or leg >= self.capacity or not self.legs[leg].used:
@@ -636,6 +908,7 @@ cdef class Relay:
         """Turn queued rare events into Python calls (on the event-loop thread)."""
         cdef unsigned long long counter
         cdef int n, i
+        self.python_calls += 1
         if self.wake_fd >= 0:
             read(self.wake_fd, &counter, 8)
         while True:
@@ -653,6 +926,7 @@ cdef class Relay:
 
     cdef void deliver(self, event_t* e) except *:
         self.callbacks += 1
+        self.python_calls += 1
         if e.kind == EV_LATCH:
             self.on_latched(e.leg, addr_tuple(&e.addr))
         elif e.kind == EV_DTMF:
@@ -660,6 +934,9 @@ cdef class Relay:
         elif e.kind == EV_FOREIGN:
             if self.on_foreign is not None:
                 self.on_foreign(e.leg, addr_tuple(&e.addr))
+        elif e.kind == EV_PLAY_END:
+            if self.on_play_end is not None:
+                self.on_play_end(e.leg, e.play_id, e.play_reason, e.play_index)
         elif e.kind == EV_RECORD:
             self.on_record(e.leg, e.channel, e.ssrc, e.ts, e.codec,
                            PyBytes_FromStringAndSize(<char*>e.payload, e.plen), e.now)
@@ -687,6 +964,17 @@ cdef class Relay:
             ev.events = EPOLLIN
             ev.data.u32 = STOP_TAG  # stop_thread() wakes the thread at once through this
             epoll_ctl(self.epfd, EPOLL_CTL_ADD, self.stop_fd, &ev)
+            # Prompt pacing: a timerfd armed for the next due frame (sample counts, not sleeps).
+            self.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
+            if self.timer_fd < 0:
+                self.close_thread_fds()
+                raise OSError("cannot create the engine thread's timerfd")
+            ev.events = EPOLLIN
+            ev.data.u32 = TIMER_TAG
+            epoll_ctl(self.epfd, EPOLL_CTL_ADD, self.timer_fd, &ev)
+            self.armed = 0.0
+            if self.n_playing:
+                self.arm_timer(self.min_due)
             for leg in range(self.capacity):
                 if self.legs[leg].used:
                     ev.events = EPOLLIN
@@ -722,7 +1010,10 @@ cdef class Relay:
             close(self.wake_fd)
         if self.stop_fd >= 0:
             close(self.stop_fd)
-        self.epfd = self.wake_fd = self.stop_fd = -1
+        if self.timer_fd >= 0:
+            close(self.timer_fd)
+        self.epfd = self.wake_fd = self.stop_fd = self.timer_fd = -1
+        self.armed = 0.0
 
     def _thread_main(self):
         with nogil:
@@ -731,16 +1022,31 @@ cdef class Relay:
     cdef void engine_loop(self) noexcept nogil:
         cdef epoll_event events[256]
         cdef int n, i, leg
-        cdef unsigned long long one = 1
+        cdef unsigned long long one = 1, expirations
+        cdef double now
         while self.running:
             n = epoll_wait(self.epfd, events, 256, 50)
             pthread_mutex_lock(&self.mutex)
             for i in range(n):
                 leg = events[i].data.u32
-                if leg >= 0 and leg < self.capacity and self.legs[leg].used:
+                if leg == TIMER_TAG:
+                    read(self.timer_fd, &expirations, 8)
+                    self.armed = 0.0
+                elif leg >= 0 and leg < self.capacity and self.legs[leg].used:
                     self.receive(leg, self.thread_scratch)
+            if self.n_playing:
+                now = monotonic()
+                if self.min_due <= now + PACE_SLACK:
+                    self.run_playout(now)
+                if self.n_playing and self.min_due != self.armed:
+                    self.arm_timer(self.min_due)
             n = self.q_len
             pthread_mutex_unlock(&self.mutex)
+            # A mutex is not fair: a busy engine thread (hundreds of prompt frames due every
+            # millisecond) would take it back before a waiting control call wakes up, and
+            # starve the event loop. Let waiting control calls in first.
+            while atomic_load(&self.control_waiting) > 0 and self.running:
+                sched_yield()
             if n:
                 write(self.wake_fd, &one, 8)
             if self.pace_us > 0:
@@ -895,7 +1201,11 @@ cdef class Relay:
         if s.partner < 0 or not s.receives:
             return
         out = &self.legs[s.partner]
-        if out.prompt or not out.configured:
+        if not out.configured:
+            return
+        if out.player != NULL:  # a prompt plays to ``out``: it replaces the relay, or mixes
+            if out.player.mix:
+                player_feed(out.player, data + hlen, plen, codec)
             return
         self.relay(out, out.send_pt, marker, seq, ts, ssrc, data + hlen, plen, codec, now)
 
@@ -916,6 +1226,8 @@ cdef class Relay:
                 e.start = d.events[i].start / <double>CLOCK
                 e.duration = d.events[i].duration / <double>CLOCK
                 e.inband = True
+        if d.n_events:
+            self.barge(leg)
         d.n_events = 0
 
     cdef void event(self, int leg, unsigned char* data, Py_ssize_t hlen, Py_ssize_t plen,
@@ -950,6 +1262,7 @@ cdef class Relay:
             e.start = <uint32_t>(ts - first) / <double>CLOCK
             e.duration = duration / <double>CLOCK
             e.inband = False
+        self.barge(leg)
 
     cdef void relay(self, leg_t* out, int pt, int marker, uint32_t seq, uint32_t ts,
                     uint32_t ssrc, const unsigned char* payload, Py_ssize_t plen, int codec,
@@ -978,6 +1291,13 @@ cdef class Relay:
 
 cdef const char* DIGIT_CHARS = b"0123456789*#ABCD"
 cdef int STOP_TAG = -1  # epoll tag of the stop eventfd (data.u32 0xFFFFFFFF as int)
+cdef int TIMER_TAG = -2  # epoll tag of the playout timerfd
+cdef double FRAME_S = PLAY_FRAME / <double>CLOCK  # 20 ms
+cdef double PACE_SLACK = 0.0002  # frames due this soon go in the same wake-up
+cdef int MAX_CATCH_UP = 5  # frames sent at once after a stall; beyond that playout skips ahead
+cdef int PHASES = 20  # milliseconds per frame: the phases a play's frames can be due at
+cdef int PLAY_COMPLETED = 0
+cdef int PLAY_BARGED_IN = 1
 cdef int BATCH_ROUNDS = 4  # on_readable: at most 4 x RX_BATCH = 64 datagrams per readiness
 
 

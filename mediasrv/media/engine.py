@@ -19,9 +19,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
-
-from mediasrv.media import codec as g711
 from mediasrv.media import kernels, sdp
 from mediasrv.media.api import (
     Direction,
@@ -45,10 +42,10 @@ from mediasrv.media.api import (
 )
 from mediasrv.media.codec import Codec
 from mediasrv.media.digits import DEFAULT_WINDOW, DigitSource, DigitStream, InbandPolicy
-from mediasrv.media.packet_path import LegParams, MixingPacketPath, PacketEvents, PacketPath
+from mediasrv.media.packet_path import LegParams, PacketEvents, PacketPath
 from mediasrv.media.packet_path_py import PyPacketPath
 from mediasrv.media.ports import PortPair, PortPool
-from mediasrv.media.prompt import FRAME, Prompt, PromptCache, PromptPlayer
+from mediasrv.media.prompt import Prompt, PromptCache
 from mediasrv.media.recorder import CallRecorder, RecordingFormat, RecordingWriter
 
 log = logging.getLogger(__name__)
@@ -73,9 +70,7 @@ class _Leg:
         "our_offer",
         "pair",
         "partner",
-        "play_id",
-        "player",
-        "prompt_name",
+        "play",
         "recorded",
         "timed_out",
         "watched_since",
@@ -95,14 +90,23 @@ class _Leg:
         # before the leg is negotiated (an offered operator leg is not yet expected to send).
         self.watched_since: float | None = None
         self.timed_out = False
-        self.player: PromptPlayer | None = None
-        self.play_id = PlayId(0)  # the play() now playing to this leg, 0 if none
-        self.prompt_name = ""  # the last prompt of that play's playlist
-        self.barge_in = False  # a digit on this leg stops that play
+        self.play: _Play | None = None  # what plays to this leg (the packet path paces it)
         self.partner: _Leg | None = None  # the leg RTP is relayed to and from
         self.allocated_at = 0.0  # loop time (signalled digits are stamped from it)
         self.digits: DigitStream | None = None  # set by the engine: the leg's one digit stream
         self.recorded = False  # feeding the call's recording timeline
+
+
+class _Play:
+    """One play() on one leg: its id, the names of its playlist's prompts, and whether a
+    digit stops it (the packet path stops it in C for RTP digits; SIP INFO digits here)."""
+
+    __slots__ = ("barge_in", "id", "names")
+
+    def __init__(self, play_id: PlayId, names: tuple[str, ...], barge_in: bool) -> None:
+        self.id = play_id
+        self.names = names
+        self.barge_in = barge_in
 
 
 class _Call:
@@ -115,6 +119,11 @@ class _Call:
         # Every recording of the call in start order; None while it runs.
         self.recordings: dict[RecordingId, RecordingResult | None] = {}
         self.whole_call: RecordingId | None = None  # the first stereo one: MediaReport.recording
+
+
+def _pcm(prompt: Prompt) -> bytes:
+    """A prompt's samples as 16-bit little-endian PCM (what ``prompt_frames`` takes)."""
+    return bytes(prompt.pcm.astype("<i2").tobytes())
 
 
 def _session_id(session: int) -> int:
@@ -162,6 +171,9 @@ class _Events:
 
     def on_foreign_source(self, leg: int, addr: tuple[str, int]) -> None:
         self._engine._foreign_source(leg, addr)
+
+    def on_play_end(self, leg: int, play_id: int, reason: PlayEnd, prompt_index: int) -> None:
+        self._engine._play_end(leg, PlayId(play_id), reason, prompt_index)
 
 
 class MediaEngine:
@@ -364,63 +376,47 @@ class MediaEngine:
         mix: bool = False,
         barge_in: bool = False,
     ) -> PlayId:
-        """Play prompts back to back to ``leg`` only. ``mix`` on a bridged leg mixes them with
-        what the partner says (a whisper: the operator hears both, the caller neither the
-        prompt nor a gap); otherwise the prompt is all the leg hears while it plays."""
+        """Play prompts back to back to ``leg`` only (see :meth:`MediaControl.play`).
+
+        The packet path paces the frames from sample counts (on the Cython engine thread: in
+        C, with no Python per frame) and shares each prompt's prepared G.711 frames between
+        every leg that plays it. ``mix`` on a bridged leg is a whisper: the prompt is added to
+        what the partner says, so the operator hears both and the caller neither the prompt
+        nor a gap; the recording keeps it off both channels (it records what the legs send).
+        """
         state = self._leg(leg)
         if state.negotiated is None:
             raise MediaError(f"play: leg {leg.call_id}/{leg.role.value} has no negotiated media")
+        if isinstance(playlist, (str, Path)):
+            raise TypeError("play() takes a playlist: a sequence of prompt paths")
         if not playlist:
-            raise MediaError("play: empty playlist")
-        prompt = self._playlist(playlist)
-        self._stop_player(state)
-        codec, leg_id, path = state.negotiated.codec, state.id, self._path
-        send: Callable[[int, bool], object]
-        if mix and state.partner is not None and isinstance(path, MixingPacketPath):
-            path.set_prompt(leg_id, True, mix=True)
-            pcm = prompt.pcm_frames()
-
-            def send(index: int, marker: bool) -> object:
-                mixed = bytearray(path.take_mixed(leg_id, FRAME))
-                kernels.mix.mix_into(mixed, pcm[index])
-                return path.send_payload(
-                    leg_id, g711.encode_pcm(codec, bytes(mixed)), FRAME, marker
-                )
-
-        else:
-            if mix and state.partner is not None:
-                log.warning("packet path %s cannot mix: the prompt replaces the relay", path.name)
-            path.set_prompt(leg_id, True)
-            encoded = prompt.frames(codec)
-
-            def send(index: int, marker: bool) -> object:
-                payload = encoded[index]
-                return path.send_payload(leg_id, payload, len(payload), marker)
-
+            raise MediaError("play: the playlist is empty")
+        prompts = [self._prompts.load(Path(path)) for path in playlist]
+        frames = [self._shared_frames(prompt) for prompt in prompts]
         play_id = PlayId(next(self._play_ids))
-        state.play_id, state.barge_in, state.prompt_name = play_id, barge_in, prompt.name
-        self._plays[play_id] = state
-        state.player = PromptPlayer(
-            self._loop, len(prompt), loop, send, lambda: self._prompt_done(state, PlayEnd.COMPLETED)
+        self._stop_play(state)
+        self._path.play(
+            state.id, frames, loop=loop, mix=mix, barge_in=barge_in, play_id=play_id
         )
+        state.play = _Play(play_id, tuple(prompt.name for prompt in prompts), barge_in)
+        self._plays[play_id] = state
         return play_id
 
     def stop_play(self, play: PlayId) -> None:
-        """Stop a play without a PromptFinished event (relay resumes); unknown ids: ignored."""
+        """Stop a play without a PromptFinished event (relay resumes); unknown ids are
+        ignored (the play may have ended a moment ago)."""
         state = self._plays.get(play)
-        if state is not None and state.play_id == play:
-            self._stop_player(state)
+        if state is not None and state.play is not None and state.play.id == play:
+            self._stop_play(state)
 
     async def preload(self, wav: Path) -> None:
-        """Read and check a prompt in a thread, so that :meth:`play` never touches the disk."""
-        await self._loop.run_in_executor(None, self._prompts.load, wav)
-
-    def _playlist(self, playlist: Sequence[Path]) -> Prompt:
-        """One prompt of the playlist's files back to back (gap-free: no padding between)."""
-        prompts = [self._prompts.load(p) for p in playlist]
-        if len(prompts) == 1:
-            return prompts[0]
-        return Prompt(prompts[-1].name, np.concatenate([p.pcm for p in prompts]))
+        """Read, check and prepare a prompt in a thread, so that :meth:`play` never touches
+        the disk nor encodes."""
+        prompt = await self._loop.run_in_executor(None, self._prompts.load, wav)
+        if prompt.shared is None:
+            shared = await self._loop.run_in_executor(None, self._path.prompt_frames, _pcm(prompt))
+            if prompt.shared is None:
+                prompt.shared = shared
 
     def release(self, call_id: str) -> MediaReport:
         report = MediaReport(call_id, engine=self.engine_name)
@@ -567,7 +563,7 @@ class MediaEngine:
         self._feed_recording(leg.call)
 
     def _close_leg(self, leg: _Leg) -> LegStats:
-        self._stop_player(leg)
+        self._stop_play(leg)
         self._unbridge(leg)
         if leg.digits is not None:
             leg.digits.close()
@@ -596,19 +592,32 @@ class MediaEngine:
             return True
         return candidate.packets_in > current.packets_in
 
-    def _stop_player(self, leg: _Leg) -> None:
-        self._plays.pop(leg.play_id, None)
-        leg.play_id = PlayId(0)
-        if leg.player is not None:
-            leg.player.cancel()
-            leg.player = None
-            self._path.set_prompt(leg.id, False)
+    def _shared_frames(self, prompt: Prompt) -> object:
+        """The prompt prepared once for the packet path (shared by every leg playing it)."""
+        if prompt.shared is None:
+            prompt.shared = self._path.prompt_frames(_pcm(prompt))
+        return prompt.shared
 
-    def _prompt_done(self, leg: _Leg, reason: PlayEnd) -> None:
-        play_id = leg.play_id
-        self._stop_player(leg)
+    def _stop_play(self, leg: _Leg) -> None:
+        play = leg.play
+        if play is not None:
+            leg.play = None
+            self._plays.pop(play.id, None)
+            self._path.stop_play(leg.id, play.id)
+
+    def _play_end(self, leg_id: int, play_id: PlayId, reason: PlayEnd, index: int) -> None:
+        """The packet path reports a play that ended by itself (played out or barged in)."""
+        leg = self._by_id.get(leg_id)
+        if leg is None or leg.play is None or leg.play.id != play_id:
+            return  # stopped or replaced meanwhile: stop_play emits nothing
+        names = leg.play.names
+        leg.play = None
+        self._plays.pop(play_id, None)
         m = leg.media
-        self._emit(PromptFinished(m.call_id, m.role, leg.prompt_name, play_id, reason))
+        # Played out: the last prompt played (even if its few samples began no frame).
+        complete = reason is PlayEnd.COMPLETED or not 0 <= index < len(names)
+        name = names[-1] if complete else names[index]
+        self._emit(PromptFinished(m.call_id, m.role, name, play_id, reason))
 
     # ---- the digit stream of each leg (issue 9 §4; media/digits.py) -------------------------
 
@@ -655,8 +664,12 @@ class MediaEngine:
         """One merged key press of ``leg``: the only place a DtmfEvent is emitted."""
         m = leg.media
         self._emit(DtmfEvent(m.call_id, m.role, digit, start, duration, source.value))
-        if leg.player is not None and leg.barge_in:
-            self._prompt_done(leg, PlayEnd.BARGED_IN)
+        play = leg.play
+        if source is DigitSource.INFO and play is not None and play.barge_in:
+            # RTP digits stop a play in the packet path (in C); a SIP INFO digit does here.
+            self._stop_play(leg)
+            name = play.names[0] if play.names else ""
+            self._emit(PromptFinished(m.call_id, m.role, name, play.id, PlayEnd.BARGED_IN))
 
     def _foreign_source(self, leg_id: int, addr: tuple[str, int]) -> None:
         """One line per latch, not per packet: a flood cannot flood the log (all counted)."""

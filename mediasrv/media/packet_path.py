@@ -14,10 +14,11 @@ periodic timer for the no-RTP timeout instead of being told about every packet.
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
-from mediasrv.media.api import Direction, LegStats
+from mediasrv.media.api import Direction, LegStats, PlayEnd
 from mediasrv.media.codec import Codec
 
 
@@ -69,6 +70,12 @@ class PacketEvents(Protocol):
         first such packet after each latch only (all of them are counted in the stats)."""
         ...
 
+    def on_play_end(self, leg: int, play_id: int, reason: PlayEnd, prompt_index: int) -> None:
+        """A play ended by itself: its playlist played out (after the last frame's 20 ms) or
+        a digit detected on the leg barged in; ``prompt_index`` is the playlist's prompt
+        that played last. A play stopped with :meth:`PacketPath.stop_play` reports nothing."""
+        ...
+
 
 class PacketPath(Protocol):
     """Per-packet RTP work for every leg of one engine."""
@@ -96,16 +103,42 @@ class PacketPath(Protocol):
         """Feed what ``leg`` receives to ``sink`` as ``channel`` (0 left, 1 right); None stops."""
         ...
 
-    def set_prompt(self, leg: int, active: bool) -> None:
-        """While a prompt plays to ``leg``, relayed audio toward it is dropped (no mixing yet)."""
+    def prompt_frames(self, pcm: bytes) -> object:
+        """One prompt (8 kHz 16-bit little-endian PCM) prepared once for this path's playout
+        (PCM, µ-law, A-law: ``kernels.playout.PromptFrames``), shared by every leg playing it."""
         ...
 
-    def send_payload(self, leg: int, payload: bytes, samples: int, marker: bool) -> bool:
-        """Send one frame of our own audio (in the leg's codec) on the leg's outgoing stream.
+    def play(
+        self,
+        leg: int,
+        playlist: Sequence[object],
+        *,
+        loop: bool,
+        mix: bool,
+        barge_in: bool,
+        play_id: int,
+    ) -> None:
+        """Play ``playlist`` (from :meth:`prompt_frames`) to ``leg``, replacing its play.
 
-        ``marker`` starts a talkspurt: the timestamp then jumps by the real elapsed time.
-        Returns False when it could not be sent (no address yet, direction forbids sending).
+        Paced by the path itself from sample counts: frame k is due 20 ms * k after the start.
+        Without ``mix`` the prompt replaces what the partner says; with ``mix`` the partner's
+        audio is added to it (saturating), the prompt alone while the partner is silent. The
+        frames go on the leg's own outgoing stream (one SSRC; the first frame is marked).
+        ``barge_in``: a digit detected on the leg ends the play (:meth:`PacketEvents.on_play_end`).
         """
+        ...
+
+    def stop_play(self, leg: int, play_id: int) -> bool:
+        """Stop ``leg``'s play if it is ``play_id`` (no event); False if it was not playing."""
+        ...
+
+    def python_calls(self) -> int:
+        """Python-level calls made by the per-packet machinery so far (a bench figure: the
+        Cython engine thread makes none per packet, only per rare event)."""
+        ...
+
+    def packet_totals(self) -> tuple[int, int]:
+        """(RTP packets received, RTP packets sent) over every leg, open or closed."""
         ...
 
     def last_rx(self, leg: int) -> float:
@@ -116,20 +149,4 @@ class PacketPath(Protocol):
 
     def close(self, leg: int) -> None:
         """Stop receiving on ``leg`` and forget it (the engine closes the socket)."""
-        ...
-
-
-@runtime_checkable
-class MixingPacketPath(PacketPath, Protocol):
-    """A packet path that can mix a prompt into a bridged leg (a whisper, SPEC F4).
-
-    While ``set_prompt(leg, True, mix=True)`` is on, audio relayed toward ``leg`` is not sent
-    but decoded into a short FIFO (about 60 ms); the engine's prompt timer takes 20 ms of it
-    with :meth:`take_mixed`, adds the prompt and sends the sum on the leg's own stream.
-    """
-
-    def set_prompt(self, leg: int, active: bool, mix: bool = False) -> None: ...
-
-    def take_mixed(self, leg: int, samples: int) -> bytes:
-        """``samples`` of the partner's audio as 16-bit PCM (silence where there is none)."""
         ...

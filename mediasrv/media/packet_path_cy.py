@@ -18,14 +18,17 @@ import asyncio
 import random
 import socket
 import time
+from collections.abc import Sequence
 
+from cext import playout as _playout
 from cext import relay as _relay
 from cext.recbuf import StereoTimeline
-from mediasrv.media.api import Direction, LegStats
+from mediasrv.media.api import Direction, LegStats, PlayEnd
 from mediasrv.media.codec import Codec
 from mediasrv.media.packet_path import LegParams, PacketEvents, RecordSink
 
 _SENDS = (Direction.SENDRECV, Direction.SENDONLY)
+TIMER_RESOLUTION = 0.001  # seconds: libuv (uvloop) timers count milliseconds
 _RECEIVES = (Direction.SENDRECV, Direction.RECVONLY)
 
 
@@ -41,8 +44,14 @@ class CyPacketPath:
         self._codecs: dict[int, Codec] = {}
         self._sinks: dict[int, RecordSink] = {}
         self._relay = _relay.Relay(
-            self._on_latched, self._on_dtmf, self._on_record, self._on_foreign_source
+            self._on_latched,
+            self._on_dtmf,
+            self._on_record,
+            self._on_foreign_source,
+            self._on_play_end,
         )
+        self._pacer: asyncio.TimerHandle | None = None
+        self._pacer_at = 0.0
 
     def _clock_offset(self) -> float:
         """loop.time() minus the C side's CLOCK_MONOTONIC seconds."""
@@ -103,11 +112,49 @@ class CyPacketPath:
             self._sinks[leg] = sink
         self._relay.set_recording(leg, sink is not None, channel)
 
-    def set_prompt(self, leg: int, active: bool) -> None:
-        self._relay.set_prompt(leg, active)
+    def prompt_frames(self, pcm: bytes) -> _playout.PromptFrames:
+        return _playout.PromptFrames(pcm)
 
-    def send_payload(self, leg: int, payload: bytes, samples: int, marker: bool) -> bool:
-        return bool(self._relay.send_payload(leg, payload, samples, marker))
+    def play(
+        self,
+        leg: int,
+        playlist: Sequence[object],
+        *,
+        loop: bool,
+        mix: bool,
+        barge_in: bool,
+        play_id: int,
+    ) -> None:
+        due = self._relay.play(leg, playlist, loop, mix, barge_in, play_id)  # type: ignore[arg-type]
+        self._schedule(due)
+
+    def stop_play(self, leg: int, play_id: int) -> bool:
+        return bool(self._relay.stop_play(leg, play_id))
+
+    def python_calls(self) -> int:
+        return int(self._relay.python_calls)
+
+    def packet_totals(self) -> tuple[int, int]:
+        rx, tx = self._relay.totals()
+        return int(rx), int(tx)
+
+    def _schedule(self, due: float) -> None:
+        """The callback path's one playout timer (loop clock), at the earliest due frame."""
+        when = due + self._clock_offset()
+        if self._pacer is not None:
+            if self._pacer_at <= when:
+                return
+            self._pacer.cancel()
+        self._pacer = self._loop.call_at(when, self._pace)
+        self._pacer_at = when
+
+    def _pace(self) -> None:
+        self._pacer = None
+        # uvloop's timers have millisecond resolution and may fire up to that early: frames
+        # due within it go now, rather than spinning on timers that find nothing due.
+        nxt = self._relay.pace(TIMER_RESOLUTION)
+        if nxt:
+            self._schedule(nxt)
 
     def last_rx(self, leg: int) -> float:
         t = float(self._relay.last_rx(leg))
@@ -139,6 +186,9 @@ class CyPacketPath:
         self._relay.close(leg)
         self._sinks.pop(leg, None)
         self._codecs.pop(leg, None)
+        if not self._fds and self._pacer is not None:
+            self._pacer.cancel()
+            self._pacer = None
 
     # ---- rare events from C ---------------------------------------------------------------
 
@@ -147,6 +197,10 @@ class CyPacketPath:
 
     def _on_foreign_source(self, leg: int, addr: tuple[str, int]) -> None:
         self._events.on_foreign_source(leg, addr)
+
+    def _on_play_end(self, leg: int, play_id: int, reason: int, prompt_index: int) -> None:
+        end = PlayEnd.BARGED_IN if reason == 1 else PlayEnd.COMPLETED
+        self._events.on_play_end(leg, play_id, end, prompt_index)
 
     def _on_dtmf(self, leg: int, digit: str, start: float, duration: float, inband: bool) -> None:
         self._events.on_dtmf(leg, digit, start, duration, "inband" if inband else "rfc4733")
@@ -180,6 +234,9 @@ class CyThreadPacketPath(CyPacketPath):
 
     def _unwatch(self, fd: int) -> None:
         pass
+
+    def _schedule(self, due: float) -> None:
+        pass  # the engine thread paces playout itself (a timerfd for the next due frame)
 
     def close(self, leg: int) -> None:
         super().close(leg)

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import math
 import random
 import socket
 import struct
+from collections.abc import Sequence
 
 from mediasrv.media import kernels
-from mediasrv.media.api import Direction, LegStats
+from mediasrv.media.api import Direction, LegStats, PlayEnd
 from mediasrv.media.codec import Codec, transcoder
 from mediasrv.media.packet_path import LegParams, PacketEvents, RecordSink
 
@@ -28,7 +30,10 @@ RTP_VERSION = 2
 CLOCK = 8000  # G.711 and telephone-event clock rate (RFC 3551 §4.5.14, RFC 4733 §2.1)
 MAX_DATAGRAM = 2048
 BATCH = 64  # datagrams drained per readiness callback, so one busy leg cannot starve others
-MIX_FIFO_BYTES = 2 * 480  # 60 ms of partner audio kept for a whisper mix
+FRAME = 160  # samples per prompt frame (20 ms)
+FRAME_S = FRAME / CLOCK
+PACE_SLACK = 0.0002  # frames due this soon are sent in the same timer callback
+MAX_CATCH_UP = 5  # frames sent at once after a stall; beyond that playout skips ahead
 DTMF_DIGITS = "0123456789*#ABCD"  # RFC 4733 §3.2 events 0-15
 _HEADER = struct.Struct("!BBHII")
 _SEQ_TS_SSRC = struct.Struct("!HII")
@@ -58,13 +63,15 @@ class _Leg:
         "latched_at",
         "lost_before",
         "malformed",
-        "mix_fifo",
-        "mix_primed",
         "packets_in",
         "packets_out",
         "params",
         "partner",
-        "prompt",
+        "play_barge",
+        "play_due",
+        "play_id",
+        "play_t0",
+        "player",
         "recorder",
         "rx",
         "sdp_source",
@@ -86,9 +93,11 @@ class _Leg:
         self.sdp_source: tuple[str, int] | None = None  # routable SDP address, normalised
         self.recorder: RecordSink | None = None
         self.channel = 0
-        self.prompt = False
-        self.mix_fifo: bytearray | None = None  # partner audio (PCM) while a whisper plays
-        self.mix_primed = False
+        # Playout (see PyPacketPath.play): frame k of the play is due at play_t0 + k * 20 ms.
+        self.player: kernels.playout.Player | None = None
+        self.play_id = 0
+        self.play_barge = False
+        self.play_t0 = self.play_due = 0.0
         self.last_rx = 0.0
         # Incoming stream: the same kernels as the Cython relay (RFC 3550 A.1, A.3, A.8
         # receiver statistics; RFC 4733 report-once), per source.
@@ -131,6 +140,11 @@ class PyPacketPath:
         self._loop = loop
         self._events = events
         self._legs: dict[int, _Leg] = {}
+        self._playing: dict[int, _Leg] = {}
+        self._pacer: asyncio.TimerHandle | None = None
+        self._pacer_at = 0.0
+        self._calls = 0  # Python calls of the per-packet work: one per datagram and frame
+        self._closed = [0, 0]  # packets in/out of closed legs
 
     # ---- control --------------------------------------------------------------------------
 
@@ -172,47 +186,122 @@ class PyPacketPath:
         state.recorder = sink
         state.channel = channel
 
-    def set_prompt(self, leg: int, active: bool, mix: bool = False) -> None:
-        state = self._legs[leg]
-        state.prompt = active
-        state.mix_fifo = bytearray() if active and mix else None
-        state.mix_primed = False
-        state.src_ssrc = None  # relay resumes continuing our stream after the prompt
+    # ---- playout (prompts paced by sample count; the reference of cext.relay's) ------------
 
-    def take_mixed(self, leg: int, samples: int) -> bytes:
-        state = self._legs[leg]
-        fifo = state.mix_fifo
-        want = 2 * samples
-        if fifo is None:
-            return bytes(want)
-        if not state.mix_primed:
-            # Wait for two frames before taking any, so that jitter does not starve us.
-            if len(fifo) < 2 * want:
-                return bytes(want)
-            state.mix_primed = True
-        out = bytes(fifo[:want])
-        del fifo[:want]
-        if not fifo:
-            state.mix_primed = False
-        return out + bytes(want - len(out))
+    def prompt_frames(self, pcm: bytes) -> kernels.playout.PromptFrames:
+        return kernels.playout.PromptFrames(pcm)
 
-    def send_payload(self, leg: int, payload: bytes, samples: int, marker: bool) -> bool:
+    def play(
+        self,
+        leg: int,
+        playlist: Sequence[object],
+        *,
+        loop: bool,
+        mix: bool,
+        barge_in: bool,
+        play_id: int,
+    ) -> None:
         state = self._legs[leg]
+        player = kernels.playout.Player(playlist, loop, mix)  # type: ignore[arg-type]
+        self._stop_play(state)
+        # On a 1 ms grid, as cext.relay does (there so that many plays share wake-ups).
+        t0 = math.ceil(self._loop.time() * 1000.0) / 1000.0
+        state.player, state.play_id, state.play_barge = player, play_id, barge_in
+        state.play_t0 = state.play_due = t0
+        self._playing[leg] = state
+        self._schedule(t0)
+
+    def stop_play(self, leg: int, play_id: int) -> bool:
+        state = self._legs.get(leg)
+        if state is None or state.player is None or state.play_id != play_id:
+            return False
+        self._stop_play(state)
+        return True
+
+    def python_calls(self) -> int:
+        return self._calls
+
+    def packet_totals(self) -> tuple[int, int]:
+        rx, tx = self._closed
+        for leg in self._legs.values():
+            rx += leg.packets_in
+            tx += leg.packets_out
+        return rx, tx
+
+    def _stop_play(self, leg: _Leg) -> None:
+        if leg.player is not None:
+            leg.player = None
+            del self._playing[leg.id]
+            leg.src_ssrc = None  # the relay resumes continuing our stream (RFC 3550 §5.1)
+            if not self._playing and self._pacer is not None:
+                self._pacer.cancel()
+                self._pacer = None
+
+    def _end_play(self, leg: _Leg, reason: PlayEnd) -> None:
+        assert leg.player is not None
+        index, play_id = leg.player.last_index, leg.play_id
+        self._stop_play(leg)
+        self._events.on_play_end(leg.id, play_id, reason, index)
+
+    def _barge(self, leg: _Leg) -> None:
+        if leg.player is not None and leg.play_barge:
+            self._end_play(leg, PlayEnd.BARGED_IN)
+
+    def _schedule(self, when: float) -> None:
+        """One timer for the whole path, at the earliest due frame."""
+        if self._pacer is not None:
+            if self._pacer_at <= when:
+                return
+            self._pacer.cancel()
+        self._pacer = self._loop.call_at(when, self._pace)
+        self._pacer_at = when
+
+    def _pace(self) -> None:
+        self._pacer = None
+        now = self._loop.time()
+        nxt: float | None = None
+        for leg in list(self._playing.values()):
+            self._due_frames(leg, now)
+            if leg.player is not None and (nxt is None or leg.play_due < nxt):
+                nxt = leg.play_due
+        if nxt is not None:
+            self._schedule(nxt)
+
+    def _due_frames(self, leg: _Leg, now: float) -> None:
+        player = leg.player
+        assert player is not None and leg.params is not None
+        if leg.play_due > now + PACE_SLACK:
+            return
+        due = int((now - leg.play_t0) / FRAME_S) + 1  # frames due by now
+        if due - player.sent > MAX_CATCH_UP:
+            # The loop stalled: skip what is hopelessly late rather than burst it.
+            leg.play_t0 += (due - player.sent - MAX_CATCH_UP) * FRAME_S
+        while leg.play_due <= now + PACE_SLACK:
+            self._calls += 1
+            frame = player.next_frame(int(leg.params.codec))
+            if frame is None:
+                self._end_play(leg, PlayEnd.COMPLETED)  # the last frame has played out
+                return
+            self._send_own(leg, frame, player.sent == 1, now)
+            leg.play_due = leg.play_t0 + player.sent * FRAME_S
+
+    def _send_own(self, state: _Leg, payload: bytes, marker: bool, now: float) -> None:
+        """One frame of a prompt on the leg's own outgoing stream: seq +1, ts +160; a marked
+        first frame moves the timestamp on by the time elapsed (RFC 3550 §5.1)."""
         dest = state.destination()
         if dest is None or not state.sends():
-            return False
+            return
         assert state.params is not None
-        now = self._loop.time()
-        step = samples
+        step = len(payload)
         if marker and state.last_out_time is not None:
-            step = max(samples, round((now - state.last_out_time) * CLOCK))
+            step = max(step, round((now - state.last_out_time) * CLOCK))
         seq = (state.last_seq_out + 1) & 0xFFFF
         ts = (state.last_ts_out + step) & 0xFFFFFFFF
         first = 0x80 if marker else 0
         packet = _HEADER.pack(0x80, first | state.params.pt, seq, ts, state.ssrc_out) + payload
         state.last_seq_out, state.last_ts_out, state.last_out_time = seq, ts, now
         state.src_ssrc = None  # a relayed packet after ours must continue from here
-        return self._send(state, packet, dest)
+        self._send(state, packet, dest)
 
     def last_rx(self, leg: int) -> float:
         return self._legs[leg].last_rx
@@ -241,8 +330,11 @@ class PyPacketPath:
         if leg not in self._legs:
             return
         self.unbridge(leg)
+        self._stop_play(self._legs[leg])
         state = self._legs.pop(leg)
         state.recorder = None
+        self._closed[0] += state.packets_in
+        self._closed[1] += state.packets_out
         self._loop.remove_reader(state.sock.fileno())
 
     # ---- per datagram ---------------------------------------------------------------------
@@ -259,6 +351,7 @@ class PyPacketPath:
             self._datagram(leg, data, addr[:2])
 
     def _datagram(self, leg: _Leg, data: bytes, addr: tuple[str, int]) -> None:
+        self._calls += 1
         n = len(data)
         if n < 12 or data[0] >> 6 != RTP_VERSION:
             leg.malformed += 1
@@ -385,24 +478,14 @@ class PyPacketPath:
         out = leg.partner
         if out is None or out.params is None or not leg.receives():
             return
-        if out.prompt:
-            if out.mix_fifo is not None:
-                self._to_mix(out.mix_fifo, codec, payload)
+        if out.player is not None:  # a prompt plays to ``out``: it replaces the relay, or mixes
+            if out.player.mix:
+                out.player.feed(payload, int(codec))
             return
         convert = transcoder(codec, out.params.codec)
         if convert is not None:
             payload = convert(payload)
         self._relay(out, out.params.pt, marker, seq, ts, ssrc, payload, now)
-
-    @staticmethod
-    def _to_mix(fifo: bytearray, codec: Codec, payload: bytes) -> None:
-        fifo += (
-            kernels.g711.ulaw_decode(payload)
-            if codec is Codec.PCMU
-            else (kernels.g711.alaw_decode(payload))
-        )
-        if len(fifo) > MIX_FIFO_BYTES:
-            del fifo[: len(fifo) - MIX_FIFO_BYTES]  # a fast sender cannot grow it without end
 
     def _event(
         self, leg: _Leg, data: bytes, hlen: int, end: int, seq: int, ts: int, ssrc: int, now: float
@@ -428,6 +511,8 @@ class PyPacketPath:
             found = leg.inband.feed_alaw(payload)
         for digit, start, duration in found:
             self._events.on_dtmf(leg.id, digit, start / CLOCK, duration / CLOCK, "inband")
+        if found:
+            self._barge(leg)
 
     def _report(self, leg: _Leg, event: int, ts: int, duration: int) -> None:
         if event >= len(DTMF_DIGITS):
@@ -435,6 +520,7 @@ class PyPacketPath:
         first = leg.first_ts if leg.first_ts is not None else ts
         start = ((ts - first) & 0xFFFFFFFF) / CLOCK
         self._events.on_dtmf(leg.id, DTMF_DIGITS[event], start, duration / CLOCK)
+        self._barge(leg)  # barge-in: the digit stops a play that allows it
 
     def _relay(
         self,

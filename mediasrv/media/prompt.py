@@ -1,15 +1,12 @@
 """Prompts: WAV files (8 kHz mono 16-bit) played to one leg as 20 ms RTP frames.
 
-Pacing is by sample count on the loop clock: frame *i* is due at ``t0 + i * 20 ms``; a late
-timer sends every frame that is due (a few at most) instead of drifting, as wall-clock sleeps
-would.
+This module reads and caches them; the packet path plays them (``PacketPath.play``): paced
+by sample count, frame *i* due at ``t0 + i * 20 ms``, on the Cython engine thread in C.
 """
 
 from __future__ import annotations
 
-import asyncio
 import wave
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +18,6 @@ from mediasrv.media.codec import Codec
 RATE = 8000
 FRAME = 160  # samples per 20 ms packet (RFC 3551 §4.5: G.711 default ptime 20 ms)
 FRAME_S = FRAME / RATE
-MAX_CATCH_UP = 5  # frames sent at once when the loop was late; beyond that we skip ahead
 CACHE_SIZE = 64
 
 
@@ -30,13 +26,16 @@ class PromptError(MediaError):
 
 
 class Prompt:
-    __slots__ = ("_encoded", "_pcm_frames", "name", "pcm")
+    __slots__ = ("_encoded", "_pcm_frames", "name", "pcm", "shared")
 
     def __init__(self, name: str, pcm: np.ndarray) -> None:
         self.name = name
         self.pcm = pcm
         self._encoded: dict[Codec, list[bytes]] = {}
         self._pcm_frames: list[bytes] | None = None
+        # Prepared once by the engine's packet path (``PacketPath.prompt_frames``) and shared
+        # by every leg that plays this prompt.
+        self.shared: object | None = None
 
     def __len__(self) -> int:
         """Number of 20 ms frames."""
@@ -97,52 +96,3 @@ class PromptCache:
                 del self._items[next(iter(self._items))]
             self._items[path] = prompt
         return prompt
-
-
-class PromptPlayer:
-    """Calls ``send(frame index, marker)`` at 50 frames/s for ``frames`` frames; then ``done``."""
-
-    __slots__ = ("_done", "_frames", "_handle", "_loop", "_repeat", "_send", "_sent", "_t0")
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        frames: int,
-        repeat: bool,
-        send: Callable[[int, bool], object],
-        done: Callable[[], None],
-    ) -> None:
-        self._loop = loop
-        self._frames = frames
-        self._repeat = repeat
-        self._send = send
-        self._done = done
-        self._sent = 0
-        self._t0 = loop.time()
-        self._handle: asyncio.TimerHandle | None = None
-        self._step()
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-    def _step(self) -> None:
-        self._handle = None
-        due = int((self._loop.time() - self._t0) / FRAME_S) + 1
-        if due - self._sent > MAX_CATCH_UP:
-            # The loop stalled: skip what is hopelessly late rather than burst it.
-            self._t0 += (due - self._sent - MAX_CATCH_UP) * FRAME_S
-            due = self._sent + MAX_CATCH_UP
-        total = self._frames
-        while self._sent < due:
-            if self._sent >= total and not self._repeat:
-                self._done()
-                return
-            self._send(self._sent % total, self._sent == 0)
-            self._sent += 1
-        if self._sent >= total and not self._repeat:
-            # Finish when the last frame's 20 ms have played out, not when it left.
-            self._handle = self._loop.call_at(self._t0 + self._sent * FRAME_S, self._done)
-            return
-        self._handle = self._loop.call_at(self._t0 + self._sent * FRAME_S, self._step)

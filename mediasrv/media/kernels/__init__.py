@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 ENV_SWITCH = "MEDIASRV_NO_EXTENSIONS"
-KERNELS = ("dtmf", "g711", "mix", "recbuf", "rfc4733", "rtcp", "rtp")
+KERNELS = ("dtmf", "g711", "mix", "playout", "recbuf", "rfc4733", "rtcp", "rtp")
 
 
 def use_python_kernels() -> bool:
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from . import dtmf_py as dtmf
     from . import g711_py as g711
     from . import mix_py as mix
+    from . import playout_py as playout
     from . import recbuf_py as recbuf
     from . import rfc4733_py as rfc4733
     from . import rtcp_py as rtcp
@@ -53,6 +54,7 @@ else:
     dtmf = load_kernel("dtmf", python=ENGINE == "python")
     g711 = load_kernel("g711", python=ENGINE == "python")
     mix = load_kernel("mix", python=ENGINE == "python")
+    playout = load_kernel("playout", python=ENGINE == "python")
     recbuf = load_kernel("recbuf", python=ENGINE == "python")
     rfc4733 = load_kernel("rfc4733", python=ENGINE == "python")
     rtcp = load_kernel("rtcp", python=ENGINE == "python")
@@ -66,6 +68,7 @@ __all__ = [
     "g711",
     "load_kernel",
     "mix",
+    "playout",
     "recbuf",
     "rfc4733",
     "rtcp",
