@@ -70,6 +70,14 @@ class CallRecord:
     media_stats: dict[str, object] = field(default_factory=dict)
     analysis: dict[str, object] | None = None
     flags: list[str] = field(default_factory=list)
+    # -- issue 10 §6: the flow the call followed (plan interpreter; migration 'flow') --------
+    flow_version: int | None = None  # the business configuration version the call ran
+    flow_path: list[str] = field(default_factory=list)  # the steps, in order
+    flow_rules: list[str] = field(default_factory=list)  # "blocklist=no", "hours:week=open"
+    menu_choices: list[dict[str, object]] = field(default_factory=list)  # menu, digits, choice
+    phases: dict[str, float | None] = field(default_factory=dict)  # received/answered/...
+    hung_up_by: str = ""  # "caller" | "operator" | "system" | "" (calls/trace.py HungUpBy)
+    # -- end issue 10 §6 ---------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (the HTTP API's representation of a call)."""
@@ -128,6 +136,11 @@ _JSON_DEFAULTS: dict[str, Callable[[], object]] = {
     "media_stats": dict,
     "analysis": lambda: None,
     "flags": list,
+    # issue 10 §6
+    "flow_path": list,
+    "flow_rules": list,
+    "menu_choices": list,
+    "phases": dict,
 }
 _JSON_COLUMNS = frozenset(_JSON_DEFAULTS)
 
@@ -169,6 +182,16 @@ CALLS_MIGRATIONS: list[Migration] = [
     # in-progress row by the periodic checkpoint; a call cut off by a crash ends there.
     # Not a CallRecord field: it is the store's own bookkeeping, not part of the API's row.
     ["ALTER TABLE calls ADD COLUMN last_seen REAL"],
+    # 3 (issue 10 §6): the flow a call followed, from the plan interpreter's trace
+    # (outputs/flow_records.py). Rows of the one-flow interpreter keep the defaults.
+    [
+        "ALTER TABLE calls ADD COLUMN flow_version INTEGER",
+        "ALTER TABLE calls ADD COLUMN flow_path TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE calls ADD COLUMN flow_rules TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE calls ADD COLUMN menu_choices TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE calls ADD COLUMN phases TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE calls ADD COLUMN hung_up_by TEXT NOT NULL DEFAULT ''",
+    ],
 ]
 
 # An upsert, not INSERT OR REPLACE: a replace deletes the row first and would reset the
