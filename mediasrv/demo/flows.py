@@ -3,7 +3,8 @@
 Every call of the tracking number runs: the blocklist (number, business and withheld rules),
 the business-hours check (a schedule open every day, so the closed branch is compiled and
 evaluated but not taken), then a round-robin forwarding over two operators, each with its own
-ring timeout; busy or no answer moves on to the other one. The whisper is left out: the media
+ring timeout; busy or no answer moves on to the other one. The two operators are shared lines
+(a shop's PBX each): many calls at once, as a load test needs. The whisper is left out: the media
 engine of this base cannot mix a prompt into one leg yet (issue 9), so it would only count a
 failure per call. ``blocked_number`` is on the number's blocklist (a caller to refuse).
 """
@@ -33,10 +34,12 @@ time_zone = "Asia/Tokyo"
 [[operators]]
 name = "op-a"
 sip = "{first}"
+shared = true
 
 [[operators]]
 name = "op-b"
 sip = "{second}"
+shared = true
 
 [[schedules]]
 name = "always"
