@@ -321,7 +321,7 @@ async def test_migration_2_adds_last_seen_to_a_version_1_database(tmp_path: Path
         assert "last_seen" in columns
         reader = await aiosqlite.connect(path)
         try:
-            assert await schema_version(reader, "calls") == len(CALLS_MIGRATIONS) == 2
+            assert await schema_version(reader, "calls") == len(CALLS_MIGRATIONS) >= 2
         finally:
             await reader.close()
         assert await s.mark_unfinished() == CutOff(answered=1, failed=0)
