@@ -7,8 +7,10 @@ a timeout. The whisper is not in the flow: the engine of this base has no mixing
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from mediasrv.demo.flows import BLOCKED_CALLER, REALISTIC_NUMBER, realistic_busi
 from mediasrv.demo.server import ServerProcess
 from mediasrv.demo.sipp import SippOptions, SippRun, free_port, run_sipp
 
-pytestmark = [needs_sipp, pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [needs_sipp, pytest.mark.e2e]
 
 CALLS = 1000
 RATE = 100
@@ -68,6 +70,7 @@ def all_calls(server: ServerProcess) -> list[dict[str, Any]]:
             return rows
 
 
+@pytest.mark.slow
 async def test_thousand_calls_through_the_realistic_flow(
     tmp_path: Path, start_server: StartServer
 ) -> None:
@@ -132,3 +135,83 @@ async def test_thousand_calls_through_the_realistic_flow(
     assert phases["received"] <= phases["bridged"] <= phases["ended"]
     assert row["hung_up_by"] == "caller" and row["attempts"][-1]["code"] == 200
     assert refused[0]["sip_code"] == 603 and refused[0]["hung_up_by"] == "system"
+
+
+def wait_for_log(server: ServerProcess, needle: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in server.log_path.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {needle!r} in the log within {timeout} s:\n{server.log_tail()}")
+
+
+def wait_for_answer(server: ServerProcess, timeout: float) -> None:
+    """Until the call log has a call in progress that an operator answered."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(
+            r["disposition"] == "in-progress" and r["answer_time"] for r in server.calls(10)
+        ):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no answered call in progress within {timeout} s")
+
+
+@pytest.mark.timeout(120)
+async def test_an_apply_during_a_call_changes_only_new_calls(
+    tmp_path: Path, start_server: StartServer
+) -> None:
+    port_a, port_b = free_port(), free_port()
+    while port_b == port_a:
+        port_b = free_port()
+    old = (f"sip:op-a@127.0.0.1:{port_a}", f"sip:op-b@127.0.0.1:{port_a}")
+    new = (f"sip:op-a@127.0.0.1:{port_b}", f"sip:op-b@127.0.0.1:{port_b}")
+    workdir = tmp_path / "server0"
+    apply_business(workdir / "var", realistic_business_toml(old))
+    server = start_server(
+        workdir=workdir, extra_sections=PLAN, store={"business_refresh_interval": 0.2}
+    )
+    uas_a = await start_uas(tmp_path, port_a, "uas-a")
+    uas_b = await start_uas(tmp_path, port_b, "uas-b")
+
+    def caller(name: str, hold_ms: int) -> SippOptions:
+        return SippOptions(
+            scenario="uac",
+            name=name,
+            remote=server.sip_uri_host,
+            service=REALISTIC_NUMBER,
+            calls=1,
+            hold_ms=hold_ms,
+            timeout_s=60,
+        )
+
+    try:
+        long_call = await SippRun.start(caller("long", 6000), tmp_path / "long")
+        await asyncio.to_thread(wait_for_answer, server, 10.0)
+        (workdir / "realistic.toml").write_text(realistic_business_toml(new), encoding="utf-8")
+        command = ["business", "apply", str(workdir / "realistic.toml")]
+        done = subprocess.run(
+            [sys.executable, "-m", "mediasrv", *command, "--data-dir", str(workdir / "var")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0 and "new version 2" in done.stdout, done.stderr
+        await asyncio.to_thread(
+            wait_for_log, server, "business configuration changed: reloaded", 10.0
+        )
+        short = await run_sipp(caller("short", 100), tmp_path / "short")
+        first = await long_call.wait(30)
+    finally:
+        await uas_a.stop()
+        await uas_b.stop()
+    assert first.stats.successful == 1, first.describe() + first.errors_tail()
+    assert short.stats.successful == 1, short.describe() + short.errors_tail()
+    assert not any(server.wait_idle(20).values())
+    rows = sorted(all_calls(server), key=lambda r: r["start_time"])
+    assert [(r["flow_version"], r["disposition"]) for r in rows] == [
+        (1, "answered"),
+        (2, "answered"),
+    ]
+    assert rows[0]["operator_uri"] in old and rows[1]["operator_uri"] in new
