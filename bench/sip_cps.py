@@ -277,7 +277,7 @@ class MediasrvTarget:
                 stderr=asyncio.subprocess.STDOUT, cwd=workdir)
         self.pid = self.proc.pid
         await _wait_udp(self.sip_port, self.proc, "mediasrv", log)
-        health = await asyncio.to_thread(self.get_json, "/health", 10.0)
+        health = await asyncio.to_thread(self.get_json, "/health", 30.0)  # a loaded box
         if isinstance(health, dict):
             self.engine = str(health.get("engine", "?"))
 
@@ -478,9 +478,9 @@ async def run_trial(target: Target, rate: int, cfg: Settings) -> Trial:
     bound = cfg.duration + hold_s + 30
     work = Path(tempfile.mkdtemp(prefix=f"{target.name}-{rate}-", dir=cfg.workdir))
     uas_port = free_port()
-    await target.start(uas_port, work)
     uas: SippRun | None = None
     try:
+        await target.start(uas_port, work)  # inside: a slow start is stopped, never orphaned
         uas = await SippRun.start(SippOptions(
             scenario=UAS_SCENARIO, name="uas", local_port=uas_port, calls=calls,
             timeout_s=bound, cpu=SIPP_CPU), work)
@@ -501,7 +501,11 @@ async def run_trial(target: Target, rate: int, cfg: Settings) -> Trial:
 
 async def passes(target: Target, rate: int, cfg: Settings, retries: int) -> bool:
     for attempt in range(retries + 1):
-        trial = await run_trial(target, rate, cfg)
+        try:
+            trial = await run_trial(target, rate, cfg)
+        except (RuntimeError, OSError) as exc:  # a start that failed under load: a failed trial
+            print(f"{target.name} rate={rate} could not run: {exc}".splitlines()[0], flush=True)
+            continue
         print(trial.line() + (f" (retry {attempt})" if attempt else ""), flush=True)
         if trial.passed:
             return True
