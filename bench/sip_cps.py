@@ -32,6 +32,17 @@ Last line::
 
 ``--quick`` runs short trials (5 s, 1,000 concurrent calls) for a smoke test. Every process
 is bounded in time and stopped by PID (Sippy with SIGKILL: its SIGTERM is slow).
+
+``--flow realistic`` (issue 10 "Benchmark") runs the search three times in the same run and
+holds no concurrent calls: ``mediasrv`` (the plain ``[[numbers]]`` route, the default
+interpreter), ``mediasrv-flow`` (``[calls] interpreter = "plan"`` with the realistic flow of
+``mediasrv.demo.flows`` applied to the business store: blocklist, business hours, round robin
+over two operators; no whisper, the engine has no mixing verb yet), and ``kamailio``
+(Kamailio 5.6 as a stateful proxy with rtpengine anchoring the media through
+``rtpengine_offer`` / ``answer`` / ``delete``, rtpengine ``--delete-delay=0``, both on the
+B2BUA's CPU; Debian ``kamailio`` and ``rtpengine-daemon``). Last line::
+
+    RESULT sip_cps_flows plain=<cps> flow=<cps> ratio=<r> kamailio=<cps>
 """
 
 from __future__ import annotations
@@ -87,6 +98,28 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid`` (Kamailio's worker processes)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                with open(f"/proc/{entry}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry))
+    return out
+
+
+def target_cpu_seconds(target: Target) -> float:
+    """CPU time of the target: every process it runs (Kamailio forks, rtpengine beside it)."""
+    pids = target.pids() if hasattr(target, "pids") else [target.pid]
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(pid)
+    return total
 
 
 def status_kb(pid: int, key: str) -> int:
@@ -184,7 +217,11 @@ class MediasrvTarget:
     name = "mediasrv"
     start_timeout_s = 20.0  # seconds to start listening
 
-    def __init__(self, exe: list[str], record: str, port_range: tuple[int, int]) -> None:
+    def __init__(self, exe: list[str], record: str, port_range: tuple[int, int],
+                 flow: bool = False) -> None:
+        self.flow = flow  # plan mode, the realistic flow from the business store
+        if flow:
+            self.name = "mediasrv-flow"
         self.exe = exe
         self.record = record
         self.port_range = port_range
@@ -195,7 +232,9 @@ class MediasrvTarget:
         self.engine = "?"
 
     def describe(self) -> str:
-        return f"mediasrv ({' '.join(self.exe)}), engine {self.engine}, record={self.record}"
+        flow = ", plan interpreter + realistic flow" if self.flow else ""
+        return (f"mediasrv ({' '.join(self.exe)}), engine {self.engine}, "
+                f"record={self.record}{flow}")
 
     def config(self, uas_port: int) -> str:
         lo, hi = self.port_range
@@ -204,13 +243,31 @@ class MediasrvTarget:
             "", "[media]", f"rtp_port_min = {lo}", f"rtp_port_max = {hi}",
             # SIPp's uac sends no RTP: keep the held calls up for the whole hold.
             "no_rtp_timeout = 3600.0", f'record = "{self.record}"',
-            "", "[[numbers]]", f'number = "{NUMBER}"', 'business = "bench"',
-            f'destinations = ["sip:uas@127.0.0.1:{uas_port}"]', ""])
+            *(["", "[calls]", 'interpreter = "plan"', ""] if self.flow else
+              ["", "[[numbers]]", f'number = "{NUMBER}"', 'business = "bench"',
+            f'destinations = ["sip:uas@127.0.0.1:{uas_port}"]', ""])])
+
+    async def apply_realistic_flow(self, uas_port: int, workdir: Path) -> None:
+        """The business file of the realistic flow, applied to the server's store."""
+        from mediasrv.demo.flows import realistic_business_toml
+
+        path = workdir / "realistic.toml"
+        path.write_text(realistic_business_toml(
+            (f"sip:op-a@127.0.0.1:{uas_port}", f"sip:op-b@127.0.0.1:{uas_port}"),
+            number=NUMBER))
+        proc = await asyncio.create_subprocess_exec(
+            *self.exe, "business", "apply", str(path), "--data-dir", str(workdir / "var"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        if proc.returncode != 0:
+            raise RuntimeError(f"business apply failed: {out.decode(errors='replace')}")
 
     async def start(self, uas_port: int, workdir: Path) -> None:
         self.sip_port, self.http_port = free_port(), free_port()
         conf = workdir / "mediasrv.toml"
         conf.write_text(self.config(uas_port))
+        if self.flow:
+            await self.apply_realistic_flow(uas_port, workdir)
         log = workdir / "mediasrv.log"
         with log.open("wb") as out:
             self.proc = await asyncio.create_subprocess_exec(
@@ -221,7 +278,7 @@ class MediasrvTarget:
                 stderr=asyncio.subprocess.STDOUT, cwd=workdir)
         self.pid = self.proc.pid
         await _wait_udp(self.sip_port, self.proc, "mediasrv", log, self.start_timeout_s)
-        health = await asyncio.to_thread(self.get_json, "/health", 10.0)
+        health = await asyncio.to_thread(self.get_json, "/health", 30.0)  # a loaded box
         if isinstance(health, dict):
             self.engine = str(health.get("engine", "?"))
 
@@ -256,6 +313,131 @@ class MediasrvTarget:
         except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
+
+
+KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
+KAMAILIO_CFG = """#!KAMAILIO
+debug=0
+log_stderror=yes
+memdbg=5
+memlog=5
+children={children}
+auto_aliases=no
+listen=udp:127.0.0.1:{port}
+mpath="{modules}"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "rtpengine.so"
+modparam("rtpengine", "rtpengine_sock", "udp:127.0.0.1:{ng}")
+modparam("tm", "fr_timer", 30000)
+modparam("tm", "fr_inv_timer", 60000)
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (has_totag()) {{
+        if (!loose_route()) {{
+            if (is_method("ACK") && t_check_trans()) {{ t_relay(); exit; }}
+            $du = "sip:127.0.0.1:{uas}";
+        }}
+        if (is_method("BYE")) {{ rtpengine_delete(); }}
+        t_relay();
+        exit;
+    }}
+    if (is_method("CANCEL")) {{
+        if (t_check_trans()) {{ rtpengine_delete(); t_relay(); }}
+        exit;
+    }}
+    if (is_method("INVITE")) {{
+        record_route();
+        if (has_body("application/sdp")) {{ rtpengine_offer("replace-origin replace-session-connection"); }}
+        t_on_reply("MEDIA");
+        t_on_failure("FAILED");
+    }}
+    $du = "sip:127.0.0.1:{uas}";
+    t_relay();
+    exit;
+}}
+
+onreply_route[MEDIA] {{
+    if (has_body("application/sdp")) {{ rtpengine_answer("replace-origin replace-session-connection"); }}
+}}
+
+failure_route[FAILED] {{
+    rtpengine_delete();
+}}
+"""
+
+
+class KamailioTarget:
+    """Kamailio 5.6 stateful proxy + rtpengine (userspace, --delete-delay=0), both pinned to the
+    B2BUA's CPU: the carrier's usual C stack, the higher anchor of ``--flow realistic``."""
+
+    name = "kamailio"
+
+    def __init__(self, port_range: tuple[int, int], children: int = 4) -> None:
+        self.port_range = port_range
+        self.children = children
+        self.kamailio: asyncio.subprocess.Process | None = None
+        self.rtpengine: asyncio.subprocess.Process | None = None
+        self.pid = 0
+        self.sip_port = 0
+        self.version = "?"
+        for exe in ("kamailio", "rtpengine"):
+            if shutil.which(exe) is None:
+                raise RuntimeError(f"{exe} not installed (Debian kamailio, rtpengine-daemon)")
+
+    def describe(self) -> str:
+        return (f"kamailio {self.version} (tm, rr, {self.children} UDP workers) + rtpengine "
+                "userspace --delete-delay=0, both on the B2BUA's CPU")
+
+    def pids(self) -> list[int]:
+        out = []
+        for proc in (self.kamailio, self.rtpengine):
+            if proc is not None and proc.returncode is None:
+                out.append(proc.pid)
+                out.extend(children_of(proc.pid))
+        return out
+
+    async def start(self, uas_port: int, workdir: Path) -> None:
+        self.sip_port, ng = free_port(), free_port()
+        lo, hi = self.port_range
+        cfg = workdir / "kamailio.cfg"
+        cfg.write_text(KAMAILIO_CFG.format(children=self.children, port=self.sip_port,
+                                           modules=KAMAILIO_MODULES, ng=ng, uas=uas_port))
+        with (workdir / "rtpengine.log").open("wb") as out:
+            self.rtpengine = await asyncio.create_subprocess_exec(
+                "taskset", "-c", str(B2BUA_CPU), "rtpengine", "--config-file=none", "-f", "-E",
+                "--table=-1", "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{ng}",
+                f"--port-min={lo}", f"--port-max={hi}", "--delete-delay=0", "-L", "3",
+                "--timeout=3600", stdout=out, stderr=asyncio.subprocess.STDOUT, cwd=workdir)
+        await asyncio.sleep(1.0)
+        log = workdir / "kamailio.log"
+        with log.open("wb") as out:
+            self.kamailio = await asyncio.create_subprocess_exec(
+                "taskset", "-c", str(B2BUA_CPU), "kamailio", "-DD", "-E", "-f", str(cfg),
+                "-Y", str(workdir), "-m", "256", "-M", "16",
+                stdout=out, stderr=asyncio.subprocess.STDOUT, cwd=workdir)
+        self.pid = self.kamailio.pid
+        await _wait_udp(self.sip_port, self.kamailio, "kamailio", log)
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            done = subprocess.run(["kamailio", "-v"], capture_output=True, text=True, timeout=10)
+            self.version = done.stdout.split()[2] if done.stdout else "?"
+
+    async def stop(self) -> None:
+        for proc in (self.kamailio, self.rtpengine):
+            if proc is None or proc.returncode is not None:
+                continue
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
 
 
 # ---- one CPS trial ----------------------------------------------------------------------------
@@ -297,18 +479,18 @@ async def run_trial(target: Target, rate: int, cfg: Settings) -> Trial:
     bound = cfg.duration + hold_s + 30
     work = Path(tempfile.mkdtemp(prefix=f"{target.name}-{rate}-", dir=cfg.workdir))
     uas_port = free_port()
-    await target.start(uas_port, work)
     uas: SippRun | None = None
     try:
+        await target.start(uas_port, work)  # inside: a slow start is stopped, never orphaned
         uas = await SippRun.start(SippOptions(
             scenario=UAS_SCENARIO, name="uas", local_port=uas_port, calls=calls,
             timeout_s=bound, cpu=SIPP_CPU), work)
-        cpu0, t0 = cpu_seconds(target.pid), time.monotonic()
+        cpu0, t0 = target_cpu_seconds(target), time.monotonic()
         uac = await run_sipp(SippOptions(
             scenario="uac", name="uac", remote=f"127.0.0.1:{target.sip_port}",
             service=NUMBER, calls=calls, rate=rate, limit=limit, hold_ms=cfg.hold_ms,
             timeout_s=bound, cpu=SIPP_CPU), work)
-        cpu1, t1 = cpu_seconds(target.pid), time.monotonic()
+        cpu1, t1 = target_cpu_seconds(target), time.monotonic()
         hwm = status_kb(target.pid, "VmHWM")
         served = await uas.wait(10)
     finally:
@@ -320,7 +502,11 @@ async def run_trial(target: Target, rate: int, cfg: Settings) -> Trial:
 
 async def passes(target: Target, rate: int, cfg: Settings, retries: int) -> bool:
     for attempt in range(retries + 1):
-        trial = await run_trial(target, rate, cfg)
+        try:
+            trial = await run_trial(target, rate, cfg)
+        except (RuntimeError, OSError) as exc:  # a start that failed under load: a failed trial
+            print(f"{target.name} rate={rate} could not run: {exc}".splitlines()[0], flush=True)
+            continue
         print(trial.line() + (f" (retry {attempt})" if attempt else ""), flush=True)
         if trial.passed:
             return True
@@ -440,6 +626,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="Sippy's virtualenv (default $SIPPY_VENV, else created on first use "
                    "under ~/.cache/mediasrv/bench/sippy-venv)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--flow", choices=["realistic"], default=None,
+                   help="issue 10: plain route vs the realistic flow vs Kamailio + rtpengine "
+                   "(replaces --targets; no held-calls phase)")
     return p.parse_args(argv)
 
 
@@ -452,15 +641,27 @@ async def bench(args: argparse.Namespace, sippy_b2bua: Callable[[], Path]) -> in
     start = args.start or (50 if quick else 100)
     refine = args.refine if args.refine is not None else (1 if quick else 3)
     concurrent = args.concurrent if args.concurrent is not None else (1000 if quick else 10000)
+    if args.flow:
+        args.targets, concurrent = "mediasrv,mediasrv-flow,kamailio", 0
     print(f"# sip_cps {datetime.now(UTC):%Y-%m-%d %H:%M}Z on {machine()}; B2BUA on cpu "
           f"{B2BUA_CPU}, SIPp on cpu {SIPP_CPU}; {duration:g} s per trial, hold "
           f"{args.hold_ms} ms; open files {nofile}", flush=True)
     names = [t.strip() for t in args.targets.split(",") if t.strip()]
     mediasrv = MediasrvTarget(mediasrv_command(), args.record, (10000, 60998))
     targets: dict[str, Target] = {"mediasrv": mediasrv}
+    if args.flow:
+        targets["mediasrv-flow"] = MediasrvTarget(mediasrv_command(), args.record,
+                                                  (10000, 60998), flow=True)
     best: dict[str, int] = {}
     try:
         for name in names:
+            if name == "kamailio":
+                try:
+                    targets[name] = KamailioTarget((40000, 49999))
+                except RuntimeError as exc:
+                    print(f"kamailio: could not set up: {exc}", flush=True)
+                    best[name] = 0
+                    continue
             if name == "sippy":
                 try:
                     targets[name] = SippyTarget(await asyncio.to_thread(sippy_b2bua))
@@ -512,6 +713,11 @@ async def bench(args: argparse.Namespace, sippy_b2bua: Callable[[], Path]) -> in
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     ms, sp = best.get("mediasrv", 0), best.get("sippy", 0)
+    if args.flow:
+        flow, kam = best.get("mediasrv-flow", 0), best.get("kamailio", 0)
+        print(f"RESULT sip_cps_flows plain={ms} flow={flow} "
+              f"ratio={flow / ms if ms else 0.0:.2f} kamailio={kam}", flush=True)
+        return 0
     ratio = ms / sp if sp else 0.0
     print(f"RESULT sip_cps mediasrv={ms} sippy={sp} ratio={ratio:.2f} "
           f"rss_per_call_kb={per_call:.1f}", flush=True)

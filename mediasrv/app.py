@@ -51,7 +51,7 @@ from mediasrv.config import (
     TrunkConfig,
     UntrustedSourcePolicy,
 )
-from mediasrv.flow_runtime import FlowRuntime
+from mediasrv.flow_runtime import FlowRuntime, StoreRouter
 from mediasrv.log import bind_log_context
 from mediasrv.media.api import MediaEvent, RecordMode
 from mediasrv.media.engine import MediaEngine
@@ -692,7 +692,10 @@ class Server:
         )
         self.admission = KnownNumberAdmission(
             self.trunk_admission,
-            self.router,
+            # plan mode (issue 10): numbers of the business store are known too
+            StoreRouter(self.router, self.business)
+            if config.calls.interpreter is FlowInterpreter.PLAN
+            else self.router,
             self.screening.note,
             self.screening.budget,
         )
@@ -799,6 +802,9 @@ class Server:
                 recording_path=self._recording_path,
                 voicemail_dir=self.config.server.recordings_dir / "voicemail",
                 after_call=self._queue_trace_analysis,
+                business=self.business,
+                registrar=self.registrar,
+                prompts=lambda: self.prompts,
             )
         self._sweep_task = self.loop.create_task(self.screening.sweep_forever())
         self.metrics.add_gauge_callback(

@@ -253,7 +253,9 @@ def _prompt(t: _T) -> Prompt:
     return Prompt(_name(t), t.str_("file", "", allow_empty=False), t.str_("text", ""))
 
 
-_OPERATOR = ("name", "sip", "phone", "softphone", "trunk", "groups", "wrap_up", "display_name")
+_OPERATOR = (
+    "name", "sip", "phone", "softphone", "trunk", "groups", "wrap_up", "display_name", "shared",
+)  # fmt: skip
 
 
 def _operator(t: _T) -> Operator:
@@ -282,6 +284,9 @@ def _operator(t: _T) -> Operator:
         if not _SOFTPHONE_RE.match(target):
             raise t.err(key, f"{target!r} is not a SIP user name")
         kind = OperatorKind.SOFTPHONE
+    shared = t.bool_("shared", False)
+    if shared and kind is OperatorKind.SOFTPHONE:
+        raise t.err("shared", "a softphone is one person's phone: 'shared' is for sip or phone")
     return Operator(
         name=name,
         kind=kind,
@@ -290,6 +295,7 @@ def _operator(t: _T) -> Operator:
         groups=tuple(t.str_list("groups", "group names")),
         wrap_up=t.seconds("wrap_up", 0.0, zero=True, hi=3600.0),
         display_name=t.str_("display_name", ""),
+        shared=shared,
     )
 
 
@@ -1062,6 +1068,7 @@ def dump_business(b: Business) -> str:
         w.kv("groups", list(o.groups), [])
         w.kv("wrap_up", o.wrap_up, 0.0)
         w.kv("display_name", o.display_name, "")
+        w.kv("shared", o.shared, False)
     for s in b.schedules:
         _write_schedule(w, s)
     _write_blocklist(w, "[blocklist]", b.blocklist)

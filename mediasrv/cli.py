@@ -1,5 +1,5 @@
 """The ``mediasrv`` command: run, demo, analyze, models, token, webhooks, business,
-prompts, --version.
+prompts, simulate, --version.
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 """
@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_business_parser(sub)
     # --- end business ---------------------------------------------------------------------
+    from mediasrv.simulate_cli import add_simulate_parser  # issue 10 §5: the dry run
+
+    add_simulate_parser(sub)
     _add_prompts_parser(sub)
     add_number_parsers(sub)  # number-info, calls recompute (issue 11)
     return parser
@@ -211,6 +214,12 @@ def _business(args: argparse.Namespace) -> int:
     return business_main(args)
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from mediasrv.simulate_cli import simulate_main
+
+    return simulate_main(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
@@ -224,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "prompts": _prompts,
         "number-info": number_info_main,
         "calls": recompute_main,
+        "simulate": _simulate,
     }
     try:
         return handlers[args.command](args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from mediasrv import __version__
+from mediasrv.calls.trace import HungUpBy
 from mediasrv.outputs.calllog import Disposition
 
 __all__ = ["openapi_document"]
@@ -59,6 +60,31 @@ CALL_SCHEMA: dict[str, Any] = {
         "duplicate": {"type": ["boolean", "null"]},
         "first_time": {"type": ["boolean", "null"]},
         "repeat_count": {"type": "integer"},
+        # issue 10 §6: the flow the call followed (plan interpreter)
+        "flow_version": {
+            "type": ["integer", "null"],
+            "description": "business configuration version the call ran",
+        },
+        "flow_path": {"type": "array", "items": {"type": "string"}, "description": "steps run"},
+        "flow_rules": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "rules evaluated, e.g. 'blocklist=no', 'hours:clinic=open'",
+        },
+        "menu_choices": {
+            "type": "array",
+            "items": {"type": "object", "description": "menu, digits, choice, tries"},
+        },
+        "phases": {
+            "type": "object",
+            "description": "unix seconds: received, answered, bridged, ended (null if not)",
+            "additionalProperties": _NUMBER_OR_NULL,
+        },
+        "hung_up_by": {
+            "type": "string",
+            "enum": [h.value for h in HungUpBy],
+            "description": "who ended the call ('' while it is up)",
+        },
     },
 }
 

@@ -126,6 +126,9 @@ class Operator:
     groups: tuple[str, ...] = ()  # e.g. ("sales", "support"); queues and targets name groups
     wrap_up: float = 0.0  # seconds after a call before the queue offers the next one (F10)
     display_name: str = ""
+    # A shared line (a shop's PBX, a call centre's hunt number), not one person: it takes any
+    # number of calls at once, so the operator board never holds it busy (issue 10 F8).
+    shared: bool = False
 
 
 # --------------------------------------------------------------------------- schedules

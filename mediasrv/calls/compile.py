@@ -210,6 +210,7 @@ class _Compiler:
             ring_timeout=ring_timeout,
             trunk=op.trunk,
             wrap_up=op.wrap_up,
+            shared=op.shared,
         )
 
     def target(self, t: Target) -> DialTarget:

@@ -76,6 +76,7 @@ class DialTarget:
     trunk: str = ""  # for PHONE: the outbound trunk's name ("" = the default one)
     wrap_up: float = 0.0  # the operator's own wrap-up after a call (the queue's may be longer)
     members: tuple[DialTarget, ...] = ()  # GROUP only: the operators, in order
+    shared: bool = False  # a shared line (a PBX): many calls at once, never busy on the board
 
 
 class Strategy(enum.Enum):

@@ -61,7 +61,10 @@ def _business(slug: str, name: str, numbers: Sequence[NumberConfig]) -> Business
             key = (uri, num.trunk)
             if key not in operators:
                 op_name = f"op{len(operators) + 1}"
-                operators[key] = Operator(op_name, OperatorKind.SIP_URI, uri, trunk=num.trunk)
+                # shared: a [[numbers]] destination takes many calls at once, as it always did
+                operators[key] = Operator(
+                    op_name, OperatorKind.SIP_URI, uri, trunk=num.trunk, shared=True
+                )
             targets.append(Target(operator=operators[key].name, ring_timeout=num.ring_timeout))
         forwarding = Forwarding("main", tuple(targets), on_exhausted=Action(ActionKind.HANGUP))
         tracking.append(

@@ -88,6 +88,14 @@ class CallRecord:
     duplicate: bool | None = None  # F15: same caller, same business, within the window
     first_time: bool | None = None  # no earlier call from this caller to this business
     repeat_count: int = 0  # earlier calls of this caller to this business within the window
+    # -- issue 10 §6: the flow the call followed (plan interpreter; migration 'flow') --------
+    flow_version: int | None = None  # the business configuration version the call ran
+    flow_path: list[str] = field(default_factory=list)  # the steps, in order
+    flow_rules: list[str] = field(default_factory=list)  # "blocklist=no", "hours:week=open"
+    menu_choices: list[dict[str, object]] = field(default_factory=list)  # menu, digits, choice
+    phases: dict[str, float | None] = field(default_factory=dict)  # received/answered/...
+    hung_up_by: str = ""  # "caller" | "operator" | "system" | "" (calls/trace.py HungUpBy)
+    # -- end issue 10 §6 ---------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (the HTTP API's representation of a call)."""
@@ -158,6 +166,11 @@ _JSON_DEFAULTS: dict[str, Callable[[], object]] = {
     "media_stats": dict,
     "analysis": lambda: None,
     "flags": list,
+    # issue 10 §6
+    "flow_path": list,
+    "flow_rules": list,
+    "menu_choices": list,
+    "phases": dict,
 }
 _JSON_COLUMNS = frozenset(_JSON_DEFAULTS)
 CALL_COLUMNS = _COLUMNS
@@ -227,6 +240,16 @@ CALLS_MIGRATIONS: list[Migration] = [
         "CREATE INDEX calls_medium_start ON calls (medium, start_time, call_id)",
         "CREATE INDEX calls_pref_start ON calls (prefecture_code, start_time, call_id)",
         "CREATE INDEX calls_business_start ON calls (business, start_time, call_id)",
+    ],
+    # 4 (issue 10 §6): the flow a call followed, from the plan interpreter's trace
+    # (outputs/flow_records.py). Rows of the one-flow interpreter keep the defaults.
+    [
+        "ALTER TABLE calls ADD COLUMN flow_version INTEGER",
+        "ALTER TABLE calls ADD COLUMN flow_path TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE calls ADD COLUMN flow_rules TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE calls ADD COLUMN menu_choices TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE calls ADD COLUMN phases TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE calls ADD COLUMN hung_up_by TEXT NOT NULL DEFAULT ''",
     ],
 ]
 

@@ -36,17 +36,9 @@ def flow_summary(trace: CallTrace) -> dict[str, object]:
         "version": trace.flow_version,
         "path": list(trace.path),
         "rules": list(trace.rules),
-        "menu": [
-            {"menu": m.menu, "digits": m.digits, "choice": m.choice, "tries": m.tries}
-            for m in trace.menu
-        ],
+        "menu": _menu_dicts(trace),
         "prompts": list(trace.prompts),
-        "phases": {
-            "received": trace.received,
-            "answered": trace.answered,
-            "bridged": trace.bridged,
-            "ended": trace.ended,
-        },
+        "phases": _phases(trace),
         "hung_up_by": trace.hung_up_by.value,
         "consent_played": trace.consent_played,
         "early_media": trace.early_media,
@@ -61,6 +53,22 @@ def flow_summary(trace: CallTrace) -> dict[str, object]:
         if vm is not None
         else None,
         "failures": list(trace.failures),
+    }
+
+
+def _menu_dicts(trace: CallTrace) -> list[dict[str, object]]:
+    return [
+        {"menu": m.menu, "digits": m.digits, "choice": m.choice, "tries": m.tries}
+        for m in trace.menu
+    ]
+
+
+def _phases(trace: CallTrace) -> dict[str, float | None]:
+    return {
+        "received": trace.received,
+        "answered": trace.answered,
+        "bridged": trace.bridged,
+        "ended": trace.ended,
     }
 
 
@@ -95,4 +103,11 @@ def record_from_trace(trace: CallTrace) -> CallRecord:
         recording_path=str(trace.recording) if trace.recording is not None else None,
         flags=flags,
         media_stats=media_stats_of(trace.media),
+        # the call log's flow columns (migration 3 of CALLS_MIGRATIONS; issue 10 §6)
+        flow_version=trace.flow_version,
+        flow_path=list(trace.path),
+        flow_rules=list(trace.rules),
+        menu_choices=_menu_dicts(trace),
+        phases=_phases(trace),
+        hung_up_by=trace.hung_up_by.value,
     )

@@ -91,3 +91,68 @@ def test_flow_failures_are_counted_by_reason() -> None:
         "mediasrv_flow_failures_total", {"reason": "prompt-missing"}
     )
     assert value == 2.0
+
+
+# ---- issue 10 §6: the call log's flow columns (migration 3) ----
+
+
+def test_the_row_carries_the_flow_columns() -> None:
+    rec = record_from_trace(trace())
+    assert rec.flow_version == 7
+    assert rec.flow_path == ["branch", "menu:main", "dial"]
+    assert rec.menu_choices == [{"menu": "main", "digits": "1", "choice": "forward", "tries": 1}]
+    assert rec.phases == {
+        "received": T0,
+        "answered": T0 + 2.0,
+        "bridged": T0 + 14.0,
+        "ended": T0 + 74.0,
+    }
+    assert rec.hung_up_by == "operator"
+    d = rec.to_dict()  # the /api/v1/calls representation
+    assert d["flow_version"] == 7 and d["hung_up_by"] == "operator"
+    assert d["phases"]["bridged"] == T0 + 14.0  # type: ignore[index]
+
+
+async def test_the_flow_columns_round_trip_through_the_store(tmp_path: Path) -> None:
+    rec = record_from_trace(trace())
+    rec.flow_rules = ["blocklist=no", "hours:clinic=open"]
+    store = CallLogStore(tmp_path / "calls.db")
+    await store.open()
+    try:
+        await store.record_call(rec)
+        back = await store.get_call("c1")
+    finally:
+        await store.close()
+    assert back == rec
+
+
+async def test_migration_3_adds_the_flow_columns_and_old_rows_read_with_defaults(
+    tmp_path: Path,
+) -> None:
+    import aiosqlite
+
+    from mediasrv.outputs.calllog import CALLS_MIGRATIONS
+    from mediasrv.outputs.sqlite import migrate
+
+    path = tmp_path / "mediasrv.db"
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    await migrate(conn, "calls", CALLS_MIGRATIONS[:2], path)  # a database before issue 10 §6
+    await conn.execute(
+        "INSERT INTO calls (call_id, inbound_call_id, tracking_number, caller_number, "
+        "start_time, end_time, disposition, sip_code) VALUES "
+        "('old', 'x@y', '+81312345678', 'anonymous', ?, ?, 'answered', 200)",
+        (T0, T0 + 60.0),
+    )
+    await conn.close()
+    store = CallLogStore(path)
+    await store.open()
+    try:
+        old = await store.get_call("old")
+        await store.record_call(record_from_trace(trace()))
+        new = await store.get_call("c1")
+    finally:
+        await store.close()
+    assert old is not None and old.disposition is Disposition.ANSWERED
+    assert old.flow_version is None and old.flow_path == [] and old.menu_choices == []
+    assert old.phases == {} and old.hung_up_by == ""
+    assert new is not None and new.flow_version == 7 and new.hung_up_by == "operator"

@@ -110,8 +110,10 @@ async def ring(
             return _finish_attempt(ctx, attempt, AttemptResult.BUSY, 0, "group-busy"), None
         target = member
     softphone = is_softphone(target)
-    # the board tracks named operators (and the queue's members); a bare URI is never "busy"
-    op = operator_id(target) if target.operator or opts.claimed or softphone else ""
+    # the board tracks named operators (and the queue's members); a bare URI or a shared
+    # line (a PBX) is never "busy"
+    tracked = (target.operator and not target.shared) or opts.claimed or softphone
+    op = operator_id(target) if tracked else ""
     attempt = Attempt(target.address, target.operator, ctx.clock.wall())
     ctx.trace.attempts.append(attempt)
     state = board.state(op, softphone=softphone)
