@@ -100,7 +100,7 @@ async def test_svcrack_is_locked_out(tmp_path: Path, start_server: StartServer, 
         tmp_path / "uas",
     )  # fmt: skip
     try:
-        out = await run_svcrack(tmp_path, server.sip_port, wall_s=8.0)
+        out = await run_svcrack(tmp_path, server.sip_port, wall_s=20.0)
     finally:
         await uas.stop()
     # what svcrack prints when it cracks a password (it did against the previous server):
