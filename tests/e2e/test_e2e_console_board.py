@@ -197,6 +197,10 @@ async def test_board_follows_a_real_call_survives_a_cut_and_keeps_tenants_apart(
         await expect(sato.locator(".state")).to_have_text("待機中")
         assert await page.evaluate("sessionStorage.getItem('mediasrv.token')") == acme_token
         assert acme_token not in page.url
+        # the console's navigation: the board is the page shown after login
+        board_link = page.locator('#nav a[data-page="board"]')
+        await expect(board_link).to_have_attribute("aria-current", "page")
+        await expect(board_link).to_have_text("ライブボード")
 
         # ---- 1. ringing, answered with the operator's name, gone: each within 1 s
         await caller.dial(f"sip:{NUMBER}@{server.sip_uri_host}")

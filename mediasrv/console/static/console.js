@@ -3,6 +3,10 @@
 // the token from sessionStorage sent as an Authorization header (never in a URL). The event
 // stream is read with fetch() (EventSource cannot send a header) and resumed with
 // Last-Event-ID after a dropped connection; until then the page shows "reconnecting".
+//
+// The console's other pages (call log, reports, configuration) live in their own files and
+// register here (see `registerPage` below): the board is one page among them. Pages are chosen
+// by the URL's hash (`#/calls/<id>`): it holds no secrets, only where one is.
 (function () {
   const TOKEN_KEY = 'mediasrv.token';
   const LANG_KEY = 'mediasrv.lang';
@@ -37,7 +41,8 @@
     for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
     document.title = t('title');
     setConnection(connState);
-    render();
+    renderNav();
+    if (shown && shown !== 'board') route(); else render();
   }
 
   // ------------------------------------------------------------------ connection state
@@ -345,11 +350,12 @@
     $('business-pick').hidden = names.length < 2;
     business = names.length ? names[0] : '';
     $('login').hidden = true;
-    $('board').hidden = false;
+    $('nav').hidden = false;
     $('logout').hidden = false;
     setConnection('connecting');
     running = true;
     follow();
+    route();
   }
 
   function stopStream() {
@@ -364,12 +370,121 @@
     stopStream();
     sessionStorage.removeItem(TOKEN_KEY);
     $('board').hidden = true;
+    hidePages();
     $('logout').hidden = true;
     $('login').hidden = false;
     setConnection('');
     $('login-error').textContent = message || '';
     $('token').focus();
   }
+
+  // ------------------------------------------------------------------ pages
+  // A page is { id, navKey, mount(container, ctx, rest) }: `mount` is called each time the
+  // page is shown (and again after a change of language or business), with its own
+  // <section> and `rest`, the hash after `#/<id>/`. A page adds its texts to
+  // window.MEDIASRV_I18N.en / .ja when its file loads. `ctx` is all a page may use:
+  //   ctx.api(path, init)   fetch() with the token header; a 401/403 logs out
+  //   ctx.json(path, init)  the same, parsed; throws an Error whose .problem is the RFC 9457 body
+  //   ctx.t(key), ctx.lang(), ctx.business() (the business chosen on the board, '' for all),
+  //   ctx.go(hash)          navigate, e.g. ctx.go('#/calls/' + id)
+  const pages = new Map();
+  let shown = null; // the id of the page on screen
+
+  function registerPage(page) {
+    pages.set(page.id, page);
+    renderNav();
+  }
+
+  async function api(path, init = {}) {
+    const headers = { ...authHeaders(), ...(init.headers || {}) };
+    const response = await fetch(path, { cache: 'no-store', ...init, headers });
+    if (response.status === 401 || response.status === 403) logout(t('login_failed'));
+    return response;
+  }
+
+  async function json(path, init = {}) {
+    const response = await api(path, init);
+    const kind = response.headers.get('Content-Type') || '';
+    const body = kind.includes('json') ? await response.json() : null;
+    if (!response.ok) {
+      const error = new Error((body && (body.detail || body.title)) || response.statusText);
+      error.status = response.status;
+      error.problem = body;
+      throw error;
+    }
+    return body;
+  }
+
+  const ctx = { api, json, t, lang: () => lang, business: () => business,
+                go: (hash) => { window.location.hash = hash; } };
+
+  function renderNav() {
+    const nav = $('nav');
+    if (!nav) return;
+    const list = nav.querySelector('ul');
+    list.replaceChildren();
+    const entries = [{ id: 'board', navKey: 'board_title' }, ...pages.values()];
+    for (const page of entries) {
+      const li = document.createElement('li');
+      const a = document.createElement('a');
+      a.href = `#/${page.id}`;
+      a.dataset.page = page.id;
+      a.textContent = t(page.navKey);
+      if (page.id === shown) a.setAttribute('aria-current', 'page');
+      li.appendChild(a);
+      list.appendChild(li);
+    }
+  }
+
+  function currentRoute() {
+    const hash = window.location.hash.replace(/^#\/?/, '');
+    const slash = hash.indexOf('/');
+    const id = slash < 0 ? hash : hash.slice(0, slash);
+    const rest = slash < 0 ? '' : decodeURIComponent(hash.slice(slash + 1));
+    return pages.has(id) ? { id, rest } : { id: 'board', rest: '' };
+  }
+
+  function pageSection(id) {
+    let section = $(`page-${id}`);
+    if (!section) {
+      section = document.createElement('section');
+      section.id = `page-${id}`;
+      section.className = 'page';
+      $('main').appendChild(section);
+    }
+    return section;
+  }
+
+  function route() {
+    if (!running) return; // logged out: only the login form is shown
+    const { id, rest } = currentRoute();
+    shown = id;
+    $('board').hidden = id !== 'board';
+    for (const other of pages.keys()) {
+      const el = $(`page-${other}`);
+      if (el) el.hidden = other !== id;
+    }
+    renderNav();
+    if (id === 'board') { render(); return; }
+    const section = pageSection(id);
+    section.hidden = false;
+    try {
+      pages.get(id).mount(section, ctx, rest);
+    } catch (err) {
+      section.textContent = String(err);
+    }
+  }
+
+  function hidePages() {
+    for (const id of pages.keys()) {
+      const el = $(`page-${id}`);
+      if (el) el.hidden = true;
+    }
+    $('nav').hidden = true;
+  }
+
+  window.MEDIASRV_CONSOLE = { registerPage };
+  for (const page of window.MEDIASRV_PAGES || []) registerPage(page); // files loaded before this one
 
   function init() {
     $('lang').addEventListener('change', () => {
@@ -395,11 +510,15 @@
       running = true;
       setConnection('connecting');
       follow();
+      if (shown && shown !== 'board') route();
     });
+    window.addEventListener('hashchange', route);
     applyLanguage();
     setInterval(tick, 1000);
     if (sessionStorage.getItem(TOKEN_KEY)) start();
   }
 
-  init();
+  // Deferred page scripts after this one have run by DOMContentLoaded: they are registered.
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
+  else init();
 })();
