@@ -23,7 +23,8 @@ from mediasrv.api.v1.webhooks import webhook_ops
 __all__ = ["TENANT_PREFIXES", "V1Api"]
 
 # Paths a business token may reach (the rest of the server's routes are admin only).
-TENANT_PREFIXES = ("/api/v1/businesses", "/api/v1/openapi.json", "/api/v1/session")
+TENANT_PREFIXES = ("/api/v1/businesses", "/api/v1/openapi.json", "/api/v1/session",
+                   "/api/v1/login")
 # Paths whose errors are problem+json (the older /api/v1/calls keep {"error": ...}).
 PROBLEM_PREFIXES = ("/api/v1/businesses", "/api/v1/tokens", "/api/v1/session",
                     "/api/v1/login")
