@@ -88,7 +88,7 @@ def test_users_sessions_expiry_and_revocation(store: tuple[AccountStore, Clock],
         alice = await s.verify("alice", "pw-for-alice")
         assert alice is not None and alice.business == "alpha"
 
-        session, token = await s.create_session(alice, ttl=60.0)
+        _, token = await s.create_session(alice, ttl=60.0)
         assert token.startswith(SESSION_TOKEN_PREFIX) and len(token) == len(SESSION_TOKEN_PREFIX) + 43
         who = await s.authenticate(token)
         assert who is not None and who.business == "alpha" and who.scopes == {Scope.BUSINESS}

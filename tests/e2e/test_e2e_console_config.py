@@ -16,9 +16,9 @@ Screenshots go to tests/output/ (docs/console-config.png is a copy shown in the 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import re
-import io
 import sys
 import urllib.error
 import urllib.request

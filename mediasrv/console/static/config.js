@@ -341,7 +341,7 @@
     const doc = await ctx.json(`${base()}/file`);
     state.etag = doc.etag;
     const gutter = el('pre', { class: 'cfg-gutter', 'aria-hidden': 'true' });
-    const text = el('textarea', { id: 'cfg-file', class: 'cfg-file', spellcheck: 'false', wrap: 'off', rows: 28,
+    const text = el('textarea', { id: 'cfg-file', class: 'cfg-file-text', spellcheck: 'false', wrap: 'off', rows: 28,
                                   value: doc.text, 'aria-describedby': 'cfg-file-help cfg-file-status' });
     const renderGutter = (bad) => {
       const n = text.value.split('\n').length;
