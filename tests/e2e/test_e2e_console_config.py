@@ -6,7 +6,8 @@ explains the stored flow).
    in the schedule form, and the dry run's answer for "090... calls on 12/29 at 19:00"
    changes from closed to ringing the operators in order.
 2. The business file with a bad key: "Validate" marks the error at its line; a concurrent
-   change (another writer) makes "Apply" a clearly shown 412 that overwrote nothing.
+   change (another writer) makes "Apply" a clearly shown 412 that overwrote nothing. A
+   prompt WAV is uploaded and played back (converted by the server).
 3. Another business's user sees none of it (its pages and the API answer 404 for the first
    business), and a cross-origin form POST cannot act (no cookie carries authority).
 
@@ -18,10 +19,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import re
+import struct
 import sys
 import urllib.error
 import urllib.request
+import wave
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -120,7 +124,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         user = f"{slug}-lead"
         _cli("user", "add", user, "--business", slug, "--password-stdin", "--data-dir", str(data),
              stdin=PASSWORDS[user] + "\n")
-    proc = ServerProcess(ServerSpec(workdir=workdir, analysis={"enabled": False}))
+    # its own prompt store: an upload must not land in the shared ~/.cache/mediasrv/prompts
+    proc = ServerProcess(ServerSpec(workdir=workdir, analysis={"enabled": False},
+                                    extra_sections={"prompts": {"dir": str(workdir / "prompts")}}))
     proc.start()
     try:
         yield proc
@@ -179,8 +185,20 @@ def errors_of(page: object) -> list[str]:
     return errors
 
 
+def tone_wav(path: Path, seconds: float = 1.5, rate: int = 16000) -> Path:
+    """A 440 Hz tone at 16 kHz (the store converts it to 8 kHz)."""
+    frames = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
+                      for i in range(int(seconds * rate)))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(frames)
+    return path
+
+
 async def test_hours_edit_changes_the_dry_run_errors_show_at_their_line_and_412_is_plain(
-    server: ServerProcess, browser: object
+    server: ServerProcess, browser: object, tmp_path: Path
 ) -> None:
     expect = playwright_api.expect
     OUTPUT.mkdir(parents=True, exist_ok=True)
@@ -250,6 +268,20 @@ async def test_hours_edit_changes_the_dry_run_errors_show_at_their_line_and_412_
         assert current == {"numbers": ["+819000000003"]}  # the other writer's change stands
         await status.locator("button.cfg-reload").click()
         await expect(page.locator("#cfg-file")).to_have_value(re.compile(r"\+819000000003"))
+
+        # ---- prompts: upload a WAV, then listen to the converted one
+        wav = tone_wav(tmp_path / "welcome-upload.wav")
+        await page.locator('.cfg-tabs a[data-tab="prompts"]').click()
+        await page.locator("#cfg-prompt-name").fill("welcome")
+        await page.locator("#cfg-prompt-file").set_input_files(str(wav))
+        await page.locator(".cfg-upload button[type=submit]").click()
+        row = page.locator('#page-config tr[data-prompt="welcome"]')
+        await expect(row).to_have_count(1)
+        await expect(page.locator(".cfg-upload .cfg-status")).to_contain_text("Uploaded welcome")
+        await row.locator("button.cfg-listen").click()
+        await page.wait_for_function(
+            "() => { const a = document.querySelector('#cfg-audio');"
+            " return a.dataset.prompt === 'welcome' && a.currentTime > 0; }", timeout=10_000)
         assert [e for e in errors if "Failed to load resource" not in e] == []
     finally:
         with contextlib.suppress(Exception):
