@@ -4,7 +4,8 @@ explains the stored flow).
 
 1. A user logs in with a name and password (``mediasrv user add``), edits the weekday hours
    in the schedule form, and the dry run's answer for "090... calls on 12/29 at 19:00"
-   changes from closed to ringing the operators in order.
+   changes from closed to ringing the operators in order; the caller added in the blocklist
+   form is then refused.
 2. The business file with a bad key: "Validate" marks the error at its line; a concurrent
    change (another writer) makes "Apply" a clearly shown 412 that overwrote nothing. A
    prompt WAV is uploaded and played back (converted by the server).
@@ -236,6 +237,17 @@ async def test_hours_edit_changes_the_dry_run_errors_show_at_their_line_and_412_
         await expect(page.locator("#dry-targets li").first).to_contain_text("sato")
         await expect(page.locator("#dry-targets li").nth(1)).to_contain_text("tanaka")
         await page.screenshot(path=str(OUTPUT / "console-config-dryrun.png"), full_page=True)
+
+        # the blocklist form: this caller blocked -> the dry run refuses them
+        await page.locator('.cfg-tabs a[data-tab="blocklist"]').click()
+        numbers = page.locator("#cfg-block-numbers")
+        await expect(numbers).to_have_value("+819000000001")
+        await numbers.fill("+819000000001\n090-1234-5678")
+        await page.locator(".cfg-blocklist button[type=submit]").click()
+        await expect(page.locator(".cfg-blocklist .cfg-status")).to_have_attribute("data-kind", "ok")
+        await dry_run(page, "090-1234-5678", "2026-12-29", "19:00")
+        await expect(page.locator("#dry-rules")).to_contain_text("blocklist: blocked")
+        await expect(page.locator("#dry-targets")).to_have_text("none")
 
         # ---- 2. the business file: an error at its line
         await page.locator('.cfg-tabs a[data-tab="file"]').click()
