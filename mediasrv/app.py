@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
+from mediasrv.api.accounts import Accounts, AccountStore, LoginThrottle
 from mediasrv.api.auth import (
     TOKEN_FILE_NAME,
     StaticTokenStore,
@@ -714,6 +715,10 @@ class Server:
             http.idle_timeout,
         )
         self.api_store = ApiStore(config.server.db_path)  # issue 12: tokens, idempotency keys
+        acc = config.accounts  # issue 13 §5: console users and their sessions
+        self.accounts = Accounts(AccountStore(config.server.db_path),
+                                 LoginThrottle(acc.login_max_failures, acc.login_window,
+                                               time.monotonic), acc.session_ttl)
         self.http = HttpServer(
             hh,
             hp,
@@ -732,6 +737,7 @@ class Server:
         a = self.config.api
         return Services(
             api=self.api_store,
+            accounts=self.accounts,
             businesses=self.business,
             calls=self.store,
             outbox=self.notifier.store,
@@ -745,6 +751,7 @@ class Server:
     async def start(self) -> None:
         await self.store.open()
         await self.api_store.open()
+        await self.accounts.store.open()
         await self.notifier.open()  # its tables exist before a call row carries an event
         await self.screening.rejections.open()
         await self._start_business()
@@ -1116,6 +1123,7 @@ class Server:
         if self._bindings is not None:
             await self._bindings.close()
         await self.api_store.close()
+        await self.accounts.store.close()
         await self.store.close()
         self._stopped.set()
 

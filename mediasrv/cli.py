@@ -1,5 +1,5 @@
 """The ``mediasrv`` command: run, demo, analyze, models, token, webhooks, business,
-prompts, simulate, --version.
+prompts, simulate, user, --version.
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 """
@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mediasrv.simulate_cli import add_simulate_parser  # issue 10 §5: the dry run
 
     add_simulate_parser(sub)
+    from mediasrv.api.user_cli import add_user_parser  # issue 13 §5: console accounts
+
+    add_user_parser(sub)
     _add_prompts_parser(sub)
     add_number_parsers(sub)  # number-info, calls recompute (issue 11)
     return parser
@@ -220,6 +223,12 @@ def _simulate(args: argparse.Namespace) -> int:
     return simulate_main(args)
 
 
+def _user(args: argparse.Namespace) -> int:
+    from mediasrv.api.user_cli import user_main
+
+    return user_main(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
@@ -234,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "number-info": number_info_main,
         "calls": recompute_main,
         "simulate": _simulate,
+        "user": _user,
     }
     try:
         return handlers[args.command](args)

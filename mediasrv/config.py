@@ -421,6 +421,27 @@ def _api(ctx: _Ctx, data: object) -> ApiConfig:
 # --- end [api] ---------------------------------------------------------------------------
 
 
+# --- [accounts] (issue 13 §5: console users, their sessions, failed-login limits) ---------
+@dataclass(frozen=True)
+class AccountsConfig:
+    session_ttl: float = 28800.0  # seconds a login's session token lives (8 h)
+    login_max_failures: int = 5  # failed logins per user name or client address ...
+    login_window: float = 300.0  # ... within this many seconds, then 429 until it slides
+
+
+def _accounts(ctx: _Ctx, data: object) -> AccountsConfig:
+    d = AccountsConfig()
+    t = _Table(ctx, ("accounts",), data, AccountsConfig.__dataclass_fields__)
+    return AccountsConfig(
+        session_ttl=t.float_("session_ttl", d.session_ttl, 60.0, 30 * 86400.0),
+        login_max_failures=t.int_("login_max_failures", d.login_max_failures, 1, 1000),
+        login_window=t.float_("login_window", d.login_window, 1.0, 86400.0),
+    )
+
+
+# --- end [accounts] ----------------------------------------------------------------------
+
+
 # --- [notify] and [notify.smtp] (issue 12: webhooks and email from the outbox) ------------
 @dataclass(frozen=True)
 class SmtpConfig:
@@ -614,6 +635,7 @@ class Config:
     prompts: PromptsConfig = field(default_factory=PromptsConfig)  # issue 9 §5
     calls: CallsConfig = field(default_factory=CallsConfig)
     api: ApiConfig = field(default_factory=ApiConfig)  # issue 12
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)  # issue 13 §5
     trunks: tuple[TrunkConfig, ...] = ()
     numbers: tuple[NumberConfig, ...] = ()
     call_attributes: CallAttributesConfig = field(default_factory=CallAttributesConfig)
@@ -1304,6 +1326,7 @@ _SECTIONS = (
     "notify",
     "prompts",
     "api",
+    "accounts",
     "trunks",
     "numbers",
     "registrar",
@@ -1364,6 +1387,7 @@ def _build(ctx: _Ctx, raw: dict[str, object]) -> Config:
         prompts=prompts,
         calls=calls,
         api=api,
+        accounts=_accounts(ctx, raw.get("accounts", {})),
         trunks=trunks,
         numbers=numbers,
         call_attributes=call_attributes,

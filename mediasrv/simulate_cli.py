@@ -27,7 +27,8 @@ from mediasrv.calls.simulate import Simulation, format_simulation, parse_at, sim
 from mediasrv.config import ConfigError, load_config, to_e164
 from mediasrv.outputs.business_store import SqliteBusinessStore
 
-__all__ = ["add_simulate_parser", "simulate_main"]
+__all__ = ["add_simulate_parser", "blocked_text", "simulate_main", "simulation_json",
+           "simulation_moment"]
 
 
 class SimulateError(Exception):
@@ -60,7 +61,7 @@ def simulation_json(sim: Simulation) -> str:
     return json.dumps(d, ensure_ascii=False, indent=2)
 
 
-def _moment(text: str, zone: str) -> datetime:
+def simulation_moment(text: str, zone: str) -> datetime:
     try:
         tz = ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -73,7 +74,7 @@ def _moment(text: str, zone: str) -> datetime:
         raise SimulateError(str(exc)) from None
 
 
-def _blocked_text(test: CallerBlocked, caller: str, withheld: str) -> str | None:
+def blocked_text(test: CallerBlocked, caller: str, withheld: str) -> str | None:
     """caller_blocked, said in words: "number list: exact +81399990000"."""
     match = caller_blocked(test, caller, withheld)
     if match is None:
@@ -94,7 +95,7 @@ async def _simulate(args: argparse.Namespace, store: SqliteBusinessStore) -> Sim
         plan = compile_number(nv)
     except CompileError as exc:
         raise SimulateError(f"the stored flow does not compile: {exc}") from exc
-    at = _moment(args.at, nv.business.time_zone)
+    at = simulation_moment(args.at, nv.business.time_zone)
     return simulate(
         plan,
         caller=to_e164(args.caller) or args.caller,  # as the server sees it (flow_legs.py)
@@ -102,7 +103,7 @@ async def _simulate(args: argparse.Namespace, store: SqliteBusinessStore) -> Sim
         at=at,
         digits=args.digits,
         hours=hours_evaluator,
-        blocked=_blocked_text,
+        blocked=blocked_text,
         peek_rotation=store.peek_rotation,
     )
 

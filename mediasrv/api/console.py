@@ -19,7 +19,8 @@ __all__ = ["CONSOLE_CSP", "CONSOLE_PREFIX", "ConsoleRoutes"]
 CONSOLE_PREFIX = "/console"
 CONSOLE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "connect-src 'self'; font-src 'self'; media-src 'self' blob:; object-src 'none'; "
+    "base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
 CONTENT_TYPES = {

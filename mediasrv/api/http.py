@@ -332,6 +332,8 @@ class HttpServer:
             return _json_error(421, "this server does not answer that Host name")
         if request.path in self.policy.open_endpoints or self._is_console_asset(request.path):
             return await handler(request)
+        if self._v1 is not None and (request.method, request.path) in self._v1.public_routes:
+            return await handler(request)  # the login (its handler checks the Origin)
         v1 = _is_v1(request)
         token = bearer_token(request.headers.get("Authorization"))
         if token is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import time
 import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from mediasrv.api.accounts import Accounts, AccountStore, LoginThrottle, hash_password
 from mediasrv.api.auth import StaticTokenStore, generate_token, hash_token
 from mediasrv.api.http import PRINCIPAL, HttpPolicy, HttpServer
 from mediasrv.api.v1.root import V1Api
@@ -33,6 +35,7 @@ from mediasrv.outputs.prompts import PromptStore
 
 T0 = 1_780_000_000.0
 NUMBERS = {"alpha": "+81311110000", "bravo": "+81622220000"}
+USER_PASSWORD = "correct horse battery"  # of the users alpha-user and bravo-user
 
 
 def business_text(slug: str) -> str:
@@ -152,6 +155,8 @@ class ApiServerThread:
         self.api_store = ApiStore(db)
         await self.api_store.open()
         self.prompts = PromptStore(self.root / "prompts")
+        self.accounts = Accounts(AccountStore(db), LoginThrottle(5, 60.0, time.monotonic), 600.0)
+        await self.accounts.store.open()
         admin = generate_token()
         services = Services(
             api=self.api_store,
@@ -161,6 +166,7 @@ class ApiServerThread:
             prompts=lambda: self.prompts,
             recordings_dir=var / "recordings",
             limits=self.limits,
+            accounts=self.accounts,
         )
         v1 = V1Api(services, PRINCIPAL)
         self.server = HttpServer(
@@ -178,6 +184,8 @@ class ApiServerThread:
     async def _seed(self, slug: str, i: int, var: Path) -> Tenant:
         applied = await self.businesses.apply(load_business_text(business_text(slug)), "test")
         info, token = await self.api_store.create_token(slug, "test")
+        digest = await asyncio.to_thread(hash_password, USER_PASSWORD)
+        await self.accounts.store.add_user(f"{slug}-user", digest, slug, False)
         tenant = Tenant(slug, token, token_id=info.token_id, version=applied.version)
         for n in range(3):
             call_id = f"{slug}{n:03d}"
@@ -213,6 +221,7 @@ class ApiServerThread:
     async def _stop(self) -> None:
         await self.server.stop()
         await self.api_store.close()
+        await self.accounts.store.close()
         await self.outbox.close()
         await self.businesses.close()
         await self.calls.close()

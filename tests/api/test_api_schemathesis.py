@@ -68,7 +68,7 @@ peers = ["alpha", "bravo"]
         str(tmp_path / "openapi.json"), "--url", fresh.base,
         "--checks", CHECKS,
         "--phases", "examples,coverage,fuzzing",
-        "--include-path-regex", "^/api/v1/(businesses|tokens)",
+        "--include-path-regex", "^/api/v1/(businesses|tokens|session|login)",
         "--workers", "1",
         "--max-time", "60",
         "--request-timeout", "20",

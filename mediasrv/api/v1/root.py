@@ -14,6 +14,8 @@ from mediasrv.api.v1.events import CALL_EVENT_DATA, webhooks_document
 from mediasrv.api.v1.problem import PROBLEM_JSON
 from mediasrv.api.v1.prompts import prompt_ops
 from mediasrv.api.v1.services import Services
+from mediasrv.api.v1.sessions import session_ops
+from mediasrv.api.v1.simulate import simulate_ops
 from mediasrv.api.v1.spec import Api
 from mediasrv.api.v1.tokens import token_ops
 from mediasrv.api.v1.webhooks import webhook_ops
@@ -21,9 +23,11 @@ from mediasrv.api.v1.webhooks import webhook_ops
 __all__ = ["TENANT_PREFIXES", "V1Api"]
 
 # Paths a business token may reach (the rest of the server's routes are admin only).
-TENANT_PREFIXES = ("/api/v1/businesses", "/api/v1/openapi.json")
+TENANT_PREFIXES = ("/api/v1/businesses", "/api/v1/openapi.json", "/api/v1/session",
+                   "/api/v1/login")
 # Paths whose errors are problem+json (the older /api/v1/calls keep {"error": ...}).
-PROBLEM_PREFIXES = ("/api/v1/businesses", "/api/v1/tokens")
+PROBLEM_PREFIXES = ("/api/v1/businesses", "/api/v1/tokens", "/api/v1/session",
+                    "/api/v1/login")
 
 
 # TODO(lead): `POST /api/v1/businesses/{business}/numbers/{key}/simulate` (the dry run of
@@ -43,6 +47,8 @@ class V1Api:
             *prompt_ops(services),
             *webhook_ops(services),
             *token_ops(services),
+            *session_ops(services),  # issue 13 §5: console login
+            *simulate_ops(services),  # issue 13 §4: the dry run, for the console
         ]
         self.api = Api(
             ops,
@@ -52,6 +58,8 @@ class V1Api:
             idempotency_ttl=services.limits.idempotency_ttl,
         )
         self.tenant_prefixes = TENANT_PREFIXES
+        # (method, path) served without a token: the login
+        self.public_routes = frozenset((op.method, op.path) for op in ops if op.public)
         self.problem_prefixes = PROBLEM_PREFIXES
         self.problem_content_type = PROBLEM_JSON
 
@@ -59,7 +67,10 @@ class V1Api:
         self.api.mount(app)
 
     async def authenticate(self, token: str) -> Principal | None:
-        return await self.services.api.authenticate(token)
+        found = await self.services.api.authenticate(token)
+        if found is None and self.services.accounts is not None:  # a login's session token
+            found = await self.services.accounts.store.authenticate(token)
+        return found
 
     def extend_openapi(self, doc: dict[str, Any]) -> dict[str, Any]:
         doc = dict(doc)

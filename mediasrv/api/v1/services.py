@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mediasrv.api.accounts import Accounts
 from mediasrv.api.v1.store import ApiStore
 from mediasrv.outputs.business_store import BusinessStore
 from mediasrv.outputs.calllog import CallLog
@@ -37,3 +38,4 @@ class Services:
     recordings_dir: Path | None = None
     limits: Limits = field(default_factory=Limits)
     prompt_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    accounts: Accounts | None = None  # issue 13 §5: console users (None: no login)

@@ -40,6 +40,7 @@ __all__ = ["SLUG_SCHEMA", "Api", "Op", "Param", "Req", "Resp", "json_ok", "page_
 JSON = "application/json"
 SLUG_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"}
 BUSINESS_PATH: dict[str, Any] = {"type": "string"}
+ANONYMOUS = Principal("anonymous")  # who a public operation (the login) runs for
 IDEMPOTENCY_KEY_MAX = 255
 _PATH_PARAM = re.compile(r"\{([a-z_]+)\}")
 
@@ -93,6 +94,7 @@ class Op:
     admin_only: bool = False
     config_write: bool = False  # needs If-Match (428 without, 412 on mismatch)
     tag: str = ""
+    public: bool = False  # served without a token (the login only): security [] in OpenAPI
 
     @property
     def path_params(self) -> list[str]:
@@ -211,7 +213,10 @@ class Api:
         return params
 
     async def _handle(self, op: Op, request: web.Request) -> web.StreamResponse:
-        principal = request[self._principal_key]
+        if op.public:
+            principal = request.get(self._principal_key) or ANONYMOUS
+        else:
+            principal = request[self._principal_key]
         if op.admin_only and not principal.is_admin:
             raise Problem(403, "this operation needs the server (admin) token")
         params = self._params(op, request)
@@ -220,7 +225,7 @@ class Api:
         body = await self._body(op, request)
         req = Req(request, principal, params, body)
         key = request.headers.get("Idempotency-Key")
-        if op.method == "POST" and key is not None:
+        if op.method == "POST" and key is not None and not op.public:
             return await self._idempotent(op, req, key)
         return await op.handler(req)
 
@@ -366,7 +371,9 @@ class Api:
                            "schema": {"type": "string"},
                            "description": "the ETag of the configuration this change is based "
                            "on; required: 428 without it, 412 when it is not the current one"})
-        if op.method == "POST":
+        if op.public:
+            doc["security"] = []
+        elif op.method == "POST":
             params.append({"name": "Idempotency-Key", "in": "header", "required": False,
                            "schema": {"type": "string", "minLength": 1,
                                       "maxLength": IDEMPOTENCY_KEY_MAX},
@@ -404,7 +411,7 @@ class Api:
             standard[412] = "If-Match does not match the current ETag"
             standard[428] = "If-Match is missing"
             standard[409] = "the change conflicts with another business's configuration"
-        if op.method == "POST":
+        if op.method == "POST" and not op.public:
             standard[409] = "the first request with this Idempotency-Key is still running"
         for status, text in standard.items():
             out.setdefault(str(status), {"description": text, "content": {

@@ -368,6 +368,11 @@
 
   function logout(message) {
     stopStream();
+    const token = sessionStorage.getItem(TOKEN_KEY) || '';
+    if (!message && token.startsWith('msrvs_')) { // a login's session: revoke it on the server
+      fetch('/api/v1/session', { method: 'DELETE', keepalive: true,
+                                 headers: { Authorization: `Bearer ${token}` } }).catch(() => {});
+    }
     sessionStorage.removeItem(TOKEN_KEY);
     $('board').hidden = true;
     hidePages();
@@ -376,6 +381,27 @@
     setConnection('');
     $('login-error').textContent = message || '';
     $('token').focus();
+  }
+
+  // A user account (issue 13 §5): the login answers a session token, used from here on
+  // exactly like an API token (sessionStorage, Authorization header; no cookie).
+  async function logInAsUser(user, password) {
+    $('account-error').textContent = '';
+    let response;
+    try {
+      response = await fetch('/api/v1/login', { method: 'POST', cache: 'no-store',
+        headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ user, password }) });
+    } catch (err) {
+      $('account-error').textContent = t('login_unreachable');
+      return;
+    }
+    $('login-password').value = '';
+    if (!response.ok) {
+      $('account-error').textContent = t(response.status === 429 ? 'login_throttled' : 'login_wrong');
+      return;
+    }
+    sessionStorage.setItem(TOKEN_KEY, (await response.json()).token);
+    start();
   }
 
   // ------------------------------------------------------------------ pages
@@ -500,6 +526,10 @@
       $('token').value = '';
       $('login-error').textContent = '';
       start();
+    });
+    $('account-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      logInAsUser($('login-user').value.trim(), $('login-password').value);
     });
     $('logout').addEventListener('click', () => logout(''));
     $('business').addEventListener('change', () => {

@@ -43,6 +43,11 @@ window.MEDIASRV_I18N = {
     'state.on_call': 'On a call',
     'state.wrap_up': 'Wrap-up',
     answered_at: 'Answered',
+    user_label: 'User name',
+    password_label: 'Password',
+    or_token: 'Or with an API token:',
+    login_wrong: 'The user name or the password is wrong.',
+    login_throttled: 'Too many failed logins. Wait a few minutes, then try again.',
   },
   ja: {
     skip: '本文へ移動',
@@ -86,5 +91,10 @@ window.MEDIASRV_I18N = {
     'state.on_call': '通話中',
     'state.wrap_up': '後処理中',
     answered_at: '応答',
+    user_label: 'ユーザー名',
+    password_label: 'パスワード',
+    or_token: 'または API トークンで:',
+    login_wrong: 'ユーザー名またはパスワードが違います。',
+    login_throttled: 'ログインの失敗が多すぎます。数分待ってからもう一度お試しください。',
   },
 };
