@@ -635,9 +635,7 @@ def _forwarding(t: _T, refs: _Refs, main: bool) -> Forwarding:
         on_busy=_action(t, "on_busy", refs, d.on_busy, _AFTER_ATTEMPT),
         on_no_answer=_action(t, "on_no_answer", refs, d.on_no_answer, _AFTER_ATTEMPT),
         on_exhausted=_action(t, "on_exhausted", refs, d.on_exhausted, _ANSWERED),
-        on_operator_hangup=_action(
-            t, "on_operator_hangup", refs, d.on_operator_hangup, _ANSWERED
-        ),
+        on_operator_hangup=_action(t, "on_operator_hangup", refs, d.on_operator_hangup, _ANSWERED),
         ringback=ringback,
     )
 

@@ -327,7 +327,9 @@ async def test_continue_on_hangup_bridges_the_caller_to_the_next_operator(harnes
     # the caller stayed up: unbridged from op1's leg (released), hold music, then op3
     log = harness.log
     assert log.index("media unbridge") < log.index("play caller hold-music loop")
-    assert log.index("stop_play hold-music") < log.index("media bridge", log.index("media unbridge"))
+    assert log.index("stop_play hold-music") < log.index(
+        "media bridge", log.index("media unbridge")
+    )
     assert log.count("media release_leg operator") == 1
     assert trace.hung_up_by is HungUpBy.CALLER and trace.disposition is Disposition.ANSWERED
     assert caller.answered and trace.sip_code == 200
