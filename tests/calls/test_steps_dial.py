@@ -351,3 +351,22 @@ async def test_continue_on_hangup_does_not_outlive_the_caller(harness) -> None:
     trace = await harness.trace()
     assert [a.operator for a in trace.attempts] == ["op1"]  # op3 never rung
     assert trace.hung_up_by is HungUpBy.CALLER and "BYE " + OPS[0] in harness.log
+
+
+def test_the_dry_run_explains_carrying_on_after_the_operator() -> None:
+    import datetime as dt
+
+    from mediasrv.calls.simulate import format_simulation, simulate
+
+    dial = Dial((t(1),), continue_on_hangup=True, on_operator_hangup="second")
+    sim = simulate(
+        carry_on_plan(dial),
+        caller="+819012345678",
+        at=dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC),
+        hours=lambda _schedule, _at: True,
+        blocked=lambda _test, _caller, _withheld: None,
+    )
+    text = format_simulation(sim)
+    assert "the operator hangs up ->" in text
+    assert "the caller hears hold-music while it rings" in text  # the second Dial
+    assert OPS[2].split("@")[0].removeprefix("sip:") in text
