@@ -321,7 +321,10 @@ async def test_continue_on_hangup_bridges_the_caller_to_the_next_operator(harnes
         ("op1", AttemptResult.ANSWERED),
         ("op3", AttemptResult.ANSWERED),
     ]
-    assert [e.operator for e in harness.kinds(Answered)] == ["op1", "op3"]
+    answers = harness.kinds(Answered)
+    assert [e.operator for e in answers] == ["op1", "op3"]
+    # answered (F13) when the first operator connected; the second has its own event time
+    assert trace.bridged is not None and trace.bridged < answers[1].at
     assert trace.operator == "op3" and "operator-hung-up=op1" in trace.rules
     assert trace.path[-1] == "dial:second"
     # the caller stayed up: unbridged from op1's leg (released), hold music, then op3

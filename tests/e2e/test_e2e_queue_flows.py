@@ -290,8 +290,15 @@ def samples(path: Path | str) -> np.ndarray:
 
 def score(ref: np.ndarray, heard: np.ndarray) -> float:
     """How well ``ref`` is found in ``heard``, in quarter-second windows each aligned on its
-    own: a phone's jitter buffer that drops or inserts a frame costs one window, not all."""
-    return correlate_piecewise(ref, heard, window_s=0.25).score
+    own within 0.6 s: a phone's jitter buffer that drops or inserts frames (a loaded machine
+    delays packets by a few hundred ms) costs one window, not all."""
+    return correlate_piecewise(ref, heard, window_s=0.25, search_s=0.6).score
+
+
+def leaked(ref: np.ndarray, heard: np.ndarray) -> float:
+    """:func:`score` for a signal that should be absent: half-second windows, where chance
+    correlation of unrelated speech-like audio stays low (measured here: at most 0.35)."""
+    return correlate_piecewise(ref, heard, window_s=0.5, search_s=0.6).score
 
 
 def active(heard: np.ndarray, floor_db: float = -45.0) -> np.ndarray:
@@ -424,7 +431,7 @@ async def test_whisper_reaches_only_the_operator(
     whisper = samples(wavs["whisper"])
     # (from 0.5 s on: the whisper starts at the answer, maybe before the phone's recorder)
     assert score(whisper[RATE // 2 :], op_heard) >= HEARD, "the operator did not hear the whisper"
-    assert score(whisper, caller_heard) < ABSENT, "the whisper leaked to the caller's phone"
+    assert leaked(whisper, caller_heard) < ABSENT, "the whisper leaked to the caller's phone"
     # the caller heard music while the operator heard the whisper, then the operator
     assert occurrences(samples(wavs["music"]), caller_heard)
     assert score(samples(wavs["wop-says"])[2 * RATE :], caller_heard) >= HEARD
@@ -436,9 +443,9 @@ async def test_whisper_reaches_only_the_operator(
     (row,) = await rows_of(server, WHISPER, 1)
     assert row["disposition"] == "answered" and row["recording_path"], row
     caller_ch, operator_ch = split_stereo(row["recording_path"])
-    assert score(whisper, caller_ch) < ABSENT, "the whisper is on the recording's caller channel"
+    assert leaked(whisper, caller_ch) < ABSENT, "the whisper is on the recording's caller channel"
     assert score(samples(wavs["wop-says"])[2 * RATE :], operator_ch) >= HEARD  # a real one
-    assert score(whisper, operator_ch) < ABSENT  # nor is it the operator's own speech
+    assert leaked(whisper, operator_ch) < ABSENT  # nor is it the operator's own speech
     await assert_idle(server)
 
 
@@ -492,7 +499,7 @@ async def test_prompt_barge_in_hold_music_then_two_operators_in_turn(
     before_music = active(heard[: int(music[0] * RATE)])
     assert len(before_music) >= RATE // 2, len(before_music)
     assert score(before_music, greet) >= HEARD
-    assert score(greet[-RATE:], heard) < ABSENT
+    assert leaked(greet[-RATE:], heard) < ABSENT
     assert score(samples(wavs["op1-says"]), heard) >= HEARD  # both bridges, down ...
     assert score(samples(wavs["op2-says"]), heard) >= HEARD
     says = samples(wavs["caller-says"])
@@ -502,13 +509,16 @@ async def test_prompt_barge_in_hold_music_then_two_operators_in_turn(
     (row,) = await rows_of(server, JOURNEY, 1)
     assert row["dtmf"] == "12", row["dtmf"]  # each key once (sent as RFC 4733 and tones)
     assert row["disposition"] == "answered" and row["operator_uri"] == uri("op2")
-    assert [a["uri"] for a in row["attempts"]] == [uri("op1"), uri("op2")]
+    first, second = row["attempts"]
+    assert [first["uri"], second["uri"]] == [uri("op1"), uri("op2")]
+    # answered when operator 1 connected (F13), not when operator 2 did
+    assert float(first["end"]) <= float(row["answer_time"]) < float(second["start"]), row
     assert "operator-hung-up=op1" in row["flow_rules"], row["flow_rules"]
     assert row["hung_up_by"] == "caller"
     # one stereo recording across both bridges: each operator on the operator channel
     caller_ch, operator_ch = split_stereo(row["recording_path"])
     assert score(samples(wavs["op1-says"]), operator_ch) >= HEARD
     assert score(samples(wavs["op2-says"]), operator_ch) >= HEARD
-    assert score(samples(wavs["op2-says"]), caller_ch) < ABSENT
+    assert leaked(samples(wavs["op2-says"]), caller_ch) < ABSENT
     assert score(active(caller_ch), says) >= HEARD
     await assert_idle(server)

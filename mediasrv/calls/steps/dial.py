@@ -242,9 +242,11 @@ async def connect(ctx: CallContext, live: LiveAttempt, target: DialTarget) -> No
     ctx.answer_caller()
     ctx.media.bridge(ctx.ensure_caller_media(), live.media)
     live.bridged = True
-    trace.bridged = ctx.clock.wall()  # the talk clock starts after the whisper
+    now = ctx.clock.wall()
+    if trace.bridged is None:  # a second operator (Dial ``g``) keeps the first answer time
+        trace.bridged = now  # the talk clock starts after the whisper
     ctx.services.board.busy(live.operator, softphone=live.softphone)
-    ctx.emit(Answered(ctx.id, live.operator, target.address, trace.bridged))
+    ctx.emit(Answered(ctx.id, live.operator, target.address, now))
     ctx.start_recording()
 
 
