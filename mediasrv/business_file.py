@@ -524,7 +524,8 @@ def _number(t: _T, refs: _Refs) -> TrackingNumber:
 
 _FORWARDING = (
     "name", "targets", "strategy", "whisper", "accept_digit", "accept_prompts",
-    "accept_timeout", "on_busy", "on_no_answer", "on_exhausted",
+    "accept_timeout", "on_busy", "on_no_answer", "on_exhausted", "on_operator_hangup",
+    "ringback",
 )  # fmt: skip
 _TARGET = ("operator", "group", "ring_timeout")
 _MENU = (
@@ -620,6 +621,9 @@ def _forwarding(t: _T, refs: _Refs, main: bool) -> Forwarding:
     if accept and (len(accept) != 1 or accept not in _DTMF):
         raise t.err("accept_digit", f"{accept!r} is not one DTMF key (0-9 * # A-D)")
     d = Forwarding(name, ())
+    ringback = t.str_("ringback", "")
+    if ringback and ringback not in refs.prompts:
+        raise t.err("ringback", _unknown("prompt", ringback, refs.prompts))
     return Forwarding(
         name=name,
         targets=tuple(_target(x, refs) for x in targets_t),
@@ -631,6 +635,8 @@ def _forwarding(t: _T, refs: _Refs, main: bool) -> Forwarding:
         on_busy=_action(t, "on_busy", refs, d.on_busy, _AFTER_ATTEMPT),
         on_no_answer=_action(t, "on_no_answer", refs, d.on_no_answer, _AFTER_ATTEMPT),
         on_exhausted=_action(t, "on_exhausted", refs, d.on_exhausted, _ANSWERED),
+        on_operator_hangup=_action(t, "on_operator_hangup", refs, d.on_operator_hangup, _ANSWERED),
+        ringback=ringback,
     )
 
 
@@ -786,7 +792,7 @@ def _walk_actions(flow: FlowConfig) -> Iterator[tuple[Path_, Action]]:
     if flow.hours.schedule:  # always open: the closed action never runs
         yield ("hours", "closed"), flow.hours.closed
     for fwd_path, fwd in _forwardings(flow):
-        for key in ("on_busy", "on_no_answer", "on_exhausted"):
+        for key in ("on_busy", "on_no_answer", "on_exhausted", "on_operator_hangup"):
             yield (*fwd_path, key), getattr(fwd, key)
     for i, menu in enumerate(flow.menus):
         for choice in menu.choices:
@@ -963,6 +969,9 @@ def _write_forwarding(w: _Writer, header: str, f: Forwarding, main: bool) -> Non
     w.kv("accept_timeout", f.accept_timeout, d.accept_timeout)
     for key in ("on_busy", "on_no_answer", "on_exhausted"):
         w.kv(key, _action_value(getattr(f, key)))
+    if f.on_operator_hangup != d.on_operator_hangup:
+        w.kv("on_operator_hangup", _action_value(f.on_operator_hangup))
+    w.kv("ringback", f.ringback, "")
     for target in f.targets:
         w.header(f"[[{header}.targets]]")
         w.kv("operator", target.operator, "")

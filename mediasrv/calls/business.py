@@ -364,6 +364,10 @@ class Forwarding:
     on_busy: Action = field(default_factory=lambda: Action(ActionKind.NEXT_TARGET))
     on_no_answer: Action = field(default_factory=lambda: Action(ActionKind.NEXT_TARGET))
     on_exhausted: Action = field(default_factory=lambda: Action(ActionKind.VOICEMAIL))
+    # After a bridged talk the operator hung up: "hangup" ends the call (the default); any
+    # other action keeps the caller and goes on (Asterisk Dial option g).
+    on_operator_hangup: Action = field(default_factory=lambda: Action(ActionKind.HANGUP))
+    ringback: PromptRef = ""  # looped to an answered caller while a target rings ("" = tone)
 
 
 @dataclass(frozen=True, slots=True)

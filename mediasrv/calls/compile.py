@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .business import (
     Action,
@@ -199,7 +200,16 @@ class _Compiler:
             accept_timeout=fw.accept_timeout,
             on_busy=self.next_or_label(fw.on_busy),
             on_no_answer=self.next_or_label(fw.on_no_answer),
+            ringback=fw.ringback or None,
+            **self.after_operator_hangup(fw.on_operator_hangup),
         )
+
+    def after_operator_hangup(self, action: Action) -> dict[str, Any]:
+        """A plain "hangup" ends the call when the operator hangs up (the default); any other
+        action carries on there (Asterisk Dial option ``g``)."""
+        if action.kind is ActionKind.HANGUP and not action.prompts:
+            return {}
+        return {"continue_on_hangup": True, "on_operator_hangup": self.label_for(action)}
 
     def operator_target(self, op: Operator, ring_timeout: float) -> DialTarget:
         return DialTarget(

@@ -193,7 +193,12 @@ class Dial:
     ``accept_timeout`` after the whisper (a refusal counts as that operator's no-answer).
     ``on_busy`` / ``on_no_answer``: where to go at once when a target is busy / does not
     answer; None means "the next target". When every target has failed, the disposition is
-    that of the last one and the flow goes on with the next step (or the matching label)."""
+    that of the last one and the flow goes on with the next step (or the matching label).
+
+    After a bridged talk the call is over, unless ``continue_on_hangup`` (Asterisk ``Dial``
+    option ``g``, "proceed with the dialplan when the called party hangs up"): when the
+    *operator* hangs up, the caller is unbridged and kept, and the flow goes on at
+    ``on_operator_hangup`` (None: the next step). A caller's hang-up still ends the call."""
 
     targets: tuple[DialTarget, ...]
     strategy: Strategy = Strategy.SEQUENTIAL
@@ -206,6 +211,8 @@ class Dial:
     on_no_answer: Label | None = None
     ringback: str | None = None  # prompt looped to an already-answered caller while ringing
     time_limit: float = 0.0  # 0: no limit on the talk (Twilio ``timeLimit``)
+    continue_on_hangup: bool = False  # Asterisk Dial option g
+    on_operator_hangup: Label | None = None  # with continue_on_hangup; None: the next step
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,7 +442,8 @@ def jumps_of(step: Step) -> Iterator[Label]:
         yield from (c.goto for c in step.choices)
         yield from (x for x in (step.on_no_input, step.on_invalid) if x is not None)
     elif isinstance(step, Dial):
-        yield from (x for x in (step.on_busy, step.on_no_answer) if x is not None)
+        jumps = (step.on_busy, step.on_no_answer, step.on_operator_hangup)
+        yield from (x for x in jumps if x is not None)
     elif isinstance(step, Enqueue):
         if step.on_overflow is not None:
             yield step.on_overflow
@@ -550,6 +558,8 @@ def _validate_step(step: Step, where: str) -> None:
             raise PlanError(f"accept digit {step.accept_digit!r} is not a DTMF key", where)
         if step.accept_digit is not None:
             _positive(step.accept_timeout, "accept timeout", where)
+        if step.on_operator_hangup is not None and not step.continue_on_hangup:
+            raise PlanError("on_operator_hangup needs continue_on_hangup", where)
     elif isinstance(step, Enqueue):
         _validate_targets(step.targets, where)
         if not step.music:

@@ -258,7 +258,13 @@ class _Walker:
             self.say(depth + 1, f"whisper to the operator: {', '.join(step.whisper)}")
         if step.accept_digit:
             self.say(depth + 1, f"the operator presses {step.accept_digit} to accept")
-        self.say(depth + 1, "answered -> talk (recorded), then the call ends")
+        if step.ringback:
+            self.say(depth + 1, f"the caller hears {step.ringback} while it rings")
+        if step.continue_on_hangup:
+            self.say(depth + 1, "answered -> talk (recorded); the operator hangs up ->")
+            self.branch_to(step.on_operator_hangup, step, depth + 2, False, seen)
+        else:
+            self.say(depth + 1, "answered -> talk (recorded), then the call ends")
         for what, label in (("busy", step.on_busy), ("no answer", step.on_no_answer)):
             if label is not None:
                 self.say(depth + 1, f"{what} -> at once:")

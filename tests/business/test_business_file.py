@@ -326,6 +326,24 @@ def test_a_bad_number(old: str, new: str, key: str) -> None:
             "blocklist.withheld[0]",
             "unknown category 'hidden'",
         ),
+        (
+            'on_exhausted = "voicemail"',
+            'on_exhausted = "voicemail"\non_operator_hangup = "next_target"',
+            "numbers[0].forwarding.on_operator_hangup",
+            "is not possible here",
+        ),
+        (
+            'on_exhausted = "voicemail"',
+            'on_exhausted = "voicemail"\non_operator_hangup = "menu:sales"',
+            "numbers[0].forwarding.on_operator_hangup",
+            "unknown menu 'sales' (known: main)",
+        ),
+        (
+            'on_exhausted = "voicemail"',
+            'on_exhausted = "voicemail"\nringback = "music"',
+            "numbers[0].forwarding.ringback",
+            "unknown prompt 'music' (known: hello)",
+        ),
     ],
 )
 def test_what_is_wrong_and_where(old: str, new: str, key: str, message: str | None) -> None:
@@ -387,3 +405,29 @@ def test_a_default_action_that_needs_a_missing_section_says_it_is_the_default() 
     assert e.key == "numbers[0].forwarding.on_exhausted"
     assert e.line == line_of(text, "[numbers.forwarding]")  # the table it is missing from
     assert "no [numbers.voicemail] (on_exhausted defaults to it: set it)" in e.message
+
+
+def test_carrying_on_after_the_operator_hangs_up_round_trips_and_compiles() -> None:
+    from mediasrv.calls.business import NumberVersion
+    from mediasrv.calls.compile import compile_number
+    from mediasrv.calls.plan import Dial
+
+    text = replace_once(
+        BASE,
+        'on_exhausted = "voicemail"',
+        'on_exhausted = "voicemail"\non_operator_hangup = "menu:main"\nringback = "hello"',
+    )
+    b = load_business_text(text)
+    fw = b.numbers[0].flow.forwarding
+    assert fw is not None and fw.on_operator_hangup.kind is ActionKind.MENU
+    assert fw.ringback == "hello"
+    assert load_business_text(dump_business(b)) == b
+    plan = compile_number(NumberVersion(1, b, b.numbers[0]))
+    dial = next(s for s in plan.steps if isinstance(s, Dial))
+    assert dial.continue_on_hangup and dial.ringback == "hello"
+    assert dial.on_operator_hangup is not None
+    assert plan.at(dial.on_operator_hangup).name == "main"  # type: ignore[union-attr]
+    # the default (hangup) keeps today's behaviour: the operator leaving ends the call
+    plain = compile_number(NumberVersion(1, b, load_business_text(BASE).numbers[0]))
+    dial = next(s for s in plain.steps if isinstance(s, Dial))
+    assert not dial.continue_on_hangup and dial.on_operator_hangup is None

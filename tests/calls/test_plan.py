@@ -121,3 +121,15 @@ def test_duplicate_label_is_refused() -> None:
     b.label("a")
     with pytest.raises(PlanError, match="defined twice"):
         b.label("a")
+
+
+def test_on_operator_hangup_needs_continue_on_hangup() -> None:
+    from mediasrv.calls.plan import Dial, DialTarget, Hangup, PlanBuilder, PlanError, TargetKind
+
+    target = (DialTarget(TargetKind.SIP_URI, "sip:op@127.0.0.1:5070"),)
+    b = PlanBuilder()
+    b.add(Dial(target, on_operator_hangup="again"), Hangup())
+    b.label("again")
+    b.add(Dial(target), Hangup())
+    with pytest.raises(PlanError, match="on_operator_hangup needs continue_on_hangup"):
+        b.build("+81312345678", 1)

@@ -299,3 +299,77 @@ async def test_a_bug_costs_one_call_a_503_and_a_failed_row_never_a_bare_500(harn
     assert caller.final_code == 503
     assert trace.disposition is Disposition.FAILED and trace.failures == ["internal-error"]
     assert "media release" in harness.log
+
+
+def carry_on_plan(dial: Dial):
+    """``dial`` then, when its operator hangs up, a second Dial to op3 (label ``second``)."""
+    b = PlanBuilder()
+    b.add(Play(("hello",)), dial, Hangup())
+    b.label("second")
+    b.add(Dial((t(3),), ringback="hold-music"), Hangup())
+    return b.build(NUMBER, 1)
+
+
+async def test_continue_on_hangup_bridges_the_caller_to_the_next_operator(harness) -> None:
+    harness.dialer.script(OPS[0], (1.0, "answer"), (5.0, "hangup"))  # op1 leaves at t=~6
+    harness.dialer.script(OPS[2], (0.5, "ring"), (2.0, "answer"))
+    dial = Dial((t(1),), continue_on_hangup=True, on_operator_hangup="second")
+    _ctx, caller = harness.call(carry_on_plan(dial))
+    harness.at(20.0, caller.hang_up)
+    trace = await harness.trace()
+    assert [(a.operator, a.result) for a in trace.attempts] == [
+        ("op1", AttemptResult.ANSWERED),
+        ("op3", AttemptResult.ANSWERED),
+    ]
+    answers = harness.kinds(Answered)
+    assert [e.operator for e in answers] == ["op1", "op3"]
+    # answered (F13) when the first operator connected; the second has its own event time
+    assert trace.bridged is not None and trace.bridged < answers[1].at
+    assert trace.operator == "op3" and "operator-hung-up=op1" in trace.rules
+    assert trace.path[-1] == "dial:second"
+    # the caller stayed up: unbridged from op1's leg (released), hold music, then op3
+    log = harness.log
+    assert log.index("media unbridge") < log.index("play caller hold-music loop")
+    assert log.index("stop_play hold-music") < log.index(
+        "media bridge", log.index("media unbridge")
+    )
+    assert log.count("media release_leg operator") == 1
+    assert trace.hung_up_by is HungUpBy.CALLER and trace.disposition is Disposition.ANSWERED
+    assert caller.answered and trace.sip_code == 200
+
+
+async def test_without_continue_on_hangup_the_operator_leaving_ends_the_call(harness) -> None:
+    harness.dialer.script(OPS[0], (1.0, "answer"), (5.0, "hangup"))
+    _ctx, caller = harness.call(dial_plan(Dial((t(1),))))
+    trace = await harness.trace()
+    assert [a.operator for a in trace.attempts] == ["op1"]
+    assert trace.hung_up_by is HungUpBy.OPERATOR and caller.terminated
+
+
+async def test_continue_on_hangup_does_not_outlive_the_caller(harness) -> None:
+    harness.dialer.script(OPS[0], (1.0, "answer"))
+    dial = Dial((t(1),), continue_on_hangup=True, on_operator_hangup="second")
+    _ctx, caller = harness.call(carry_on_plan(dial))
+    harness.at(8.0, caller.hang_up)
+    trace = await harness.trace()
+    assert [a.operator for a in trace.attempts] == ["op1"]  # op3 never rung
+    assert trace.hung_up_by is HungUpBy.CALLER and "BYE " + OPS[0] in harness.log
+
+
+def test_the_dry_run_explains_carrying_on_after_the_operator() -> None:
+    import datetime as dt
+
+    from mediasrv.calls.simulate import format_simulation, simulate
+
+    dial = Dial((t(1),), continue_on_hangup=True, on_operator_hangup="second")
+    sim = simulate(
+        carry_on_plan(dial),
+        caller="+819012345678",
+        at=dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC),
+        hours=lambda _schedule, _at: True,
+        blocked=lambda _test, _caller, _withheld: None,
+    )
+    text = format_simulation(sim)
+    assert "the operator hangs up ->" in text
+    assert "the caller hears hold-music while it rings" in text  # the second Dial
+    assert OPS[2].split("@")[0].removeprefix("sip:") in text

@@ -242,28 +242,45 @@ async def connect(ctx: CallContext, live: LiveAttempt, target: DialTarget) -> No
     ctx.answer_caller()
     ctx.media.bridge(ctx.ensure_caller_media(), live.media)
     live.bridged = True
-    trace.bridged = ctx.clock.wall()  # the talk clock starts after the whisper
+    now = ctx.clock.wall()
+    if trace.bridged is None:  # a second operator (Dial ``g``) keeps the first answer time
+        trace.bridged = now  # the talk clock starts after the whisper
     ctx.services.board.busy(live.operator, softphone=live.softphone)
-    ctx.emit(Answered(ctx.id, live.operator, target.address, trace.bridged))
+    ctx.emit(Answered(ctx.id, live.operator, target.address, now))
     ctx.start_recording()
 
 
-async def talk(ctx: CallContext, live: LiveAttempt, time_limit: float = 0.0) -> None:
-    """Both sides up until one hangs up (the caller's hang-up raises out of next_event)."""
+async def talk(ctx: CallContext, live: LiveAttempt, time_limit: float = 0.0) -> bool:
+    """Both sides up until one hangs up (the caller's hang-up raises out of next_event).
+    Returns whether the operator hung up (False: the time limit)."""
     deadline = ctx.clock.now() + time_limit if time_limit > 0 else None
     while True:
         timeout = None if deadline is None else deadline - ctx.clock.now()
         got = await ctx.next_event(timeout)
         if got is None:
             ctx.trace.reason = "time-limit"
-            return
+            return False
         src, event = got
         if src is live.source and isinstance(event, LegHungUp):
             ctx.trace.hung_up_by = HungUpBy.OPERATOR
             ctx.trace.reason = f"operator-{event.reason}"
             ctx.attempts.remove(live)  # its leg is gone: nothing to BYE
             ctx.services.board.finished(live.operator, live.wrap_up, softphone=live.softphone)
-            return
+            return True
+
+
+def carry_on_after_operator(ctx: CallContext, live: LiveAttempt) -> None:
+    """Asterisk Dial ``g``: the operator hung up, the caller stays. Unbridge the caller, free
+    the operator's media leg (late RTP from it latches nothing), and forget the hang-up, so
+    the next step starts from a caller with media and no partner."""
+    ctx.media.unbridge(ctx.ensure_caller_media())
+    try:
+        ctx.media.release_leg(live.media)
+    except MediaError as exc:
+        ctx.failure(f"release-leg:{exc}")
+    ctx.trace.rules.append(f"operator-hung-up={live.operator or 'target'}")
+    ctx.trace.hung_up_by = HungUpBy.NOBODY
+    ctx.trace.reason = ""
 
 
 def rotated(ctx: CallContext, step: Dial) -> tuple[DialTarget, ...]:
@@ -293,7 +310,10 @@ async def dial(ctx: CallContext, step: Dial) -> Step | None:
         result, live = await ring(ctx, target, replace(opts, wrap_up=target.wrap_up))
         if live is not None:
             await connect(ctx, live, target)
-            await talk(ctx, live, step.time_limit)
+            operator_left = await talk(ctx, live, step.time_limit)
+            if operator_left and step.continue_on_hangup:
+                carry_on_after_operator(ctx, live)
+                return ctx.plan.at(step.on_operator_hangup, after=step)
             return None
         if result is AttemptResult.BUSY:
             ctx.classify(Disposition.BUSY)
