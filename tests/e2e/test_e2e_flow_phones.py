@@ -29,7 +29,13 @@ import pytest
 import pytest_asyncio
 from conftest import FAST_SIP
 
-from mediasrv.demo.audio import correlate_piecewise, read_wav, speech_like, write_wav
+from mediasrv.demo.audio import (
+    correlate_piecewise,
+    read_wav,
+    speech_like,
+    split_stereo,
+    write_wav,
+)
 from mediasrv.demo.phones import PhoneProcess
 from mediasrv.demo.server import ServerProcess, ServerSpec
 
@@ -217,7 +223,7 @@ ring_timeout = {RING_S}
 [[numbers]]
 number = "{CHANGE}"
 medium = "change"
-record = "off"
+record = "both"
 
 [numbers.forwarding]
 on_exhausted = "hangup"
@@ -260,7 +266,12 @@ class Rig:
 async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     tmp = tmp_path_factory.mktemp("flowphones")
     speech = {
-        "caller": write_wav(tmp / "caller_says.wav", speech_like(3.0, seed=11, f0=120.0)),
+        # The caller waits for the beep (greeting 0.4 s + beep 0.2 s), speaks for 3 s, and
+        # is silent for 0.6 s before the end of the file ("played", when it hangs up): the
+        # last words are through the network by then.
+        "caller": write_wav(tmp / "caller_says.wav", np.concatenate(
+            [np.zeros(int(1.2 * 8000), np.int16), speech_like(3.0, seed=11, f0=120.0),
+             np.zeros(int(0.6 * 8000), np.int16)])),
         "operator": write_wav(tmp / "operator_says.wav", speech_like(3.0, seed=22, f0=210.0)),
     }
     specs: dict[str, dict[str, Any]] = {
@@ -322,6 +333,15 @@ async def finished_row(rig: Rig, number: str, nth: int = 1,
             raise AssertionError(f"no finished call {nth} to {number}: {mine}\n"
                                  f"{rig.server.log_tail(3000)}")
         await asyncio.sleep(0.1)
+
+
+def download_recording(rig: Rig, call_id: str) -> tuple[np.ndarray, np.ndarray]:
+    request = rig.server.request(f"/api/v1/businesses/{SLUG}/calls/{call_id}/recording")
+    with urllib.request.urlopen(request, timeout=10) as r:
+        body = r.read()
+    path = rig.tmp / f"{call_id}.wav"
+    path.write_bytes(body)
+    return split_stereo(path)
 
 
 async def bridged(rig: Rig, number: str, timeout: float = 10.0) -> None:
@@ -456,7 +476,7 @@ async def test_busy_then_no_answer_then_a_voicemail_that_plays_back_the_caller(
     match = correlate_piecewise(read_wav(rig.speech["caller"]).samples,
                                 read_wav(stored).samples)
     print("VOICEMAIL", match)
-    assert match.score >= 0.9 and match.windows >= 4, match
+    assert match.score >= 0.9 and match.windows >= 5, match  # all 6 windows of speech, or 5
 
 
 async def test_a_configuration_applied_during_a_call_leaves_it_alone(rig: Rig) -> None:
@@ -475,21 +495,32 @@ async def test_a_configuration_applied_during_a_call_leaves_it_alone(rig: Rig) -
     while rig.log_count("business configuration changed: reloaded") <= reloads:
         assert loop.time() < deadline, rig.server.log_tail()
         await asyncio.sleep(0.05)
-    # The call in progress goes on: RTP still flows both ways after the reload.
-    before = (await caller.stats(call))["rx_packets"], (await op1.stats(incoming["call"]))
+    # The call in progress goes on: the reload came before the caller's first word (1.2 s
+    # into its file), and everything it said after it reaches the operator (below).
+    assert not caller.seen("played", call=call) and not caller.seen("disconnected", call=call)
     await caller.wait_event("played", call=call, timeout=15)
     await op1.wait_event("played", call=incoming["call"], timeout=15)
-    after_caller = (await caller.stats(call))["rx_packets"]
-    after_op = (await op1.stats(incoming["call"]))["rx_packets"]
-    assert after_caller > before[0] and after_op > before[1]["rx_packets"], (before, after_op)
     await caller.command("hangup", call=call)
     await op1.wait_event("disconnected", call=incoming["call"], timeout=10)
     heard = Path((await op1.wait_event("recorded", call=incoming["call"], timeout=10))["path"])
-    up = correlate_piecewise(read_wav(rig.speech["caller"]).samples, read_wav(heard).samples)
-    assert up.score >= 0.9 and up.windows >= 4, up
+    # What the operator's phone heard: the caller's words. In 0.25 s windows and only >= 0.8
+    # here: on a loaded machine pjsua2's adaptive jitter buffer builds up latency while the
+    # apply's process takes the CPU, then drains it by dropping frames over seconds (seen:
+    # 165 ms -> 115 ms over 3 s), which costs correlation in the phone, not in the server.
+    up = correlate_piecewise(read_wav(rig.speech["caller"]).samples, read_wav(heard).samples,
+                             window_s=0.25, search_s=0.1)
+    print("CHANGE heard by operator", up)
+    assert up.score >= 0.8 and up.windows >= 10, up
     first = await finished_row(rig, CHANGE, 1)
     assert first["disposition"] == "answered" and first["flow_version"] == 1, first
     assert first["operator_uri"] == rig.ops["op1"] and first["hung_up_by"] == "caller"
+    # What went through the server, undisturbed by the reload: the call's stereo recording
+    # (caller left, operator right) holds both phones' words whole.
+    left, right = await asyncio.to_thread(download_recording, rig, str(first["call_id"]))
+    for name, channel in (("caller", left), ("operator", right)):
+        match = correlate_piecewise(read_wav(rig.speech[name]).samples, channel)
+        print("CHANGE recording", name, match)
+        assert match.score >= 0.9 and match.windows >= 5, (name, match)
 
     # The next call takes the new flow.
     call = await caller.dial(rig.uri(CHANGE))
