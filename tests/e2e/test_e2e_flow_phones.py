@@ -13,9 +13,9 @@ yesterday to tomorrow in the business's zone (an override wins over the week, SP
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -258,6 +258,18 @@ class Rig:
     def uri(self, number: str) -> str:
         return f"sip:{number}@{self.server.sip_uri_host}"
 
+    def log_records(self, msg: str) -> list[dict[str, Any]]:
+        """The server's JSON log lines whose message is ``msg``."""
+        out = []
+        for line in self.server.log_path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("msg") == msg:
+                out.append(record)
+        return out
+
     def log_count(self, needle: str) -> int:
         return self.server.log_path.read_text(errors="replace").count(needle)
 
@@ -402,6 +414,10 @@ async def test_ivr_chosen_by_rfc4733_digit(rig: Rig) -> None:
 async def test_ivr_chosen_by_inband_tones(rig: Rig) -> None:
     row = await ivr_call(rig, "inband", "2", "op2")
     assert_menu_row(row, "2", "op2", rig.ops["op2"])
+    # each press once, as it was sent (the log gives the source, never the digit)
+    sources = [(r["call_id"], r["source"]) for r in rig.log_records("dtmf digit")]
+    assert [s for _, s in sources] == ["rfc4733", "inband"], sources
+    assert sources[1][0] == row["call_id"], sources
     await assert_idle(rig.server)
 
 
