@@ -302,8 +302,11 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
         started = await asyncio.gather(*(
             PhoneProcess.start(name, log_file=tmp / f"{name}.log", **opts)
             for name, opts in specs.items()
-        ))
-        phones = {p.name: p for p in started}
+        ), return_exceptions=True)
+        phones = {p.name: p for p in started if isinstance(p, PhoneProcess)}
+        for failed in started:  # the others are stopped below
+            if isinstance(failed, BaseException):
+                raise failed
         ops = {name: phones[name].uri for name in ("op1", "op2", "busy", "silent")}
         prompts = write_prompts(tmp / "prompts")
         server = ServerProcess(ServerSpec(
@@ -528,7 +531,7 @@ async def test_busy_then_no_answer_then_a_voicemail_that_plays_back_the_caller(
 
 async def test_a_configuration_applied_during_a_call_leaves_it_alone(rig: Rig) -> None:
     caller, op1, op2 = rig.phones[CALLER_B], rig.phones["op1"], rig.phones["op2"]
-    recordings = len(op1.seen("recorded"))
+    recordings, played = len(op1.seen("recorded")), len(caller.seen("played"))
     call = await caller.dial(rig.uri(CHANGE))
     incoming = await op1.wait_event("incoming", timeout=10)
     await caller.wait_event("state", call=call, state="CONFIRMED", timeout=10)
@@ -545,20 +548,21 @@ async def test_a_configuration_applied_during_a_call_leaves_it_alone(rig: Rig) -
         await asyncio.sleep(0.05)
     # The call in progress goes on: the reload came before the caller's first word (1.2 s
     # into its file), and everything it said after it reaches the operator (below).
-    assert not caller.seen("played", call=call) and not caller.seen("disconnected", call=call)
+    assert len(caller.seen("played")) == played, "the reload came after the caller's words"
     await caller.wait_event("played", call=call, timeout=15)
     await op1.wait_event("played", call=incoming["call"], timeout=15)
     await caller.command("hangup", call=call)
     await op1.wait_event("disconnected", call=incoming["call"], timeout=10)
     heard = await recording_after(op1, recordings)
-    # What the operator's phone heard: the caller's words. In 0.25 s windows and only >= 0.8
-    # here: on a loaded machine pjsua2's adaptive jitter buffer builds up latency while the
-    # apply's process takes the CPU, then drains it by dropping frames over seconds (seen:
-    # 165 ms -> 115 ms over 3 s), which costs correlation in the phone, not in the server.
+    # What the operator's phone heard: every 0.25 s of the caller's words, each window found
+    # within 0.4 s of the whole signal's delay. On a loaded machine pjsua2's adaptive jitter
+    # buffer moves the delay mid-call (seen: +200 ms at once while the apply's process took
+    # the CPU, drained later by dropping frames), which the server's recording below, written
+    # by the RTP clock, does not show.
     up = correlate_piecewise(read_wav(rig.speech["caller"]).samples, read_wav(heard).samples,
-                             window_s=0.25, search_s=0.1)
+                             window_s=0.25, search_s=0.4)
     print("CHANGE heard by operator", up)
-    assert up.score >= 0.8 and up.windows >= 10, up
+    assert up.score >= 0.9 and up.windows >= 10, up
     first = await finished_row(rig, CHANGE, 1)
     assert first["disposition"] == "answered" and first["flow_version"] == 1, first
     assert first["operator_uri"] == rig.ops["op1"] and first["hung_up_by"] == "caller"
