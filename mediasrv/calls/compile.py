@@ -73,6 +73,14 @@ _KINDS = {
 }
 
 
+def action_name(action: Action) -> str:
+    """An action as the business file writes it ("forward:doctors", "menu:hours",
+    "voicemail"): a menu choice's name in the call log, telling two choices apart that
+    go to two named forwardings."""
+    name = action.forward or action.menu
+    return f"{action.kind.value}:{name}" if name else action.kind.value
+
+
 @dataclass(slots=True)
 class _Block:
     label: Label
@@ -249,7 +257,7 @@ class _Compiler:
             name=m.name,
             prompt=m.prompts,
             choices=tuple(
-                MenuChoice(c.digits, self.label_for(c.action), c.action.menu or c.action.kind.value)
+                MenuChoice(c.digits, self.label_for(c.action), action_name(c.action))
                 for c in m.choices
             ),
             first_digit_timeout=m.first_digit_timeout,

@@ -256,13 +256,24 @@ class CallContext:
                 if isinstance(event, LegReOffer):
                     self._on_reoffer(source, event)
                     continue
-                if isinstance(event, DtmfEvent) and event.role is LegRole.CALLER:
-                    self.trace.digits.append(event.digit)
+                if isinstance(event, DtmfEvent):
+                    self._note_digit(event)
                 return source, event  # type: ignore[return-value]
         finally:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+
+    def _note_digit(self, event: DtmfEvent) -> None:
+        """A caller's key goes into the call log's digits; every key gets the log line of the
+        legacy interpreter (calls/call.py): the count, never the digit (callers key in PINs)."""
+        if event.role is LegRole.CALLER:
+            self.trace.digits.append(event.digit)
+        log.info(
+            "dtmf digit",
+            extra={"call_id": self.id, "leg": event.role.value, "source": event.source,
+                   "count": len(self.trace.digits)},
+        )
 
     # -- re-INVITEs (hold / resume), handled here once for every step ------------------------------
     def _on_reoffer(self, source: Source, event: LegReOffer) -> None:

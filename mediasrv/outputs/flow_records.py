@@ -72,6 +72,16 @@ def _phases(trace: CallTrace) -> dict[str, float | None]:
     }
 
 
+def _recording_of(trace: CallTrace) -> str | None:
+    """The row's audio file: the call recording; a voicemail call (nobody bridged, so no call
+    recording) has its message instead, which ``/voicemails/{id}/audio`` serves (F11)."""
+    if trace.recording is not None:
+        return str(trace.recording)
+    if trace.voicemail is not None:
+        return str(trace.voicemail.path)
+    return None
+
+
 def record_from_trace(trace: CallTrace) -> CallRecord:
     caller = trace.caller
     flags: list[str] = []
@@ -100,7 +110,7 @@ def record_from_trace(trace: CallTrace) -> CallRecord:
         operator_uri=trace.operator_target,
         attempts=attempt_dicts(trace),
         dtmf="".join(trace.digits),
-        recording_path=str(trace.recording) if trace.recording is not None else None,
+        recording_path=_recording_of(trace),
         flags=flags,
         media_stats=media_stats_of(trace.media),
         # the call log's flow columns (migration 3 of CALLS_MIGRATIONS; issue 10 §6)

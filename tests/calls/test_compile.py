@@ -35,7 +35,7 @@ from mediasrv.calls.business import (
     Weekday,
     WeeklyHours,
 )
-from mediasrv.calls.compile import CompileError, PlanCache, compile_number
+from mediasrv.calls.compile import CompileError, PlanCache, action_name, compile_number
 from mediasrv.calls.disposition import Disposition
 from mediasrv.calls.plan import (
     Branch,
@@ -402,3 +402,11 @@ def test_parse_at_reads_the_business_wall_clock_or_an_explicit_offset() -> None:
     assert explicit.astimezone(TOKYO).hour == 19
     with pytest.raises(ValueError, match="expected YYYY-MM-DD HH:MM"):
         parse_at("tomorrow", "Asia/Tokyo")
+
+
+def test_menu_choices_are_named_as_the_business_file_writes_the_action() -> None:
+    """Two choices that go to two named forwardings are told apart in the call log."""
+    assert action_name(Action(ActionKind.FORWARD, forward="doctors")) == "forward:doctors"
+    assert action_name(Action(ActionKind.FORWARD)) == "forward"
+    assert action_name(Action(ActionKind.MENU, menu="main")) == "menu:main"
+    assert action_name(Action(ActionKind.VOICEMAIL)) == "voicemail"

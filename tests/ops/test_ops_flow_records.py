@@ -156,3 +156,17 @@ async def test_migration_3_adds_the_flow_columns_and_old_rows_read_with_defaults
     assert old.flow_version is None and old.flow_path == [] and old.menu_choices == []
     assert old.phases == {} and old.hung_up_by == ""
     assert new is not None and new.flow_version == 7 and new.hung_up_by == "operator"
+
+
+def test_a_voicemail_rows_audio_is_its_message() -> None:
+    """Nobody was bridged, so there is no call recording: the row's audio (what
+    /voicemails/{id}/audio serves) is the message; a bridged call keeps its recording."""
+    from mediasrv.calls.trace import VoicemailMessage
+
+    t = trace()
+    t.bridged, t.recording, t.disposition = None, None, Disposition.VOICEMAIL
+    t.voicemail = VoicemailMessage("+81312345678", Path("/rec/voicemail/81312345678/c1.wav"), 9.5)
+    assert record_from_trace(t).recording_path == "/rec/voicemail/81312345678/c1.wav"
+    t.voicemail = None
+    assert record_from_trace(t).recording_path is None
+    assert record_from_trace(trace()).recording_path == "/rec/c1.wav"
