@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from mediasrv.api.v1.store import ApiStore
 from mediasrv.outputs.business_store import BusinessStore
 from mediasrv.outputs.calllog import CallLog
 from mediasrv.outputs.outbox import OutboxStore
 from mediasrv.outputs.prompts import PromptStore
+from mediasrv.outputs.reports import ReportQuery, ReportRow
 
 __all__ = ["Limits", "Services"]
 
@@ -37,3 +39,6 @@ class Services:
     recordings_dir: Path | None = None
     limits: Limits = field(default_factory=Limits)
     prompt_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # issue 13 §3: the reports of the tenant paths (None: not on this server -> 503)
+    reports: Callable[[ReportQuery], Awaitable[list[ReportRow]]] | None = None
+    time_zone: Callable[[str], ZoneInfo] = field(default=lambda _business: ZoneInfo("Asia/Tokyo"))
