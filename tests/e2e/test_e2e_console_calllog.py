@@ -1,0 +1,249 @@
+"""The call log, call detail and reports in a real browser (issue 13 §2, §3): Debian's
+chromium driven by Playwright, a real ``mediasrv run`` with recording and analysis, and one
+real pjsua2 call (caller and operator each say a short Japanese clip).
+
+- The call log lists the call; a filter that does not match empties it; the CSV export
+  (fetched with the token header, saved from a blob) holds the call.
+- The call detail: the audio element, fed the whole recording as a blob (no token in any
+  URL), reaches ``playing``; clicking a transcript segment seeks there (``currentTime``
+  moves to its start) and the timeline marks the segment being played; both channels'
+  waveforms are drawn; the flow path and the forwarding attempt are shown.
+- Reports: the per-day chart has the call as a calls bar and a valid bar; the answer-rate
+  chart has the medium.
+- Another business's token sees none of it (empty log, 404 for the call and its recording).
+
+Screenshots go to tests/output/ (docs/console-call-detail.png and docs/console-report.png
+are copies shown in the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import StartServer
+from peers_plugin import StartPhone
+from test_e2e_console_board import CHROMIUM, CHROMIUM_ARGS, apply_business, log_in
+
+from mediasrv.analysis.manifest import Manifest, default_models_dir
+
+playwright_api = pytest.importorskip("playwright.async_api")
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+OUTPUT = REPO / "tests" / "output"
+DATA = REPO / "tests" / "analysis" / "data"
+NUMBER = "0312345678"
+OPERATOR_DELAY_S = 4.5  # the operator speaks after the caller's clip (4.5 s)
+ANALYSIS_DEADLINE_S = 240.0  # Whisper on a loaded 2-core machine
+
+
+def _models_built() -> bool:
+    try:
+        return "whisper-base" in Manifest.load(default_models_dir()).models
+    except Exception:
+        return False
+
+
+def delayed_clip(src: Path, dst: Path, seconds: float) -> Path:
+    """``src`` (an 8 kHz mono G.711 µ-law WAV) after ``seconds`` of µ-law silence (0xFF), so
+    that the operator answers after the caller has spoken: the timeline has a later segment."""
+    raw = src.read_bytes()
+    at = raw.index(b"data")
+    rate = struct.unpack_from("<I", raw, raw.index(b"fmt ") + 12)[0]
+    size = struct.unpack_from("<I", raw, at + 4)[0]
+    pad = b"\xff" * int(rate * seconds)
+    head = bytearray(raw[: at + 8])
+    struct.pack_into("<I", head, 4, len(raw) - 8 + len(pad))
+    struct.pack_into("<I", head, at + 4, size + len(pad))
+    dst.write_bytes(bytes(head) + pad + raw[at + 8 :])
+    return dst
+
+
+def api_token(data_dir: Path, business: str) -> str:
+    """A v1 tenant token (`mediasrv token create`): the console uses only the public API."""
+    made = subprocess.run(
+        [sys.executable, "-m", "mediasrv", "token", "create", "--business", business,
+         "--data-dir", str(data_dir)],
+        check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    return made.stdout.strip()
+
+
+async def analysed_call(server: object) -> dict[str, object]:
+    deadline = time.monotonic() + ANALYSIS_DEADLINE_S
+    while time.monotonic() < deadline:
+        rows = await asyncio.to_thread(server.calls, 1)  # type: ignore[attr-defined]
+        if rows and rows[0].get("analysis"):
+            return rows[0]
+        await asyncio.sleep(0.5)
+    raise AssertionError("no analysis within the deadline:\n" + server.log_tail())  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(not _models_built(), reason="run `mediasrv models build` first (bootstrap does)")
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+async def test_call_log_detail_player_transcript_reports_and_tenants(
+    tmp_path: Path, start_server: StartServer, start_phone: StartPhone
+) -> None:
+    expect = playwright_api.expect
+    operator_clip = delayed_clip(DATA / "ja_m2.wav", tmp_path / "operator.wav", OPERATOR_DELAY_S)
+    operator = await start_phone("operator", auto_answer="200", play=operator_clip)
+    caller = await start_phone("caller", play=DATA / "ja_f1.wav")
+    workdir = tmp_path / "srv"
+    apply_business(workdir / "var", "acme", "sato", "佐藤 花子", operator.uri)
+    apply_business(workdir / "var", "other", "yamada", "山田", "sip:yamada@127.0.0.1:5999")
+    acme_token, other_token = api_token(workdir / "var", "acme"), api_token(workdir / "var", "other")
+    server = start_server(
+        numbers=[{"number": NUMBER, "business": "acme", "medium": "新聞", "campaign": "冬",
+                  "destinations": [operator.uri]}],
+        workdir=workdir,
+        analysis={"enabled": True, "workers": 1, "language": "ja"},
+        extra_sections={"call_attributes": {"valid_call_seconds": 3.0}},  # the clips are ~5 s
+    )
+
+    # ---- one real call: both say their clip, then the caller hangs up
+    await caller.dial(f"sip:{NUMBER}@{server.sip_uri_host}")
+    await caller.wait_event("state", state="CONFIRMED", timeout=10)
+    await caller.wait_event("played", timeout=30)
+    await operator.wait_event("played", timeout=30)
+    await caller.command("hangup")
+    await operator.wait_event("disconnected", timeout=10)
+    row = await analysed_call(server)
+    call_id = str(row["call_id"])
+    wav = Path(str(row["recording_path"]))
+    segments = row["analysis"]["timeline"]  # type: ignore[index]
+    assert {s["channel"] for s in segments} == {"caller", "operator"}, segments
+
+    base = f"http://127.0.0.1:{server.http_port}/console/"
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        ja = await browser.new_context(locale="ja-JP", viewport={"width": 1280, "height": 900},
+                                       accept_downloads=True)
+        en = await browser.new_context(locale="en-GB", viewport={"width": 1100, "height": 700})
+        try:
+            page = await ja.new_page()
+            errors: list[str] = []  # CSP violations and script errors show up here
+            requests: list[str] = []
+            page.on("console", lambda m: errors.append(f"{m.text} {m.location}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            failed: list[str] = []
+            page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+            await log_in(page, base, acme_token, "API トークン")
+            await expect(page.locator("#conn")).to_have_text("接続中", timeout=10_000)
+
+            # ---- the call log: the call, a filter, the CSV
+            await page.locator('#nav a[data-page="calls"]').click()
+            rows = page.locator("#calls-table tbody tr")
+            await expect(rows).to_have_count(1, timeout=5000)
+            await expect(rows.first.locator(".medium")).to_have_text("新聞")
+            await expect(rows.first).to_have_attribute("data-call-id", call_id)
+            await page.get_by_label("媒体", exact=True).fill("雑誌")
+            await page.get_by_label("媒体", exact=True).press("Enter")
+            await expect(rows).to_have_count(0)
+            await expect(page.locator("#calls-empty")).to_be_visible()
+            await page.get_by_label("媒体", exact=True).fill("新聞")
+            await page.locator("#cf-valid").select_option("true")
+            await page.locator("#calls-search").click()
+            await expect(rows).to_have_count(1)
+            async with page.expect_download() as download_info:
+                await page.locator("#calls-export").click()
+            download = await download_info.value
+            csv_text = Path(await download.path()).read_bytes().decode("utf-8-sig")
+            assert call_id in csv_text and "新聞" in csv_text
+            assert len(csv_text.strip().splitlines()) == 2  # the header and the call
+
+            # ---- the detail: flow, attempts, player, channels, transcript
+            await rows.first.locator("a.open-call").click()
+            await expect(page.locator("#call-title")).to_have_attribute("data-call-id", call_id)
+            player = page.locator("#player")
+            await expect(player).to_have_attribute("data-complete", "true", timeout=10_000)
+            assert int(await player.get_attribute("data-blob-bytes") or 0) == wav.stat().st_size
+            await expect(page.locator("#channels figure")).to_have_count(2)
+            await expect(page.locator("#attempts tbody tr")).to_have_count(1)
+            await expect(page.locator("#attempts tbody td").first).to_have_text(operator.uri)
+            lines = page.locator("#transcript button.seg")
+            await expect(lines).to_have_count(len(segments))
+            await expect(page.locator("#transcript .seg-caller").first).to_be_visible()
+            await expect(page.locator("#transcript .seg-operator").first).to_be_visible()
+            assert "予約" in await page.locator("#transcript").inner_text()
+            await page.evaluate("""() => {
+                const a = document.querySelector('#player');
+                window.audioEvents = [];
+                for (const e of ['playing', 'seeked']) a.addEventListener(e, () => window.audioEvents.push(e));
+            }""")
+            target = max(segments, key=lambda s: float(s["start"]))  # the latest segment
+            start = float(target["start"])
+            assert start > 2.0, target
+            await lines.nth(segments.index(target)).click()  # a click: a user gesture, so play() may start
+            await page.wait_for_function("() => window.audioEvents.includes('playing')", timeout=10_000)
+            await page.wait_for_function("() => window.audioEvents.includes('seeked')", timeout=10_000)
+            now = await player.evaluate("a => a.currentTime")
+            assert start - 0.05 <= now < start + 2.0, (now, start)
+            await expect(lines.nth(segments.index(target))).to_have_attribute(
+                "aria-current", "true", timeout=3000)
+            await page.wait_for_function(f"() => document.querySelector('#player').currentTime > {now}")
+            await player.evaluate("a => a.pause()")
+            # the waveform seeks too: its left edge is the start of the call
+            await page.locator("#channels .wave").first.click(position={"x": 2, "y": 20})
+            await page.wait_for_function("() => document.querySelector('#player').currentTime < 1")
+            await lines.nth(segments.index(target)).focus()  # keyboard: Enter on a segment seeks
+            await page.keyboard.press("Enter")
+            await page.wait_for_function(
+                f"() => document.querySelector('#player').currentTime >= {start - 0.05}")
+            await player.evaluate("a => a.pause()")
+            await page.screenshot(path=str(OUTPUT / "console-call-detail.png"), full_page=True)
+            assert not [u for u in requests if acme_token in u]  # no token in any URL
+
+            # ---- reports: the call per day and the answer rate of its medium
+            await page.locator('#nav a[data-page="reports"]').click()
+            today_bar = page.locator("#chart-days rect.bar-calls[data-value='1']")
+            await expect(today_bar).to_have_count(1, timeout=5000)
+            await expect(page.locator("#chart-days rect.bar-valid[data-value='1']")).to_have_count(1)
+            rate = page.locator("#chart-rate rect.bar-rate[data-medium='新聞']")
+            await expect(rate).to_have_attribute("data-value", "1")
+            await expect(page.locator("#report-medium tbody tr")).to_have_count(1)
+            await expect(page.locator("#report-campaign tbody th")).to_have_text("冬")
+            await page.screenshot(path=str(OUTPUT / "console-report.png"), full_page=True)
+            assert errors == [], (errors, failed)
+
+            # ---- another business: none of it
+            other = await en.new_page()
+            await log_in(other, base, other_token, "API token")
+            await expect(other.locator("#conn")).to_have_text("Live", timeout=10_000)
+            await other.goto(base + "#/calls")
+            await expect(other.locator("#calls-empty")).to_be_visible(timeout=5000)
+            await expect(other.locator("#calls-table tbody tr")).to_have_count(0)
+            await other.goto(base + f"#/calls/{call_id}")
+            await expect(other.locator("#call-error")).to_be_visible(timeout=5000)
+            status = await other.evaluate(
+                """async ([id, token]) => {
+                    const h = { Authorization: `Bearer ${token}` };
+                    const out = [];
+                    for (const p of [`/api/v1/businesses/acme/calls/${id}/recording`,
+                                     `/api/v1/businesses/other/calls/${id}/recording`,
+                                     `/api/v1/businesses/other/calls/${id}/transcript`]) {
+                        out.push((await fetch(p, { headers: h })).status);
+                    }
+                    return out;
+                }""",
+                [call_id, other_token],
+            )
+            assert status == [404, 404, 404]
+            await other.goto(base + "#/reports")
+            await expect(other.locator("#report-empty")).to_be_visible(timeout=5000)
+            assert "新聞" not in await other.locator("body").inner_text()
+        finally:
+            with contextlib.suppress(Exception):
+                await ja.close()
+                await en.close()
+            await browser.close()
+    assert (OUTPUT / "console-call-detail.png").stat().st_size > 10_000
