@@ -123,12 +123,12 @@
   }
 
   function rateChart(ctx, rows) {
-    const w = 900; const row = 34; const left = 180; const h = 20 + row * Math.max(1, rows.length);
+    const w = 900; const row = 34; const left = 180; const span = w - left - 170; const h = 20 + row * Math.max(1, rows.length);
     const chart = svg('svg', { viewBox: `0 0 ${w} ${h}`, class: 'chart', id: 'chart-rate', role: 'img',
       'aria-labelledby': 'chart-rate-title' });
     chart.append(svg('title', { id: 'chart-rate-title' }, ctx.t('r_answer_rate')));
     for (const p of [0, 0.5, 1]) {
-      const x = left + p * (w - left - 70);
+      const x = left + p * span;
       chart.append(svg('line', { x1: x, x2: x, y1: 4, y2: h - 4, class: 'grid' }));
     }
     rows.forEach((r, i) => {
@@ -136,10 +136,10 @@
       const rate = r.answer_rate === null || r.answer_rate === undefined ? 0 : r.answer_rate;
       const name = r.medium || ctx.t('r_unset');
       chart.append(svg('text', { x: left - 8, y: y + 18, class: 'axis', 'text-anchor': 'end' }, name));
-      const rect = svg('rect', { x: left, y, width: Math.max(1, rate * (w - left - 70)), height: row - 10,
+      const rect = svg('rect', { x: left, y, width: Math.max(1, rate * span), height: row - 10,
         class: 'bar-rate', 'data-medium': r.medium, 'data-value': rate });
       rect.append(svg('title', {}, `${name}: ${metric('answer_rate', r.answer_rate)}`));
-      chart.append(rect, svg('text', { x: left + rate * (w - left - 70) + 6, y: y + 18, class: 'value' },
+      chart.append(rect, svg('text', { x: left + rate * span + 6, y: y + 18, class: 'value' },
         `${metric('answer_rate', r.answer_rate)} (${r.answered}/${r.calls - (r.blocked || 0)})`));
     });
     return el('figure', { class: 'chart-box' }, el('figcaption', { text: ctx.t('r_answer_rate') }), chart);
