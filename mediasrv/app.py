@@ -807,6 +807,7 @@ class Server:
                 business=self.business,
                 registrar=self.registrar,
                 prompts=lambda: self.prompts,
+                attributes=self.attributes,
             )
         self._sweep_task = self.loop.create_task(self.screening.sweep_forever())
         self.metrics.add_gauge_callback(

@@ -113,6 +113,10 @@ class CallLog(Protocol):
 
     async def record_call(self, rec: CallRecord, also: Sequence[SqlStatement] = ()) -> None: ...
 
+    async def record_final(
+        self, rec: CallRecord, window: float, also: Sequence[SqlStatement] = ()
+    ) -> None: ...
+
     async def get_call(self, call_id: str) -> CallRecord | None: ...
 
     async def list_calls(

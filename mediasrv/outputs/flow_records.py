@@ -72,6 +72,14 @@ def _phases(trace: CallTrace) -> dict[str, float | None]:
     }
 
 
+def _recording_of(trace: CallTrace) -> str | None:
+    """The call's stereo recording; a call that only left a voicemail has its message there
+    (the API's ``voicemails/{id}/audio`` and the console's player read ``recording_path``)."""
+    if trace.recording is not None:
+        return str(trace.recording)
+    return str(trace.voicemail.path) if trace.voicemail is not None else None
+
+
 def record_from_trace(trace: CallTrace) -> CallRecord:
     caller = trace.caller
     flags: list[str] = []
@@ -100,7 +108,7 @@ def record_from_trace(trace: CallTrace) -> CallRecord:
         operator_uri=trace.operator_target,
         attempts=attempt_dicts(trace),
         dtmf="".join(trace.digits),
-        recording_path=str(trace.recording) if trace.recording is not None else None,
+        recording_path=_recording_of(trace),
         flags=flags,
         media_stats=media_stats_of(trace.media),
         # the call log's flow columns (migration 3 of CALLS_MIGRATIONS; issue 10 §6)

@@ -43,6 +43,35 @@ DATA = REPO / "tests" / "analysis" / "data"
 NUMBER = "0312345678"
 OPERATOR_DELAY_S = 4.5  # the operator speaks after the caller's clip (4.5 s)
 ANALYSIS_DEADLINE_S = 240.0  # Whisper on a loaded 2-core machine
+ACME = """[business]
+slug = "acme"
+
+[[operators]]
+name = "sato"
+display_name = "佐藤 花子"
+sip = "{uri}"
+
+[[numbers]]
+number = "{number}"
+medium = "新聞"
+campaign = "冬"
+valid_call_seconds = 3            # the clips are about 5 s
+
+[numbers.forwarding]
+on_busy = "voicemail"
+on_no_answer = "voicemail"
+on_exhausted = "voicemail"
+
+[[numbers.forwarding.targets]]
+operator = "sato"
+ring_timeout = 15
+
+[numbers.voicemail]
+greeting = []
+beep = false
+min_seconds = 1
+silence_seconds = 0
+"""
 
 
 def _models_built() -> bool:
@@ -77,14 +106,51 @@ def api_token(data_dir: Path, business: str) -> str:
     return made.stdout.strip()
 
 
-async def analysed_call(server: object) -> dict[str, object]:
+async def analysed_call(server: object, call_id: str) -> dict[str, object]:
     deadline = time.monotonic() + ANALYSIS_DEADLINE_S
     while time.monotonic() < deadline:
-        rows = await asyncio.to_thread(server.calls, 1)  # type: ignore[attr-defined]
-        if rows and rows[0].get("analysis"):
-            return rows[0]
+        rows = await asyncio.to_thread(server.calls, 10)  # type: ignore[attr-defined]
+        row = next((r for r in rows if r["call_id"] == call_id), {})
+        if row.get("analysis"):
+            return row
         await asyncio.sleep(0.5)
     raise AssertionError("no analysis within the deadline:\n" + server.log_tail())  # type: ignore[attr-defined]
+
+
+def apply_acme(data_dir: Path, operator_uri: str) -> None:
+    """The business file of the call-tracking business: one number, its operator, and a
+    voicemail when the operator is busy (the plan interpreter runs it)."""
+    path = data_dir.parent / "acme.toml"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(ACME.format(uri=operator_uri, number=NUMBER), encoding="utf-8")
+    subprocess.run(
+        [sys.executable, "-m", "mediasrv", "business", "apply", str(path), "--data-dir", str(data_dir)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+
+async def one_call(caller: object, operator: object, server: object, code: int) -> None:
+    """The operator answers ``code`` (200, or 486: busy, so the caller leaves a voicemail);
+    the caller says its clip and hangs up."""
+    await caller.dial(f"sip:{NUMBER}@{server.sip_uri_host}")  # type: ignore[attr-defined]
+    await operator.wait_event("incoming", timeout=10)  # type: ignore[attr-defined]
+    await operator.command("answer", code=code)  # type: ignore[attr-defined]
+    await caller.wait_event("state", state="CONFIRMED", timeout=10)  # type: ignore[attr-defined]
+    await caller.wait_event("played", timeout=30)  # type: ignore[attr-defined]
+    if code == 200:
+        await operator.wait_event("played", timeout=30)  # type: ignore[attr-defined]
+    await caller.command("hangup")  # type: ignore[attr-defined]
+    await caller.wait_event("disconnected", timeout=10)  # type: ignore[attr-defined]
+
+
+async def rows_of(server: object, count: int) -> list[dict[str, object]]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        rows = await asyncio.to_thread(server.calls, 10)  # type: ignore[attr-defined]
+        if len([r for r in rows if r["disposition"] != "in-progress"]) >= count:
+            return rows
+        await asyncio.sleep(0.2)
+    raise AssertionError("the call rows were not written:\n" + server.log_tail())  # type: ignore[attr-defined]
 
 
 @pytest.mark.skipif(not _models_built(), reason="run `mediasrv models build` first (bootstrap does)")
@@ -94,29 +160,27 @@ async def test_call_log_detail_player_transcript_reports_and_tenants(
 ) -> None:
     expect = playwright_api.expect
     operator_clip = delayed_clip(DATA / "ja_m2.wav", tmp_path / "operator.wav", OPERATOR_DELAY_S)
-    operator = await start_phone("operator", auto_answer="200", play=operator_clip)
+    operator = await start_phone("operator", auto_answer="none", play=operator_clip)
     caller = await start_phone("caller", play=DATA / "ja_f1.wav")
     workdir = tmp_path / "srv"
-    apply_business(workdir / "var", "acme", "sato", "佐藤 花子", operator.uri)
+    apply_acme(workdir / "var", operator.uri)
     apply_business(workdir / "var", "other", "yamada", "山田", "sip:yamada@127.0.0.1:5999")
     acme_token, other_token = api_token(workdir / "var", "acme"), api_token(workdir / "var", "other")
     server = start_server(
-        numbers=[{"number": NUMBER, "business": "acme", "medium": "新聞", "campaign": "冬",
-                  "destinations": [operator.uri]}],
         workdir=workdir,
         analysis={"enabled": True, "workers": 1, "language": "ja"},
-        extra_sections={"call_attributes": {"valid_call_seconds": 3.0}},  # the clips are ~5 s
+        extra_sections={"calls": {"interpreter": "plan"},
+                        "call_attributes": {"valid_call_seconds": 3.0}},  # the clips are ~5 s
     )
 
-    # ---- one real call: both say their clip, then the caller hangs up
-    await caller.dial(f"sip:{NUMBER}@{server.sip_uri_host}")
-    await caller.wait_event("state", state="CONFIRMED", timeout=10)
-    await caller.wait_event("played", timeout=30)
-    await operator.wait_event("played", timeout=30)
-    await caller.command("hangup")
-    await operator.wait_event("disconnected", timeout=10)
-    row = await analysed_call(server)
+    # ---- two real calls: answered (both speak), then busy -> the caller leaves a voicemail
+    await one_call(caller, operator, server, 200)
+    await one_call(caller, operator, server, 486)
+    by_disposition = {r["disposition"]: r for r in await rows_of(server, 2)}
+    voicemail_id = str(by_disposition["voicemail"]["call_id"])
+    row = await analysed_call(server, str(by_disposition["answered"]["call_id"]))
     call_id = str(row["call_id"])
+    assert row["valid"] is True, {k: row[k] for k in ("valid", "talk_seconds", "first_time", "tracking_number")}
     wav = Path(str(row["recording_path"]))
     segments = row["analysis"]["timeline"]  # type: ignore[index]
     assert {s["channel"] for s in segments} == {"caller", "operator"}, segments
@@ -143,9 +207,10 @@ async def test_call_log_detail_player_transcript_reports_and_tenants(
             # ---- the call log: the call, a filter, the CSV
             await page.locator('#nav a[data-page="calls"]').click()
             rows = page.locator("#calls-table tbody tr")
-            await expect(rows).to_have_count(1, timeout=5000)
-            await expect(rows.first.locator(".medium")).to_have_text("新聞")
-            await expect(rows.first).to_have_attribute("data-call-id", call_id)
+            await expect(rows).to_have_count(2, timeout=5000)
+            await expect(rows.first).to_have_attribute("data-call-id", voicemail_id)  # newest first
+            await expect(rows.first.locator(".disp")).to_have_text("留守番電話")
+            await expect(rows.nth(1).locator(".medium")).to_have_text("新聞")
             await page.get_by_label("媒体", exact=True).fill("雑誌")
             await page.get_by_label("媒体", exact=True).press("Enter")
             await expect(rows).to_have_count(0)
@@ -154,6 +219,7 @@ async def test_call_log_detail_player_transcript_reports_and_tenants(
             await page.locator("#cf-valid").select_option("true")
             await page.locator("#calls-search").click()
             await expect(rows).to_have_count(1)
+            await expect(rows.first).to_have_attribute("data-call-id", call_id)  # the valid one
             async with page.expect_download() as download_info:
                 await page.locator("#calls-export").click()
             download = await download_info.value
@@ -205,14 +271,27 @@ async def test_call_log_detail_player_transcript_reports_and_tenants(
 
             # ---- reports: the call per day and the answer rate of its medium
             await page.locator('#nav a[data-page="reports"]').click()
-            today_bar = page.locator("#chart-days rect.bar-calls[data-value='1']")
+            today_bar = page.locator("#chart-days rect.bar-calls[data-value='2']")
             await expect(today_bar).to_have_count(1, timeout=5000)
             await expect(page.locator("#chart-days rect.bar-valid[data-value='1']")).to_have_count(1)
             rate = page.locator("#chart-rate rect.bar-rate[data-medium='新聞']")
-            await expect(rate).to_have_attribute("data-value", "1")
+            await expect(rate).to_have_attribute("data-value", "0.5")  # answered 1 of 2
             await expect(page.locator("#report-medium tbody tr")).to_have_count(1)
             await expect(page.locator("#report-campaign tbody th")).to_have_text("冬")
             await page.screenshot(path=str(OUTPUT / "console-report.png"), full_page=True)
+
+            # ---- voicemails: listed, playable
+            await page.locator('#nav a[data-page="voicemails"]').click()
+            message = page.locator(f'#voicemail-list li[data-call-id="{voicemail_id}"]')
+            await expect(message).to_have_count(1, timeout=5000)
+            await expect(page.locator("#voicemail-list li")).to_have_count(1)
+            await message.locator("button.play").click()
+            vm_player = message.locator("audio")
+            await page.wait_for_function(
+                """(id) => { const a = document.querySelector(`#voicemail-list li[data-call-id="${id}"] audio`);
+                            return a && !a.paused && a.currentTime > 0; }""", arg=voicemail_id, timeout=10_000)
+            assert await vm_player.evaluate("a => a.duration") > 2.0  # the caller's ~4.5 s clip
+            await vm_player.evaluate("a => a.pause()")
             assert errors == [], (errors, failed)
 
             # ---- another business: none of it
