@@ -745,6 +745,8 @@ class Server:
             recordings_dir=self.config.server.recordings_dir,
             limits=Limits(a.max_body_bytes, a.max_upload_bytes, a.idempotency_ttl, a.max_page,
                           a.secret_overlap),
+            reports=self._report,
+            time_zone=self.attributes.time_zone,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -812,6 +814,7 @@ class Server:
                 business=self.business,
                 registrar=self.registrar,
                 prompts=lambda: self.prompts,
+                attributes=self.attributes,
             )
         self._sweep_task = self.loop.create_task(self.screening.sweep_forever())
         self.metrics.add_gauge_callback(

@@ -34,6 +34,7 @@ from mediasrv.calls.supervisor import CallSupervisor
 from mediasrv.calls.trace import CallTrace
 from mediasrv.flow_legs import SipCallerLeg, SipDialer
 from mediasrv.media.api import MediaControl, MediaEvent, RecordMode
+from mediasrv.outputs.attributes import AttributePolicy, is_valid
 from mediasrv.outputs.calllog import CallLog, CallRecord
 from mediasrv.outputs.flow_records import record_from_trace
 from mediasrv.outputs.metrics import Metrics
@@ -168,8 +169,10 @@ class FlowRuntime:
         business: PlanSource | None = None,
         registrar: Contacts | None = None,
         prompts: Callable[[], PromptStore | None] = lambda: None,
+        attributes: AttributePolicy | None = None,
     ) -> None:
         self._router = router
+        self._attributes = attributes  # F14/F15 of the plan's calls, as the one-flow path does
         self._registrar = registrar
         self._registered: set[str] = set()
         count_failure = self._count_failure = (
@@ -280,6 +283,17 @@ class FlowRuntime:
         except Exception:
             log.exception("could not store the answer", extra={"call": record.call_id})
 
+    async def _store_final(self, record: CallRecord) -> None:
+        """The finished row with F14 (valid) decided here and F15 (duplicate, first time) by
+        the store against the stored rows, as for the one-flow interpreter's calls."""
+        policy = self._attributes
+        if policy is None:
+            await self._store.record_call(record)
+            return
+        threshold = policy.valid_threshold(record.tracking_number)
+        record.valid = is_valid(record.disposition, record.talk_seconds, threshold)
+        await self._store.record_final(record, policy.duplicate_window(record.business))
+
     async def _finished(self, trace: CallTrace) -> None:
         self._metrics.active_calls.dec()
         record = record_from_trace(trace)
@@ -298,7 +312,7 @@ class FlowRuntime:
                     stats.foreign_dropped,
                 )
         try:
-            await self._store.record_call(record)
+            await self._store_final(record)
         except Exception:
             log.exception(
                 "could not store call row", extra={"call": record.call_id, "row": repr(record)}

@@ -3,7 +3,8 @@
 ``/console`` and ``/console/`` answer the page; ``/console/<name>`` one of the files found in
 :data:`mediasrv.console.STATIC_DIR` at start (a fixed set: no path from the request ever
 reaches the file system). The files hold no data and need no token; their CSP allows only
-this origin (no inline script or style, no other host), and no page may frame them.
+this origin (no inline script or style, no other host; media also from ``blob:``, the
+recordings the page fetched with its token header), and no page may frame them.
 """
 
 from __future__ import annotations

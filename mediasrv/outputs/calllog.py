@@ -113,6 +113,10 @@ class CallLog(Protocol):
 
     async def record_call(self, rec: CallRecord, also: Sequence[SqlStatement] = ()) -> None: ...
 
+    async def record_final(
+        self, rec: CallRecord, window: float, also: Sequence[SqlStatement] = ()
+    ) -> None: ...
+
     async def get_call(self, call_id: str) -> CallRecord | None: ...
 
     async def list_calls(
@@ -449,6 +453,7 @@ class CallQuery:
     after: tuple[float, str] | None = None  # keyset cursor: rows older than this one
     limit: int = 100
     offset: int = 0  # the older paging; a cursor is cheaper on a large log
+    label: str | None = None  # the analysis's outcome label (issue 13 §2: the console filters on it)
 
     def where(self) -> tuple[str, list[object]]:
         clauses: list[str] = []
@@ -463,6 +468,9 @@ class CallQuery:
                 raise ValueError(f"not a flag filter: {column}")
             clauses.append(f"{column} = ?")
             params.append(int(flag))
+        if self.label is not None:
+            clauses.append("json_extract(analysis, '$.outcome.label') = ?")
+            params.append(self.label)
         if self.since is not None:
             clauses.append("start_time >= ?")
             params.append(self.since)

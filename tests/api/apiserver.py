@@ -32,6 +32,7 @@ from mediasrv.outputs.calllog import CallLogStore, CallRecord, Disposition
 from mediasrv.outputs.metrics import Metrics
 from mediasrv.outputs.outbox import OutboxStore
 from mediasrv.outputs.prompts import PromptStore
+from mediasrv.outputs.reports import ReportQuery, ReportRow, run_report
 
 T0 = 1_780_000_000.0
 NUMBERS = {"alpha": "+81311110000", "bravo": "+81622220000"}
@@ -167,6 +168,7 @@ class ApiServerThread:
             recordings_dir=var / "recordings",
             limits=self.limits,
             accounts=self.accounts,
+            reports=self._report,
         )
         v1 = V1Api(services, PRINCIPAL)
         self.server = HttpServer(
@@ -180,6 +182,9 @@ class ApiServerThread:
         await self.server.start()
         ops = [(op.method, op.path, op.op_id) for op in v1.api.ops]
         return Running(f"http://127.0.0.1:{self.server.port}", admin, tenants, self.root, ops)
+
+    async def _report(self, query: ReportQuery) -> list[ReportRow]:
+        return await run_report(self.calls.read_connection(), query)
 
     async def _seed(self, slug: str, i: int, var: Path) -> Tenant:
         applied = await self.businesses.apply(load_business_text(business_text(slug)), "test")

@@ -40,6 +40,7 @@ def _fill(path: str, api: Running, business: str, owner: str) -> str:
         "name": t.prompt,
         "version": str(t.version),
         "token_id": t.token_id,
+        "group_by": "medium,day",
     }
     m = re.search(r"/(numbers|operators|schedules)/\{key\}", path)
     if m:

@@ -24,14 +24,22 @@ from typing import Any
 
 from aiohttp import web
 
+from mediasrv.api.csv_export import CsvEncoding, Unencodable, csv_header, csv_raw_rows
 from mediasrv.api.v1.downloads import file_download
 from mediasrv.api.v1.problem import Problem
 from mediasrv.api.v1.services import Services
 from mediasrv.api.v1.spec import Op, Param, Req, Resp, json_ok
-from mediasrv.outputs.calllog import CallRecord, Disposition
+from mediasrv.outputs.calllog import FLAG_FILTERS, CallQuery, CallRecord, Disposition
 from mediasrv.outputs.recordings import is_within
 
-__all__ = ["call_ops", "decode_cursor", "encode_cursor"]
+__all__ = ["call_ops", "call_query", "decode_cursor", "encode_cursor", "filter_params"]
+
+EXPORT_PAGE = 5000  # rows fetched from the store at a time for a CSV export
+MAX_EXPORT = 100_000  # rows per CSV export
+# query parameter -> call-log column (equality filters)
+_EQUALS = {"tracking_number": "tracking_number", "medium": "medium", "campaign": "campaign",
+           "operator": "operator_uri", "caller_number": "caller_number",
+           "caller_kind": "caller_kind", "prefecture": "prefecture_code"}
 
 _NUM_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
 CALL_SCHEMA: dict[str, Any] = {
@@ -95,10 +103,20 @@ def decode_cursor(text: str) -> tuple[float, str]:
     return t, call_id
 
 
-def _after(rec: CallRecord, cursor: tuple[float, str]) -> bool:
-    """Later in the log's order (start_time DESC, call_id DESC) than the cursor row."""
-    t, call_id = cursor
-    return rec.start_time < t or (rec.start_time == t and rec.call_id < call_id)
+def call_query(req: Req, disposition: Disposition | None, limit: int) -> CallQuery:
+    """The v1 filters (issue 11 item 5, issue 13 §2) as a store query, always of the token's
+    business; the cursor is a keyset bound (rows written meanwhile neither repeat nor shift)."""
+    p = req.params
+    equals = [("business", req.business)]
+    equals += [(column, str(p[name])) for name, column in _EQUALS.items()
+               if p.get(name) not in (None, "")]
+    if disposition is not None:
+        equals.append(("disposition", disposition.value))
+    flags = tuple((name, bool(p[name])) for name in FLAG_FILTERS if p.get(name) is not None)
+    cursor = decode_cursor(p["cursor"]) if p.get("cursor") else None
+    label = p.get("label") or None
+    return CallQuery(tuple(equals), flags, p.get("since"), p.get("until"), cursor, limit,
+                     label=None if label is None else str(label))
 
 
 def _call_json(business: str, rec: CallRecord) -> dict[str, object]:
@@ -117,31 +135,9 @@ class CallResources:
         self.s = services
 
     async def _page(self, req: Req, disposition: Disposition | None) -> web.Response:
-        p = req.params
-        limit = int(p["limit"])
-        cursor = decode_cursor(p["cursor"]) if p.get("cursor") else None
-        until = p.get("until")
-        if cursor is not None:
-            bound = math.nextafter(cursor[0], math.inf)
-            until = bound if until is None else min(float(until), bound)
-        filters: dict[str, Any] = {
-            "tracking_number": p.get("tracking_number"),
-            "since": p.get("since"),
-            "until": until,
-            "disposition": disposition,
-            "business": req.business,
-        }
-        rows: list[CallRecord] = []
-        offset = 0
-        while len(rows) <= limit:  # one extra row says whether there is a next page
-            batch = await self.s.calls.list_calls(limit=limit + 1, offset=offset, **filters)
-            rows += [r for r in batch if cursor is None or _after(r, cursor)]
-            if len(batch) < limit + 1:
-                break
-            offset += len(batch)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1]) if more and rows else None
+        limit = int(req.params["limit"])
+        query = call_query(req, disposition, limit)
+        rows, next_cursor = await self.s.calls.query_calls(query)
         return json_ok({"items": [_call_json(req.business, r) for r in rows],
                         "next_cursor": next_cursor})
 
@@ -151,6 +147,25 @@ class CallResources:
 
     async def list_voicemails(self, req: Req) -> web.Response:
         return await self._page(req, Disposition.VOICEMAIL)
+
+    async def export_calls(self, req: Req) -> web.Response:
+        """The filtered call log as CSV (issue 11's columns). Built whole, off the loop, so
+        that a character CP932 cannot hold is a 400 naming it rather than a cut-off file."""
+        raw = req.params.get("disposition")
+        limit = int(req.params["limit"])
+        encoding = CsvEncoding.parse(str(req.params["encoding"]))
+        query = call_query(req, Disposition(raw) if raw else None, min(EXPORT_PAGE, limit))
+        chunks = [encoding.bom, csv_header(encoding)]
+        try:
+            async for rows in self.s.calls.export_raw(query, limit, EXPORT_PAGE):
+                chunks.append(await asyncio.to_thread(csv_raw_rows, rows, encoding, False))
+        except Unencodable as e:
+            raise Problem(400, f"encoding={encoding.value}: {e}", field="query:encoding",
+                          slug="unencodable") from None
+        return web.Response(body=b"".join(chunks), headers={
+            "Content-Type": f"text/csv; charset={encoding.value}",
+            "Content-Disposition": f'attachment; filename="calls-{req.business}.csv"',
+        })
 
     async def _call(self, req: Req) -> CallRecord:
         call_id = str(req.params["call_id"])
@@ -206,27 +221,59 @@ class CallResources:
         return await self._audio(req.request, rec)
 
 
+def filter_params() -> tuple[Param, ...]:
+    """The call log's filters, shared by the list, the voicemails and the CSV export."""
+    def text(name: str, what: str, length: int = 64) -> Param:
+        return Param(name, "query", {"type": "string", "maxLength": length}, what)
+
+    def flag(name: str, what: str) -> Param:
+        return Param(name, "query", {"type": "boolean"}, what)
+
+    return (
+        Param("cursor", "query", {"type": "string", "maxLength": 512},
+              "next_cursor of the previous page"),
+        Param("since", "query", {"type": "number"}, "start_time >= since (unix seconds)"),
+        Param("until", "query", {"type": "number"}, "start_time < until (unix seconds)"),
+        text("tracking_number", "only calls to this tracking number", 32),
+        text("medium", "only calls of this medium (advertising channel)"),
+        text("campaign", "only calls of this campaign"),
+        text("operator", "only calls answered by this operator (SIP URI)", 256),
+        text("caller_number", "only calls from this number (E.164)", 32),
+        text("caller_kind", "fixed, mobile, ip, toll-free, anonymous, ..."),
+        Param("prefecture", "query", {"type": "string", "pattern": "^[0-9]{2}$"},
+              "the caller's prefecture (JIS X 0401 code, 01-47)"),
+        flag("valid", "only valid (or not valid) calls"),
+        flag("first_time", "only first-time (or repeat) callers"),
+        flag("duplicate", "only duplicates (or not)"),
+        text("label", "the analysis's outcome label (e.g. booking_made)"),
+    )
+
+
 def call_ops(services: Services) -> list[Op]:
     r = CallResources(services)
     c = "/api/v1/businesses/{business}"
     limit = Param("limit", "query", {"type": "integer", "minimum": 1,
                                      "maximum": services.limits.max_page, "default": 50},
                   "page size")
-    page = (
-        limit,
-        Param("cursor", "query", {"type": "string", "maxLength": 512},
-              "next_cursor of the previous page"),
-        Param("since", "query", {"type": "number"}, "start_time >= since (unix seconds)"),
-        Param("until", "query", {"type": "number"}, "start_time < until (unix seconds)"),
-        Param("tracking_number", "query", {"type": "string", "maxLength": 32},
-              "only calls to this tracking number"),
-    )
+    page = (limit, *filter_params())
     disposition = Param("disposition", "query",
                         {"type": "string", "enum": [d.value for d in Disposition]}, "outcome")
+    export = (
+        Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_EXPORT,
+                                 "default": 10_000}, "at most this many rows"),
+        Param("encoding", "query", {"type": "string", "enum": [e.value for e in CsvEncoding],
+                                    "default": "utf-8"},
+              "utf-8 (with a BOM, for Excel) or cp932 / shift_jis"),
+        *filter_params(), disposition,
+    )
     one = (_CALL_ID,)
     return [
         Op("GET", c + "/calls", "listCalls", "The call log, newest first (cursor pages)",
            r.list_calls, {200: Resp("OK", _PAGE)}, params=(*page, disposition), tag="calls"),
+        Op("GET", c + "/calls.csv", "exportCalls",
+           "The call log as CSV, with the list's filters (UTF-8 with a BOM, or CP932)",
+           r.export_calls, {200: Resp("the CSV file", content_type="text/csv")},
+           params=export, tag="calls"),
         Op("GET", c + "/calls/{call_id}", "getCall", "One call", r.get_call,
            {200: Resp("OK", CALL_SCHEMA)}, params=one, tag="calls"),
         Op("GET", c + "/calls/{call_id}/recording", "getRecording",

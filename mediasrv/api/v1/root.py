@@ -13,6 +13,7 @@ from mediasrv.api.v1.calls import call_ops
 from mediasrv.api.v1.events import CALL_EVENT_DATA, webhooks_document
 from mediasrv.api.v1.problem import PROBLEM_JSON
 from mediasrv.api.v1.prompts import prompt_ops
+from mediasrv.api.v1.reports import report_ops
 from mediasrv.api.v1.services import Services
 from mediasrv.api.v1.sessions import session_ops
 from mediasrv.api.v1.simulate import simulate_ops
@@ -33,7 +34,8 @@ PROBLEM_PREFIXES = ("/api/v1/businesses", "/api/v1/tokens", "/api/v1/session",
 # TODO(lead): `POST /api/v1/businesses/{business}/numbers/{key}/simulate` (the dry run of
 # issue 12 §1) belongs here once calls/simulate.py (helper `flow`) is merged: it is not in
 # this branch's base, so the operation is not declared (no stub that pretends). Likewise
-# number-info and reports (helper `numbers`) are to be declared as v1 operations here.
+# number-info (helper `numbers`) is to be declared as a v1 operation here (reports are:
+# api/v1/reports.py).
 
 
 class V1Api:
@@ -44,6 +46,7 @@ class V1Api:
         ops = [
             *business_ops(services),
             *call_ops(services),
+            *report_ops(services),
             *prompt_ops(services),
             *webhook_ops(services),
             *token_ops(services),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from mediasrv.api.accounts import Accounts
 from mediasrv.api.v1.store import ApiStore
@@ -13,6 +14,7 @@ from mediasrv.outputs.business_store import BusinessStore
 from mediasrv.outputs.calllog import CallLog
 from mediasrv.outputs.outbox import OutboxStore
 from mediasrv.outputs.prompts import PromptStore
+from mediasrv.outputs.reports import ReportQuery, ReportRow
 
 __all__ = ["Limits", "Services"]
 
@@ -39,3 +41,6 @@ class Services:
     limits: Limits = field(default_factory=Limits)
     prompt_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     accounts: Accounts | None = None  # issue 13 §5: console users (None: no login)
+    # issue 13 §3: the reports of the tenant paths (None: not on this server -> 503)
+    reports: Callable[[ReportQuery], Awaitable[list[ReportRow]]] | None = None
+    time_zone: Callable[[str], ZoneInfo] = field(default=lambda _business: ZoneInfo("Asia/Tokyo"))
