@@ -147,7 +147,7 @@ cdef void dtmf_feed_alaw(dtmf_t* d, const unsigned char* data, Py_ssize_t n) noe
 cdef void dtmf_feed_one(dtmf_t* d, double x) noexcept nogil:
     cdef int i
     cdef double s
-    d.history[d.ring] = x
+    d.history[d.ring] = <short>x  # x is a 16-bit sample (every feed_* passes one): exact
     d.ring = (d.ring + 1) % DTMF_WINDOW
     d.energy += x * x
     for i in range(4):
@@ -229,7 +229,7 @@ cdef void dtmf_track(dtmf_t* d, int digit) noexcept nogil:
         return
     if not d.verified and VERIFY_BLOCKS <= d.hits <= MAX_VERIFY_HIT:
         for n in range(DTMF_WINDOW):
-            window[n] = d.history[(d.ring + n) % DTMF_WINDOW]
+            window[n] = <double>d.history[(d.ring + n) % DTMF_WINDOW]
         d.verified = verify_digit(window, d.digit // 4, d.digit % 4)
 
 
