@@ -778,9 +778,13 @@ cdef class Relay:
 
     cdef double run_playout(self, double now) noexcept nogil:
         """Send what is due on the playing legs; sets and returns min_due (0.0: none)."""
-        cdef int phase, leg, nxt_leg
+        cdef int phase, leg, nxt_leg, j
         cdef double nxt = 0.0, due
-        for phase in range(PHASES):
+        # Oldest phase first: the one due next millisecond was last due 19 ms ago. After a
+        # stall (a preempted thread) the frames waiting longest go first, not phase 0's.
+        cdef int first = <int>((<long long>(now * 1000.0) + 1) % PHASES)
+        for j in range(PHASES):
+            phase = (first + j) % PHASES
             if self.slot_head[phase] < 0:
                 continue
             if self.slot_due[phase] <= now + PACE_SLACK:
