@@ -69,7 +69,12 @@ if __name__ == "__main__":  # run by path; bench/ is not on sys.path under PYTHO
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
 ENGINE_PORTS = (20000, 39998)  # the relay's RTP port range (RTP+RTCP pairs)
-PHONE_BASE = 56000  # phones use 56000.. (2 per call)
+# The phones' SDP ports (2 per call) start at a base chosen per run (``--phone-base``, else
+# at random in PHONE_RANGE), so that two runs on one machine do not send into each other's
+# phones: the relay sends to the SDP port until a phone's first packet latches it. The relay
+# child learns the base from BENCH_PHONE_BASE.
+PHONE_RANGE = (40000, 65000)
+PHONE_BASE = int(os.environ.get("BENCH_PHONE_BASE", "56000"))
 NG_PORT = 22223
 RTPE_PORTS = (30000, 39999)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -517,15 +522,49 @@ async def _serve_hold(calls: int, path_name: str, portfile: str, music: str) -> 
     print(f"READY engine={engine.engine_name} rss_base_kb={rss_base}", flush=True)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_reader(sys.stdin.fileno(), stop.set)
+
+    def on_stdin() -> None:  # "mark": the measured window starts; anything else (EOF) stops
+        if sys.stdin.readline().strip() == "mark" and hasattr(path, "lateness"):
+            path.lateness(reset=True)
+        else:
+            stop.set()
+
+    loop.add_reader(sys.stdin.fileno(), on_stdin)
     await stop.wait()
     calls1, (rx1, tx1) = path.python_calls(), path.packet_totals()
+    late = _lateness_figures(path.lateness()) if hasattr(path, "lateness") else ""
     for k in range(len(ports)):
         engine.release(f"hold-{k}")
     await engine.close()
     print(
-        f"DONE python_calls={calls1 - calls0} packets_out={tx1 - tx0} packets_in={rx1 - rx0}",
+        f"DONE python_calls={calls1 - calls0} packets_out={tx1 - tx0} packets_in={rx1 - rx0}"
+        f"{late}",
         flush=True,
+    )
+
+
+def _lateness_figures(hist: tuple[float, float, list[int]]) -> str:
+    """Engine-side pacing: each frame's send time minus its own grid time, recorded by the
+    engine thread (cext.relay.Relay.lateness). Unlike the sink's figure it names the cause:
+    a late send by the engine, not delivery to the sink; bins are 50 µs (upper edges)."""
+    width, low, counts = hist
+    total = sum(counts)
+    if not total:
+        return ""
+
+    def quantile(q: float) -> float:
+        seen = 0
+        for i, c in enumerate(counts):
+            seen += c
+            if seen >= q * total:
+                return (low + (i + 1) * width) * 1e3
+        return float("nan")
+
+    over = sum(c for i, c in enumerate(counts) if low + i * width >= 0.002) / total
+    return (
+        f" engine_frames={total} engine_late_p50_ms={quantile(0.5):.3f}"
+        f" engine_late_p99_ms={quantile(0.99):.3f} engine_late_p999_ms={quantile(0.999):.3f}"
+        f" engine_late_over_2ms={over:.5f}"
     )
 
 
@@ -574,14 +613,21 @@ def start_sink(
 
 
 def measure_sink(
-    sink: subprocess.Popen[str], pid: int, seconds: float
+    sink: subprocess.Popen[str],
+    pid: int,
+    seconds: float,
+    server: subprocess.Popen[str] | None = None,
 ) -> tuple[float, str, float]:
     """Tell the sink to start; return (CPU % of one core of ``pid`` over the window, the
-    sink's figures line, the window's wall seconds)."""
+    sink's figures line, the window's wall seconds). ``server`` (mediasrv) is told "mark"
+    when the window starts, so its own pacing figures cover the same window."""
     assert sink.stdin is not None and sink.stdout is not None
     sink.stdin.write("go\n")
     sink.stdin.flush()
     time.sleep(1.0)  # the sink's warm-up
+    if server is not None and server.stdin is not None:
+        server.stdin.write("mark\n")
+        server.stdin.flush()
     c0, t0 = _cpu_ticks(pid), time.monotonic()
     line = sink.stdout.readline().strip()
     c1, t1 = _cpu_ticks(pid), time.monotonic()
@@ -608,7 +654,7 @@ def run_hold_mediasrv(
         if not ready.startswith("READY"):
             raise RuntimeError(f"mediasrv hold server failed to start: {ready!r}")
         rss_base = int(parse_load(ready)["rss_base_kb"])
-        cpu, line, wall = measure_sink(sink, proc.pid, seconds)
+        cpu, line, wall = measure_sink(sink, proc.pid, seconds, proc)
         rss = _rss_kb(proc.pid)
         proc.stdin.close()
         done = proc.stdout.readline().strip()
@@ -701,6 +747,22 @@ def main_hold(args: argparse.Namespace, rtpengine: str | None, child_env: dict[s
     return 0
 
 
+def choose_phone_base(base: int | None, calls: int) -> None:
+    """Set this run's phone port base (here and, through the environment, in the relay child)."""
+    global PHONE_BASE
+    if base is None:
+        import random
+
+        base = random.randrange(PHONE_RANGE[0], PHONE_RANGE[1] - 2 * calls, 2)
+    if not PHONE_RANGE[0] <= base <= PHONE_RANGE[1] - 2 * calls:
+        raise SystemExit(
+            f"--phone-base {base}: {calls} calls need {PHONE_RANGE[0]}..{PHONE_RANGE[1]}"
+        )
+    PHONE_BASE = base
+    os.environ["BENCH_PHONE_BASE"] = str(base)
+    print(f"bench: phone SDP ports {base}..{base + 2 * calls - 1}", flush=True)
+
+
 def build_rtpload(work: Path) -> Path:
     out = work / "rtpload"
     subprocess.run(["gcc", "-O2", "-o", str(out), str(HERE / "rtpload.c")], check=True)
@@ -720,6 +782,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--no-record", action="store_true", help="skip the recorded run")
     ap.add_argument("--no-rtpengine", action="store_true")
+    ap.add_argument(
+        "--phone-base", type=int, default=None,
+        help="first SDP port of the phones (2 per call); default: chosen at random per run",
+    )  # fmt: skip
     ap.add_argument("--python", action="store_true", help="also run the pure-Python packet path")
     ap.add_argument(
         "--callbacks", action="store_true",
@@ -727,8 +793,11 @@ def main(argv: list[str]) -> int:
         "(plain and recorded) and a paced engine thread",
     )  # fmt: skip
     args = ap.parse_args(argv)
-    if 2 * args.calls > 65000 - PHONE_BASE or 4 * args.calls > ENGINE_PORTS[1] - ENGINE_PORTS[0]:
+    if 2 * args.calls > PHONE_RANGE[1] - PHONE_RANGE[0] or (
+        4 * args.calls > ENGINE_PORTS[1] - ENGINE_PORTS[0]
+    ):
         ap.error("too many calls for the port ranges")
+    choose_phone_base(args.phone_base, args.calls)
     import benchenv  # on sys.path when run as a script (see the top)
 
     rtpengine = None if args.no_rtpengine else benchenv.ensure_rtpengine()

@@ -18,7 +18,7 @@ cdef struct dtmf_t:
     double energy
     int fill
     long long position
-    double history[306]
+    short history[306]  # the last DTMF_WINDOW samples: 16-bit PCM, exact (every feed is int16)
     int ring
     int digit
     int hits

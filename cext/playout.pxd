@@ -19,7 +19,7 @@ cdef struct player_t:
     long long sent  # frames produced
     int fifo_len
     bint primed
-    short fifo[480]  # PLAY_MIX_CAP
+    short* fifo  # PLAY_MIX_CAP samples, allocated for a mix only (a held caller's play has none)
 
 cdef class PromptFrames:
     cdef short* pcm

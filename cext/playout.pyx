@@ -79,7 +79,10 @@ cdef player_t* player_new(list playlist, bint loop, bint mix) except NULL:
     p.ulaw = <const unsigned char**>malloc(n * sizeof(unsigned char*))
     p.alaw = <const unsigned char**>malloc(n * sizeof(unsigned char*))
     p.length = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
-    if p.pcm == NULL or p.ulaw == NULL or p.alaw == NULL or p.length == NULL:
+    if mix:  # the partner's audio waits here; a plain play (hold music) needs no FIFO
+        p.fifo = <short*>malloc(PLAY_MIX_CAP * sizeof(short))
+    if p.pcm == NULL or p.ulaw == NULL or p.alaw == NULL or p.length == NULL or (
+            mix and p.fifo == NULL):
         player_free(p)
         raise MemoryError()
     for i in range(n):
@@ -101,6 +104,7 @@ cdef void player_free(player_t* p) noexcept nogil:
     free(p.ulaw)
     free(p.alaw)
     free(p.length)
+    free(p.fifo)
     free(p)
 
 
@@ -182,7 +186,7 @@ cdef void player_feed(player_t* p, const unsigned char* payload, Py_ssize_t n,
                       int codec) noexcept nogil:
     """Keep what the bridged partner says (G.711) for the next frames of a mix."""
     cdef Py_ssize_t drop
-    if n <= 0:
+    if n <= 0 or p.fifo == NULL:  # not a mix: nothing to keep (next frames ignore it)
         return
     if n > PLAY_MIX_CAP:
         payload += n - PLAY_MIX_CAP

@@ -714,10 +714,14 @@ class MediaEngine:
     def _check_rtp(self, now: float) -> None:
         """Emit RtpTimeout once for a negotiated leg silent for ``no_rtp_timeout`` seconds,
         bridged or not (a caller who vanished during an IVR menu or in the queue)."""
-        for leg in list(self._by_id.values()):
-            if leg.watched_since is None or not _expects_rtp(leg):
-                continue
-            last = max(self._path.last_rx(leg.id), leg.watched_since)
+        watched = [
+            (leg, leg.watched_since)
+            for leg in self._by_id.values()
+            if leg.watched_since is not None and _expects_rtp(leg)
+        ]
+        last_rx = self._path.last_rx_many([leg.id for leg, _ in watched])  # one engine lock
+        for (leg, since), rx in zip(watched, last_rx, strict=True):
+            last = max(rx, since)
             silent = now - last
             if silent < self._timeout:
                 leg.timed_out = False

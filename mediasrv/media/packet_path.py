@@ -145,6 +145,10 @@ class PacketPath(Protocol):
         """Loop time of the last valid packet received on ``leg``, 0.0 if none yet."""
         ...
 
+    def last_rx_many(self, legs: Sequence[int]) -> list[float]:
+        """``last_rx`` of each of ``legs`` in one call (the no-RTP check of every leg)."""
+        ...
+
     def stats(self, leg: int) -> LegStats: ...
 
     def close(self, leg: int) -> None:

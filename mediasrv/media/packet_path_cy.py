@@ -160,6 +160,16 @@ class CyPacketPath:
         t = float(self._relay.last_rx(leg))
         return t + self._clock_offset() if t else 0.0
 
+    def last_rx_many(self, legs: Sequence[int]) -> list[float]:
+        """One lock for every leg: a per-leg ``last_rx`` took the engine thread's mutex 2,000
+        times a second with 2,000 held callers, each one a chance to delay due frames."""
+        offset = self._clock_offset()
+        return [t + offset if t else 0.0 for t in self._relay.last_rx_many(legs)]
+
+    def lateness(self, reset: bool = False) -> tuple[float, float, list[int]]:
+        """Prompt frames' send time minus grid time, as a histogram (cext.relay.Relay.lateness)."""
+        return self._relay.lateness(reset)
+
     def stats(self, leg: int) -> LegStats:
         pin, pout, bin_, bout, lost, jitter_ms, latched, foreign = self._relay.stats(leg)
         codec = self._codecs.get(leg)

@@ -306,6 +306,9 @@ class PyPacketPath:
     def last_rx(self, leg: int) -> float:
         return self._legs[leg].last_rx
 
+    def last_rx_many(self, legs: Sequence[int]) -> list[float]:
+        return [self._legs[leg].last_rx for leg in legs]
+
     def stats(self, leg: int) -> LegStats:
         s = self._legs[leg]
         lost = s.lost_before + max(0, s.rx.expected - s.rx.received)

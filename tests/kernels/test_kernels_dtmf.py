@@ -228,8 +228,8 @@ def test_talk_off_subset_python_reference() -> None:
 # ---- parity ----
 
 
-def test_parity_on_speech_and_tones() -> None:
-    py, cy = kernel_pair("dtmf")
+def speech_with_tones() -> bytes:
+    """Speech with 30 tone pairs spliced in: half clean digits, half random (16-bit PCM)."""
     rng = random.Random(24)
     speech = b"".join(read_wav(p) for p in speech_subset(0.5))
     samples = list(struct.unpack(f"<{len(speech) // 2}h", speech))
@@ -243,7 +243,12 @@ def test_parity_on_speech_and_tones() -> None:
         )  # fmt: skip
         for i, v in enumerate(burst):
             samples[at + i] = max(-32768, min(32767, round(v + samples[at + i] * 0.1)))
-    data = struct.pack(f"<{len(samples)}h", *samples)
+    return struct.pack(f"<{len(samples)}h", *samples)
+
+
+def test_parity_on_speech_and_tones() -> None:
+    py, cy = kernel_pair("dtmf")
+    data = speech_with_tones()
     dp, dc = py.DtmfDetector(), cy.DtmfDetector()
     events_py, events_cy = [], []
     for i in range(0, len(data), 320):  # 20 ms frames, as the packet path feeds them
@@ -253,6 +258,28 @@ def test_parity_on_speech_and_tones() -> None:
     events_cy += dc.flush()
     assert events_py == events_cy
     assert len(events_py) >= 12  # the spliced digits were really exercised
+
+
+@pytest.mark.parametrize("law", ["ulaw", "alaw"])
+def test_parity_on_g711_frames_as_the_relay_feeds_them(law: str) -> None:
+    """The relay feeds G.711 payloads (cext's block-wise feed_g711 path, not feed_pcm's):
+    160-byte frames, and odd sizes that cut the 102-sample blocks anywhere."""
+    py, cy = kernel_pair("dtmf")
+    g711 = load_kernel("g711", python=False)
+    data = getattr(g711, f"{law}_encode")(speech_with_tones())
+    for sizes in ([160], [1, 101, 102, 103, 160, 37]):
+        dp, dc = py.DtmfDetector(), cy.DtmfDetector()
+        events_py, events_cy = [], []
+        i = k = 0
+        while i < len(data):
+            n = sizes[k % len(sizes)]
+            events_py += getattr(dp, f"feed_{law}")(data[i : i + n])
+            events_cy += getattr(dc, f"feed_{law}")(data[i : i + n])
+            i, k = i + n, k + 1
+        events_py += dp.flush()
+        events_cy += dc.flush()
+        assert events_py == events_cy
+        assert len(events_py) >= 12
 
 
 def test_parity_on_noise() -> None:

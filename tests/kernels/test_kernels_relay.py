@@ -434,3 +434,39 @@ def test_events_still_queued_for_a_closed_leg_are_dropped() -> None:
         b.relay.close(0)
         b.relay.drain_events()
         assert [e[:2] for e in b.events] == [("latch", 1)]
+
+
+def test_last_rx_many_reads_every_leg_as_last_rx_does(bridge: Bridge) -> None:
+    """The no-RTP check's one-lock read: the same times as per-leg ``last_rx``, 0.0 for a
+    silent leg and for an id that is not open (a leg released meanwhile)."""
+    bridge.send(0, rtp(1, 160, 0xA))
+    bridge.pump(0)
+    many = list(bridge.relay.last_rx_many([0, 1, 7, -1]))
+    assert many == [bridge.relay.last_rx(0), bridge.relay.last_rx(1), 0.0, 0.0]
+    assert many[0] > 0.0 and many[1] == 0.0
+
+
+def test_engine_records_each_prompt_frames_send_lateness(mode: str) -> None:
+    """Relay.lateness: one count per prompt frame sent, in 50 µs bins of send time minus
+    the frame's grid time; reset empties it. Frames are never sent before PACE_SLACK."""
+    from cext.playout import PromptFrames
+
+    for b in make_bridge(PCMU, PCMU, mode == "thread"):
+        frames = PromptFrames(bytes(2 * 160 * 3))  # three frames of silence, no loop
+        b.relay.lateness(reset=True)
+        b.relay.play(1, [frames], False, False, False, 7)
+        got: list[bytes] = []
+        deadline = time.monotonic() + 5
+        while len(got) < 3 and time.monotonic() < deadline:
+            if not b.threaded:
+                b.relay.pace()
+            got += b.receive(1)
+            time.sleep(0.002)
+        width, low, counts = b.relay.lateness()
+        assert len(got) == 3
+        assert sum(counts) == 3
+        assert width == pytest.approx(50e-6) and low == pytest.approx(-400e-6)
+        first = min(i for i, c in enumerate(counts) if c)
+        assert low + first * width >= -0.0002 - width  # never earlier than the slack
+        assert sum(b.relay.lateness(reset=True)[2]) == 3
+        assert sum(b.relay.lateness()[2]) == 0
