@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from mediasrv.calls.disposition import Disposition
 from mediasrv.calls.plan import (
     Dial,
@@ -299,3 +301,32 @@ async def test_a_bug_costs_one_call_a_503_and_a_failed_row_never_a_bare_500(harn
     assert caller.final_code == 503
     assert trace.disposition is Disposition.FAILED and trace.failures == ["internal-error"]
     assert "media release" in harness.log
+
+
+async def test_the_caller_gets_its_200_only_once_the_answer_is_stored(harness) -> None:
+    """Committed before acknowledged (issue 8 finding 6, ported from the removed hard-wired
+    flow's tests): while the answered row is being stored, the caller has no 200 and nothing
+    is bridged or recorded; the store sees the operator who answered."""
+    release = asyncio.Event()
+    seen: list[tuple[str, str, bool]] = []
+
+    async def slow_store(trace) -> None:
+        harness.log.append("store answer")
+        seen.append((trace.operator, trace.operator_target, trace.bridged is None))
+        await release.wait()  # a slow group commit
+
+    harness.overrides["store_answer"] = slow_store
+    _ctx, caller = harness.call(dial_plan(Dial((t(1),))))
+    harness.dialer.script(OPS[0], (1.0, "answer"), (20.0, "hangup"))
+    await harness.run(until=lambda: "store answer" in harness.log)
+    await harness.settle()
+    assert not caller.answered and "media bridge" not in harness.log
+    release.set()
+    trace = await harness.trace()
+    assert seen == [("op1", OPS[0], True)]
+    order = [e for e in harness.log if e in ("store answer", "caller1 200", "media bridge")]
+    assert order == ["store answer", "caller1 200", "media bridge"]
+    assert harness.log.index("media bridge") < next(
+        i for i, e in enumerate(harness.log) if e.startswith("record ")
+    )
+    assert trace.disposition is Disposition.ANSWERED and trace.attempts[0].code == 200
