@@ -60,10 +60,13 @@ class CallPipeline:
         self._slow_answers_logged_at = -1e9
 
     # -- FlowCallLog --------------------------------------------------------------------------
+    def arrived(self, record: CallRecord) -> None:
+        """On the board at once (live), before the plan rings an operator or queues it."""
+        self._to_board(self._board.call_ringing, record)
+
     async def started(self, record: CallRecord) -> None:
         """The row exists from the first moment (in-progress), so that a crash mid-call
         leaves a trace that the next start marks as cut off (F13: nothing lost)."""
-        self._to_board(self._board.call_ringing, record)  # before the store: live
         also = self._notifier.statements(record, ("call.ringing",))
         try:
             await self._store.record_live(record, also)

@@ -160,6 +160,10 @@ class FlowCallLog(Protocol):
     """The server's post-call pipeline (app.py): the call log with its outbox events, the live
     board, metrics and analysis, one set of hooks for every call."""
 
+    def arrived(self, record: CallRecord) -> None:
+        """The call arrived (synchronously, before its plan's first step: the live board)."""
+        ...
+
     async def started(self, record: CallRecord) -> None:
         """The in-progress row (the call arrived)."""
         ...
@@ -282,6 +286,7 @@ class FlowRuntime:
         record = _live(self._record(ctx.trace))
         if ctx.plan.record is not RecordMode.OFF:
             record.recording_path = str(self.services.recording_path(ctx.id, ctx.trace.received))
+        self._log.arrived(record)  # before the plan's first step can ring anyone
         task = asyncio.ensure_future(self._log.started(record))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
