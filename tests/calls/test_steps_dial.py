@@ -335,7 +335,7 @@ async def test_the_caller_gets_its_200_only_once_the_answer_is_stored(harness) -
 async def test_no_rtp_while_talking_ends_both_legs_with_the_reason(harness) -> None:
     """The engine's no-RTP timeout on a bridged call ends it (the caller BYE'd, the operator
     BYE'd): an answered call whose end reason says no-rtp and that the system hung up."""
-    _ctx, caller = harness.call(dial_plan(Dial((t(1),))))
+    _ctx, _caller = harness.call(dial_plan(Dial((t(1),))))
     harness.dialer.script(OPS[0], (1.0, "answer"))
     harness.at(31.0, lambda: harness.media.rtp_timeout("call1", LegRole.CALLER))
     trace = await harness.trace()
