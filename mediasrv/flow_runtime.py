@@ -215,6 +215,7 @@ class FlowRuntime:
         self._identify = identify
         self._valid_threshold = valid_threshold
         self._callers: dict[str, CallerId] = {}  # call id -> who called (as SIP said)
+        self._recordings: dict[str, str] = {}  # call id -> the WAV it records to when answered
         self._credentials: dict[str, DigestCredentials | None] = {}
         self._plans: dict[str, tuple[Route, Plan]] = {}
         self._writes: set[asyncio.Future[None]] = set()
@@ -285,7 +286,8 @@ class FlowRuntime:
         self._metrics.active_calls.inc()
         record = _live(self._record(ctx.trace))
         if ctx.plan.record is not RecordMode.OFF:
-            record.recording_path = str(self.services.recording_path(ctx.id, ctx.trace.received))
+            path = str(self.services.recording_path(ctx.id, ctx.trace.received))
+            record.recording_path = self._recordings[ctx.id] = path
         self._log.arrived(record)  # before the plan's first step can ring anyone
         task = asyncio.ensure_future(self._log.started(record))
         self._writes.add(task)
@@ -313,7 +315,12 @@ class FlowRuntime:
 
     async def _store_answer(self, trace: CallTrace) -> None:
         """Committed before acknowledged: the answered row before the caller's 200."""
-        await self._log.answered(_live(self._record(trace), answered_at=time.time()))
+        record = _live(self._record(trace), answered_at=time.time())
+        # what the row must say from here on, even if the server dies before the call ends
+        # (F13): answered with 200, and the recording the bridge is about to start
+        record.sip_code = 200
+        record.recording_path = self._recordings.get(trace.call_id, record.recording_path)
+        await self._log.answered(record)
 
     async def _finished(self, trace: CallTrace) -> None:
         self._metrics.active_calls.dec()
@@ -321,4 +328,5 @@ class FlowRuntime:
             record = self._record(trace, final=True)
         finally:
             self._callers.pop(trace.call_id, None)
+            self._recordings.pop(trace.call_id, None)
         await self._log.finished(record, trace)
