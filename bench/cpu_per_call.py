@@ -5,7 +5,8 @@ operators, and the whisper where the installed version has it).
 Process CPU time (user + system of the server, from /proc) is what a call costs whatever else
 the machine runs, unlike calls per second, which a loaded box decides. The server's idle CPU
 (its timers) is measured for a few seconds first and taken off. Each scenario runs ``--calls``
-calls at ``--rate`` with a short hold; a scenario with any failed call prints no figure.
+calls at ``--rate`` with a short hold, recording off in both (the realistic flow's number does
+not record); a scenario with any failed call prints no figure.
 Run it with the interpreter of the version to measure (its own venv), e.g. before/after::
 
     /work/main/.venv/bin/python bench/cpu_per_call.py      # before
@@ -88,7 +89,7 @@ async def scenario(name: str, args: argparse.Namespace, root: Path) -> float | N
     spec = ServerSpec(
         workdir=workdir,
         server={"log_level": "warning"},
-        media={"no_rtp_timeout": 3600.0},
+        media={"no_rtp_timeout": 3600.0, "record": "off"},  # as the realistic flow's number
         analysis={"enabled": False},
     )
     note = ""
