@@ -34,10 +34,10 @@ Last line::
 is bounded in time and stopped by PID (Sippy with SIGKILL: its SIGTERM is slow).
 
 ``--flow realistic`` (issue 10 "Benchmark") runs the search three times in the same run and
-holds no concurrent calls: ``mediasrv`` (the plain ``[[numbers]]`` route, the default
-interpreter), ``mediasrv-flow`` (``[calls] interpreter = "plan"`` with the realistic flow of
-``mediasrv.demo.flows`` applied to the business store: blocklist, business hours, round robin
-over two operators; no whisper, the engine has no mixing verb yet), and ``kamailio``
+holds no concurrent calls: ``mediasrv`` (the plain ``[[numbers]]`` route: a one-Dial plan),
+``mediasrv-flow`` (the realistic flow of ``mediasrv.demo.flows`` applied to the business
+store: blocklist, business hours, round robin over two operators, a 0.4 s whisper to the
+operator before the bridge), and ``kamailio``
 (Kamailio 5.6 as a stateful proxy with rtpengine anchoring the media through
 ``rtpengine_offer`` / ``answer`` / ``delete``, rtpengine ``--delete-delay=0``, both on the
 B2BUA's CPU; Debian ``kamailio`` and ``rtpengine-daemon``). Last line::
@@ -249,12 +249,12 @@ class MediasrvTarget:
 
     async def apply_realistic_flow(self, uas_port: int, workdir: Path) -> None:
         """The business file of the realistic flow, applied to the server's store."""
-        from mediasrv.demo.flows import realistic_business_toml
+        from mediasrv.demo.flows import realistic_business_toml, write_whisper_wav
 
         path = workdir / "realistic.toml"
         path.write_text(realistic_business_toml(
             (f"sip:op-a@127.0.0.1:{uas_port}", f"sip:op-b@127.0.0.1:{uas_port}"),
-            number=NUMBER))
+            number=NUMBER, whisper_file=write_whisper_wav(workdir / "whisper.wav")))
         proc = await asyncio.create_subprocess_exec(
             *self.exe, "business", "apply", str(path), "--data-dir", str(workdir / "var"),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)

@@ -35,11 +35,10 @@ from mediasrv.api.http import PRINCIPAL, HttpPolicy, HttpServer
 from mediasrv.api.v1.root import V1Api
 from mediasrv.api.v1.services import Limits, Services
 from mediasrv.api.v1.store import ApiStore
+from mediasrv.call_pipeline import CallPipeline
 from mediasrv.calls.admission import KnownNumberAdmission
-from mediasrv.calls.call import Call, CallResult, CallServices
 from mediasrv.calls.caller_id import CallerId, area_table, identify_caller
 from mediasrv.calls.routing import Destination, Route
-from mediasrv.calls.trace import CallTrace
 from mediasrv.config import (
     AnalysisSettings,
     AuthGuardConfig,
@@ -47,13 +46,11 @@ from mediasrv.config import (
     BlockedPolicy,
     CallAttributesConfig,
     Config,
-    FlowInterpreter,
     NumberConfig,
     TrunkConfig,
     UntrustedSourcePolicy,
 )
 from mediasrv.flow_runtime import FlowRuntime, StoreRouter
-from mediasrv.log import bind_log_context
 from mediasrv.media.api import MediaEvent, RecordMode
 from mediasrv.media.engine import MediaEngine
 from mediasrv.media.recorder import repair_wav
@@ -63,7 +60,7 @@ from mediasrv.outputs.bindings import SqliteBindingStore
 from mediasrv.outputs.business_seed import import_seed
 from mediasrv.outputs.business_store import SqliteBusinessStore
 from mediasrv.outputs.call_events import analysis_summary
-from mediasrv.outputs.calllog import CallLogStore, CallRecord, Disposition, SqlStatement
+from mediasrv.outputs.calllog import CallLogStore, Disposition, SqlStatement
 from mediasrv.outputs.checkpoint import LiveCallCheckpoint
 from mediasrv.outputs.live_board import (
     CallDerivedStates,
@@ -75,7 +72,6 @@ from mediasrv.outputs.metrics import Metrics
 from mediasrv.outputs.notify import Notifier
 from mediasrv.outputs.prompts import PromptStore, open_prompt_store
 from mediasrv.outputs.recordings import recording_path
-from mediasrv.outputs.records import call_record_from_result
 from mediasrv.outputs.rejections import RejectionLog
 from mediasrv.outputs.reports import ReportQuery, ReportRow, run_report
 from mediasrv.sip.auth_guard import AuthGuard, GuardPolicy, GuardScope, parse_exempt
@@ -108,11 +104,6 @@ if TYPE_CHECKING:
     from mediasrv.analysis.analyzer import AnalysisConfig
 
 log = logging.getLogger("mediasrv.app")
-
-# How long a caller's 200 may wait for the row that says answered. A store that stalls
-# longer (disk trouble) must not hold calls up: the answer goes out, the write still lands.
-ANSWER_STORE_WAIT_S = 0.5
-
 
 class ConfigRouter:
     """Routing v1: the tracking numbers of the config file."""
@@ -627,14 +618,10 @@ class Server:
         self._business_task: asyncio.Task[None] | None = None
         self.attributes = attribute_policy(config.call_attributes)
         area_table()  # read the numbering-area tables now, not at the first INVITE
-        self.calls: dict[str, Call] = {}
-        self.flows: FlowRuntime | None = None  # [calls] interpreter = "plan" (issue 10)
-        self._answers_not_stored_in_time = 0
-        self._slow_answers_logged_at = -1e9
+        self.flows: FlowRuntime | None = None  # every call runs a plan (issue 10); in start()
         self.checkpoint = LiveCallCheckpoint(
             self.store.checkpoint_live, self._live_call_ids, config.store.checkpoint_interval
         )
-        self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
         self._draining = False
         self._drain_task: asyncio.Task[None] | None = None
@@ -693,10 +680,8 @@ class Server:
         )
         self.admission = KnownNumberAdmission(
             self.trunk_admission,
-            # plan mode (issue 10): numbers of the business store are known too
-            StoreRouter(self.router, self.business)
-            if config.calls.interpreter is FlowInterpreter.PLAN
-            else self.router,
+            # issue 10: numbers of the business store are known too
+            StoreRouter(self.router, self.business),
             self.screening.note,
             self.screening.budget,
         )
@@ -800,22 +785,30 @@ class Server:
             registrar=self.registrar,
         )
         self.transport.admit_source = self.screening.make_guard(self._is_peer).admit
-        if self.config.calls.interpreter is FlowInterpreter.PLAN:
-            self.flows = FlowRuntime(
-                loop=self.loop,
-                media=self.media,
-                ua=self.ua,
-                router=self.router,
+        self.flows = FlowRuntime(
+            loop=self.loop,
+            media=self.media,
+            ua=self.ua,
+            router=self.router,
+            calllog=CallPipeline(
                 store=self.store,
+                notifier=self.notifier,
+                board=self.board,
                 metrics=self.metrics,
-                recording_path=self._recording_path,
-                voicemail_dir=self.config.server.recordings_dir / "voicemail",
-                after_call=self._queue_trace_analysis,
-                business=self.business,
-                registrar=self.registrar,
-                prompts=lambda: self.prompts,
                 attributes=self.attributes,
-            )
+                flush_media=self.media.flush,
+                enqueue_analysis=self._enqueue_recording,
+                clock=self.loop.time,
+            ),
+            metrics=self.metrics,
+            recording_path=self._recording_path,
+            voicemail_dir=self.config.server.recordings_dir / "voicemail",
+            identify=self._identify_caller,
+            valid_threshold=self.attributes.valid_threshold,
+            business=self.business,
+            registrar=self.registrar,
+            prompts=lambda: self.prompts,
+        )
         self._sweep_task = self.loop.create_task(self.screening.sweep_forever())
         self.metrics.add_gauge_callback(
             "mediasrv_sip_transactions", "SIP transactions in progress", self._transactions
@@ -978,35 +971,6 @@ class Server:
         if statements:
             self.notifier.committed()
 
-    async def _recording_ready(self, result: CallResult) -> None:
-        """``recording.ready``: the file is complete on disk (after the media flush)."""
-        if result.recording is None or not result.recording_bytes:
-            return
-        record = call_record_from_result(result)
-        also = self.notifier.statements(record, ("recording.ready",))
-        if also:
-            await self.media.flush()
-        # Own transaction: the call row was committed before the file was complete.
-        if also:
-            try:
-                await self.notifier.store.execute(also)
-                self.notifier.committed()
-            except Exception:
-                log.exception("could not queue recording.ready", extra={"call": result.call_id})
-
-    async def _queue_analysis(self, result: CallResult) -> None:
-        await self._enqueue_recording(
-            result.call_id, result.recording, result.recording_bytes, result.business
-        )
-
-    async def _queue_trace_analysis(self, trace: CallTrace) -> None:
-        """The plan interpreter's calls: the whole-call recording of the release report."""
-        report = trace.media
-        if report is not None and trace.recording is not None:
-            await self._enqueue_recording(
-                trace.call_id, report.recording, report.recording_bytes, trace.business
-            )
-
     async def _enqueue_recording(
         self, call_id: str, recording: Path | None, nbytes: int, business: str
     ) -> None:
@@ -1083,33 +1047,19 @@ class Server:
         if self.ua is not None:
             self.ua.draining = True
         deadline = timeout if timeout is not None else self.config.server.drain_timeout
-        log.info("draining", extra={"active_calls": len(self.calls), "deadline_s": deadline})
-        flows = self.loop.create_task(self.flows.drain(deadline)) if self.flows else None
-        try:
-            await asyncio.wait_for(self._all_calls_done(), deadline)
-        except TimeoutError:
-            for call in list(self.calls.values()):
-                call.stop()
-            await asyncio.wait_for(self._all_calls_done(), 10.0)
-        if flows is not None:
-            await flows
+        active = len(self._live_call_ids())
+        log.info("draining", extra={"active_calls": active, "deadline_s": deadline})
+        if self.flows is not None:  # the supervisor ends what is left at the deadline
+            await self.flows.drain(deadline)
         await self.stop()
-
-    async def _all_calls_done(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def stop(self) -> None:
         if self._lag_task is not None:
             self._lag_task.cancel()
         if self._sweep_task is not None:
             self._sweep_task.cancel()
-        for call in list(self.calls.values()):
-            call.stop()
         if self.flows is not None:
             await asyncio.wait_for(self.flows.drain(0.0), 5.0)
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5.0)
         await self.checkpoint.stop()
         await self.http.stop()
         await self.transport.stop()
@@ -1150,30 +1100,11 @@ class Server:
         self.metrics.sip_malformed_total.labels(transport=transport).inc()
 
     def _live_call_ids(self) -> list[str]:
-        ids = list(self.calls)
-        if self.flows is not None:
-            ids.extend(self.flows.live_ids())
-        return ids
+        return self.flows.live_ids() if self.flows is not None else []
 
     def _on_incoming(self, leg: InboundLeg, trunk: str) -> None:
-        assert self.ua is not None
-        if self.flows is not None:
-            self.flows.on_incoming(leg)
-            return
-        route = self.router.route(leg.called_user, leg.caller_user)
-        services = CallServices(
-            media=self.media,
-            create_outbound=self.ua.create_outbound,
-            recording_path=self._recording_path,
-            store_answer=self._log_answered,
-            prompts=self.prompts,
-        )
-        call = Call(leg, route, services, trunk, caller=self._identify_caller(leg, trunk))
-        self.calls[call.id] = call
-        self.metrics.active_calls.inc()
-        task = self.loop.create_task(self._run_call(call))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        assert self.flows is not None
+        self.flows.on_incoming(leg, trunk)
 
     async def _report(self, query: ReportQuery) -> list[ReportRow]:
         return await run_report(self.store.read_connection(), query)
@@ -1189,124 +1120,14 @@ class Server:
     def _recording_path(self, call_id: str, start_time: float) -> Path:
         return recording_path(self.config.server.recordings_dir, call_id, start_time)
 
-    async def _run_call(self, call: Call) -> None:
-        bind_log_context(call_id=call.id)
-        try:
-            # The row exists from the first moment (in-progress), so that a crash mid-call
-            # leaves a trace that the next start marks as cut off (F13: nothing lost).
-            started = self.loop.create_task(self._log_started(call))
-            result = await call.run()
-            await started
-            await self._log_call(result)
-            await self._recording_ready(result)
-            await self._queue_analysis(result)
-        finally:
-            self.calls.pop(call.id, None)
-            self.metrics.active_calls.dec()
-            self._to_board(self.board.drop_call, call.result.business, call.id)
-
-    async def _log_started(self, call: Call) -> None:
-        """The in-progress row, with the recording path the call will use if answered."""
-        result = call.result
-        record = _live_record(result)
-        if call.route is not None and call.route.record is not RecordMode.OFF:
-            record.recording_path = str(self._recording_path(call.id, result.start_time))
-        dialled = [d.uri for d in call.route.destinations] if call.route is not None else []
-        self._to_board(self.board.call_ringing, record, dialled)  # before the store: live
-        also = self.notifier.statements(record, ("call.ringing",))
-        try:
-            await self.store.record_live(record, also)
-        except Exception:
-            log.exception("could not store in-progress call row", extra={"call": record.call_id})
-        else:
-            self._notified(also)
-
-    async def _log_answered(self, result: CallResult) -> None:
-        """The in-progress row now says answered (time, operator, recording): a crash from
-        here on leaves an answered call. The caller's 200 waits for it, up to a bound."""
-        record = _live_record(result)
-        self._to_board(self.board.call_answered, record)
-        also = self.notifier.statements(record, ("call.answered",))
-        try:
-            async with asyncio.timeout(ANSWER_STORE_WAIT_S):
-                await self.store.record_answer(record, also)
-                self._notified(also)
-        except TimeoutError:
-            # The write is shielded in the store: it still lands, later.
-            self._answers_not_stored_in_time += 1
-            self._log_slow_answers()
-        except Exception:
-            log.exception("could not store the answer", extra={"call": record.call_id})
-
-    def _to_board(self, update: Callable[..., None], *args: object) -> None:
-        """A live board that fails must not cost the call its row: log it and go on."""
-        try:
-            update(*args)
-        except Exception:
-            log.exception("live board update failed")
-
-    def _log_slow_answers(self, every_s: float = 10.0) -> None:
-        """One line per ``every_s`` at most, however many answers were late."""
-        now = self.loop.time()
-        if now - self._slow_answers_logged_at < every_s:
-            return
-        self._slow_answers_logged_at = now
-        log.warning(
-            "call log slow: answers went out before they were stored",
-            extra={"answers": self._answers_not_stored_in_time, "wait_s": ANSWER_STORE_WAIT_S},
-        )
-        self._answers_not_stored_in_time = 0
-
-    async def _log_call(self, result: CallResult) -> None:
-        threshold = self.attributes.valid_threshold(result.tracking_number)
-        record = call_record_from_result(result, threshold)
-        self.metrics.call_finished(
-            record.disposition.value, record.ring_seconds, record.talk_seconds
-        )
-        if result.recording_bytes:
-            self.metrics.recording_bytes_total.inc(result.recording_bytes)
-        if result.media is not None:
-            for stats in result.media.legs.values():
-                self.metrics.leg_finished(
-                    stats.packets_in,
-                    stats.packets_out,
-                    stats.packets_lost,
-                    stats.jitter_ms,
-                    stats.foreign_dropped,
-                )
-        self._to_board(self.board.call_ended, record)
-        also = self.notifier.statements(record, ("call.completed",))
-        try:
-            await self.store.record_final(
-                record, self.attributes.duplicate_window(record.business), also
-            )
-            self._notified(also)
-        except Exception:
-            # Never lose a call row silently: it goes to the log in full.
-            log.exception(
-                "could not store call row", extra={"call": record.call_id, "row": repr(record)}
-            )
-
     def _on_media_event(self, event: MediaEvent) -> None:
-        call = self.calls.get(event.call_id)
-        if call is not None:
-            call.media_event(event)
-        elif self.flows is not None:
+        if self.flows is not None:
             self.flows.media_event(event)
 
 
 def attribute_policy(cfg: CallAttributesConfig) -> StaticPolicy:
     """Valid threshold, duplicate window and time zone from ``[call_attributes]``."""
     return StaticPolicy(cfg.valid_call_seconds, cfg.duplicate_window, cfg.time_zone)
-
-
-def _live_record(result: CallResult) -> CallRecord:
-    """The row of a call still in progress: what is known so far, disposition in-progress."""
-    record = call_record_from_result(result)
-    record.disposition = Disposition.IN_PROGRESS
-    record.end_time = None
-    record.talk_seconds = 0.0
-    return record
 
 
 def repair_recordings(root: Path) -> int:

@@ -495,13 +495,15 @@ def _prompts(ctx: _Ctx, data: object) -> PromptsConfig:
 # --- end [prompts] -------------------------------------------------------------------------
 # --- [calls] (issue 10: calls run through the compiled plan of steps) ---------------------
 class FlowInterpreter(enum.Enum):
-    CALL = "call"  # the straight-line flow of calls/call.py (ring, bridge, talk)
-    PLAN = "plan"  # calls/flow.py: the plan interpreter (IVR, queue, voicemail, ...)
+    # calls/flow.py: the plan interpreter (IVR, queue, voicemail, ...), the one call path.
+    # "call" (the hard-wired ring -> bridge -> talk of calls/call.py) was removed: a static
+    # [[numbers]] route runs as a plan that rings each destination in order, as it did.
+    PLAN = "plan"
 
 
 @dataclass(frozen=True)
 class CallsConfig:
-    interpreter: FlowInterpreter = FlowInterpreter.CALL
+    interpreter: FlowInterpreter = FlowInterpreter.PLAN
 
 
 # --- end [calls] -------------------------------------------------------------------------
@@ -1234,7 +1236,13 @@ def _smtp(ctx: _Ctx, data: object) -> SmtpConfig:
 
 def _calls(ctx: _Ctx, data: object) -> CallsConfig:
     t = _Table(ctx, ("calls",), data, CallsConfig.__dataclass_fields__)
-    return CallsConfig(interpreter=t.enum_("interpreter", FlowInterpreter, FlowInterpreter.CALL))
+    if str(t.data.get("interpreter", "")).lower() == "call":
+        raise t.err(
+            "interpreter",
+            '"call" was removed (issue 10): every call runs its plan; use "plan" or drop the '
+            "key ([[numbers]] routes ring each destination in order, as before)",
+        )
+    return CallsConfig(interpreter=t.enum_("interpreter", FlowInterpreter, FlowInterpreter.PLAN))
 
 
 _TRUNK_KEYS = [k for k in TrunkConfig.__dataclass_fields__ if k != "networks"]

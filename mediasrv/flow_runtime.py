@@ -1,4 +1,4 @@
-"""The plan interpreter inside the running server (``[calls] interpreter = "plan"``).
+"""The plan interpreter inside the running server: every call runs a plan (issue 10 §3).
 
 Wires the pieces of issue 10 §3 for ``app.py``: SIP legs through :mod:`mediasrv.flow_legs`,
 plans from the business store (:class:`~mediasrv.calls.compile.PlanCache` over
@@ -7,7 +7,10 @@ a number the store does not know falls back to its static ``[[numbers]]`` route,
 Dial plan), the schedule and blocklist evaluators, the store's round-robin pointers, the
 registrar's contacts, the prompt store, the
 :class:`~mediasrv.calls.supervisor.CallSupervisor`, and the call log: the in-progress row at the
-start, the answered row before the caller's 200, the final row from the trace.
+start, the answered row before the caller's 200, the final row from the trace, each handed to
+the server's :class:`FlowCallLog` (store, outbox events, live board, analysis). This is the one
+call path: the hard-wired ring -> bridge -> talk flow of ``calls/call.py`` is gone (a static
+``[[numbers]]`` route is a Dial plan like any other).
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from mediasrv.calls.blocking import caller_blocked
 from mediasrv.calls.business import NumberVersion
+from mediasrv.calls.caller_id import CallerId
 from mediasrv.calls.clock import LoopClock
 from mediasrv.calls.compile import PlanCache
 from mediasrv.calls.disposition import Disposition
@@ -31,11 +35,10 @@ from mediasrv.calls.queue import QueueRegistry
 from mediasrv.calls.routing import Route, Router
 from mediasrv.calls.schedule import open_evaluator
 from mediasrv.calls.supervisor import CallSupervisor
-from mediasrv.calls.trace import CallTrace
+from mediasrv.calls.trace import CallTrace, DomainEvent
 from mediasrv.flow_legs import SipCallerLeg, SipDialer
 from mediasrv.media.api import MediaControl, MediaEvent, RecordMode
-from mediasrv.outputs.attributes import AttributePolicy, is_valid
-from mediasrv.outputs.calllog import CallLog, CallRecord
+from mediasrv.outputs.calllog import CallRecord
 from mediasrv.outputs.flow_records import record_from_trace
 from mediasrv.outputs.metrics import Metrics
 from mediasrv.outputs.prompts import PromptStore
@@ -45,11 +48,10 @@ from mediasrv.sip.ua import UserAgent
 
 log = logging.getLogger("mediasrv.flows")
 
-ANSWER_STORE_WAIT_S = 0.5  # as app.py: the caller's 200 waits at most this for the row
-
 
 def plan_from_route(route: Route) -> Plan:
-    """A static ``[[numbers]]`` route as a plan: ring each destination in order, then 480."""
+    """A static ``[[numbers]]`` route as a plan: ring each destination in order, then end
+    with the last one's failure as a proxy relays it (480 when nobody was rung)."""
     b = PlanBuilder()
     targets = tuple(
         DialTarget(TargetKind.SIP_URI, d.uri, ring_timeout=d.ring_timeout)
@@ -57,7 +59,8 @@ def plan_from_route(route: Route) -> Plan:
     )
     if targets:
         b.add(Dial(targets))
-    b.add(Hangup(480, "no-destinations" if not targets else "nobody-answered"))
+    # as a proxy would: the caller hears the last operator's failure (486 busy, 483 loop)
+    b.add(Hangup(480, "no-destinations" if not targets else "nobody-answered", relay_attempt=True))
     return b.build(
         route.tracking_number,
         0,
@@ -143,17 +146,44 @@ def _contact_uris(registrar: Contacts | None) -> Callable[[str], Sequence[str]]:
     return uris
 
 
-def _live(trace: CallTrace, answered_at: float | None = None) -> CallRecord:
-    record = record_from_trace(trace)
+def _live(record: CallRecord, answered_at: float | None = None) -> CallRecord:
     record.disposition = Disposition.IN_PROGRESS
     record.end_time = None
     record.talk_seconds = 0.0
+    record.valid = None
     if answered_at is not None:
         record.answer_time = answered_at
     return record
 
 
+class FlowCallLog(Protocol):
+    """The server's post-call pipeline (app.py): the call log with its outbox events, the live
+    board, metrics and analysis, one set of hooks for every call."""
+
+    def arrived(self, record: CallRecord) -> None:
+        """The call arrived (synchronously, before its plan's first step: the live board)."""
+        ...
+
+    async def started(self, record: CallRecord) -> None:
+        """The in-progress row (the call arrived)."""
+        ...
+
+    async def answered(self, record: CallRecord) -> None:
+        """An operator answered: stored before the caller's 200 (bounded wait inside)."""
+        ...
+
+    async def finished(self, record: CallRecord, trace: CallTrace) -> None:
+        """The final row (and what follows it: recording.ready, analysis)."""
+        ...
+
+    def event(self, business: str, event: DomainEvent) -> None:
+        """A domain event of a live call (ringing an operator, queued, left the queue)."""
+        ...
+
+
 class FlowRuntime:
+    """Every call of the server runs here: one plan interpreter, one post-call pipeline."""
+
     def __init__(
         self,
         *,
@@ -161,18 +191,17 @@ class FlowRuntime:
         media: MediaControl,
         ua: UserAgent,
         router: Router,
-        store: CallLog,
+        calllog: FlowCallLog,
         metrics: Metrics,
         recording_path: Callable[[str, float], Path],
         voicemail_dir: Path,
-        after_call: Callable[[CallTrace], Awaitable[None]] | None = None,
+        identify: Callable[[InboundLeg, str], CallerId] | None = None,
+        valid_threshold: Callable[[str], float] = lambda _number: 0.0,
         business: PlanSource | None = None,
         registrar: Contacts | None = None,
         prompts: Callable[[], PromptStore | None] = lambda: None,
-        attributes: AttributePolicy | None = None,
     ) -> None:
         self._router = router
-        self._attributes = attributes  # F14/F15 of the plan's calls, as the one-flow path does
         self._registrar = registrar
         self._registered: set[str] = set()
         count_failure = self._count_failure = (
@@ -181,9 +210,12 @@ class FlowRuntime:
         self._cache = (
             PlanCache(business.version_for, count_failure) if business is not None else None
         )
-        self._store = store
+        self._log = calllog
         self._metrics = metrics
-        self._after_call = after_call
+        self._identify = identify
+        self._valid_threshold = valid_threshold
+        self._callers: dict[str, CallerId] = {}  # call id -> who called (as SIP said)
+        self._recordings: dict[str, str] = {}  # call id -> the WAV it records to when answered
         self._credentials: dict[str, DigestCredentials | None] = {}
         self._plans: dict[str, tuple[Route, Plan]] = {}
         self._writes: set[asyncio.Future[None]] = set()
@@ -205,6 +237,7 @@ class FlowRuntime:
             is_open=open_evaluator,
             caller_blocked=caller_blocked,
             contacts_for=_contact_uris(registrar),
+            events=self._event,
         )
         if business is not None:
             self.services.rotation = business
@@ -243,16 +276,20 @@ class FlowRuntime:
             board.registered(name, False)
         self._registered = up
 
-    def on_incoming(self, leg: InboundLeg) -> None:
+    def on_incoming(self, leg: InboundLeg, trunk: str = "") -> None:
         self.sync_registrations()
         ctx = self.supervisor.start(SipCallerLeg(leg), leg.called_user)
         if ctx is None:
             return
+        if self._identify is not None:
+            self._callers[ctx.id] = self._identify(leg, trunk)
         self._metrics.active_calls.inc()
-        record = _live(ctx.trace)
+        record = _live(self._record(ctx.trace))
         if ctx.plan.record is not RecordMode.OFF:
-            record.recording_path = str(self.services.recording_path(ctx.id, ctx.trace.received))
-        task = asyncio.ensure_future(self._write_live(record))
+            path = str(self.services.recording_path(ctx.id, ctx.trace.received))
+            record.recording_path = self._recordings[ctx.id] = path
+        self._log.arrived(record)  # before the plan's first step can ring anyone
+        task = asyncio.ensure_future(self._log.started(record))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
@@ -266,56 +303,30 @@ class FlowRuntime:
         return await self.supervisor.drain(timeout)
 
     # -- the call log -----------------------------------------------------------------------
-    async def _write_live(self, record: CallRecord) -> None:
-        try:
-            await self._store.record_live(record)
-        except Exception:
-            log.exception("could not store in-progress call row", extra={"call": record.call_id})
+    def _record(self, trace: CallTrace, final: bool = False) -> CallRecord:
+        caller = self._callers.get(trace.call_id)
+        threshold = self._valid_threshold(trace.number) if final else None
+        return record_from_trace(trace, caller, threshold)
+
+    def _event(self, event: DomainEvent) -> None:
+        ctx = self.supervisor.context(event.call_id)
+        if ctx is not None:
+            self._log.event(ctx.trace.business, event)
 
     async def _store_answer(self, trace: CallTrace) -> None:
         """Committed before acknowledged: the answered row before the caller's 200."""
-        record = _live(trace, answered_at=time.time())
-        try:
-            async with asyncio.timeout(ANSWER_STORE_WAIT_S):
-                await self._store.record_answer(record)
-        except TimeoutError:
-            log.warning("call log slow: an answer went out before it was stored")
-        except Exception:
-            log.exception("could not store the answer", extra={"call": record.call_id})
-
-    async def _store_final(self, record: CallRecord) -> None:
-        """The finished row with F14 (valid) decided here and F15 (duplicate, first time) by
-        the store against the stored rows, as for the one-flow interpreter's calls."""
-        policy = self._attributes
-        if policy is None:
-            await self._store.record_call(record)
-            return
-        threshold = policy.valid_threshold(record.tracking_number)
-        record.valid = is_valid(record.disposition, record.talk_seconds, threshold)
-        await self._store.record_final(record, policy.duplicate_window(record.business))
+        record = _live(self._record(trace), answered_at=time.time())
+        # what the row must say from here on, even if the server dies before the call ends
+        # (F13): answered with 200, and the recording the bridge is about to start
+        record.sip_code = 200
+        record.recording_path = self._recordings.get(trace.call_id, record.recording_path)
+        await self._log.answered(record)
 
     async def _finished(self, trace: CallTrace) -> None:
         self._metrics.active_calls.dec()
-        record = record_from_trace(trace)
-        self._metrics.call_finished(
-            record.disposition.value, record.ring_seconds, record.talk_seconds
-        )
-        if trace.media is not None:
-            if trace.media.recording_bytes:
-                self._metrics.recording_bytes_total.inc(trace.media.recording_bytes)
-            for stats in trace.media.legs.values():
-                self._metrics.leg_finished(
-                    stats.packets_in,
-                    stats.packets_out,
-                    stats.packets_lost,
-                    stats.jitter_ms,
-                    stats.foreign_dropped,
-                )
         try:
-            await self._store_final(record)
-        except Exception:
-            log.exception(
-                "could not store call row", extra={"call": record.call_id, "row": repr(record)}
-            )
-        if self._after_call is not None:
-            await self._after_call(trace)
+            record = self._record(trace, final=True)
+        finally:
+            self._callers.pop(trace.call_id, None)
+            self._recordings.pop(trace.call_id, None)
+        await self._log.finished(record, trace)

@@ -175,7 +175,10 @@ class _Compiler:
                 raise self.fail("a guidance action needs prompts")
             return [Play(action.prompts), Hangup(reason="guidance")]
         if kind is ActionKind.HANGUP:
-            return [*([Play(action.prompts)] if action.prompts else []), Hangup(reason="hangup")]
+            # after a forwarding, an unanswered caller hears the last operator's failure as a
+            # proxy relays it (486 busy, 483 loop; F2), not a blanket 480
+            hangup = Hangup(reason="hangup", relay_attempt=True)
+            return [*([Play(action.prompts)] if action.prompts else []), hangup]
         if kind is ActionKind.REJECT:
             return [Reject(action.sip_code, action.prompts, None, "rejected-by-flow")]
         raise self.fail(f"{kind.value} is only allowed as a busy / no-answer action")

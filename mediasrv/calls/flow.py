@@ -194,6 +194,7 @@ class CallContext:
         self._queue: asyncio.Queue[tuple[Source, object]] = asyncio.Queue()
         self._token = 0
         self._timer: TimerHandle | None = None
+        self._digits_seen = 0
         self.done = False
         caller.listen(self.signal_from(caller))
 
@@ -265,14 +266,19 @@ class CallContext:
                 self._timer = None
 
     def _note_digit(self, event: DtmfEvent) -> None:
-        """A caller's key goes into the call log's digits; every key gets the log line of the
-        legacy interpreter (calls/call.py): the count, never the digit (callers key in PINs)."""
         if event.role is LegRole.CALLER:
             self.trace.digits.append(event.digit)
+        self._digits_seen += 1
+        # The count, not the digit: callers key in PINs and card numbers; the call row keeps
+        # the digits, the log only says that one was taken (RFC 4733: at its end packet).
         log.info(
             "dtmf digit",
-            extra={"call_id": self.id, "leg": event.role.value, "source": event.source,
-                   "count": len(self.trace.digits)},
+            extra={
+                "call_id": self.id,
+                "leg": event.role.value,
+                "source": event.source,
+                "count": self._digits_seen,
+            },
         )
 
     # -- re-INVITEs (hold / resume), handled here once for every step ------------------------------

@@ -281,10 +281,14 @@ class Goto:
 
 @dataclass(frozen=True, slots=True)
 class Hangup:
-    """End the call. A caller never answered gets ``code`` (480 Temporarily Unavailable)."""
+    """End the call. A caller never answered gets ``code`` (480 Temporarily Unavailable);
+    with ``relay_attempt`` it gets the last forwarding attempt's failure instead, mapped as a
+    proxy would relay it (486 stays 486, 483 stays 483, a ring timeout is 480, 5xx is 502;
+    see :func:`~mediasrv.calls.steps.basic.relayed_failure`), so that a carrier can act on it."""
 
     code: int = 480
     reason: str = "flow-ended"
+    relay_attempt: bool = False
 
 
 Step = (

@@ -48,6 +48,9 @@ class CallSupervisor:
     def contexts(self) -> list[CallContext]:
         return list(self._calls.values())
 
+    def context(self, call_id: str) -> CallContext | None:
+        return self._calls.get(call_id)
+
     def start(self, caller: CallerLeg, number: str) -> CallContext | None:
         """Start the call; None when ``number`` has no plan (the leg is refused with 404)."""
         if self.draining:

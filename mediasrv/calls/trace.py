@@ -165,6 +165,16 @@ class Queued:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueLeft:
+    """The caller is out of the queue: an operator took the call, overflow, or a hang-up."""
+
+    call_id: str
+    queue: str
+    reason: str  # "answered", "overflow", "ended"
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class VoicemailLeft:
     call_id: str
     mailbox: str
@@ -180,7 +190,9 @@ class CallEnded:
     at: float
 
 
-DomainEvent = CallStarted | Ringing | Answered | MenuChoice | Queued | VoicemailLeft | CallEnded
+DomainEvent = (
+    CallStarted | Ringing | Answered | MenuChoice | Queued | QueueLeft | VoicemailLeft | CallEnded
+)
 EventSink = Callable[[DomainEvent], None]
 
 

@@ -8,8 +8,10 @@ rules, phase times, who hung up, queue, voicemail, run-time failures) as one JSO
 
 from __future__ import annotations
 
+from mediasrv.calls.caller_id import CallerId, number_info
+from mediasrv.calls.disposition import Disposition
 from mediasrv.calls.trace import CallTrace
-from mediasrv.config import to_e164
+from mediasrv.outputs.attributes import apply_caller, is_valid
 from mediasrv.outputs.calllog import CallRecord
 from mediasrv.outputs.records import media_stats_of
 
@@ -82,8 +84,14 @@ def _recording_of(trace: CallTrace) -> str | None:
     return None
 
 
-def record_from_trace(trace: CallTrace) -> CallRecord:
-    caller = trace.caller
+def record_from_trace(
+    trace: CallTrace, caller_id: CallerId | None = None, valid_threshold: float | None = None
+) -> CallRecord:
+    """The call's row. ``caller_id``: who called as the SIP layer identified them (trusted
+    P-Asserted-Identity, Privacy; issue 11), else the trace's number classified as given.
+    ``valid_threshold`` (seconds) decides F14 (None: left undecided); duplicate / first-time
+    need the stored rows: the store sets them (record_final)."""
+    info = caller_id.info if caller_id is not None else number_info(trace.caller)
     flags: list[str] = []
     if trace.consent_played:
         flags.append("consent-played")
@@ -91,11 +99,12 @@ def record_from_trace(trace: CallTrace) -> CallRecord:
         flags.append("voicemail")
     if trace.failures:
         flags.append("flow-failures")
-    return CallRecord(
+    rec = CallRecord(
         call_id=trace.call_id,
         inbound_call_id=trace.inbound_call_id,
         tracking_number=trace.number,
-        caller_number=to_e164(caller) or caller,
+        caller_number=info.logged_number,
+        caller_display=caller_id.display if caller_id is not None else "",
         business=trace.business,
         medium=trace.medium,
         campaign=trace.campaign,
@@ -121,3 +130,7 @@ def record_from_trace(trace: CallTrace) -> CallRecord:
         phases=_phases(trace),
         hung_up_by=trace.hung_up_by.value,
     )
+    apply_caller(rec, info, caller_id.source if caller_id is not None else "from")
+    if valid_threshold is not None and rec.disposition is not Disposition.IN_PROGRESS:
+        rec.valid = is_valid(rec.disposition, rec.talk_seconds, valid_threshold)
+    return rec

@@ -1,9 +1,10 @@
 """The live board (F25, issue 13 §1): what each business's call centre looks like right now.
 
-Fed by ``app.py`` from the same three points that emit the call events (the call's row is
+Fed by ``call_pipeline.py`` from the same three points that emit the call events (the call's row is
 written ringing, answered, completed), it keeps per business: the operators (state, current
-call, today's calls), the calls in progress, and the queue (empty until the queue of the
-call flows lands: ``queue_available`` says so). Every change is an event with an id
+call, today's calls), the calls in progress, and the queue (callers waiting, each with its
+queue, position and since when, from the flow's "queued with position" events; issue 10 §6).
+Every change is an event with an id
 ``<boot>-<seq>`` in a bounded ring buffer per business, so a client that lost its connection
 resumes from ``Last-Event-ID`` without loss, or gets a fresh snapshot when its id is too old
 or from another run of the server (the boot part differs).
@@ -231,10 +232,36 @@ class TodayCall:
         }
 
 
+@dataclass(slots=True)
+class QueuedCall:
+    """A caller waiting in a queue (issue 10 §6 "queued with position"; F10)."""
+
+    call_id: str
+    queue: str
+    position: int
+    since: float  # when the caller joined the queue (wall clock)
+    caller_number: str = ""
+    caller_display: str = ""
+    tracking_number: str = ""
+    medium: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "call_id": self.call_id,
+            "queue": self.queue,
+            "position": self.position,
+            "since": self.since,
+            "caller_number": self.caller_number,
+            "caller_display": self.caller_display,
+            "tracking_number": self.tracking_number,
+            "medium": self.medium,
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class BoardEvent:
     """One change: ``kind`` is ``call`` (upsert), ``call_gone``, ``operator`` (upsert),
-    ``operator_gone`` or ``snapshot``."""
+    ``operator_gone``, ``queue`` (the whole queue list of the business) or ``snapshot``."""
 
     id: str
     kind: str
@@ -248,6 +275,7 @@ class _Business:
     boot: str
     roster: dict[str, RosterEntry] = field(default_factory=dict)
     calls: dict[str, BoardCall] = field(default_factory=dict)
+    queued: dict[str, QueuedCall] = field(default_factory=dict)  # call id -> its place
     today: dict[str, list[TodayCall]] = field(default_factory=dict)
     day: date | None = None
     seq: int = 0
@@ -269,8 +297,10 @@ class LiveBoard:
         call_later: CallLater | None = None,
         states: OperatorStates | None = None,
         ring_events: int = RING_EVENTS,
+        queue_available: bool = True,
     ) -> None:
         self._clock = clock
+        self._queue_available = queue_available  # the flows' queue (F10) feeds call_queued
         self._call_later = call_later
         self._derived = states if isinstance(states, CallDerivedStates) else None
         if states is None:
@@ -365,6 +395,8 @@ class LiveBoard:
         b = self._business(record.business)
         self._roll_day(b)
         call = b.calls.pop(record.call_id, None)
+        if b.queued.pop(record.call_id, None) is not None:
+            self._publish_queue(b)
         touched = list(call.ringing) if call is not None else []
         name = call.operator if call is not None and call.operator else ""
         if not name and record.answer_time is not None:
@@ -384,6 +416,43 @@ class LiveBoard:
         for op in dict.fromkeys(touched):
             self._publish_operator(b, op)
 
+    def operator_ringing(self, business: str, call_id: str, uri: str) -> None:
+        """The flow rings ``uri`` for the call (a forwarding attempt, a queue's offer)."""
+        b = self._business(business)
+        call = b.calls.get(call_id)
+        name = self._listed_operator(b, uri)
+        if call is None or not name or name in call.ringing:
+            return
+        call.ringing = (*call.ringing, name)
+        if self._derived is not None:
+            self._derived.ringing(b.slug, (name,), call_id)
+        self._publish(b, "call", {"call": call.to_dict()})
+        self._publish_operator(b, name)
+
+    def call_queued(
+        self, business: str, call_id: str, queue: str, position: int, at: float
+    ) -> None:
+        """The call waits in ``queue`` at ``position`` (1 = next); a move keeps its ``since``."""
+        b = self._business(business)
+        entry = b.queued.get(call_id)
+        if entry is None:
+            call = b.calls.get(call_id)
+            entry = QueuedCall(call_id, queue, position, at)
+            if call is not None:
+                entry.caller_number, entry.caller_display = call.caller_number, call.caller_display
+                entry.tracking_number, entry.medium = call.tracking_number, call.medium
+            b.queued[call_id] = entry
+        elif (entry.queue, entry.position) == (queue, position):
+            return
+        entry.queue, entry.position = queue, position
+        self._publish_queue(b)
+
+    def call_unqueued(self, business: str, call_id: str) -> None:
+        """The call left its queue (an operator took it, overflow, a hang-up)."""
+        b = self._businesses.get(business)
+        if b is not None and b.queued.pop(call_id, None) is not None:
+            self._publish_queue(b)
+
     def drop_call(self, business: str, call_id: str) -> None:
         """A call that ended without its last row (its task failed): off the board."""
         b = self._businesses.get(business)
@@ -402,7 +471,8 @@ class LiveBoard:
         """The whole board of ``business`` now, with the id of its latest change."""
         b = self._businesses.get(business)
         if b is None:
-            return BoardEvent(f"{self._boot}-0", "snapshot", _empty_board(business, self._clock()))
+            empty = _empty_board(business, self._clock(), self._queue_available)
+            return BoardEvent(f"{self._boot}-0", "snapshot", empty)
         self._roll_day(b)
         data: dict[str, object] = {
             "business": b.slug,
@@ -410,8 +480,8 @@ class LiveBoard:
             "time_zone": b.zone.key,
             "operators": [self._operator_dict(b, n) for n in sorted(b.roster)],
             "calls": [c.to_dict() for c in sorted(b.calls.values(), key=lambda c: c.started)],
-            "queue": [],
-            "queue_available": False,  # no queue until the call flows' queue lands
+            "queue": self._queue_list(b),
+            "queue_available": self._queue_available,
         }
         return BoardEvent(b.event_id(b.seq), "snapshot", data)
 
@@ -508,6 +578,14 @@ class LiveBoard:
             },
         }
 
+    @staticmethod
+    def _queue_list(b: _Business) -> list[dict[str, object]]:
+        entries = sorted(b.queued.values(), key=lambda e: (e.queue, e.position, e.since))
+        return [e.to_dict() for e in entries]
+
+    def _publish_queue(self, b: _Business) -> None:
+        self._publish(b, "queue", {"queue": self._queue_list(b)})
+
     def _publish_operator(self, b: _Business, name: str) -> None:
         if name in b.roster:
             self._publish(b, "operator", {"operator": self._operator_dict(b, name)})
@@ -542,7 +620,7 @@ def _today_call(record: CallRecord) -> TodayCall:
     )
 
 
-def _empty_board(business: str, now: float) -> dict[str, object]:
+def _empty_board(business: str, now: float, queue_available: bool) -> dict[str, object]:
     return {
         "business": business,
         "now": now,
@@ -550,5 +628,5 @@ def _empty_board(business: str, now: float) -> dict[str, object]:
         "operators": [],
         "calls": [],
         "queue": [],
-        "queue_available": False,
+        "queue_available": queue_available,
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from mediasrv.calls.disposition import Disposition
 from mediasrv.calls.plan import (
     Dial,
@@ -373,3 +375,45 @@ def test_the_dry_run_explains_carrying_on_after_the_operator() -> None:
     assert "the operator hangs up ->" in text
     assert "the caller hears hold-music while it rings" in text  # the second Dial
     assert OPS[2].split("@")[0].removeprefix("sip:") in text
+
+
+async def test_the_caller_gets_its_200_only_once_the_answer_is_stored(harness) -> None:
+    """Committed before acknowledged (issue 8 finding 6, ported from the removed hard-wired
+    flow's tests): while the answered row is being stored, the caller has no 200 and nothing
+    is bridged or recorded; the store sees the operator who answered."""
+    release = asyncio.Event()
+    seen: list[tuple[str, str, bool]] = []
+
+    async def slow_store(trace) -> None:
+        harness.log.append("store answer")
+        seen.append((trace.operator, trace.operator_target, trace.bridged is None))
+        await release.wait()  # a slow group commit
+
+    harness.overrides["store_answer"] = slow_store
+    _ctx, caller = harness.call(dial_plan(Dial((t(1),))))
+    harness.dialer.script(OPS[0], (1.0, "answer"), (20.0, "hangup"))
+    await harness.run(until=lambda: "store answer" in harness.log)
+    await harness.settle()
+    assert not caller.answered and "media bridge" not in harness.log
+    release.set()
+    trace = await harness.trace()
+    assert seen == [("op1", OPS[0], True)]
+    order = [e for e in harness.log if e in ("store answer", "caller1 200", "media bridge")]
+    assert order == ["store answer", "caller1 200", "media bridge"]
+    assert harness.log.index("media bridge") < next(
+        i for i, e in enumerate(harness.log) if e.startswith("record ")
+    )
+    assert trace.disposition is Disposition.ANSWERED and trace.attempts[0].code == 200
+
+
+async def test_no_rtp_while_talking_ends_both_legs_with_the_reason(harness) -> None:
+    """The engine's no-RTP timeout on a bridged call ends it (the caller BYE'd, the operator
+    BYE'd): an answered call whose end reason says no-rtp and that the system hung up."""
+    _ctx, _caller = harness.call(dial_plan(Dial((t(1),))))
+    harness.dialer.script(OPS[0], (1.0, "answer"))
+    harness.at(31.0, lambda: harness.media.rtp_timeout("call1", LegRole.CALLER))
+    trace = await harness.trace()
+    assert trace.disposition is Disposition.ANSWERED and trace.reason == "no-rtp"
+    assert trace.hung_up_by is HungUpBy.SYSTEM
+    assert "caller1 BYE" in harness.log and "BYE " + OPS[0] in harness.log
+    assert round(trace.talk_seconds, 3) == 30.0

@@ -190,3 +190,53 @@ async def test_a_group_members_own_wrap_up_applies(harness) -> None:
     harness.call(b.build(NUMBER, 1))
     await harness.trace()
     assert harness.board.state("op1") is OperatorState.WRAP_UP
+
+
+async def test_queue_events_reach_the_live_board_with_positions(harness) -> None:
+    """Issue 10 §6: "queued with position" and leaving the queue, as the flow emits them, put
+    the callers on the live board's queue (through the server's pipeline) and take them off."""
+    from mediasrv.call_pipeline import CallPipeline
+    from mediasrv.calls.trace import QueueLeft
+    from mediasrv.outputs.calllog import CallRecord
+    from mediasrv.outputs.live_board import LiveBoard
+
+    board = LiveBoard(harness.clock.wall)
+    pipeline = CallPipeline.__new__(CallPipeline)  # event() needs only the board
+    pipeline._board = board  # type: ignore[attr-defined]
+    seen: list[list[tuple[str, int]]] = []
+
+    def sink(event) -> None:  # type: ignore[no-untyped-def]
+        harness.events.append(event)
+        pipeline.event("acme", event)
+        queue = board.snapshot("acme").data["queue"]
+        seen.append([(str(e["call_id"]), int(e["position"])) for e in queue])  # type: ignore[union-attr]
+
+    harness.overrides["events"] = sink
+    d = harness.dialer
+    d.script(OP1, (1.0, "answer"))
+    d.script(OP1, (2.0, "answer"), (10.0, "hangup"))
+    plan = queue_plan(wrap_up=5.0)
+    for n in (1, 2):
+        board.call_ringing(CallRecord(f"call{n}", "", NUMBER, f"+8190000000{n}", business="acme"))
+    _c1, caller1 = harness.call(plan)
+    await harness.settle()
+    _c2, _caller2 = harness.call(plan)
+    await harness.settle()
+    assert board.snapshot("acme").data["queue"][0]["since"] == harness.clock.wall()  # type: ignore[index]
+    harness.at(20.0, caller1.hang_up)
+    await harness.run()
+    assert [(e.call_id, e.reason) for e in harness.kinds(QueueLeft)] == [
+        ("call1", "answered"),
+        ("call2", "answered"),
+    ]
+    # empty, call 1 alone, call 2 behind it, call 1 taken, call 2 moves up, call 2 taken
+    changes = [q for i, q in enumerate(seen) if i == 0 or q != seen[i - 1]]
+    assert changes == [
+        [],
+        [("call1", 1)],
+        [("call1", 1), ("call2", 2)],
+        [("call2", 2)],
+        [("call2", 1)],
+        [],
+    ]
+    assert board.snapshot("acme").data["queue"] == []

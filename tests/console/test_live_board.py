@@ -209,7 +209,69 @@ def test_softphone_without_registration_is_offline() -> None:
     assert states.state("acme", KATO, 0.0) is OperatorState.IDLE
 
 
-def test_queue_is_reported_unavailable(board: LiveBoard) -> None:
+def queue(board: LiveBoard, business: str = "acme") -> list[dict[str, object]]:
+    return board.snapshot(business).data["queue"]  # type: ignore[return-value]
+
+
+def test_the_queue_shows_positions_and_waiting_since(board: LiveBoard, clock: FakeClock) -> None:
+    """Issue 10 §6 "queued with position" on the board: each waiting caller with its queue,
+    position and since when; a move keeps the since; out on answer, overflow or hang-up."""
+    assert board.snapshot("acme").data["queue_available"] is True
+    assert queue(board) == []
+    board.call_ringing(record("q1", caller_display="山田"))
+    board.call_ringing(record("q2", caller_number="+81612345678"))
+    mark = board.last_id("acme")
+    board.call_queued("acme", "q1", "sales", 1, clock.now)
+    clock.advance(4)
+    board.call_queued("acme", "q2", "sales", 2, clock.now)
+    assert [(e["call_id"], e["position"], e["since"]) for e in queue(board)] == [
+        ("q1", 1, NOON_JST),
+        ("q2", 2, NOON_JST + 4),
+    ]
+    first = queue(board)[0]
+    assert (first["queue"], first["caller_display"], first["caller_number"]) == (
+        "sales", "山田", "+819012345678",
+    )  # fmt: skip
+    assert (first["tracking_number"], first["medium"]) == ("+81312345678", "新聞")
+    pushed = board.since("acme", mark)
+    assert pushed is not None and [e.kind for e in pushed] == ["queue", "queue"]
+    assert [e["call_id"] for e in pushed[-1].data["queue"]] == ["q1", "q2"]  # type: ignore[union-attr]
+
+    clock.advance(6)
+    board.call_unqueued("acme", "q1")  # an operator took q1
+    board.call_queued("acme", "q2", "sales", 1, clock.now)  # q2 moves up, keeps its since
+    assert [(e["call_id"], e["position"], e["since"]) for e in queue(board)] == [
+        ("q2", 1, NOON_JST + 4),
+    ]
+    same = board.last_id("acme")
+    board.call_queued("acme", "q2", "sales", 1, clock.now)  # no change: nothing pushed
+    board.call_unqueued("acme", "q1")  # already out: nothing pushed
+    assert board.since("acme", same) == []
+    board.call_ended(record("q2", end_time=clock.now, disposition=Disposition.ABANDONED))
+    assert queue(board) == []
+    gone = board.since("acme", same)
+    assert gone is not None and [e.kind for e in gone] == ["queue", "call_gone"]
+    assert gone[0].data == {"queue": []}
+
+
+def test_a_queued_call_of_one_business_is_not_on_anothers_board(board: LiveBoard) -> None:
+    board.call_ringing(record("q9", business="other"))
+    board.call_queued("other", "q9", "main", 1, NOON_JST)
+    assert queue(board) == [] and [e["call_id"] for e in queue(board, "other")] == ["q9"]
+
+
+def test_an_operator_rung_by_the_flow_shows_ringing(board: LiveBoard) -> None:
+    board.call_ringing(record("r1"))  # the flow has not rung anyone yet (an IVR first)
+    assert calls(board)["r1"]["ringing"] == [] and operators(board)["kato"]["state"] == "idle"
+    board.operator_ringing("acme", "r1", KATO.target)
+    board.operator_ringing("acme", "r1", KATO.target)  # once
+    board.operator_ringing("acme", "r1", "sip:stranger@192.0.2.9")  # not listed: not shown
+    assert calls(board)["r1"]["ringing"] == ["kato"]
+    assert operators(board)["kato"]["state"] == "ringing"
+
+
+def test_the_queue_can_be_reported_unavailable(clock: FakeClock) -> None:
+    board = LiveBoard(clock, clock.call_later, queue_available=False)
     data = board.snapshot("acme").data
     assert data["queue"] == [] and data["queue_available"] is False
 

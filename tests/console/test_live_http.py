@@ -118,6 +118,31 @@ async def test_stream_sends_a_snapshot_then_changes_fast(served: tuple[HttpServe
         stream.resp.close()
 
 
+async def test_the_snapshot_and_the_stream_carry_the_queue(
+    served: tuple[HttpServer, LiveBoard],
+) -> None:
+    """Issue 10 §6 / issue 13: a caller queued with a position is in the SSE snapshot and
+    its changes are pushed as ``queue`` events."""
+    server, board = served
+    board.call_ringing(record("q1"))
+    board.call_queued("acme", "q1", "sales", 1, 1000.0)
+    async with aiohttp.ClientSession() as client:
+        stream = await open_stream(client, server, ACME)
+        _sid, kind, data = await stream.next()
+        assert kind == "snapshot" and data["queue_available"] is True
+        assert data["queue"] == [  # type: ignore[comparison-overlap]
+            {
+                "call_id": "q1", "queue": "sales", "position": 1, "since": 1000.0,
+                "caller_number": "+819012345678", "caller_display": "",
+                "tracking_number": "+81312345678", "medium": "",
+            }
+        ]  # fmt: skip
+        board.call_unqueued("acme", "q1")
+        _eid, kind, data = await stream.next()
+        assert (kind, data) == ("queue", {"queue": []})
+        stream.resp.close()
+
+
 async def test_last_event_id_replays_or_falls_back_to_a_snapshot(
     served: tuple[HttpServer, LiveBoard],
 ) -> None:

@@ -1,9 +1,11 @@
-"""SIPp through the realistic flow of issue 10 (``mediasrv.demo.flows``), in plan mode, with
-the flow taken from the business store: blocklist, business hours, round-robin over two
-operators. 1,000 calls with 0 failures, the rotation from the store splitting them evenly,
-the call log learning the flow (version, path, rules, phases, who hung up), and a blocked
-caller refused with the number's code. Bounded: 1,000 calls at 100 cps, every SIPp run under
-a timeout. The whisper is not in the flow: the engine of this base has no mixing verb."""
+"""SIPp through the realistic flow of issue 10 (``mediasrv.demo.flows``), with the flow taken
+from the business store: blocklist, business hours, round-robin over two operators, and a
+whisper to the operator who answers (mixed into the operator's leg while the caller hears
+ringback; the caller is answered and bridged when it ends). 1,000 calls with 0 failures, the
+rotation from the store splitting them evenly, every bridge at least the whisper's length after
+the operator's answer, the call log learning the flow (version, path, rules, phases, who hung
+up), and a blocked caller refused with the number's code. Bounded: 1,000 calls at 100 cps,
+every SIPp run under a timeout."""
 
 from __future__ import annotations
 
@@ -18,7 +20,13 @@ import pytest
 from conftest import StartServer
 from peers_plugin import needs_sipp, sipp_scenario
 
-from mediasrv.demo.flows import BLOCKED_CALLER, REALISTIC_NUMBER, realistic_business_toml
+from mediasrv.demo.flows import (
+    BLOCKED_CALLER,
+    REALISTIC_NUMBER,
+    WHISPER_SECONDS,
+    realistic_business_toml,
+    write_whisper_wav,
+)
 from mediasrv.demo.server import ServerProcess
 from mediasrv.demo.sipp import SippOptions, SippRun, free_port, run_sipp
 
@@ -79,7 +87,8 @@ async def test_thousand_calls_through_the_realistic_flow(
         port_b = free_port()
     targets = (f"sip:op-a@127.0.0.1:{port_a}", f"sip:op-b@127.0.0.1:{port_b}")
     workdir = tmp_path / "server0"
-    apply_business(workdir / "var", realistic_business_toml(targets))
+    whisper = write_whisper_wav(tmp_path / "whisper.wav")
+    apply_business(workdir / "var", realistic_business_toml(targets, whisper_file=whisper))
     server = start_server(workdir=workdir, extra_sections=PLAN)
     uas_a = await start_uas(tmp_path, port_a, "uas-a")
     uas_b = await start_uas(tmp_path, port_b, "uas-b")
@@ -134,6 +143,11 @@ async def test_thousand_calls_through_the_realistic_flow(
     phases = row["phases"]
     assert phases["received"] <= phases["bridged"] <= phases["ended"]
     assert row["hung_up_by"] == "caller" and row["attempts"][-1]["code"] == 200
+    # the whisper played to the operator before every bridge (a missing or failed prompt would
+    # bridge at once and flag the row); the engine paces it in real time, so this is a floor
+    whispered = [r["phases"]["bridged"] - r["attempts"][-1]["end"] for r in answered]
+    assert min(whispered) >= WHISPER_SECONDS - 0.05, min(whispered)
+    assert not [r["call_id"] for r in answered if "flow-failures" in r["flags"]]
     assert refused[0]["sip_code"] == 603 and refused[0]["hung_up_by"] == "system"
 
 

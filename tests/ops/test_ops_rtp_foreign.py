@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from mediasrv.calls.call import CallResult, Outcome
+from mediasrv.calls.disposition import Disposition
+from mediasrv.calls.trace import CallTrace
 from mediasrv.media.api import LegRole, LegStats, MediaReport
+from mediasrv.outputs.flow_records import record_from_trace
 from mediasrv.outputs.metrics import Metrics
-from mediasrv.outputs.records import call_record_from_result
 
 NAME = "mediasrv_rtp_foreign_source_dropped_total"
 
@@ -34,9 +35,9 @@ def test_the_call_row_carries_each_legs_drops() -> None:
     report.legs[LegRole.CALLER] = LegStats(packets_in=10, remote="127.0.0.1:4000",
                                            foreign_dropped=42)
     report.legs[LegRole.OPERATOR] = LegStats(packets_in=10)
-    result = CallResult("c1", "in-1", "0312345678", "0901234567", "", outcome=Outcome.ANSWERED,
-                        media=report)
-    legs = call_record_from_result(result).media_stats["legs"]
+    trace = CallTrace("c1", "0312345678", "0901234567", inbound_call_id="in-1",
+                      disposition=Disposition.ANSWERED, media=report)
+    legs = record_from_trace(trace).media_stats["legs"]
     assert isinstance(legs, dict)
     assert legs["caller"]["foreign_dropped"] == 42
     assert legs["operator"]["foreign_dropped"] == 0

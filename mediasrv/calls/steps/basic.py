@@ -108,14 +108,29 @@ async def goto(ctx: CallContext, step: Goto) -> Step | None:
     return ctx.plan.at(step.label)
 
 
+def relayed_failure(code: int) -> int:
+    """The code an unanswered caller gets for an operator's failure ``code`` (F2): busy
+    stays busy (RFC 3261 §16.7 step 6: a proxy forwards the best final response), a loop's
+    483 stays 483 (RFC 7332 §3). Our own ring timeout (408), a CANCEL (487) and the
+    outbound leg's auth trouble (401/407) are not the caller's business: 480. A 5xx is 502."""
+    if code in (0, 401, 407, 408, 487):
+        return 480
+    if 500 <= code < 600:
+        return 502
+    return code
+
+
 async def hangup(ctx: CallContext, step: Hangup) -> Step | None:
     ctx.trace.reason = ctx.trace.reason or step.reason
     if ctx.hint is None:
         ctx.classify(Disposition.NO_ANSWER)
+    code = step.code
+    if step.relay_attempt and ctx.trace.attempts:
+        code = relayed_failure(ctx.trace.attempts[-1].code)
     if ctx.caller_answered:
         ctx.caller.end()
     elif not ctx.caller.terminated:
-        ctx.caller.reject(step.code)
-        ctx.trace.sip_code = step.code
+        ctx.caller.reject(code)
+        ctx.trace.sip_code = code
     ctx.trace.hung_up_by = HungUpBy.SYSTEM
     return None

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from mediasrv.media.api import DtmfEvent, LegRole, MediaError, PromptFinished
+from mediasrv.media.api import DtmfEvent, LegRole, MediaError, PromptFinished, RtpTimeout
 
 from ..disposition import Disposition
 from ..flow import CallContext, Event, LiveAttempt, Source
@@ -261,6 +261,13 @@ async def talk(ctx: CallContext, live: LiveAttempt, time_limit: float = 0.0) -> 
             ctx.trace.reason = "time-limit"
             return False
         src, event = got
+        if isinstance(event, RtpTimeout):
+            # the engine's [media] no_rtp_timeout on either leg: a dead call, not a talking
+            # one; end both legs (in the one teardown) and say why
+            log.info("no RTP: ending call", extra={"call_id": ctx.id, "leg": event.role.value})
+            ctx.trace.reason = "no-rtp"
+            ctx.trace.hung_up_by = HungUpBy.SYSTEM
+            return False  # a dead call ends, even where the flow would carry on (Dial g)
         if src is live.source and isinstance(event, LegHungUp):
             ctx.trace.hung_up_by = HungUpBy.OPERATOR
             ctx.trace.reason = f"operator-{event.reason}"

@@ -15,7 +15,7 @@ from mediasrv.media.api import PlayId, PromptFinished
 from ..flow import CallContext, Event, Source
 from ..plan import Enqueue, Step
 from ..queue import OperatorOffered, QueueEntry, QueuePosition, members_of, operator_id
-from ..trace import Queued
+from ..trace import Queued, QueueLeft
 from .dial import RingOptions, connect, ring, talk
 
 log = logging.getLogger("mediasrv.calls.steps")
@@ -89,6 +89,7 @@ async def enqueue(ctx: CallContext, step: Enqueue) -> Step | None:
     entry = QueueEntry(ctx.id, members, ctx.queue_signal)
     hold = _Hold(ctx, step)
     hold.music()
+    outcome = "ended"  # a hang-up or drain raises out of the loop below
     try:
         hold.moved(queue.join(entry))
         while True:
@@ -96,6 +97,7 @@ async def enqueue(ctx: CallContext, step: Enqueue) -> Step | None:
             got = await ctx.next_event(min(due) - clock.now() if due else None)
             if got is None:
                 if deadline is not None and clock.now() >= deadline:
+                    outcome = "overflow"
                     return _overflow(ctx, step, "max-wait")
                 hold.announce(periodic=True)
                 continue
@@ -121,10 +123,14 @@ async def enqueue(ctx: CallContext, step: Enqueue) -> Step | None:
                 continue
             queue.leave(entry)
             ctx.trace.queue_wait = clock.now() - started
+            outcome = "answered"
+            ctx.emit(QueueLeft(ctx.id, step.name, outcome, ctx.clock.wall()))
             await connect(ctx, live, target)
             await talk(ctx, live)
             return None
     finally:
         queue.leave(entry)
+        if outcome != "answered":
+            ctx.emit(QueueLeft(ctx.id, step.name, outcome, ctx.clock.wall()))
         if not ctx.trace.queue_wait:
             ctx.trace.queue_wait = clock.now() - started

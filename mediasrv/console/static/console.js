@@ -237,6 +237,8 @@
       board.operators.set(data.operator.name, data.operator);
     } else if (kind === 'operator_gone') {
       board.operators.delete(data.name);
+    } else if (kind === 'queue') {
+      board.queue = data.queue;
     } else {
       return; // a kind this page does not know: ignore it, keep the stream
     }
