@@ -973,7 +973,7 @@ class Server:
         if result.recording is None or not result.recording_bytes:
             return
         record = call_record_from_result(result)
-        also = self.notifier.statements(record, ("recording.ready",))
+        also = self.notifier.statements(record, ("recording.ready",), from_row=True)
         if also:
             await self.media.flush()
         # Own transaction: the call row was committed before the file was complete.
@@ -1264,7 +1264,7 @@ class Server:
                     stats.foreign_dropped,
                 )
         self._to_board(self.board.call_ended, record)
-        also = self.notifier.statements(record, ("call.completed",))
+        also = self.notifier.statements(record, ("call.completed",), from_row=True)
         try:
             await self.store.record_final(
                 record, self.attributes.duplicate_window(record.business), also

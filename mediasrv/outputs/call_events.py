@@ -19,6 +19,7 @@ __all__ = [
     "call_data",
     "call_event_statements",
     "call_links",
+    "repeats_from_row",
 ]
 
 SUMMARY_SEGMENTS = 10  # transcript segments in an analysis.completed body; the rest by link
@@ -79,14 +80,41 @@ def call_links(record: CallRecord) -> dict[str, str]:
     return links
 
 
+def _sql_bool(column: str) -> str:
+    return f"CASE {column} WHEN 1 THEN json('true') WHEN 0 THEN json('false') END"
+
+
+# F15's attributes are computed in SQL by the call log (record_final), in the transaction
+# that writes the event: this statement copies them from the row into the event's data, so
+# call.completed says the real `duplicate`, not the null the record had before the SQL ran.
+_REPEATS_FROM_ROW = (
+    "UPDATE outbox_events SET data = json_set(data, "
+    f"'$.duplicate', (SELECT {_sql_bool('duplicate')} FROM calls WHERE call_id = ?1), "
+    f"'$.first_time', (SELECT {_sql_bool('first_time')} FROM calls WHERE call_id = ?1), "
+    "'$.repeat_count', COALESCE((SELECT repeat_count FROM calls WHERE call_id = ?1), 0)) "
+    "WHERE event_id = ?2"
+)
+
+
+def repeats_from_row(call_id: str, event_id: str) -> SqlStatement:
+    """The statement that sets an event's duplicate / first_time / repeat_count to what the
+    stored call row says (run after the row's F15 statement, in the same transaction)."""
+    return _REPEATS_FROM_ROW, (call_id, event_id)
+
+
 def call_event_statements(
     record: CallRecord,
     milestones: Sequence[str],
     now: float,
     extra: dict[str, object] | None = None,
+    *,
+    from_row: bool = False,
 ) -> list[SqlStatement]:
     """The outbox statements for a change of ``record``: each milestone event, then the
-    ``call.updated`` revision (in that order, so the sequence follows it)."""
+    ``call.updated`` revision (in that order, so the sequence follows it).
+
+    ``from_row``: the call's row is final in the same transaction (or already): the events
+    take duplicate / first_time / repeat_count from it (:func:`repeats_from_row`)."""
     data = call_data(record)
     if extra:
         data.update(extra)
@@ -94,6 +122,8 @@ def call_event_statements(
     for event_type in (*milestones, "call.updated"):
         event = OutboxEvent(record.business, record.call_id, event_type, data, now)
         statements += event_statements(event)
+        if from_row:
+            statements.append(repeats_from_row(record.call_id, event.event_id))
     return statements
 
 

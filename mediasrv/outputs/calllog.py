@@ -341,6 +341,12 @@ _VALID_OF_PERIOD = (
 )
 
 
+def _named(sql: str, params: dict[str, object]) -> SqlStatement:
+    """A statement with named parameters (``:name``) as a positional one."""
+    names = re.findall(r":([a-z_]+)", sql)
+    return re.sub(r":[a-z_]+", "?", sql), tuple(params[n] for n in names)
+
+
 def _to_row(rec: CallRecord) -> tuple[object, ...]:
     out: list[object] = []
     for name in _COLUMNS:
@@ -491,6 +497,9 @@ class _Write:
     # Statements committed in the same transaction as this one (the webhook outbox events
     # the change causes: outputs/outbox.event_statements): both land, or neither.
     also: tuple[SqlStatement, ...] = ()
+    # Statements that are part of the row itself (its F15 attributes), run right after it
+    # and before ``also`` (the events read what they computed); kept if the events fail.
+    then: tuple[SqlStatement, ...] = ()
 
 
 def _consume(fut: asyncio.Future[int]) -> None:
@@ -518,13 +527,14 @@ def _commit_batch(
     batch: list[tuple[str, tuple[object, ...], tuple[SqlStatement, ...]]],
 ) -> list[int]:
     """One transaction for the whole batch (runs on the writer thread); the rowcounts of the
-    main statements (the ``also`` statements ride along in the same transaction)."""
+    main statements (the ``then`` and ``also`` statements ride along, in that order, in the
+    same transaction)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         counts = []
-        for sql, params, also in batch:
+        for sql, params, extras in batch:
             counts.append(conn.execute(sql, params).rowcount)
-            for extra_sql, extra_params in also:
+            for extra_sql, extra_params in extras:
                 conn.execute(extra_sql, extra_params)
         conn.execute("COMMIT")
     except BaseException:
@@ -566,7 +576,7 @@ class _BatchWriter:
         return cls(conn, executor)
 
     async def commit(self, batch: list[_Write]) -> list[int]:
-        work = [(item.sql, item.params, item.also) for item in batch]
+        work = [(item.sql, item.params, item.then + item.also) for item in batch]
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, _commit_batch, self._conn, work)
 
@@ -630,12 +640,12 @@ class CallLogStore:
     ) -> None:
         """The finished call's row, then its duplicate / first-time / repeat count within
         ``window`` seconds (F15), computed against the rows already stored (earlier calls
-        still in progress count: their rows exist from their start). Both statements go in
-        the same group commit; returns once committed."""
-        await asyncio.gather(
-            self._write(_UPSERT, _to_row(rec), also),
-            self._write_named(_REPEATS_OF_CALL, {"window": window, "call_id": rec.call_id}),
-        )
+        still in progress count: their rows exist from their start), then ``also`` (its
+        events, which read the computed attributes from the row:
+        :func:`~mediasrv.outputs.call_events.repeats_from_row`). One transaction; returns
+        once committed."""
+        repeats = _named(_REPEATS_OF_CALL, {"window": window, "call_id": rec.call_id})
+        await self._write(_UPSERT, _to_row(rec), also, then=(repeats,))
 
     async def recompute_repeats(
         self, business: str, since: float, until: float, window: float
@@ -739,11 +749,16 @@ class CallLogStore:
         return CutOff(answered, failed)
 
     async def _write(
-        self, sql: str, params: tuple[object, ...], also: Sequence[SqlStatement] = ()
+        self,
+        sql: str,
+        params: tuple[object, ...],
+        also: Sequence[SqlStatement] = (),
+        then: Sequence[SqlStatement] = (),
     ) -> int:
         if self._writer is None or self._closing:
             raise StoreClosed(f"call log {self.path} is not open")
-        item = _Write(sql, params, asyncio.get_running_loop().create_future(), tuple(also))
+        future = asyncio.get_running_loop().create_future()
+        item = _Write(sql, params, future, tuple(also), tuple(then))
         # A caller cancelled while waiting never reads the outcome; the error is logged by
         # _flush, so mark it retrieved instead of "Future exception was never retrieved".
         item.done.add_done_callback(_consume)
@@ -755,8 +770,7 @@ class CallLogStore:
 
     async def _write_named(self, sql: str, params: dict[str, object]) -> int:
         """:meth:`_write` with named parameters (``:name``), converted to positional ones."""
-        names = re.findall(r":([a-z_]+)", sql)
-        return await self._write(re.sub(r":[a-z_]+", "?", sql), tuple(params[n] for n in names))
+        return await self._write(*_named(sql, params))
 
     async def _flush(self) -> None:
         while self._pending:
@@ -792,7 +806,7 @@ class CallLogStore:
     async def _commit_without_events(self, item: _Write, error: Exception) -> bool:
         """The call data must not be lost for its events: if the pair cannot commit (an
         outbox table missing, say), commit the call row alone and say loudly what was lost."""
-        alone = _Write(item.sql, item.params, item.done)
+        alone = _Write(item.sql, item.params, item.done, then=item.then)
         try:
             (count,) = await self._commit([alone])
         except Exception:

@@ -113,11 +113,14 @@ class Notifier:
         record: CallRecord,
         milestones: Sequence[str],
         extra: dict[str, object] | None = None,
+        *,
+        from_row: bool = False,
     ) -> list[SqlStatement]:
-        """The outbox statements for this change of ``record`` (none when nobody listens)."""
+        """The outbox statements for this change of ``record`` (none when nobody listens).
+        ``from_row``: duplicate / first-time come from the final call row (same transaction)."""
         if not self.config.enabled or record.business not in self._subscribed:
             return []
-        return call_event_statements(record, milestones, self._clock(), extra)
+        return call_event_statements(record, milestones, self._clock(), extra, from_row=from_row)
 
     def committed(self) -> None:
         self.dispatcher.wake()
