@@ -14,7 +14,9 @@ from mediasrv.outputs.calllog import CallRecord, SqlStatement
 from mediasrv.outputs.outbox import OutboxEvent, event_statements
 
 __all__ = [
+    "CALL_DATA_FIELDS",
     "CALL_EVENT_TYPES",
+    "RENAMED_IN_EVENTS",
     "analysis_summary",
     "call_data",
     "call_event_statements",
@@ -36,37 +38,26 @@ CALL_EVENT_TYPES = (
 )
 
 
+# What every call event carries (besides links and the outbox's sequence), in order; the
+# event's name where it differs from the CallRecord field (RENAMED_IN_EVENTS).
+CALL_DATA_FIELDS = (
+    "call_id", "business", "tracking_number", "caller_number", "caller_display",
+    "caller_kind", "caller_area", "prefecture_code", "prefecture", "medium", "campaign",
+    "start_time", "answer_time", "end_time", "ring_seconds", "talk_seconds", "disposition",
+    "sip_code", "end_reason", "operator", "dtmf", "flags", "valid", "duplicate", "first_time",
+    "repeat_count", "callback_of",
+)  # fmt: skip
+RENAMED_IN_EVENTS = {"operator": "operator_uri"}
+
+
 def call_data(record: CallRecord) -> dict[str, object]:
     """What every call event carries."""
     data: dict[str, object] = {
-        "call_id": record.call_id,
-        "business": record.business,
-        "tracking_number": record.tracking_number,
-        "caller_number": record.caller_number,
-        "caller_display": record.caller_display,
-        "caller_kind": record.caller_kind,
-        "caller_area": record.caller_area,
-        "prefecture_code": record.prefecture_code,
-        "prefecture": record.prefecture,
-        "medium": record.medium,
-        "campaign": record.campaign,
-        "start_time": record.start_time,
-        "answer_time": record.answer_time,
-        "end_time": record.end_time,
-        "ring_seconds": record.ring_seconds,
-        "talk_seconds": record.talk_seconds,
-        "disposition": record.disposition.value,
-        "sip_code": record.sip_code,
-        "end_reason": record.end_reason,
-        "operator": record.operator_uri,
-        "dtmf": record.dtmf,
-        "flags": list(record.flags),
-        "valid": record.valid,
-        "duplicate": record.duplicate,
-        "first_time": record.first_time,
-        "repeat_count": record.repeat_count,
-        "links": call_links(record),
+        name: getattr(record, RENAMED_IN_EVENTS.get(name, name)) for name in CALL_DATA_FIELDS
     }
+    data["disposition"] = record.disposition.value
+    data["flags"] = list(record.flags)
+    data["links"] = call_links(record)
     return data
 
 

@@ -37,6 +37,7 @@ from mediasrv.outputs.sqlite import Migration, Synchronous, connect, migrate
 __all__ = [
     "CALLS_MIGRATIONS",
     "CALL_COLUMNS",
+    "CALL_RECORD_FIELDS",
     "FLAG_FILTERS",
     "QUERY_FILTERS",
     "BadCursor",
@@ -96,6 +97,9 @@ class CallRecord:
     phases: dict[str, float | None] = field(default_factory=dict)  # received/answered/...
     hung_up_by: str = ""  # "caller" | "operator" | "system" | "" (calls/trace.py HungUpBy)
     # -- end issue 10 §6 ---------------------------------------------------------------------
+    # issue 12 §5: a callback through a leased callback number: the call it calls back
+    # (whose email showed the number); medium and campaign are that call's (migration 5).
+    callback_of: str = ""
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (the HTTP API's representation of a call)."""
@@ -174,6 +178,7 @@ _JSON_DEFAULTS: dict[str, Callable[[], object]] = {
 }
 _JSON_COLUMNS = frozenset(_JSON_DEFAULTS)
 CALL_COLUMNS = _COLUMNS
+CALL_RECORD_FIELDS = _COLUMNS  # the API's call object: mediasrv/api/call_schema.py
 _START_INDEX = _COLUMNS.index("start_time")
 _BOOL_COLUMNS = frozenset(("valid", "duplicate", "first_time"))
 
@@ -250,6 +255,12 @@ CALLS_MIGRATIONS: list[Migration] = [
         "ALTER TABLE calls ADD COLUMN menu_choices TEXT NOT NULL DEFAULT '[]'",
         "ALTER TABLE calls ADD COLUMN phases TEXT NOT NULL DEFAULT '{}'",
         "ALTER TABLE calls ADD COLUMN hung_up_by TEXT NOT NULL DEFAULT ''",
+    ],
+    # 5 (issue 12 §5): callbacks through a leased callback number name the call they call
+    # back; the index finds a call's callbacks.
+    [
+        "ALTER TABLE calls ADD COLUMN callback_of TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX calls_callback_of ON calls (callback_of) WHERE callback_of != ''",
     ],
 ]
 
