@@ -34,10 +34,11 @@ from mediasrv.api.http import PRINCIPAL, HttpPolicy, HttpServer
 from mediasrv.api.v1.root import V1Api
 from mediasrv.api.v1.services import Limits, Services
 from mediasrv.api.v1.store import ApiStore
+from mediasrv.callback_routing import CallbackRouter
 from mediasrv.calls.admission import KnownNumberAdmission
 from mediasrv.calls.call import Call, CallResult, CallServices
 from mediasrv.calls.caller_id import CallerId, area_table, identify_caller
-from mediasrv.calls.routing import Destination, Route
+from mediasrv.calls.routing import Destination, Route, Router
 from mediasrv.calls.trace import CallTrace
 from mediasrv.config import (
     AnalysisSettings,
@@ -62,6 +63,7 @@ from mediasrv.outputs.bindings import SqliteBindingStore
 from mediasrv.outputs.business_seed import import_seed
 from mediasrv.outputs.business_store import SqliteBusinessStore
 from mediasrv.outputs.call_events import analysis_summary
+from mediasrv.outputs.callback_store import CallbackLeases
 from mediasrv.outputs.calllog import CallLogStore, CallRecord, Disposition, SqlStatement
 from mediasrv.outputs.checkpoint import LiveCallCheckpoint
 from mediasrv.outputs.live_board import (
@@ -620,9 +622,20 @@ class Server:
         self.loop = asyncio.get_running_loop()
         self.metrics = Metrics()
         self.store = CallLogStore(config.server.db_path)
-        self.notifier = Notifier(config.notify, config.server.db_path, self.metrics)
         # issue 10: business configuration (versions, version_for, round-robin pointers)
         self.business = SqliteBusinessStore(config.server.db_path)
+        # issue 12 §5: callback numbers leased to callers for their emails
+        self.callback_leases = CallbackLeases(
+            config.server.db_path,
+            self.business.get,
+            count=lambda o: self.metrics.callback_leases_total.labels(result=o.value).inc(),
+        )
+        self.notifier = Notifier(
+            config.notify,
+            config.server.db_path,
+            self.metrics,
+            callback_number=self.callback_leases.number_for_email,
+        )
         self._business_task: asyncio.Task[None] | None = None
         self.attributes = attribute_policy(config.call_attributes)
         area_table()  # read the numbering-area tables now, not at the first INVITE
@@ -665,7 +678,14 @@ class Server:
             peers_in_use=self._peers_in_use,
         )
         self.ua: UserAgent | None = None
-        self.router = ConfigRouter(config)
+        self.router: Router = CallbackRouter(
+            ConfigRouter(config),
+            self.business,
+            self.callback_leases.active,
+            config.trunk_named,
+            count=lambda r: self.metrics.callback_calls_total.labels(result=r).inc(),
+            ring_timeout=config.sip.ring_timeout,
+        )
         self.trunk_admission = TrunkAdmission(
             config.trunks,
             secrets.token_bytes(32),
@@ -853,6 +873,7 @@ class Server:
 
     async def _start_business(self) -> None:
         await self.business.open()
+        await self.callback_leases.open()
         seeded = await import_seed(self.business, self.config)
         if any(r.created for r in seeded):
             log.info("[[numbers]] seed imported", extra={"versions": [r.version for r in seeded]})
@@ -1112,6 +1133,7 @@ class Server:
         await self.notifier.stop()
         if self._business_task is not None:
             self._business_task.cancel()
+        await self.callback_leases.close()
         await self.business.close()
         if self._bindings is not None:
             await self._bindings.close()

@@ -80,6 +80,8 @@ class CallResult:
     recording_bytes: int = 0
     media: MediaReport | None = None
     caller: CallerId | None = None  # the classified caller (issue 11)
+    callback_of: str = ""  # issue 12 §5: the call this callback calls back
+    flags: tuple[str, ...] = ()  # the route's flags ("callback", "callback-expired")
 
     @property
     def ring_seconds(self) -> float:
@@ -185,6 +187,8 @@ class Call:
             self.result.business = route.business
             self.result.medium = route.medium
             self.result.campaign = route.campaign
+            self.result.callback_of = route.callback_of
+            self.result.flags = route.flags
 
     # -- event plumbing ---------------------------------------------------------------------------
     def _sink_for(self, leg: Leg) -> Callable[[LegEvent], None]:
@@ -219,6 +223,9 @@ class Call:
         route = self.route
         if route is None:
             self._reject(404, Outcome.FAILED, "not-a-tracking-number")
+            return
+        if route.reject_code:
+            self._reject(route.reject_code, Outcome.FAILED, route.reject_reason or "refused")
             return
         if not route.destinations:
             self._reject(480, Outcome.NO_ANSWER, "no-destinations")

@@ -20,7 +20,7 @@ from mediasrv.outputs.call_events import call_event_statements
 from mediasrv.outputs.calllog import CallRecord, SqlStatement
 from mediasrv.outputs.mailer import Mailer, MailSettings
 from mediasrv.outputs.metrics import Metrics
-from mediasrv.outputs.outbox import OutboxStore, WebhookDispatcher
+from mediasrv.outputs.outbox import CallbackNumber, OutboxStore, WebhookDispatcher
 from mediasrv.outputs.sqlite import Synchronous
 
 __all__ = ["Notifier"]
@@ -48,6 +48,7 @@ class Notifier:
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
         synchronous: Synchronous = Synchronous.FULL,
+        callback_number: CallbackNumber | None = None,
     ) -> None:
         self.config = config
         self.store = OutboxStore(db_path, synchronous, clock)
@@ -77,6 +78,7 @@ class Notifier:
             allow_private=config.allow_private_targets,
             hooks=_MetricHooks(metrics),
             mailer=mailer,
+            callback_number=callback_number,
         )
         self._subscribed: frozenset[str] = frozenset()
         self._backlog = (0, 0.0)

@@ -64,6 +64,8 @@ def call_record_from_result(result: CallResult, valid_threshold: float | None = 
         dtmf="".join(digit for digit, _leg, _source in result.dtmf),
         recording_path=str(result.recording) if result.recording is not None else None,
         media_stats=media_stats_of(result.media),
+        flags=list(result.flags),
+        callback_of=result.callback_of,
     )
     apply_caller(rec, info, caller.source if caller is not None else "from")
     if valid_threshold is not None and rec.disposition is not Disposition.IN_PROGRESS:
