@@ -34,7 +34,7 @@ from mediasrv.api.http import PRINCIPAL, HttpPolicy, HttpServer
 from mediasrv.api.v1.root import V1Api
 from mediasrv.api.v1.services import Limits, Services
 from mediasrv.api.v1.store import ApiStore
-from mediasrv.callback_routing import CallbackRouter
+from mediasrv.callback_routing import CALLBACK_FLAG, EXPIRED_FLAG, CallbackRouter
 from mediasrv.calls.admission import KnownNumberAdmission
 from mediasrv.calls.call import Call, CallResult, CallServices
 from mediasrv.calls.caller_id import CallerId, area_table, identify_caller
@@ -683,7 +683,6 @@ class Server:
             self.business,
             self.callback_leases.active,
             config.trunk_named,
-            count=lambda r: self.metrics.callback_calls_total.labels(result=r).inc(),
             ring_timeout=config.sip.ring_timeout,
         )
         self.trunk_admission = TrunkAdmission(
@@ -1286,6 +1285,7 @@ class Server:
                     stats.foreign_dropped,
                 )
         self._to_board(self.board.call_ended, record)
+        self._count_callback(record)
         also = self.notifier.statements(record, ("call.completed",), from_row=True)
         try:
             await self.store.record_final(
@@ -1297,6 +1297,18 @@ class Server:
             log.exception(
                 "could not store call row", extra={"call": record.call_id, "row": repr(record)}
             )
+
+    def _count_callback(self, record: CallRecord) -> None:
+        """Calls to callback numbers (issue 12 §5): forwarded to the caller, or refused."""
+        if CALLBACK_FLAG in record.flags:
+            self.metrics.callback_calls_total.labels(result="forwarded").inc()
+        elif EXPIRED_FLAG in record.flags:
+            self.metrics.callback_calls_total.labels(result="refused").inc()
+            log.info(
+                "call to a callback number with no active lease refused",
+                extra={"call": record.call_id, "number": record.tracking_number,
+                       "sip_code": record.sip_code},
+            )  # fmt: skip
 
     def _on_media_event(self, event: MediaEvent) -> None:
         call = self.calls.get(event.call_id)

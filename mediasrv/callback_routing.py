@@ -3,7 +3,10 @@ the caller it is leased to, dialled through the business's ``[callback] trunk``,
 call is logged as a callback of the call the email was about, under that call's medium and
 campaign. A callback number with no active lease refuses the call clearly (410 Gone, or the
 number's own refusal code), logged as ``callback-expired``. Every other number is routed by
-the router this one wraps."""
+the router this one wraps.
+
+``route`` is asked more than once per INVITE (admission, then the call), so it neither counts
+nor logs what it decides: the call's row does (flags ``callback`` / ``callback-expired``)."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from mediasrv.calls.routing import Destination, Route, Router
 from mediasrv.config import TrunkConfig, outbound_target
 from mediasrv.sip.digest import DigestCredentials
 
-__all__ = ["CallbackRouter"]
+__all__ = ["CALLBACK_FLAG", "EXPIRED_FLAG", "CallbackRouter"]
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +35,12 @@ class CallbackRouter:
         lookup: BusinessLookup,
         active_lease: Callable[[str], Lease | None],
         trunk_named: Callable[[str], TrunkConfig | None],
-        count: Callable[[str], None] = lambda _result: None,
         ring_timeout: float = 30.0,
     ) -> None:
         self._inner = inner
         self._lookup = lookup
         self._active = active_lease
         self._trunk_named = trunk_named
-        self._count = count
         self._ring_timeout = ring_timeout
 
     def route(self, dialled: str, caller: str) -> Route | None:
@@ -53,7 +54,6 @@ class CallbackRouter:
         if destination is None:
             return self._refuse(nv, f"callback-unroutable: trunk {nv.business.callback.trunk!r} "
                                 "has no outbound_uri", log_level=logging.ERROR)  # fmt: skip
-        self._count("forwarded")
         call = lease.call
         return Route(
             tracking_number=nv.number.number,
@@ -85,8 +85,7 @@ class CallbackRouter:
         uri = outbound_target(trunk.outbound_uri, lease.call.caller)
         return Destination(uri, self._ring_timeout, credentials)
 
-    def _refuse(self, nv: NumberVersion, why: str, log_level: int = logging.INFO) -> Route:
-        self._count("refused")
+    def _refuse(self, nv: NumberVersion, why: str, log_level: int = logging.DEBUG) -> Route:
         start = nv.number.flow.start
         code = start.sip_code if start.kind is ActionKind.REJECT else EXPIRED_CODE
         log.log(log_level, "call to callback number refused (%s): %s", code, why,
