@@ -758,6 +758,7 @@ class Server:
             recordings_dir=self.config.server.recordings_dir,
             limits=Limits(a.max_body_bytes, a.max_upload_bytes, a.idempotency_ttl, a.max_page,
                           a.secret_overlap),
+            reports=self._report,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from mediasrv.outputs.calllog import CallLogStore, CallRecord, Disposition
 from mediasrv.outputs.metrics import Metrics
 from mediasrv.outputs.outbox import OutboxStore
 from mediasrv.outputs.prompts import PromptStore
+from mediasrv.outputs.reports import run_report
 
 T0 = 1_780_000_000.0
 NUMBERS = {"alpha": "+81311110000", "bravo": "+81622220000"}
@@ -161,6 +162,7 @@ class ApiServerThread:
             prompts=lambda: self.prompts,
             recordings_dir=var / "recordings",
             limits=self.limits,
+            reports=lambda q: run_report(self.calls.read_connection(), q),
         )
         v1 = V1Api(services, PRINCIPAL)
         self.server = HttpServer(

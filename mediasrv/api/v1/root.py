@@ -11,6 +11,7 @@ from mediasrv.api.auth import Principal
 from mediasrv.api.v1.businesses import business_ops
 from mediasrv.api.v1.calls import call_ops
 from mediasrv.api.v1.events import CALL_EVENT_DATA, webhooks_document
+from mediasrv.api.v1.insights import insight_ops
 from mediasrv.api.v1.problem import PROBLEM_JSON
 from mediasrv.api.v1.prompts import prompt_ops
 from mediasrv.api.v1.services import Services
@@ -26,12 +27,6 @@ TENANT_PREFIXES = ("/api/v1/businesses", "/api/v1/openapi.json")
 PROBLEM_PREFIXES = ("/api/v1/businesses", "/api/v1/tokens")
 
 
-# TODO(lead): `POST /api/v1/businesses/{business}/numbers/{key}/simulate` (the dry run of
-# issue 12 §1) belongs here once calls/simulate.py (helper `flow`) is merged: it is not in
-# this branch's base, so the operation is not declared (no stub that pretends). Likewise
-# number-info and reports (helper `numbers`) are to be declared as v1 operations here.
-
-
 class V1Api:
     """What :class:`~mediasrv.api.http.HttpServer` mounts."""
 
@@ -40,6 +35,7 @@ class V1Api:
         ops = [
             *business_ops(services),
             *call_ops(services),
+            *insight_ops(services),
             *prompt_ops(services),
             *webhook_ops(services),
             *token_ops(services),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +12,7 @@ from mediasrv.outputs.business_store import BusinessStore
 from mediasrv.outputs.calllog import CallLog
 from mediasrv.outputs.outbox import OutboxStore
 from mediasrv.outputs.prompts import PromptStore
+from mediasrv.outputs.reports import ReportQuery, ReportRow
 
 __all__ = ["Limits", "Services"]
 
@@ -37,3 +38,5 @@ class Services:
     recordings_dir: Path | None = None
     limits: Limits = field(default_factory=Limits)
     prompt_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # the reports over the call log (F17); None: this server has none (503)
+    reports: Callable[[ReportQuery], Awaitable[list[ReportRow]]] | None = None
