@@ -51,6 +51,8 @@ from mediasrv.config import (
     NumberConfig,
     TrunkConfig,
     UntrustedSourcePolicy,
+    outbound_target,
+    to_e164,
 )
 from mediasrv.flow_runtime import FlowRuntime, StoreRouter
 from mediasrv.log import bind_log_context
@@ -825,6 +827,7 @@ class Server:
                 business=self.business,
                 registrar=self.registrar,
                 prompts=lambda: self.prompts,
+                route_phone=self._phone_uri,
             )
         self._sweep_task = self.loop.create_task(self.screening.sweep_forever())
         self.metrics.add_gauge_callback(
@@ -1298,6 +1301,13 @@ class Server:
             log.exception(
                 "could not store call row", extra={"call": record.call_id, "row": repr(record)}
             )
+
+    def _phone_uri(self, number: str, trunk: str) -> str | None:
+        """A phone number dialled through ``trunk``: its ``outbound_uri`` filled in."""
+        cfg = self.config.trunk_named(trunk)
+        if cfg is None or not cfg.outbound_uri:
+            return None
+        return outbound_target(cfg.outbound_uri, to_e164(number) or number)
 
     def _count_callback(self, record: CallRecord) -> None:
         """Calls to callback numbers (issue 12 §5): forwarded to the caller, or refused."""

@@ -168,6 +168,7 @@ class FlowRuntime:
         business: PlanSource | None = None,
         registrar: Contacts | None = None,
         prompts: Callable[[], PromptStore | None] = lambda: None,
+        route_phone: Callable[[str, str], str | None] = lambda _number, _trunk: None,
     ) -> None:
         self._router = router
         self._registrar = registrar
@@ -189,7 +190,9 @@ class FlowRuntime:
         self.services = FlowServices(
             media=media,
             dialer=SipDialer(
-                ua.create_outbound, credentials_for=lambda uri, _trunk: self._credentials.get(uri)
+                ua.create_outbound,
+                route_phone=route_phone,  # PHONE operators: the trunk's outbound_uri
+                credentials_for=lambda uri, _trunk: self._credentials.get(uri),
             ),
             clock=clock,
             prompts=prompt_resolver(prompts),
