@@ -761,6 +761,7 @@ class Server:
             limits=Limits(a.max_body_bytes, a.max_upload_bytes, a.idempotency_ttl, a.max_page,
                           a.secret_overlap),
             reports=self._report,
+            callback_leases=self.callback_leases.leases,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------

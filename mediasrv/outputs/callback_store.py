@@ -119,6 +119,10 @@ class CallbackLeases:
             await self._db.close()
             self._db = None
 
+    def leases(self) -> list[Lease]:
+        """Every callback number's latest lease (active or expired)."""
+        return self.book.leases()
+
     def active(self, number: str) -> Lease | None:
         """Whom a call to callback number ``number`` reaches now (None: no active lease)."""
         return self.book.active(number, self._clock())

@@ -179,3 +179,12 @@ async def test_a_callback_through_the_emailed_number_reaches_the_caller(
     )
     with urllib.request.urlopen(request, timeout=5) as r:
         assert json.loads(r.read())["callback_of"] == original["call_id"]
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.http_port}/api/v1/businesses/acme/callback-leases",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as r:
+        leases = {x["number"]: x for x in json.loads(r.read())["items"]}
+    assert leases[POOL[0]]["active"] and leases[POOL[0]]["call_id"] == original["call_id"]
+    assert leases[POOL[0]]["caller"] == "+819011110001" and leases[POOL[0]]["medium"] == "新聞"
+    assert not leases[POOL[1]]["active"] and leases[POOL[1]]["caller"] is None

@@ -10,6 +10,8 @@ runs them for its own business only: another business's is 404, like every tenan
 - ``GET /api/v1/businesses/{business}/reports/{group_by}``: the report (F17) of the
   business's calls, in the business's time zone unless ``tz`` says otherwise. CSV stays on
   the admin path ``/api/v1/reports/{group_by}.csv``.
+- ``GET /api/v1/businesses/{business}/callback-leases``: the callback pool (issue 12 §5),
+  each number with its lease: to whom, for which call, until when.
 """
 
 from __future__ import annotations
@@ -90,6 +92,23 @@ REPORT: dict[str, Any] = {
         }},
     },
 }  # fmt: skip
+LEASES: dict[str, Any] = {
+    "type": "object",
+    "required": ["items"],
+    "properties": {"items": {"type": "array", "items": {
+        "type": "object",
+        "required": ["number", "active"],
+        "properties": {
+            "number": {"type": "string", "description": "the callback number (E.164)"},
+            "active": {"type": "boolean", "description": "a call to it reaches the caller now"},
+            "caller": {"type": ["string", "null"]}, "call_id": {"type": ["string", "null"],
+            "description": "the call whose email showed the number"},
+            "medium": {"type": ["string", "null"]}, "campaign": {"type": ["string", "null"]},
+            "tracking_number": {"type": ["string", "null"]},
+            "leased_at": {"type": ["number", "null"]}, "expires_at": {"type": ["number", "null"]},
+        },
+    }}},
+}  # fmt: skip
 _GROUP_BY = "^(" + "|".join(d.value for d in Dimension) + ")(,(" + "|".join(
     d.value for d in Dimension) + "))*$"  # fmt: skip
 MAX_PERIOD = 400 * 86400.0  # a report spans at most this long (one query per offset span)
@@ -142,6 +161,27 @@ class Insights:
             return parse_at(text, zone)
         except (ValueError, OverflowError) as exc:
             raise Problem(422, f"at: {exc}", field="body/at") from None
+
+    async def callback_leases(self, req: Req) -> web.Response:
+        business = await self.s.businesses.get(req.business)
+        pool = business.callback_pool if business is not None else ()
+        kept = self.s.callback_leases() if self.s.callback_leases is not None else []
+        leases = {lease.number: lease for lease in kept if lease.call.business == req.business}
+        now = time.time()
+        items: list[dict[str, object]] = []
+        for number in pool:
+            lease = leases.get(number)
+            if lease is None:
+                items.append({"number": number, "active": False, "caller": None,
+                              "call_id": None, "medium": None, "campaign": None,
+                              "tracking_number": None, "leased_at": None, "expires_at": None})
+                continue
+            c = lease.call
+            items.append({"number": number, "active": lease.active(now), "caller": c.caller,
+                          "call_id": c.call_id, "medium": c.medium, "campaign": c.campaign,
+                          "tracking_number": c.tracking_number, "leased_at": lease.leased_at,
+                          "expires_at": lease.expires_at})  # fmt: skip
+        return json_ok({"items": items})
 
     async def report(self, req: Req) -> web.Response:
         if self.s.reports is None:
@@ -207,4 +247,7 @@ def insight_ops(services: Services) -> list[Op]:
            "Calls, answered, valid, first-time, callbacks ... of the business per medium, "
            "campaign, tracking number, operator, prefecture, day, hour", r.report,
            {200: Resp("OK", REPORT)}, params=report_params, tag="reports"),
+        Op("GET", b + "/callback-leases", "listCallbackLeases",
+           "The callback pool: each number and its lease (caller, call, medium, expiry)",
+           r.callback_leases, {200: Resp("OK", LEASES)}, tag="numbers"),
     ]  # fmt: skip

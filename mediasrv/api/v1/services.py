@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mediasrv.api.v1.store import ApiStore
+from mediasrv.calls.callback import Lease
 from mediasrv.outputs.business_store import BusinessStore
 from mediasrv.outputs.calllog import CallLog
 from mediasrv.outputs.outbox import OutboxStore
@@ -40,3 +41,5 @@ class Services:
     prompt_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # the reports over the call log (F17); None: this server has none (503)
     reports: Callable[[ReportQuery], Awaitable[list[ReportRow]]] | None = None
+    # every callback-number lease (issue 12 §5), active or expired; None: none kept here
+    callback_leases: Callable[[], list[Lease]] | None = None
