@@ -36,9 +36,10 @@ from mediasrv.api.v1.root import V1Api
 from mediasrv.api.v1.services import Limits, Services
 from mediasrv.api.v1.store import ApiStore
 from mediasrv.call_pipeline import CallPipeline
+from mediasrv.callback_routing import CallbackRouter
 from mediasrv.calls.admission import KnownNumberAdmission
 from mediasrv.calls.caller_id import CallerId, area_table, identify_caller
-from mediasrv.calls.routing import Destination, Route
+from mediasrv.calls.routing import Destination, Route, Router
 from mediasrv.config import (
     AnalysisSettings,
     AuthGuardConfig,
@@ -49,6 +50,8 @@ from mediasrv.config import (
     NumberConfig,
     TrunkConfig,
     UntrustedSourcePolicy,
+    outbound_target,
+    to_e164,
 )
 from mediasrv.flow_runtime import FlowRuntime, StoreRouter
 from mediasrv.media.api import MediaEvent, RecordMode
@@ -60,6 +63,7 @@ from mediasrv.outputs.bindings import SqliteBindingStore
 from mediasrv.outputs.business_seed import import_seed
 from mediasrv.outputs.business_store import SqliteBusinessStore
 from mediasrv.outputs.call_events import analysis_summary
+from mediasrv.outputs.callback_store import CallbackLeases
 from mediasrv.outputs.calllog import CallLogStore, Disposition, SqlStatement
 from mediasrv.outputs.checkpoint import LiveCallCheckpoint
 from mediasrv.outputs.live_board import (
@@ -612,9 +616,20 @@ class Server:
         self.loop = asyncio.get_running_loop()
         self.metrics = Metrics()
         self.store = CallLogStore(config.server.db_path)
-        self.notifier = Notifier(config.notify, config.server.db_path, self.metrics)
         # issue 10: business configuration (versions, version_for, round-robin pointers)
         self.business = SqliteBusinessStore(config.server.db_path)
+        # issue 12 §5: callback numbers leased to callers for their emails
+        self.callback_leases = CallbackLeases(
+            config.server.db_path,
+            self.business.get,
+            count=lambda o: self.metrics.callback_leases_total.labels(result=o.value).inc(),
+        )
+        self.notifier = Notifier(
+            config.notify,
+            config.server.db_path,
+            self.metrics,
+            callback_number=self.callback_leases.number_for_email,
+        )
         self._business_task: asyncio.Task[None] | None = None
         self.attributes = attribute_policy(config.call_attributes)
         area_table()  # read the numbering-area tables now, not at the first INVITE
@@ -653,7 +668,13 @@ class Server:
             peers_in_use=self._peers_in_use,
         )
         self.ua: UserAgent | None = None
-        self.router = ConfigRouter(config)
+        self.router: Router = CallbackRouter(
+            ConfigRouter(config),
+            self.business,
+            self.callback_leases.active,
+            config.trunk_named,
+            ring_timeout=config.sip.ring_timeout,
+        )
         self.trunk_admission = TrunkAdmission(
             config.trunks,
             secrets.token_bytes(32),
@@ -732,6 +753,7 @@ class Server:
                           a.secret_overlap),
             reports=self._report,
             time_zone=self.attributes.time_zone,
+            callback_leases=self.callback_leases.leases,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -808,6 +830,7 @@ class Server:
             business=self.business,
             registrar=self.registrar,
             prompts=lambda: self.prompts,
+            route_phone=self._phone_uri,  # PHONE operators and callbacks: the trunk's outbound_uri
         )
         self._sweep_task = self.loop.create_task(self.screening.sweep_forever())
         self.metrics.add_gauge_callback(
@@ -856,6 +879,7 @@ class Server:
 
     async def _start_business(self) -> None:
         await self.business.open()
+        await self.callback_leases.open()
         seeded = await import_seed(self.business, self.config)
         if any(r.created for r in seeded):
             log.info("[[numbers]] seed imported", extra={"versions": [r.version for r in seeded]})
@@ -1072,6 +1096,7 @@ class Server:
         await self.notifier.stop()
         if self._business_task is not None:
             self._business_task.cancel()
+        await self.callback_leases.close()
         await self.business.close()
         if self._bindings is not None:
             await self._bindings.close()
@@ -1119,6 +1144,13 @@ class Server:
 
     def _recording_path(self, call_id: str, start_time: float) -> Path:
         return recording_path(self.config.server.recordings_dir, call_id, start_time)
+
+    def _phone_uri(self, number: str, trunk: str) -> str | None:
+        """A phone number dialled through ``trunk``: its ``outbound_uri`` filled in."""
+        cfg = self.config.trunk_named(trunk)
+        if cfg is None or not cfg.outbound_uri:
+            return None
+        return outbound_target(cfg.outbound_uri, to_e164(number) or number)
 
     def _on_media_event(self, event: MediaEvent) -> None:
         if self.flows is not None:

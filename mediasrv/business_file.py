@@ -24,6 +24,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mediasrv.calls.business import (
+    DEFAULT_CALLBACK_LEASE,
     DEFAULT_DUPLICATE_WINDOW,
     DEFAULT_TIME_ZONE,
     MAX_FORWARD_TARGETS,
@@ -33,6 +34,7 @@ from mediasrv.calls.business import (
     Blocklist,
     BlockRule,
     Business,
+    CallbackConfig,
     DateOverride,
     FlowConfig,
     Forwarding,
@@ -177,9 +179,13 @@ def check_trunks(path: str | Path, business: Business, trunks: Iterable[str]) ->
     for i, op in enumerate(business.operators):
         if op.trunk and op.trunk not in known:
             raise ctx.error(("operators", i, "trunk"), _unknown("trunk", op.trunk, known))
+    trunk = business.callback.trunk
+    if trunk and trunk not in known:
+        raise ctx.error(("callback", "trunk"), _unknown("trunk", trunk, known))
 
 
-_TOP = ("business", "prompts", "operators", "schedules", "blocklist", "numbers")
+_TOP = ("business", "prompts", "operators", "schedules", "blocklist", "numbers", "callback")
+_CALLBACK = ("trunk", "lease")
 _BUSINESS = ("slug", "name", "time_zone", "duplicate_window")
 
 
@@ -204,6 +210,7 @@ def _business(ctx: LocatedToml, raw: dict[str, object]) -> Business:
     blocklist = _blocklist(top.sub("blocklist", _BLOCKLIST))
     numbers = tuple(_number(t, refs) for t in top.items("numbers", _NUMBER))
     _unique(ctx, ("numbers",), [n.number for n in numbers], "number", key="number")
+    callback = _callback(top, numbers)
     return Business(
         slug=slug,
         name=head.str_("name", ""),
@@ -216,6 +223,25 @@ def _business(ctx: LocatedToml, raw: dict[str, object]) -> Business:
         blocklist=blocklist,
         prompts=prompts,
         numbers=numbers,
+        callback=callback,
+    )
+
+
+def _callback(top: _T, numbers: Sequence[TrackingNumber]) -> CallbackConfig:
+    """``[callback]`` (issue 12 §5): the trunk that dials callers back and the lease period;
+    needed as soon as one number is ``callback = true``."""
+    t = top.sub("callback", _CALLBACK)
+    pool = [i for i, n in enumerate(numbers) if n.callback]
+    if t is None:
+        t = _T(top.ctx, ("callback",), {}, _CALLBACK)
+    if pool and not t.has("trunk"):
+        raise top.ctx.error(
+            ("numbers", pool[0], "callback"),
+            "a callback number needs [callback] trunk (the outbound trunk that dials the caller)",
+        )
+    return CallbackConfig(
+        trunk=t.str_("trunk", ""),
+        lease=t.seconds("lease", DEFAULT_CALLBACK_LEASE, hi=366 * 86400.0),
     )
 
 
@@ -502,14 +528,18 @@ class _Refs:
 _NUMBER = (
     "number", "medium", "campaign", "labels", "record", "valid_call_seconds", "blocklist",
     "blocking", "hours", "guidance", "start", "forwarding", "forwards", "menus", "queue",
-    "voicemail",
+    "voicemail", "callback",
 )  # fmt: skip
 
 
 def _number(t: _T, refs: _Refs) -> TrackingNumber:
     t.require("number")
     number = _e164(t, "number", t.str_("number", "", allow_empty=False))
-    flow = _flow(t, refs)
+    callback = t.bool_("callback", False)
+    # A callback number forwards to the caller it is leased to; with no lease (expired, or
+    # never leased) it runs its own flow, by default a clear refusal: 410 Gone (RFC 3261
+    # §21.4.11: "no longer available ... no forwarding address is known").
+    flow = _flow(t, refs, Action(ActionKind.REJECT, sip_code=410) if callback else None)
     return TrackingNumber(
         number=number,
         medium=t.str_("medium", ""),
@@ -519,6 +549,7 @@ def _number(t: _T, refs: _Refs) -> TrackingNumber:
         valid_call_seconds=t.seconds("valid_call_seconds", 60.0, zero=True),
         blocklist=_blocklist(t.sub("blocklist", _BLOCKLIST)),
         flow=flow,
+        callback=callback,
     )
 
 
@@ -541,7 +572,7 @@ _QUEUE = (
 _VOICEMAIL = ("greeting", "beep", "max_seconds", "min_seconds", "silence_seconds", "end_on_hash")
 
 
-def _flow(t: _T, refs: _Refs) -> FlowConfig:
+def _flow(t: _T, refs: _Refs, default_start: Action | None = None) -> FlowConfig:
     forwarding_t = t.sub("forwarding", _FORWARDING)
     forwarding = _forwarding(forwarding_t, refs, main=True) if forwarding_t else None
     forwards = tuple(_forwarding(f, refs, main=False) for f in t.items("forwards", _FORWARDING))
@@ -553,7 +584,7 @@ def _flow(t: _T, refs: _Refs) -> FlowConfig:
         blocking=_blocking(t.sub("blocking", ("sip_code", "prompts")), refs),
         hours=_hours(t.sub("hours", ("schedule", "closed")), refs),
         guidance=_guidance(t.sub("guidance", ("prompts", "early_media", "consent")), refs),
-        start=_action(t, "start", refs, Action(ActionKind.FORWARD), _START),
+        start=_action(t, "start", refs, default_start or Action(ActionKind.FORWARD), _START),
         forwarding=forwarding,
         forwards=forwards,
         menus=menus,
@@ -1005,6 +1036,7 @@ def _write_number(w: _Writer, n: TrackingNumber) -> None:
     w.kv("labels", list(n.labels), [])
     w.kv("record", n.record.value)
     w.kv("valid_call_seconds", n.valid_call_seconds)
+    w.kv("callback", n.callback, False)
     w.kv("start", _action_value(f.start))
     _write_blocklist(w, "[numbers.blocklist]", n.blocklist)
     w.header("[numbers.blocking]")
@@ -1081,6 +1113,10 @@ def dump_business(b: Business) -> str:
     for s in b.schedules:
         _write_schedule(w, s)
     _write_blocklist(w, "[blocklist]", b.blocklist)
+    if b.callback != CallbackConfig():
+        w.header("[callback]")
+        w.kv("trunk", b.callback.trunk, "")
+        w.kv("lease", b.callback.lease)
     for n in b.numbers:
         _write_number(w, n)
     return "\n".join(w.lines) + "\n"

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from mediasrv.callback_routing import CALLBACK_FLAG, EXPIRED_FLAG
 from mediasrv.calls.trace import Answered, CallTrace, DomainEvent, Queued, QueueLeft, Ringing
 from mediasrv.media.api import MediaReport
 from mediasrv.outputs.attributes import AttributePolicy
@@ -94,7 +95,9 @@ class CallPipeline:
     async def finished(self, record: CallRecord, trace: CallTrace) -> None:
         self._count(record, trace.media)
         self._to_board(self._board.call_ended, record)
-        also = self._notifier.statements(record, ("call.completed",))
+        self._count_callback(record)
+        # from_row: duplicate / first-time come from the final row, in the same transaction
+        also = self._notifier.statements(record, ("call.completed",), from_row=True)
         try:
             await self._store.record_final(
                 record, self._attributes.duplicate_window(record.business), also
@@ -142,10 +145,22 @@ class CallPipeline:
                 stats.foreign_dropped,
             )
 
+    def _count_callback(self, record: CallRecord) -> None:
+        """Calls to callback numbers (issue 12 §5): forwarded to the caller, or refused."""
+        if CALLBACK_FLAG in record.flags:
+            self._metrics.callback_calls_total.labels(result="forwarded").inc()
+        elif EXPIRED_FLAG in record.flags:
+            self._metrics.callback_calls_total.labels(result="refused").inc()
+            log.info(
+                "call to a callback number with no active lease refused",
+                extra={"call": record.call_id, "number": record.tracking_number,
+                       "sip_code": record.sip_code},
+            )  # fmt: skip
+
     async def _recording_ready(self, record: CallRecord) -> None:
         """``recording.ready``: the file is complete on disk (after the media flush). Its own
         transaction: the call row was committed before the file was complete."""
-        also = self._notifier.statements(record, ("recording.ready",))
+        also = self._notifier.statements(record, ("recording.ready",), from_row=True)
         if not also:
             return
         await self._flush_media()

@@ -550,6 +550,12 @@ class TrunkConfig:
     algorithm: DigestAlgorithm = DigestAlgorithm.SHA256
     # RFC 3325 §9.1: believe this trunk's P-Asserted-Identity as the caller (issue 11).
     trust_asserted_identity: bool = False
+    # --- issue 12 §5 (callback-email tracking): calls out through this trunk ---------------
+    # The SIP URI that dials a phone number through the trunk: {national} (0312345678),
+    # {e164} (+81312345678) or {digits} (81312345678) is replaced by the number. "" = the
+    # trunk dials nothing (callbacks and PHONE operators through it fail, logged).
+    outbound_uri: str = ""
+    # --- end issue 12 §5 ----------------------------------------------------------------------
     networks: tuple[IpNetwork, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -1268,10 +1274,38 @@ def _trunk(ctx: _Ctx, i: int, data: object) -> TrunkConfig:
         realm=t.str_("realm", d.realm, allow_empty=False),
         algorithm=t.enum_("algorithm", DigestAlgorithm, d.algorithm),
         trust_asserted_identity=t.bool_("trust_asserted_identity", d.trust_asserted_identity),
+        outbound_uri=_outbound_uri(t),
     )
     if cfg.inbound_auth and not (cfg.username and cfg.password):
         raise t.err("inbound_auth", "needs 'username' and 'password' to verify the trunk's digest")
     return cfg
+
+
+_OUTBOUND_PLACEHOLDERS = ("{national}", "{e164}", "{digits}")
+
+
+def outbound_target(template: str, e164: str) -> str:
+    """``[[trunks]] outbound_uri`` with the number filled in (issue 12 §5)."""
+    digits = e164.lstrip("+")
+    national = "0" + digits[2:] if digits.startswith("81") else "+" + digits
+    return (
+        template.replace("{national}", national)
+        .replace("{e164}", "+" + digits)
+        .replace("{digits}", digits)
+    )
+
+
+def _outbound_uri(t: _Table) -> str:
+    template = t.str_("outbound_uri", "").strip()
+    if not template:
+        return ""
+    if not any(p in template for p in _OUTBOUND_PLACEHOLDERS):
+        raise t.err("outbound_uri", "needs {national}, {e164} or {digits} where the number goes")
+    try:
+        parse_sip_uri_host(outbound_target(template, "+81312345678"))
+    except ValueError as e:
+        raise t.err("outbound_uri", f"not a SIP URI: {e}") from None
+    return template
 
 
 _NUMBER_RE = re.compile(r"^\+?[0-9*#]{2,32}$")

@@ -30,7 +30,7 @@ from mediasrv.calls.compile import PlanCache
 from mediasrv.calls.disposition import Disposition
 from mediasrv.calls.flow import FlowServices, PromptResolver
 from mediasrv.calls.operators import OperatorBoard
-from mediasrv.calls.plan import Dial, DialTarget, Hangup, Plan, PlanBuilder, TargetKind
+from mediasrv.calls.plan import Dial, DialTarget, Hangup, Plan, PlanBuilder, Reject, TargetKind
 from mediasrv.calls.queue import QueueRegistry
 from mediasrv.calls.routing import Route, Router
 from mediasrv.calls.schedule import open_evaluator
@@ -53,6 +53,12 @@ def plan_from_route(route: Route) -> Plan:
     """A static ``[[numbers]]`` route as a plan: ring each destination in order, then end
     with the last one's failure as a proxy relays it (480 when nobody was rung)."""
     b = PlanBuilder()
+    if route.reject_code:
+        # a route that refuses (a callback number with no active lease, issue 12 §5)
+        b.add(Reject(route.reject_code, disposition=Disposition.FAILED,
+                     reason=route.reject_reason or "refused"))  # fmt: skip
+        return b.build(route.tracking_number, 0, medium=route.medium, campaign=route.campaign,
+                       business=route.business, record=route.record)  # fmt: skip
     targets = tuple(
         DialTarget(TargetKind.SIP_URI, d.uri, ring_timeout=d.ring_timeout)
         for d in route.destinations[:5]
@@ -69,6 +75,12 @@ def plan_from_route(route: Route) -> Plan:
         business=route.business,
         record=route.record,
     )
+
+
+def _route_is_the_plan(route: Route | None) -> bool:
+    """A callback number's route (issue 12 §5: leased -> dial the caller through the trunk;
+    no lease -> refuse) wins over the number's stored flow."""
+    return route is not None and bool(route.flags or route.reject_code)
 
 
 class PlanSource(Protocol):
@@ -200,6 +212,7 @@ class FlowRuntime:
         business: PlanSource | None = None,
         registrar: Contacts | None = None,
         prompts: Callable[[], PromptStore | None] = lambda: None,
+        route_phone: Callable[[str, str], str | None] = lambda _number, _trunk: None,
     ) -> None:
         self._router = router
         self._registrar = registrar
@@ -215,6 +228,8 @@ class FlowRuntime:
         self._identify = identify
         self._valid_threshold = valid_threshold
         self._callers: dict[str, CallerId] = {}  # call id -> who called (as SIP said)
+        # call id -> (flags, callback_of) of a callback number's call (issue 12 §5)
+        self._route_marks: dict[str, tuple[tuple[str, ...], str]] = {}
         self._recordings: dict[str, str] = {}  # call id -> the WAV it records to when answered
         self._credentials: dict[str, DigestCredentials | None] = {}
         self._plans: dict[str, tuple[Route, Plan]] = {}
@@ -224,7 +239,9 @@ class FlowRuntime:
         self.services = FlowServices(
             media=media,
             dialer=SipDialer(
-                ua.create_outbound, credentials_for=lambda uri, _trunk: self._credentials.get(uri)
+                ua.create_outbound,
+                route_phone=route_phone,  # PHONE operators: the trunk's outbound_uri
+                credentials_for=lambda uri, _trunk: self._credentials.get(uri),
             ),
             clock=clock,
             prompts=prompt_resolver(prompts),
@@ -250,7 +267,7 @@ class FlowRuntime:
         if route is not None:
             for d in route.destinations:  # the store keeps no trunk credentials
                 self._credentials[d.uri] = d.credentials
-        if self._cache is not None:
+        if self._cache is not None and not _route_is_the_plan(route):
             plan = self._cache.plan_for(number)
             if plan is not None:
                 return plan
@@ -283,6 +300,9 @@ class FlowRuntime:
             return
         if self._identify is not None:
             self._callers[ctx.id] = self._identify(leg, trunk)
+        route = self._router.route(leg.called_user, "")
+        if _route_is_the_plan(route) and route is not None:
+            self._route_marks[ctx.id] = (route.flags, route.callback_of)
         self._metrics.active_calls.inc()
         record = _live(self._record(ctx.trace))
         if ctx.plan.record is not RecordMode.OFF:
@@ -306,7 +326,13 @@ class FlowRuntime:
     def _record(self, trace: CallTrace, final: bool = False) -> CallRecord:
         caller = self._callers.get(trace.call_id)
         threshold = self._valid_threshold(trace.number) if final else None
-        return record_from_trace(trace, caller, threshold)
+        record = record_from_trace(trace, caller, threshold)
+        marks = self._route_marks.get(trace.call_id)
+        if marks is not None:
+            flags, callback_of = marks
+            record.flags = [*record.flags, *(f for f in flags if f not in record.flags)]
+            record.callback_of = callback_of
+        return record
 
     def _event(self, event: DomainEvent) -> None:
         ctx = self.supervisor.context(event.call_id)
@@ -328,5 +354,6 @@ class FlowRuntime:
             record = self._record(trace, final=True)
         finally:
             self._callers.pop(trace.call_id, None)
+            self._route_marks.pop(trace.call_id, None)
             self._recordings.pop(trace.call_id, None)
         await self._log.finished(record, trace)

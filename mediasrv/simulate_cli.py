@@ -19,11 +19,15 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from mediasrv.calls.blocking import caller_blocked
 from mediasrv.calls.compile import CompileError, compile_number
-from mediasrv.calls.plan import CallerBlocked
 from mediasrv.calls.schedule import hours_evaluator
-from mediasrv.calls.simulate import Simulation, format_simulation, parse_at, simulate
+from mediasrv.calls.simulate import (
+    Simulation,
+    blocked_text,
+    format_simulation,
+    parse_at,
+    simulate,
+)
 from mediasrv.config import ConfigError, load_config, to_e164
 from mediasrv.outputs.business_store import SqliteBusinessStore
 
@@ -72,16 +76,6 @@ def simulation_moment(text: str, zone: str) -> datetime:
         return parse_at(text, zone)
     except ValueError as exc:
         raise SimulateError(str(exc)) from None
-
-
-def blocked_text(test: CallerBlocked, caller: str, withheld: str) -> str | None:
-    """caller_blocked, said in words: "number list: exact +81399990000"."""
-    match = caller_blocked(test, caller, withheld)
-    if match is None:
-        return None
-    rule = match.rule
-    note = f" ({rule.note})" if rule.note else ""
-    return f"{match.scope.value} list: {rule.kind.value} {rule.value}{note}"
 
 
 async def _simulate(args: argparse.Namespace, store: SqliteBusinessStore) -> Simulation:

@@ -9,85 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from mediasrv import __version__
-from mediasrv.calls.trace import HungUpBy
+from mediasrv.api.call_schema import CALL_SCHEMA
 from mediasrv.outputs.calllog import Disposition
 
 __all__ = ["openapi_document"]
-
-_NUMBER_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
-
-# JSON Schema of a call (mediasrv.outputs.calllog.CallRecord.to_dict()).
-CALL_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["call_id", "tracking_number", "caller_number", "start_time", "disposition"],
-    "properties": {
-        "call_id": {"type": "string", "description": "our id for the call (uuid4 hex)"},
-        "inbound_call_id": {"type": "string", "description": "SIP Call-ID of the caller leg"},
-        "tracking_number": {"type": "string"},
-        "caller_number": {
-            "type": "string",
-            "description": "E.164 when derivable, else as received; 'anonymous' when withheld",
-        },
-        "caller_display": {"type": "string"},
-        "business": {"type": "string"},
-        "medium": {"type": "string"},
-        "campaign": {"type": "string"},
-        "start_time": {"type": "number", "description": "unix seconds, INVITE received"},
-        "answer_time": _NUMBER_OR_NULL,
-        "end_time": _NUMBER_OR_NULL,
-        "ring_seconds": {"type": "number"},
-        "talk_seconds": {"type": "number"},
-        "disposition": {"type": "string", "enum": [d.value for d in Disposition]},
-        "sip_code": {"type": "integer", "description": "final SIP code the caller got"},
-        "end_reason": {"type": "string"},
-        "operator_uri": {"type": "string"},
-        "attempts": {
-            "type": "array",
-            "items": {"type": "object", "description": "uri, code, start, end"},
-        },
-        "dtmf": {"type": "string"},
-        "recording_path": {"type": ["string", "null"]},
-        "media_stats": {"type": "object"},
-        "analysis": {"type": ["object", "null"]},
-        "flags": {"type": "array", "items": {"type": "string"}},
-        # issue 11
-        "caller_kind": {"type": "string", "description": "fixed, mobile, ip, toll-free, navi-dial, other, international, invalid, anonymous, payphone, unavailable"},
-        "caller_area": {"type": "string", "description": "numbering area of a fixed line"},
-        "prefecture_code": {"type": "string", "description": "JIS X 0401 (01-47), '' if unknown"},
-        "prefecture": {"type": "string"},
-        "caller_source": {"type": "string", "description": "from, p-asserted-identity, privacy"},
-        "valid": {"type": ["boolean", "null"]},
-        "duplicate": {"type": ["boolean", "null"]},
-        "first_time": {"type": ["boolean", "null"]},
-        "repeat_count": {"type": "integer"},
-        # issue 10 §6: the flow the call followed (plan interpreter)
-        "flow_version": {
-            "type": ["integer", "null"],
-            "description": "business configuration version the call ran",
-        },
-        "flow_path": {"type": "array", "items": {"type": "string"}, "description": "steps run"},
-        "flow_rules": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "rules evaluated, e.g. 'blocklist=no', 'hours:clinic=open'",
-        },
-        "menu_choices": {
-            "type": "array",
-            "items": {"type": "object", "description": "menu, digits, choice, tries"},
-        },
-        "phases": {
-            "type": "object",
-            "description": "unix seconds: received, answered, bridged, ended (null if not)",
-            "additionalProperties": _NUMBER_OR_NULL,
-        },
-        "hung_up_by": {
-            "type": "string",
-            "enum": [h.value for h in HungUpBy],
-            "description": "who ended the call ('' while it is up)",
-        },
-    },
-}
-
 
 def _param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {

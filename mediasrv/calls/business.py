@@ -439,6 +439,20 @@ class TrackingNumber:
     valid_call_seconds: float = 60.0  # F14: talk seconds (from the bridge) for a valid call
     blocklist: Blocklist = field(default_factory=Blocklist)
     flow: FlowConfig = field(default_factory=FlowConfig)
+    # issue 12 §5: a number of the business's callback pool: shown in emails instead of the
+    # caller's number, leased to that caller; a call to it is forwarded to the caller.
+    callback: bool = False
+
+
+DEFAULT_CALLBACK_LEASE = 7 * 86400.0  # seconds a callback number stays the caller's
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackConfig:
+    """Callback-email tracking (SPEC F22, 折り返しメールトラッキング)."""
+
+    trunk: str = ""  # the outbound trunk ([[trunks]] of the server) that dials the caller
+    lease: float = DEFAULT_CALLBACK_LEASE  # seconds from the email that showed the number
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,6 +468,12 @@ class Business:
     blocklist: Blocklist = field(default_factory=Blocklist)
     prompts: tuple[Prompt, ...] = ()
     numbers: tuple[TrackingNumber, ...] = ()
+    callback: CallbackConfig = field(default_factory=CallbackConfig)
+
+    @property
+    def callback_pool(self) -> tuple[str, ...]:
+        """The callback numbers (E.164), in file order."""
+        return tuple(n.number for n in self.numbers if n.callback)
 
     def operator(self, name: str) -> Operator | None:
         return _by_name(self.operators, name)

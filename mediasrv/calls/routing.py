@@ -29,6 +29,11 @@ class Route:
     destinations: tuple[Destination, ...] = ()
     record: RecordMode = RecordMode.BOTH
     flags: tuple[str, ...] = field(default=())
+    # issue 12 §5: a call to a leased callback number: the call it calls back
+    callback_of: str = ""
+    # refuse the call at once with this final response (0: route it), logged as end_reason
+    reject_code: int = 0
+    reject_reason: str = ""
 
 
 class Router(Protocol):

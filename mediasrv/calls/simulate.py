@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from .blocking import caller_blocked
 from .plan import (
     Answer,
     Branch,
@@ -316,6 +317,17 @@ def simulate(
     walker = _Walker(plan, sim, caller, withheld, hours, blocked, digits, peek_rotation)
     walker.walk(plan.entry, 0, True, frozenset())
     return sim
+
+
+def blocked_text(test: CallerBlocked, caller: str, withheld: str) -> str | None:
+    """:func:`~mediasrv.calls.blocking.caller_blocked`, said in words:
+    "number list: exact +81399990000" (the dry runs' block evaluator)."""
+    match = caller_blocked(test, caller, withheld)
+    if match is None:
+        return None
+    rule = match.rule
+    note = f" ({rule.note})" if rule.note else ""
+    return f"{match.scope.value} list: {rule.kind.value} {rule.value}{note}"
 
 
 def parse_at(text: str, zone: str) -> datetime:

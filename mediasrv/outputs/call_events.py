@@ -14,11 +14,14 @@ from mediasrv.outputs.calllog import CallRecord, SqlStatement
 from mediasrv.outputs.outbox import OutboxEvent, event_statements
 
 __all__ = [
+    "CALL_DATA_FIELDS",
     "CALL_EVENT_TYPES",
+    "RENAMED_IN_EVENTS",
     "analysis_summary",
     "call_data",
     "call_event_statements",
     "call_links",
+    "repeats_from_row",
 ]
 
 SUMMARY_SEGMENTS = 10  # transcript segments in an analysis.completed body; the rest by link
@@ -35,37 +38,26 @@ CALL_EVENT_TYPES = (
 )
 
 
+# What every call event carries (besides links and the outbox's sequence), in order; the
+# event's name where it differs from the CallRecord field (RENAMED_IN_EVENTS).
+CALL_DATA_FIELDS = (
+    "call_id", "business", "tracking_number", "caller_number", "caller_display",
+    "caller_kind", "caller_area", "prefecture_code", "prefecture", "medium", "campaign",
+    "start_time", "answer_time", "end_time", "ring_seconds", "talk_seconds", "disposition",
+    "sip_code", "end_reason", "operator", "dtmf", "flags", "valid", "duplicate", "first_time",
+    "repeat_count", "callback_of",
+)  # fmt: skip
+RENAMED_IN_EVENTS = {"operator": "operator_uri"}
+
+
 def call_data(record: CallRecord) -> dict[str, object]:
     """What every call event carries."""
     data: dict[str, object] = {
-        "call_id": record.call_id,
-        "business": record.business,
-        "tracking_number": record.tracking_number,
-        "caller_number": record.caller_number,
-        "caller_display": record.caller_display,
-        "caller_kind": record.caller_kind,
-        "caller_area": record.caller_area,
-        "prefecture_code": record.prefecture_code,
-        "prefecture": record.prefecture,
-        "medium": record.medium,
-        "campaign": record.campaign,
-        "start_time": record.start_time,
-        "answer_time": record.answer_time,
-        "end_time": record.end_time,
-        "ring_seconds": record.ring_seconds,
-        "talk_seconds": record.talk_seconds,
-        "disposition": record.disposition.value,
-        "sip_code": record.sip_code,
-        "end_reason": record.end_reason,
-        "operator": record.operator_uri,
-        "dtmf": record.dtmf,
-        "flags": list(record.flags),
-        "valid": record.valid,
-        "duplicate": record.duplicate,
-        "first_time": record.first_time,
-        "repeat_count": record.repeat_count,
-        "links": call_links(record),
+        name: getattr(record, RENAMED_IN_EVENTS.get(name, name)) for name in CALL_DATA_FIELDS
     }
+    data["disposition"] = record.disposition.value
+    data["flags"] = list(record.flags)
+    data["links"] = call_links(record)
     return data
 
 
@@ -79,14 +71,41 @@ def call_links(record: CallRecord) -> dict[str, str]:
     return links
 
 
+def _sql_bool(column: str) -> str:
+    return f"CASE {column} WHEN 1 THEN json('true') WHEN 0 THEN json('false') END"
+
+
+# F15's attributes are computed in SQL by the call log (record_final), in the transaction
+# that writes the event: this statement copies them from the row into the event's data, so
+# call.completed says the real `duplicate`, not the null the record had before the SQL ran.
+_REPEATS_FROM_ROW = (
+    "UPDATE outbox_events SET data = json_set(data, "
+    f"'$.duplicate', (SELECT {_sql_bool('duplicate')} FROM calls WHERE call_id = ?1), "
+    f"'$.first_time', (SELECT {_sql_bool('first_time')} FROM calls WHERE call_id = ?1), "
+    "'$.repeat_count', COALESCE((SELECT repeat_count FROM calls WHERE call_id = ?1), 0)) "
+    "WHERE event_id = ?2"
+)
+
+
+def repeats_from_row(call_id: str, event_id: str) -> SqlStatement:
+    """The statement that sets an event's duplicate / first_time / repeat_count to what the
+    stored call row says (run after the row's F15 statement, in the same transaction)."""
+    return _REPEATS_FROM_ROW, (call_id, event_id)
+
+
 def call_event_statements(
     record: CallRecord,
     milestones: Sequence[str],
     now: float,
     extra: dict[str, object] | None = None,
+    *,
+    from_row: bool = False,
 ) -> list[SqlStatement]:
     """The outbox statements for a change of ``record``: each milestone event, then the
-    ``call.updated`` revision (in that order, so the sequence follows it)."""
+    ``call.updated`` revision (in that order, so the sequence follows it).
+
+    ``from_row``: the call's row is final in the same transaction (or already): the events
+    take duplicate / first_time / repeat_count from it (:func:`repeats_from_row`)."""
     data = call_data(record)
     if extra:
         data.update(extra)
@@ -94,6 +113,8 @@ def call_event_statements(
     for event_type in (*milestones, "call.updated"):
         event = OutboxEvent(record.business, record.call_id, event_type, data, now)
         statements += event_statements(event)
+        if from_row:
+            statements.append(repeats_from_row(record.call_id, event.event_id))
     return statements
 
 

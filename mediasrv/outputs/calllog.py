@@ -37,6 +37,7 @@ from mediasrv.outputs.sqlite import Migration, Synchronous, connect, migrate
 __all__ = [
     "CALLS_MIGRATIONS",
     "CALL_COLUMNS",
+    "CALL_RECORD_FIELDS",
     "FLAG_FILTERS",
     "QUERY_FILTERS",
     "BadCursor",
@@ -96,6 +97,9 @@ class CallRecord:
     phases: dict[str, float | None] = field(default_factory=dict)  # received/answered/...
     hung_up_by: str = ""  # "caller" | "operator" | "system" | "" (calls/trace.py HungUpBy)
     # -- end issue 10 §6 ---------------------------------------------------------------------
+    # issue 12 §5: a callback through a leased callback number: the call it calls back
+    # (whose email showed the number); medium and campaign are that call's (migration 5).
+    callback_of: str = ""
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (the HTTP API's representation of a call)."""
@@ -178,6 +182,7 @@ _JSON_DEFAULTS: dict[str, Callable[[], object]] = {
 }
 _JSON_COLUMNS = frozenset(_JSON_DEFAULTS)
 CALL_COLUMNS = _COLUMNS
+CALL_RECORD_FIELDS = _COLUMNS  # the API's call object: mediasrv/api/call_schema.py
 _START_INDEX = _COLUMNS.index("start_time")
 _BOOL_COLUMNS = frozenset(("valid", "duplicate", "first_time"))
 
@@ -254,6 +259,17 @@ CALLS_MIGRATIONS: list[Migration] = [
         "ALTER TABLE calls ADD COLUMN menu_choices TEXT NOT NULL DEFAULT '[]'",
         "ALTER TABLE calls ADD COLUMN phases TEXT NOT NULL DEFAULT '{}'",
         "ALTER TABLE calls ADD COLUMN hung_up_by TEXT NOT NULL DEFAULT ''",
+    ],
+    # 5 (issue 12 §5): callbacks through a leased callback number name the call they call
+    # back; the partial index finds a call's callbacks; the reports' covering index gains
+    # the column (reports count callbacks: still no table lookups).
+    [
+        "ALTER TABLE calls ADD COLUMN callback_of TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX calls_callback_of ON calls (callback_of) WHERE callback_of != ''",
+        "DROP INDEX calls_report",
+        "CREATE INDEX calls_report ON calls (start_time, business, disposition, medium, "
+        "campaign, tracking_number, operator_uri, prefecture_code, prefecture, valid, "
+        "first_time, talk_seconds, ring_seconds, callback_of)",
     ],
 ]
 
@@ -343,6 +359,12 @@ _VALID_OF_PERIOD = (
     "WHERE tracking_number = :number AND start_time >= :since AND start_time < :until "
     f"AND disposition != '{Disposition.IN_PROGRESS.value}'"
 )
+
+
+def _named(sql: str, params: dict[str, object]) -> SqlStatement:
+    """A statement with named parameters (``:name``) as a positional one."""
+    names = re.findall(r":([a-z_]+)", sql)
+    return re.sub(r":[a-z_]+", "?", sql), tuple(params[n] for n in names)
 
 
 def _to_row(rec: CallRecord) -> tuple[object, ...]:
@@ -499,6 +521,9 @@ class _Write:
     # Statements committed in the same transaction as this one (the webhook outbox events
     # the change causes: outputs/outbox.event_statements): both land, or neither.
     also: tuple[SqlStatement, ...] = ()
+    # Statements that are part of the row itself (its F15 attributes), run right after it
+    # and before ``also`` (the events read what they computed); kept if the events fail.
+    then: tuple[SqlStatement, ...] = ()
 
 
 def _consume(fut: asyncio.Future[int]) -> None:
@@ -526,13 +551,14 @@ def _commit_batch(
     batch: list[tuple[str, tuple[object, ...], tuple[SqlStatement, ...]]],
 ) -> list[int]:
     """One transaction for the whole batch (runs on the writer thread); the rowcounts of the
-    main statements (the ``also`` statements ride along in the same transaction)."""
+    main statements (the ``then`` and ``also`` statements ride along, in that order, in the
+    same transaction)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         counts = []
-        for sql, params, also in batch:
+        for sql, params, extras in batch:
             counts.append(conn.execute(sql, params).rowcount)
-            for extra_sql, extra_params in also:
+            for extra_sql, extra_params in extras:
                 conn.execute(extra_sql, extra_params)
         conn.execute("COMMIT")
     except BaseException:
@@ -574,7 +600,7 @@ class _BatchWriter:
         return cls(conn, executor)
 
     async def commit(self, batch: list[_Write]) -> list[int]:
-        work = [(item.sql, item.params, item.also) for item in batch]
+        work = [(item.sql, item.params, item.then + item.also) for item in batch]
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, _commit_batch, self._conn, work)
 
@@ -638,12 +664,12 @@ class CallLogStore:
     ) -> None:
         """The finished call's row, then its duplicate / first-time / repeat count within
         ``window`` seconds (F15), computed against the rows already stored (earlier calls
-        still in progress count: their rows exist from their start). Both statements go in
-        the same group commit; returns once committed."""
-        await asyncio.gather(
-            self._write(_UPSERT, _to_row(rec), also),
-            self._write_named(_REPEATS_OF_CALL, {"window": window, "call_id": rec.call_id}),
-        )
+        still in progress count: their rows exist from their start), then ``also`` (its
+        events, which read the computed attributes from the row:
+        :func:`~mediasrv.outputs.call_events.repeats_from_row`). One transaction; returns
+        once committed."""
+        repeats = _named(_REPEATS_OF_CALL, {"window": window, "call_id": rec.call_id})
+        await self._write(_UPSERT, _to_row(rec), also, then=(repeats,))
 
     async def recompute_repeats(
         self, business: str, since: float, until: float, window: float
@@ -747,11 +773,16 @@ class CallLogStore:
         return CutOff(answered, failed)
 
     async def _write(
-        self, sql: str, params: tuple[object, ...], also: Sequence[SqlStatement] = ()
+        self,
+        sql: str,
+        params: tuple[object, ...],
+        also: Sequence[SqlStatement] = (),
+        then: Sequence[SqlStatement] = (),
     ) -> int:
         if self._writer is None or self._closing:
             raise StoreClosed(f"call log {self.path} is not open")
-        item = _Write(sql, params, asyncio.get_running_loop().create_future(), tuple(also))
+        future = asyncio.get_running_loop().create_future()
+        item = _Write(sql, params, future, tuple(also), tuple(then))
         # A caller cancelled while waiting never reads the outcome; the error is logged by
         # _flush, so mark it retrieved instead of "Future exception was never retrieved".
         item.done.add_done_callback(_consume)
@@ -763,8 +794,7 @@ class CallLogStore:
 
     async def _write_named(self, sql: str, params: dict[str, object]) -> int:
         """:meth:`_write` with named parameters (``:name``), converted to positional ones."""
-        names = re.findall(r":([a-z_]+)", sql)
-        return await self._write(re.sub(r":[a-z_]+", "?", sql), tuple(params[n] for n in names))
+        return await self._write(*_named(sql, params))
 
     async def _flush(self) -> None:
         while self._pending:
@@ -800,7 +830,7 @@ class CallLogStore:
     async def _commit_without_events(self, item: _Write, error: Exception) -> bool:
         """The call data must not be lost for its events: if the pair cannot commit (an
         outbox table missing, say), commit the call row alone and say loudly what was lost."""
-        alone = _Write(item.sql, item.params, item.done)
+        alone = _Write(item.sql, item.params, item.done, then=item.then)
         try:
             (count,) = await self._commit([alone])
         except Exception:

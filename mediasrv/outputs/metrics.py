@@ -184,6 +184,20 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # issue 12 §5: callback-email tracking
+        self.callback_leases_total = Counter(
+            f"{p}callback_leases",
+            "Callback numbers leased for emails (new, renewed; exhausted: the pool was full "
+            "and the email showed the caller's number)",
+            ["result"],
+            registry=r,
+        )
+        self.callback_calls_total = Counter(
+            f"{p}callback_calls",
+            "Calls to callback numbers (forwarded to the caller, or refused: no active lease)",
+            ["result"],
+            registry=r,
+        )
         self._callbacks: dict[str, Gauge] = {}
         self._prefill()
 
@@ -209,6 +223,10 @@ class Metrics:
                     self.notify_deliveries_total.labels(channel=channel, event=event, result=result)
         for reason in _REFUSALS:
             self.sip_refused_total.labels(reason=reason)
+        for result in ("new", "renewed", "exhausted"):
+            self.callback_leases_total.labels(result=result)
+        for result in ("forwarded", "refused"):
+            self.callback_calls_total.labels(result=result)
 
     # ---------------------------------------------------------------- helpers
 

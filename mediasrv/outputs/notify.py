@@ -20,7 +20,7 @@ from mediasrv.outputs.call_events import call_event_statements
 from mediasrv.outputs.calllog import CallRecord, SqlStatement
 from mediasrv.outputs.mailer import Mailer, MailSettings
 from mediasrv.outputs.metrics import Metrics
-from mediasrv.outputs.outbox import OutboxStore, WebhookDispatcher
+from mediasrv.outputs.outbox import CallbackNumber, OutboxStore, WebhookDispatcher
 from mediasrv.outputs.sqlite import Synchronous
 
 __all__ = ["Notifier"]
@@ -48,6 +48,7 @@ class Notifier:
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
         synchronous: Synchronous = Synchronous.FULL,
+        callback_number: CallbackNumber | None = None,
     ) -> None:
         self.config = config
         self.store = OutboxStore(db_path, synchronous, clock)
@@ -77,6 +78,7 @@ class Notifier:
             allow_private=config.allow_private_targets,
             hooks=_MetricHooks(metrics),
             mailer=mailer,
+            callback_number=callback_number,
         )
         self._subscribed: frozenset[str] = frozenset()
         self._backlog = (0, 0.0)
@@ -113,11 +115,14 @@ class Notifier:
         record: CallRecord,
         milestones: Sequence[str],
         extra: dict[str, object] | None = None,
+        *,
+        from_row: bool = False,
     ) -> list[SqlStatement]:
-        """The outbox statements for this change of ``record`` (none when nobody listens)."""
+        """The outbox statements for this change of ``record`` (none when nobody listens).
+        ``from_row``: duplicate / first-time come from the final call row (same transaction)."""
         if not self.config.enabled or record.business not in self._subscribed:
             return []
-        return call_event_statements(record, milestones, self._clock(), extra)
+        return call_event_statements(record, milestones, self._clock(), extra, from_row=from_row)
 
     def committed(self) -> None:
         self.dispatcher.wake()

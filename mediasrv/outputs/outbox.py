@@ -29,7 +29,7 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import aiohttp
 import aiosqlite
 
-from mediasrv.outputs.mailer import Mailer, parse_mailto
+from mediasrv.outputs.mailer import Mailer, parse_mailto, template_for
 from mediasrv.outputs.sqlite import Migration, Synchronous, connect_migrated
 from mediasrv.outputs.webhooks import (
     RETRY_SCHEDULE,
@@ -141,6 +141,10 @@ OUTBOX_MIGRATIONS: list[Migration] = [
         "CREATE INDEX webhook_attempts_delivery ON webhook_attempts (delivery_id, attempt)",
     ],
 ]
+
+
+# The callback number an email about a call shows instead of the caller's (issue 12 §5).
+CallbackNumber = Callable[[Mapping[str, Any]], Awaitable[str | None]]
 
 
 class DeliveryState:
@@ -843,8 +847,10 @@ class WebhookDispatcher:
         hooks: DeliveryHooks | None = None,
         idle_poll_s: float = 1.0,
         mailer: Mailer | None = None,
+        callback_number: CallbackNumber | None = None,
     ) -> None:
         self._mailer = mailer
+        self._callback_number = callback_number
         self._store = store
         self._node = node
         self._owner = f"{node}:{uuid.uuid4().hex[:12]}"
@@ -1080,8 +1086,9 @@ class WebhookDispatcher:
         except ValueError as exc:
             return _Outcome(error=str(exc), permanent=True, latency_s=0.0)
         envelope = json.loads(claim.body)
+        data = await self._with_callback_number(envelope["type"], envelope["data"])
         msg = self._mailer.render(
-            envelope["type"], envelope["data"], target, f"{claim.event_id}.{claim.endpoint_id}"
+            envelope["type"], data, target, f"{claim.event_id}.{claim.endpoint_id}"
         )
         if msg is None:
             return _Outcome(ok=True, excerpt="no email for this event type", latency_s=0.0)
@@ -1094,6 +1101,20 @@ class WebhookDispatcher:
             permanent=result.permanent,
             latency_s=time.perf_counter() - started,
         )
+
+
+    async def _with_callback_number(self, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Callback-email tracking (issue 12 §5): an email that shows the caller's number
+        shows a leased callback number instead. A failed lease never stops the email: it
+        then shows the caller's own number."""
+        if self._callback_number is None or template_for(event_type, data) is None:
+            return data
+        try:
+            number = await self._callback_number(data)
+        except Exception:
+            log.exception("callback number lease failed; the email shows the caller's number")
+            return data
+        return data if number is None else {**data, "callback_number": number}
 
 
 @dataclass(frozen=True, slots=True)

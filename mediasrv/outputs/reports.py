@@ -7,6 +7,8 @@ zone (days and hours are the business's own), merged in Python. Definitions:
   still in progress are not calls. ``blocked`` calls are counted, and kept apart from the
   rates: ``answer_rate = answered / (calls - blocked)``.
 - ``valid``, ``first_time``: rows with that flag set (F14, F15).
+- ``callbacks``: calls through a leased callback number (issue 12 §5); such a call carries
+  the medium and campaign of the call it calls back, so it counts there.
 - ``talk_seconds``: total talk time; ``mean_talk_seconds`` over answered calls;
   ``mean_ring_seconds`` over the calls that were not blocked.
 """
@@ -56,6 +58,7 @@ _COUNTS = (
     f"SUM(disposition = '{Disposition.BLOCKED.value}')",
     "TOTAL(talk_seconds)",
     f"TOTAL(CASE WHEN disposition != '{Disposition.BLOCKED.value}' THEN ring_seconds END)",
+    "SUM(callback_of != '')",
 )
 _NOT_CALLS = ("rejected", Disposition.IN_PROGRESS.value)  # "rejected": rows before issue 10
 METRICS = (
@@ -70,6 +73,7 @@ METRICS = (
     "talk_seconds",
     "mean_talk_seconds",
     "mean_ring_seconds",
+    "callbacks",
 )
 
 
@@ -102,6 +106,7 @@ class ReportRow:
     blocked: int = 0
     talk_seconds: float = 0.0
     ring_seconds: float = 0.0  # over the calls not blocked
+    callbacks: int = 0  # calls through a leased callback number (issue 12 §5)
     _sums: list[float] = field(default_factory=list, repr=False)
 
     def add(self, counts: Sequence[float]) -> None:
@@ -114,6 +119,7 @@ class ReportRow:
         self.blocked += int(counts[6] or 0)
         self.talk_seconds += float(counts[7] or 0.0)
         self.ring_seconds += float(counts[8] or 0.0)
+        self.callbacks += int(counts[9] or 0)
 
     @property
     def answer_rate(self) -> float | None:

@@ -24,6 +24,7 @@ BODIES: dict[str, Any] = {
     "createWebhook": {"url": "https://evil.example/h"},
     "patchWebhook": {"enabled": False},
     "recoverWebhook": {"since": 0},
+    "simulateNumber": {"caller": "09011112222"},
 }
 RAW_BODIES = {"putPrompt": ("audio/wav", b"RIFF")}
 SECTION_KEYS = {"numbers": NUMBERS["bravo"], "operators": "front", "schedules": "office"}
@@ -40,6 +41,7 @@ def _fill(path: str, api: Running, business: str, owner: str) -> str:
         "name": t.prompt,
         "version": str(t.version),
         "token_id": t.token_id,
+        "number": "0312345678",
         "group_by": "medium,day",
     }
     m = re.search(r"/(numbers|operators|schedules)/\{key\}", path)

@@ -328,3 +328,22 @@ async def test_sqlite_a_stored_version_that_no_longer_validates_does_not_stop_th
         assert "stored business 'sakura-dental'" in caplog.text and "Mars/Olympus" in caplog.text
     finally:
         await again.close()
+
+
+async def test_the_callback_pool_is_stored_and_served(
+    backend: Backend, store: BusinessStore, sakura: Business
+) -> None:
+    """Issue 12 §5: callback numbers and [callback] round-trip through every backend, and
+    version_for says a callback number is one (routing asks it)."""
+    assert sakura.callback.trunk == "carrier-a"  # the example documents [callback]
+    pool = replace(sakura.numbers[1], number="+81355550001", callback=True)
+    changed = replace(sakura, numbers=(*sakura.numbers, pool))
+    await store.apply(changed, "callback pool")
+    got = await store.get("sakura-dental")
+    assert got == changed and got is not None and got.callback_pool == ("+81355550001",)
+    nv = store.version_for("03-5555-0001")
+    assert nv is not None and nv.number.callback and nv.business.callback.lease == 604800
+    if backend.persistent:
+        await store.close()
+        again = await backend.open()
+        assert (await again.get("sakura-dental")) == changed

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 from conftest import StartServer
+from jsonschema import Draft202012Validator
 from peers_plugin import StartPhone, needs_sipp
 
+from mediasrv.api.call_schema import CALL_EVENT_DATA
 from mediasrv.demo.server import ServerProcess
 from mediasrv.demo.sipp import SippOptions, SippRun, free_port
 
@@ -105,6 +107,10 @@ async def test_a_real_call_sends_signed_ordered_webhooks(
         (7, "recording.ready"),
         (8, "call.updated"),
     ]
+    # every real payload matches the one call schema the OpenAPI document publishes
+    event_schema = Draft202012Validator(CALL_EVENT_DATA)
+    for r in receiver.requests:
+        assert [e.message for e in event_schema.iter_errors(r.data)] == [], r.type
     done = receiver.requests[4].data
     assert done["disposition"] == "answered" and done["medium"] == "新聞"
     assert done["caller_number"] and float(done["talk_seconds"]) > 0  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from mediasrv.api.call_schema import CALL_V1_SCHEMA
 from mediasrv.api.csv_export import CsvEncoding, Unencodable, csv_header, csv_raw_rows
 from mediasrv.api.v1.downloads import file_download
 from mediasrv.api.v1.problem import Problem
@@ -41,41 +42,10 @@ _EQUALS = {"tracking_number": "tracking_number", "medium": "medium", "campaign":
            "operator": "operator_uri", "caller_number": "caller_number",
            "caller_kind": "caller_kind", "prefecture": "prefecture_code"}
 
-_NUM_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
-CALL_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["call_id", "tracking_number", "caller_number", "start_time", "disposition"],
-    "properties": {
-        "call_id": {"type": "string"},
-        "inbound_call_id": {"type": "string"},
-        "tracking_number": {"type": "string"},
-        "caller_number": {"type": "string"},
-        "caller_display": {"type": "string"},
-        "business": {"type": "string"},
-        "medium": {"type": "string"},
-        "campaign": {"type": "string"},
-        "start_time": {"type": "number"},
-        "answer_time": _NUM_OR_NULL,
-        "end_time": _NUM_OR_NULL,
-        "ring_seconds": {"type": "number"},
-        "talk_seconds": {"type": "number"},
-        "disposition": {"type": "string", "enum": [d.value for d in Disposition]},
-        "sip_code": {"type": "integer"},
-        "end_reason": {"type": "string"},
-        "operator_uri": {"type": "string"},
-        "attempts": {"type": "array", "items": {"type": "object"}},
-        "dtmf": {"type": "string"},
-        "recording_path": {"type": ["string", "null"]},
-        "media_stats": {"type": "object"},
-        "analysis": {"type": ["object", "null"]},
-        "flags": {"type": "array", "items": {"type": "string"}},
-        "links": {"type": "object"},
-    },
-}
 _PAGE: dict[str, Any] = {
     "type": "object",
     "required": ["items", "next_cursor"],
-    "properties": {"items": {"type": "array", "items": CALL_SCHEMA},
+    "properties": {"items": {"type": "array", "items": CALL_V1_SCHEMA},
                    "next_cursor": {"type": ["string", "null"]}},
 }
 _CALL_ID = Param("call_id", "path", {"type": "string", "minLength": 1, "maxLength": 64},
@@ -275,7 +245,7 @@ def call_ops(services: Services) -> list[Op]:
            r.export_calls, {200: Resp("the CSV file", content_type="text/csv")},
            params=export, tag="calls"),
         Op("GET", c + "/calls/{call_id}", "getCall", "One call", r.get_call,
-           {200: Resp("OK", CALL_SCHEMA)}, params=one, tag="calls"),
+           {200: Resp("OK", CALL_V1_SCHEMA)}, params=one, tag="calls"),
         Op("GET", c + "/calls/{call_id}/recording", "getRecording",
            "The stereo recording (caller left, operator right); HTTP Range supported",
            r.get_recording, {200: _AUDIO, 206: _AUDIO, 416: Resp("the Range is outside the file",

@@ -5,40 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from mediasrv.api.call_schema import CALL_EVENT_DATA
 from mediasrv.outputs.call_events import CALL_EVENT_TYPES
-from mediasrv.outputs.calllog import Disposition
 
-__all__ = ["webhooks_document"]
+__all__ = ["CALL_EVENT_DATA", "webhooks_document"]
 
-_NUM_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
-CALL_EVENT_DATA: dict[str, Any] = {
-    "type": "object",
-    "required": ["call_id", "business", "tracking_number", "disposition", "sequence"],
-    "properties": {
-        "call_id": {"type": "string"},
-        "business": {"type": "string"},
-        "tracking_number": {"type": "string"},
-        "caller_number": {"type": "string"},
-        "caller_display": {"type": "string"},
-        "medium": {"type": "string"},
-        "campaign": {"type": "string"},
-        "start_time": {"type": "number"},
-        "answer_time": _NUM_OR_NULL,
-        "end_time": _NUM_OR_NULL,
-        "ring_seconds": {"type": "number"},
-        "talk_seconds": {"type": "number"},
-        "disposition": {"type": "string", "enum": [d.value for d in Disposition]},
-        "sip_code": {"type": "integer"},
-        "end_reason": {"type": "string"},
-        "operator": {"type": "string"},
-        "dtmf": {"type": "string"},
-        "flags": {"type": "array", "items": {"type": "string"}},
-        "links": {"type": "object", "additionalProperties": {"type": "string"}},
-        "sequence": {"type": "integer", "description": "per call, increasing (call.updated)"},
-        "analysis": {"type": "object", "description": "analysis.completed: labels, gender, "
-                     "the first transcript segments"},
-    },
-}
 _HEADERS = {
     "webhook-id": "the event's id (the same on every retry)",
     "webhook-timestamp": "unix seconds of this attempt",

@@ -11,12 +11,12 @@ from mediasrv.api.auth import Principal
 from mediasrv.api.v1.businesses import business_ops
 from mediasrv.api.v1.calls import call_ops
 from mediasrv.api.v1.events import CALL_EVENT_DATA, webhooks_document
+from mediasrv.api.v1.insights import insight_ops
 from mediasrv.api.v1.problem import PROBLEM_JSON
 from mediasrv.api.v1.prompts import prompt_ops
 from mediasrv.api.v1.reports import report_ops
 from mediasrv.api.v1.services import Services
 from mediasrv.api.v1.sessions import session_ops
-from mediasrv.api.v1.simulate import simulate_ops
 from mediasrv.api.v1.spec import Api
 from mediasrv.api.v1.tokens import token_ops
 from mediasrv.api.v1.webhooks import webhook_ops
@@ -31,13 +31,6 @@ PROBLEM_PREFIXES = ("/api/v1/businesses", "/api/v1/tokens", "/api/v1/session",
                     "/api/v1/login")
 
 
-# TODO(lead): `POST /api/v1/businesses/{business}/numbers/{key}/simulate` (the dry run of
-# issue 12 §1) belongs here once calls/simulate.py (helper `flow`) is merged: it is not in
-# this branch's base, so the operation is not declared (no stub that pretends). Likewise
-# number-info (helper `numbers`) is to be declared as a v1 operation here (reports are:
-# api/v1/reports.py).
-
-
 class V1Api:
     """What :class:`~mediasrv.api.http.HttpServer` mounts."""
 
@@ -47,11 +40,11 @@ class V1Api:
             *business_ops(services),
             *call_ops(services),
             *report_ops(services),
+            *insight_ops(services),
             *prompt_ops(services),
             *webhook_ops(services),
             *token_ops(services),
             *session_ops(services),  # issue 13 §5: console login
-            *simulate_ops(services),  # issue 13 §4: the dry run, for the console
         ]
         self.api = Api(
             ops,

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from mediasrv.api.accounts import Accounts
 from mediasrv.api.v1.store import ApiStore
+from mediasrv.calls.callback import Lease
 from mediasrv.outputs.business_store import BusinessStore
 from mediasrv.outputs.calllog import CallLog
 from mediasrv.outputs.outbox import OutboxStore
@@ -44,3 +45,5 @@ class Services:
     # issue 13 §3: the reports of the tenant paths (None: not on this server -> 503)
     reports: Callable[[ReportQuery], Awaitable[list[ReportRow]]] | None = None
     time_zone: Callable[[str], ZoneInfo] = field(default=lambda _business: ZoneInfo("Asia/Tokyo"))
+    # every callback-number lease (issue 12 §5), active or expired; None: none kept here
+    callback_leases: Callable[[], list[Lease]] | None = None
