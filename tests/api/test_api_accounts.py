@@ -309,7 +309,7 @@ def test_the_dry_run_is_tenant_scoped(api: Running) -> None:
                          json={}, timeout=10).status_code == 404
     bad = requests.post(url.format("alpha", NUMBERS["alpha"]), headers=api.auth("alpha"),
                         json={"at": "29/12 7pm"}, timeout=10)
-    assert bad.status_code == 422 and bad.json()["field"] == "at"
+    assert bad.status_code == 422 and bad.json()["field"] == "body/at"
 
 
 def test_failed_logins_are_rate_limited(tmp_path: Path) -> None:
