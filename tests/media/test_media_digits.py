@@ -246,3 +246,10 @@ def test_an_info_at_key_up_before_the_event_is_replaced_by_it(clock: FakeClock) 
     stream.feed("2", 1.0, 0.25, RFC)
     clock.advance(1.0)
     assert got == [("2", RFC, 0.02)]
+
+
+@pytest.fixture(autouse=True)
+def packet_path() -> str:
+    """Overrides tests/media/conftest.py: this module never builds an engine, so it runs once,
+    not once per packet path."""
+    return "none"
