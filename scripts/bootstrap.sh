@@ -63,8 +63,13 @@ case "$cmd" in
         # Run pytest from the venv's entry point (not `python -m`), so the installed package,
         # not the source tree, is what gets imported; PYTHONSAFEPATH keeps child interpreters
         # (`python -c`, `python -m mediasrv`) from putting the checkout on sys.path too.
+        # Two pytest workers (pytest-xdist): the suite mostly waits (SIP timers, calls held,
+        # servers starting), so two share 2 cores well. One file stays on one worker
+        # (--dist loadfile), so a module's shared server starts once. MEDIASRV_TEST_WORKERS=0
+        # runs it in one process.
         set +e
-        PYTHONSAFEPATH=1 MEDIASRV_TEST_INSTALLED=1 "$VENV/bin/pytest" -p no:cacheprovider "$@"
+        PYTHONSAFEPATH=1 MEDIASRV_TEST_INSTALLED=1 "$VENV/bin/pytest" -p no:cacheprovider \
+            -n "${MEDIASRV_TEST_WORKERS:-2}" --dist loadfile "$@"
         rc=$?
         set -e
         if [ $rc -eq 5 ]; then

@@ -1,4 +1,5 @@
-"""End-to-end fixtures: a real ``mediasrv run`` process per test, stopped with SIGTERM."""
+"""End-to-end fixtures: real ``mediasrv run`` processes, stopped with SIGTERM: per test
+(``start_server``), or shared by the tests of a module (``start_module_server``)."""
 
 from __future__ import annotations
 
@@ -17,15 +18,14 @@ StartServer = Callable[..., ServerProcess]
 FAST_SIP = {"t1": 0.05, "t2": 0.4, "t4": 0.5}
 
 
-@pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[StartServer]:
+def _servers(base: Path) -> Iterator[StartServer]:
     servers: list[ServerProcess] = []
 
     def start(**kwargs: Any) -> ServerProcess:
         kwargs.setdefault("sip", dict(FAST_SIP))
         # Analysis workers load Whisper: only the test about analysis turns them on.
         kwargs.setdefault("analysis", {"enabled": False})
-        kwargs.setdefault("workdir", tmp_path / f"server{len(servers)}")
+        kwargs.setdefault("workdir", base / f"server{len(servers)}")
         spec = ServerSpec(**kwargs)
         server = ServerProcess(spec)
         servers.append(server)
@@ -40,3 +40,15 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
             code = server.stop()
             if not killed:
                 assert code == 0, f"mediasrv exited {code} on SIGTERM:\n{server.log_tail()}"
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    yield from _servers(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def start_module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartServer]:
+    """Servers that live until the module's last test: one start for several scenarios
+    (each on its own number; assertions read the calls of that number only)."""
+    yield from _servers(tmp_path_factory.mktemp("module_server"))

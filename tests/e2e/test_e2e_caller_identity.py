@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import StartServer
 from peers_plugin import needs_sipp, sipp_scenario
+from sipp_calls import NUMBER, number_to, operator_at, start_uas
 from test_e2e_phones import wait_rows
-from test_e2e_sipp import NUMBER, number_to, start_uas
 
 from mediasrv.demo.sipp import SippOptions, free_port, run_sipp
 
@@ -22,8 +22,9 @@ async def test_trusted_pai_and_privacy_id_through_sipp(
 ) -> None:
     uas_port = free_port()
     trunk = {"name": "carrier", "addresses": ["127.0.0.1/32"], "trust_asserted_identity": True}
-    server = start_server(numbers=[number_to(uas_port)], trunks=[trunk])
-    uas = await start_uas(tmp_path, "uas", uas_port, 2)
+    number = number_to(operator_at(uas_port), business="acme", medium="web")
+    server = start_server(numbers=[number], trunks=[trunk])
+    uas = await start_uas(tmp_path, uas_port, 2)
     try:
         runs = [
             {"display": "札幌支店", "user": "0312345678", "pai": "+81112111111", "privacy": "none"},

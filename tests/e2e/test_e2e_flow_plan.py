@@ -1,66 +1,61 @@
 """The plan interpreter in the running server (``[calls] interpreter = "plan"``) with SIPp as
 caller and operators: calls answered through the plan, busy moving on to the next target at
-once, and the call log learning the attempts, on the engine of today (plans without prompts)."""
+once, and the call log learning the attempts, on the engine of today (plans without prompts).
+One server for the module; each scenario has its own number and its own SIPp operators."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import StartServer
-from peers_plugin import needs_sipp, sipp_scenario
+from peers_plugin import needs_sipp
+from sipp_calls import NUMBER, call_through, calls_of, number_to, operator_at, start_uas
 
-from mediasrv.demo.sipp import SippOptions, SippRun, free_port, run_sipp
+from mediasrv.demo.server import ServerProcess
+from mediasrv.demo.sipp import free_port
 
 pytestmark = [needs_sipp, pytest.mark.e2e]
 
-NUMBER = "0312345678"
+BUSY_FIRST, NO_ANSWER = "0312340486", "0312340480"
 PLAN = {"calls": {"interpreter": "plan"}}
 
 
-async def start_uas(tmp_path: Path, scenario: str, port: int, calls: int, name: str) -> SippRun:
-    opts = SippOptions(
-        scenario=sipp_scenario(scenario) if scenario.endswith(".xml") else scenario,
-        name=name,
-        local_port=port,
-        calls=calls,
-        timeout_s=60,
-    )
-    return await SippRun.start(opts, tmp_path / name)
+@dataclass
+class Plan:
+    server: ServerProcess
+    ports: dict[str, int]
 
 
-async def test_calls_through_the_plan_are_answered_and_logged(
-    tmp_path: Path, start_server: StartServer
-) -> None:
-    uas_port = free_port()
-    number = {
-        "number": NUMBER,
-        "business": "acme",
-        "medium": "web",
-        "destinations": [f"sip:operator@127.0.0.1:{uas_port}"],
-    }
-    server = start_server(numbers=[number], extra_sections=PLAN)
-    uas = await start_uas(tmp_path, "uas", uas_port, 20, "uas")
+@pytest.fixture(scope="module")
+def plan(start_module_server: StartServer) -> Plan:
+    ports = {name: free_port() for name in ("answer", "busy", "ok", "no_answer")}
+    numbers = [
+        number_to(operator_at(ports["answer"]), business="acme", medium="web"),
+        number_to(
+            operator_at(ports["busy"], "busy"),
+            operator_at(ports["ok"]),
+            number=BUSY_FIRST,
+            business="acme",
+            ring_timeout=10.0,
+        ),
+        number_to(operator_at(ports["no_answer"]), number=NO_ANSWER, ring_timeout=1.0),
+    ]
+    return Plan(start_module_server(numbers=numbers, extra_sections=PLAN), ports)
+
+
+async def test_calls_through_the_plan_are_answered_and_logged(tmp_path: Path, plan: Plan) -> None:
+    server = plan.server
+    uas = await start_uas(tmp_path, plan.ports["answer"], 20)
     try:
-        result = await run_sipp(
-            SippOptions(
-                scenario="uac",
-                name="uac",
-                remote=server.sip_uri_host,
-                service=NUMBER,
-                calls=20,
-                rate=10,
-                hold_ms=200,
-                timeout_s=60,
-            ),
-            tmp_path / "uac",
-        )
+        result = await call_through(server, tmp_path, 20, rate=10, hold_ms=200, timeout_s=60)
     finally:
         uas_result = await uas.wait(30)
     assert result.stats.successful == 20, result.describe() + result.errors_tail()
     assert uas_result.stats.successful == 20, uas_result.describe()
     assert not any(server.wait_idle(20).values())
-    rows = server.calls(100)
+    rows = calls_of(server, NUMBER)
     assert len(rows) == 20 and {r["disposition"] for r in rows} == {"answered"}
     row = rows[0]
     assert row["medium"] == "web" and row["sip_code"] == 200
@@ -70,80 +65,48 @@ async def test_calls_through_the_plan_are_answered_and_logged(
     assert row["media_stats"]["engine"] and "caller" in row["media_stats"]["legs"]
 
 
-async def test_busy_first_target_moves_on_at_once_to_the_second(
-    tmp_path: Path, start_server: StartServer
-) -> None:
-    busy_port, ok_port = free_port(), free_port()
-    number = {
-        "number": NUMBER,
-        "business": "acme",
-        "destinations": [
-            f"sip:busy@127.0.0.1:{busy_port}",
-            f"sip:operator@127.0.0.1:{ok_port}",
-        ],
-        "ring_timeout": 10.0,
-    }
-    server = start_server(numbers=[number], extra_sections=PLAN)
-    busy = await start_uas(tmp_path, "uas_486.xml", busy_port, 3, "busy")
-    ok = await start_uas(tmp_path, "uas", ok_port, 3, "ok")
+async def test_busy_first_target_moves_on_at_once_to_the_second(tmp_path: Path, plan: Plan) -> None:
+    server = plan.server
+    busy = await start_uas(tmp_path, plan.ports["busy"], 3, "uas_486.xml", name="busy")
+    ok = await start_uas(tmp_path, plan.ports["ok"], 3, name="ok")
     try:
-        result = await run_sipp(
-            SippOptions(
-                scenario="uac",
-                name="uac",
-                remote=server.sip_uri_host,
-                service=NUMBER,
-                calls=3,
-                rate=2,
-                hold_ms=200,
-                timeout_s=60,
-            ),
-            tmp_path / "uac",
+        result = await call_through(
+            server, tmp_path, 3, service=BUSY_FIRST, rate=2, hold_ms=200, timeout_s=60
         )
     finally:
         await busy.stop()
         await ok.wait(30)
     assert result.stats.successful == 3, result.describe() + result.errors_tail()
     assert not any(server.wait_idle(20).values())
-    rows = server.calls(10)
+    rows = calls_of(server, BUSY_FIRST)
     assert [r["disposition"] for r in rows] == ["answered"] * 3
     for row in rows:
         codes = [a["code"] for a in row["attempts"]]
         assert codes == [486, 200], row["attempts"]
         assert row["attempts"][0]["result"] == "busy"
         assert row["attempts"][0]["ring_seconds"] < 5.0  # 486 moves on at once, not at 10 s
-        assert row["operator_uri"] == f"sip:operator@127.0.0.1:{ok_port}"
+        assert row["operator_uri"] == operator_at(plan.ports["ok"])
 
 
 async def test_no_answer_times_out_each_target_and_the_caller_gets_480(
-    tmp_path: Path, start_server: StartServer
+    tmp_path: Path, plan: Plan
 ) -> None:
-    uas_port = free_port()
-    number = {
-        "number": NUMBER,
-        "destinations": [f"sip:operator@127.0.0.1:{uas_port}"],
-        "ring_timeout": 1.0,
-    }
-    server = start_server(numbers=[number], extra_sections=PLAN)
-    uas = await start_uas(tmp_path, "uas_noanswer.xml", uas_port, 2, "uas")
+    server = plan.server
+    uas = await start_uas(tmp_path, plan.ports["no_answer"], 2, "uas_noanswer.xml")
     try:
-        result = await run_sipp(
-            SippOptions(
-                scenario=sipp_scenario("uac_expect_failure.xml"),
-                name="uac",
-                remote=server.sip_uri_host,
-                service=NUMBER,
-                calls=2,
-                rate=2,
-                timeout_s=30,
-                trace_logs=True,
-            ),
-            tmp_path / "uac",
+        result = await call_through(
+            server,
+            tmp_path,
+            2,
+            scenario="uac_expect_failure.xml",
+            service=NO_ANSWER,
+            rate=2,
+            trace_logs=True,
         )
     finally:
         await uas.stop()
     assert result.final_codes() == [480, 480], result.describe() + result.errors_tail()
     assert not any(server.wait_idle(20).values())
-    rows = server.calls(10)
+    rows = calls_of(server, NO_ANSWER)
     assert [r["disposition"] for r in rows] == ["no-answer"] * 2
     assert all([a["code"] for a in r["attempts"]] == [408] for r in rows)

@@ -13,11 +13,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import StartServer
-from peers_plugin import needs_sipp, sipp_scenario
+from conftest import FAST_SIP, StartServer
+from peers_plugin import needs_sipp
+from sipp_calls import call_through
 
 from mediasrv.demo.server import ServerProcess
-from mediasrv.demo.sipp import SippOptions, run_sipp
 from mediasrv.sip.digest import DigestClient, DigestCredentials
 from mediasrv.sip.message import Response
 from mediasrv.sip.parser import parse_message
@@ -173,11 +173,16 @@ def contacts(response: Response) -> list[str]:
     return response.headers.get_all("Contact")
 
 
-def registrar_server(start_server: StartServer, workdir: Path | None = None) -> ServerProcess:
-    kwargs: dict[str, object] = {
-        "extra_sections": {"registrar": {"enabled": True, "min_expires": 60}},
+def registrar_config(**registrar: object) -> dict[str, object]:
+    """The server keywords of a registrar (enabled, with ``registrar`` keys) knowing alice."""
+    return {
+        "extra_sections": {"registrar": {"enabled": True, **registrar}},
         "extra_tables": {"registrar.users": [{"name": USER, "password": PASSWORD}]},
     }
+
+
+def registrar_server(start_server: StartServer, workdir: Path | None = None) -> ServerProcess:
+    kwargs = registrar_config(min_expires=60)
     if workdir is not None:
         kwargs["workdir"] = workdir
     return start_server(**kwargs)
@@ -250,14 +255,11 @@ async def test_phones_networks_pass_the_drop_policy_gate(
 ) -> None:
     """With a trunk configured and untrusted_source_policy = "drop", strangers' datagrams are
     dropped before parsing; REGISTERs pass only from [registrar] networks."""
-    registrar: dict[str, object] = {"enabled": True, "min_expires": 60}
-    if listed:
-        registrar["networks"] = ["127.0.0.0/8"]
+    networks = {"networks": ["127.0.0.0/8"]} if listed else {}
     server = start_server(
         trunks=[{"name": "carrier", "addresses": ["192.0.2.1/32"]}],
-        sip={"untrusted_source_policy": "drop", "t1": 0.05, "t2": 0.4, "t4": 0.5},
-        extra_sections={"registrar": registrar},
-        extra_tables={"registrar.users": [{"name": USER, "password": PASSWORD}]},
+        sip={**FAST_SIP, "untrusted_source_policy": "drop"},
+        **registrar_config(min_expires=60, **networks),
     )
     if listed:
         assert (await query_bindings(server)).status == 200
@@ -273,23 +275,18 @@ async def test_sipp_phones_register_and_unregister_with_digest(
     """200 SIPp phones, 5 at a time: REGISTER, 401, with credentials 200 listing the
     contact; then Expires: 0 the same way. SIPp answers MD5 only, so the registrar offers
     MD5 here."""
-    server = start_server(
-        extra_sections={"registrar": {"enabled": True, "algorithms": ["MD5"]}},
-        extra_tables={"registrar.users": [{"name": USER, "password": PASSWORD}]},
-    )
-    result = await run_sipp(
-        SippOptions(
-            scenario=sipp_scenario("register_auth"),
-            name="reg",
-            remote=server.sip_uri_host,
-            service=USER,
-            calls=200,
-            rate=50,
-            limit=5,
-            timeout_s=60,
-            extra=("-au", USER, "-ap", PASSWORD),
-        ),
-        tmp_path / "sipp",
+    server = start_server(**registrar_config(algorithms=["MD5"]))
+    result = await call_through(
+        server,
+        tmp_path,
+        200,
+        scenario="register_auth.xml",
+        name="reg",
+        service=USER,
+        rate=50,
+        limit=5,
+        timeout_s=60,
+        extra=("-au", USER, "-ap", PASSWORD),
     )
     assert result.stats.successful == 200, result.describe() + result.errors_tail()
     assert result.stats.failed == 0

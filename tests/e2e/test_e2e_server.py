@@ -9,44 +9,42 @@ import selectors
 import socket
 import time
 import urllib.error
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 from conftest import StartServer
-from peers_plugin import needs_sipp, sipp_scenario
+from peers_plugin import needs_sipp
+from sipp_calls import NUMBER, number_to, operator_at, start_uas, uac_options
 
 from mediasrv.demo.server import ServerProcess
-from mediasrv.demo.sipp import SippOptions, SippRun, free_port, run_sipp
+from mediasrv.demo.sipp import SippRun, free_port, run_sipp
 
 pytestmark = [needs_sipp, pytest.mark.e2e]
 
-NUMBER = "0312345678"
 DATA = Path(__file__).parent.parent / "data" / "sip"
+TCP_NUMBER = "0312340006"
 
 
-def number_to(uri: str) -> list[dict[str, object]]:
-    return [{"number": NUMBER, "destinations": [uri]}]
+@dataclass
+class Plain:
+    """One server with no trunk and no config of its own, for the scenarios that need none:
+    NUMBER to a UDP operator, TCP_NUMBER to a TCP one."""
+
+    server: ServerProcess
+    udp_port: int
+    tcp_port: int
 
 
-async def start_uas(tmp_path: Path, port: int, calls: int, transport: str = "u1") -> SippRun:
-    opts = SippOptions(
-        scenario="uas", name="uas", local_port=port, calls=calls, timeout_s=60, transport=transport
-    )
-    return await SippRun.start(opts, tmp_path / "uas")
-
-
-def uac(server: ServerProcess, scenario: str, **kw: object) -> SippOptions:
-    base: dict[str, object] = {
-        "scenario": sipp_scenario(scenario) if scenario.endswith(".xml") else scenario,
-        "name": "uac",
-        "remote": server.sip_uri_host,
-        "service": NUMBER,
-        "calls": 1,
-        "timeout_s": 30,
-    }
-    base.update(kw)
-    return SippOptions(**base)  # type: ignore[arg-type]
+@pytest.fixture(scope="module")
+def plain(start_module_server: StartServer) -> Plain:
+    udp_port, tcp_port = free_port(), free_port()
+    numbers = [
+        number_to(operator_at(udp_port, "op")),
+        number_to(operator_at(tcp_port, "op", transport="tcp"), number=TCP_NUMBER),
+    ]
+    return Plain(start_module_server(numbers=numbers), udp_port, tcp_port)
 
 
 def udp_exchange(port: int, payload: bytes, timeout: float = 2.0) -> bytes | None:
@@ -73,7 +71,7 @@ async def test_trunk_digest_auth_md5_and_bad_password(
         "realm": "mediasrv",
         "algorithm": "MD5",  # SIPp's [authentication] speaks MD5
     }
-    server = start_server(trunks=[trunk], numbers=number_to(f"sip:op@127.0.0.1:{uas_port}"))
+    server = start_server(trunks=[trunk], numbers=[number_to(operator_at(uas_port, "op"))])
     # SIPp's digest uri is "sip:remote_ip:remote_port" unless -auth_uri says otherwise; the
     # server takes only credentials made for the Request-URI (RFC 7616 §3.4.6), as real UAs
     # (pjsip, for one) make them
@@ -81,14 +79,20 @@ async def test_trunk_digest_auth_md5_and_bad_password(
     uas = await start_uas(tmp_path, uas_port, 1)
     try:
         good = await run_sipp(
-            uac(server, "uac_auth.xml", extra=("-au", "carrier1", "-ap", "s3cret", *auth_uri)),
+            uac_options(
+                server,
+                scenario="uac_auth.xml",
+                extra=("-au", "carrier1", "-ap", "s3cret", *auth_uri),
+            ),
             tmp_path / "good",
         )
     finally:
         await uas.stop()
     assert good.stats.successful == 1, good.describe() + good.errors_tail()
     bad = await run_sipp(
-        uac(server, "uac_auth.xml", extra=("-au", "carrier1", "-ap", "wrong", *auth_uri)),
+        uac_options(
+            server, scenario="uac_auth.xml", extra=("-au", "carrier1", "-ap", "wrong", *auth_uri)
+        ),
         tmp_path / "bad",
     )
     assert bad.stats.successful == 0
@@ -100,20 +104,20 @@ async def test_source_acl_rejects_other_addresses_with_403(
     tmp_path: Path, start_server: StartServer
 ) -> None:
     trunk = {"name": "carrier", "addresses": ["192.0.2.0/24"]}
-    server = start_server(trunks=[trunk], numbers=number_to("sip:op@127.0.0.1:5999"))
-    result = await run_sipp(uac(server, "uac_expect_failure.xml", trace_logs=True), tmp_path / "u")
+    server = start_server(trunks=[trunk], numbers=[number_to("sip:op@127.0.0.1:5999")])
+    result = await run_sipp(
+        uac_options(server, scenario="uac_expect_failure.xml", trace_logs=True), tmp_path / "u"
+    )
     assert result.final_codes() == [403], result.describe()
 
 
-async def test_tcp_both_legs(tmp_path: Path, start_server: StartServer) -> None:
+async def test_tcp_both_legs(tmp_path: Path, plain: Plain) -> None:
     """SIPp over TCP to mediasrv, and mediasrv over TCP to the operator (transport=tcp)."""
-    uas_port = free_port()
-    server = start_server(numbers=number_to(f"sip:op@127.0.0.1:{uas_port};transport=tcp"))
-    uas = await start_uas(tmp_path, uas_port, 50, transport="t1")
+    server = plain.server
+    uas = await start_uas(tmp_path, plain.tcp_port, 50, transport="t1")
     try:
-        result = await run_sipp(
-            uac(server, "uac", calls=50, rate=25, hold_ms=100, transport="t1"), tmp_path / "uac"
-        )
+        opts = uac_options(server, 50, service=TCP_NUMBER, rate=25, hold_ms=100, transport="t1")
+        result = await run_sipp(opts, tmp_path / "uac")
     finally:
         uas_result = await uas.wait(20)
     assert result.stats.successful == 50, result.describe() + result.errors_tail()
@@ -121,8 +125,8 @@ async def test_tcp_both_legs(tmp_path: Path, start_server: StartServer) -> None:
     assert not any(server.wait_idle(20).values())
 
 
-def test_options_keepalive_and_crlf_ping(start_server: StartServer) -> None:
-    server = start_server(numbers=number_to("sip:op@127.0.0.1:5999"))
+def test_options_keepalive_and_crlf_ping(plain: Plain) -> None:
+    server = plain.server
     options = (
         f"OPTIONS sip:127.0.0.1:{server.sip_port} SIP/2.0\r\n"
         "Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKka1;rport\r\n"
@@ -216,8 +220,9 @@ def exchange_fixtures(port: int, timeout: float = 20.0) -> dict[str, tuple[int, 
                 sock.sendto(payload, ("127.0.0.1", port))
 
             def complete() -> bool:
-                return all(not o.replies or o.replies[-1] in got[n]
-                           for n, o in FIXTURE_OUTCOMES.items())
+                return all(
+                    not o.replies or o.replies[-1] in got[n] for n, o in FIXTURE_OUTCOMES.items()
+                )
 
             deadline = time.monotonic() + timeout
             grace_until: float | None = None
@@ -236,15 +241,17 @@ def exchange_fixtures(port: int, timeout: float = 20.0) -> dict[str, tuple[int, 
 
 
 async def test_each_wire_fixture_gets_its_expected_outcome_and_never_hurts(
-    tmp_path: Path, start_server: StartServer
+    tmp_path: Path, plain: Plain
 ) -> None:
+    """The fixtures' INVITEs to NUMBER get 480: no operator listens on its port until the
+    call at the end."""
     assert set(FIXTURE_OUTCOMES) == {p.name for p in DATA.glob("*.sip")}, "a fixture has no row"
-    uas_port = free_port()
-    server = start_server(numbers=number_to(f"sip:op@127.0.0.1:{uas_port}"))
+    server = plain.server
+    malformed_udp = 'mediasrv_sip_malformed_total{transport="UDP"}'
+    malformed_before = server.metrics().get(malformed_udp, 0.0)
     got = await asyncio.to_thread(exchange_fixtures, server.sip_port)
     assert got == {n: o.replies for n, o in FIXTURE_OUTCOMES.items()}
-    metrics = server.metrics()
-    malformed = metrics.get('mediasrv_sip_malformed_total{transport="UDP"}', 0.0)
+    malformed = server.metrics().get(malformed_udp, 0.0) - malformed_before
     assert malformed == sum(o.malformed for o in FIXTURE_OUTCOMES.values())
     for junk in (b"\x00" * 50, b"INVITE\r\n\r\n", b"SIP/2.0 200\r\n\r\n", bytes(range(256)) * 4):
         assert udp_exchange(server.sip_port, junk, timeout=0.2) is None
@@ -258,9 +265,9 @@ async def test_each_wire_fixture_gets_its_expected_outcome_and_never_hurts(
             except (TimeoutError, ConnectionResetError):
                 pass
     # ... and a real call still goes through.
-    uas = await start_uas(tmp_path, uas_port, 1)
+    uas = await start_uas(tmp_path, plain.udp_port, 1)
     try:
-        result = await run_sipp(uac(server, "uac", hold_ms=100), tmp_path / "uac")
+        result = await run_sipp(uac_options(server, scenario="uac", hold_ms=100), tmp_path / "uac")
     finally:
         await uas.stop()
     assert result.stats.successful == 1, result.describe()
@@ -292,10 +299,12 @@ async def test_sigterm_drains_calls_and_refuses_new_ones(
 ) -> None:
     uas_port = free_port()
     server = start_server(
-        numbers=number_to(f"sip:op@127.0.0.1:{uas_port}"), server={"drain_timeout": 15.0}
+        numbers=[number_to(operator_at(uas_port, "op"))], server={"drain_timeout": 15.0}
     )
     uas = await start_uas(tmp_path, uas_port, 1)
-    long_call = await SippRun.start(uac(server, "uac", hold_ms=3000), tmp_path / "long")
+    long_call = await SippRun.start(
+        uac_options(server, scenario="uac", hold_ms=3000), tmp_path / "long"
+    )
     try:
         deadline = time.monotonic() + 10
         while server.metrics().get("mediasrv_active_calls", 0) < 1 and time.monotonic() < deadline:
@@ -304,7 +313,8 @@ async def test_sigterm_drains_calls_and_refuses_new_ones(
         server.proc.terminate()  # SIGTERM
         await wait_for_health_status(server, "draining")
         refused = await run_sipp(
-            uac(server, "uac_expect_failure.xml", trace_logs=True), tmp_path / "refused"
+            uac_options(server, scenario="uac_expect_failure.xml", trace_logs=True),
+            tmp_path / "refused",
         )
         assert refused.final_codes() == [503], refused.describe()
         done = await long_call.wait(20)

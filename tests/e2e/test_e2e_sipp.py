@@ -4,64 +4,61 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import StartServer
-from peers_plugin import needs_sipp, sipp_scenario
+from peers_plugin import needs_sipp
+from sipp_calls import (
+    NUMBER,
+    call_through,
+    calls_of,
+    number_to,
+    operator_at,
+    start_uas,
+    uac_options,
+)
 
 from mediasrv.config import to_e164
-from mediasrv.demo.sipp import SippOptions, SippRun, free_port, run_sipp
+from mediasrv.demo.server import ServerProcess
+from mediasrv.demo.sipp import SippRun, free_port
 
 pytestmark = [needs_sipp, pytest.mark.e2e]
 
-NUMBER = "0312345678"
+BUSY, NO_ANSWER = "0312340486", "0312340480"
 
 
-def number_to(port: int, **extra: object) -> dict[str, object]:
-    entry: dict[str, object] = {
-        "number": NUMBER,
-        "business": "acme",
-        "medium": "web",
-        "destinations": [f"sip:operator@127.0.0.1:{port}"],
-    }
-    entry.update(extra)
-    return entry
+@dataclass
+class Shared:
+    """One server for the scenarios that need no config of their own, each on its number."""
+
+    server: ServerProcess
+    ports: dict[str, int]
 
 
-async def start_uas(tmp_path: Path, scenario: str, port: int, calls: int) -> SippRun:
-    opts = SippOptions(
-        scenario=sipp_scenario(scenario) if scenario.endswith(".xml") else scenario,
-        name="uas",
-        local_port=port,
-        calls=calls,
-        timeout_s=120,
-    )
-    return await SippRun.start(opts, tmp_path / "uas")
+@pytest.fixture(scope="module")
+def shared(start_module_server: StartServer) -> Shared:
+    ports = {number: free_port() for number in (NUMBER, BUSY, NO_ANSWER)}
+    web = {"business": "acme", "medium": "web"}
+    numbers = [
+        number_to(operator_at(ports[NUMBER]), **web),
+        number_to(operator_at(ports[BUSY]), number=BUSY, ring_timeout=1.0, **web),
+        number_to(operator_at(ports[NO_ANSWER]), number=NO_ANSWER, ring_timeout=1.0, **web),
+    ]
+    return Shared(start_module_server(numbers=numbers), ports)
 
 
 @pytest.mark.slow
 async def test_1000_calls_through_mediasrv_with_zero_failures(
-    tmp_path: Path, start_server: StartServer
+    tmp_path: Path, shared: Shared
 ) -> None:
     """SIPp uac -> mediasrv -> SIPp uas (built-in uas: Contact with upper-case transport=UDP)."""
-    uas_port = free_port()
-    server = start_server(numbers=[number_to(uas_port)])
-    uas = await start_uas(tmp_path, "uas", uas_port, 1000)
+    server = shared.server
+    uas = await start_uas(tmp_path, shared.ports[NUMBER], 1000, timeout_s=120)
     try:
-        result = await run_sipp(
-            SippOptions(
-                scenario="uac",
-                name="uac",
-                remote=server.sip_uri_host,
-                service=NUMBER,
-                calls=1000,
-                rate=100,
-                limit=300,
-                hold_ms=200,
-                timeout_s=90,
-            ),
-            tmp_path / "uac",
+        result = await call_through(
+            server, tmp_path, 1000, rate=100, limit=300, hold_ms=200, timeout_s=90
         )
     finally:
         uas_result = await uas.wait(30)
@@ -70,7 +67,7 @@ async def test_1000_calls_through_mediasrv_with_zero_failures(
     assert uas_result.stats.successful == 1000, uas_result.describe()
     leaks = server.wait_idle(20)
     assert not any(leaks.values()), leaks
-    answered = [c for c in server.calls(1000) if c["disposition"] == "answered"]
+    answered = [c for c in calls_of(server, NUMBER, 1000) if c["disposition"] == "answered"]
     assert len(answered) == 1000
     row = answered[0]
     # the number as the business store keeps it (E.164; the [[numbers]] seed is imported
@@ -81,65 +78,60 @@ async def test_1000_calls_through_mediasrv_with_zero_failures(
 
 
 @pytest.mark.parametrize(
-    ("uas_scenario", "expected_code", "disposition"),
-    [("uas_486.xml", 486, "busy"), ("uas_noanswer.xml", 480, "no-answer")],
+    ("number", "uas_scenario", "expected_code", "disposition"),
+    [(BUSY, "uas_486.xml", 486, "busy"), (NO_ANSWER, "uas_noanswer.xml", 480, "no-answer")],
 )
 async def test_operator_failures_are_mapped_back_to_the_caller(
     tmp_path: Path,
-    start_server: StartServer,
+    shared: Shared,
+    number: str,
     uas_scenario: str,
     expected_code: int,
     disposition: str,
 ) -> None:
-    uas_port = free_port()
-    server = start_server(numbers=[number_to(uas_port, ring_timeout=1.0)])
-    uas = await start_uas(tmp_path, uas_scenario, uas_port, 3)
+    server = shared.server
+    uas = await start_uas(tmp_path, shared.ports[number], 3, uas_scenario)
     try:
-        result = await run_sipp(
-            SippOptions(
-                scenario=sipp_scenario("uac_expect_failure.xml"),
-                name="uac",
-                remote=server.sip_uri_host,
-                service=NUMBER,
-                calls=3,
-                rate=5,
-                timeout_s=30,
-                trace_logs=True,
-            ),
-            tmp_path / "uac",
+        result = await call_through(
+            server,
+            tmp_path,
+            3,
+            scenario="uac_expect_failure.xml",
+            service=number,
+            rate=5,
+            trace_logs=True,
         )
     finally:
         await uas.stop()
     assert result.final_codes() == [expected_code] * 3, result.describe() + result.errors_tail()
     leaks = server.wait_idle(20)
     assert not any(leaks.values()), leaks
-    rows = server.calls(10)
+    rows = calls_of(server, number)
     assert [r["disposition"] for r in rows] == [disposition] * 3
     assert all(r["sip_code"] == expected_code for r in rows)
 
 
 async def test_unknown_number_gets_404_and_is_counted_not_logged_as_a_call(
-    tmp_path: Path, start_server: StartServer
+    tmp_path: Path, shared: Shared
 ) -> None:
     """Issue 8 (F7): a 404 is no call; it is counted in rejected_requests, not the call log."""
-    server = start_server(numbers=[number_to(free_port())])
-    result = await run_sipp(
-        SippOptions(
-            scenario=sipp_scenario("uac_expect_failure.xml"),
-            name="uac",
-            remote=server.sip_uri_host,
-            service="0399999999",
-            calls=1,
-            timeout_s=20,
-            trace_logs=True,
-        ),
-        tmp_path / "uac",
+    server = shared.server
+    refused = 'mediasrv_sip_refused_total{reason="unknown-number"}'
+    before = server.metrics().get(refused, 0.0)
+    logged = len(server.calls(1000))
+    result = await call_through(
+        server,
+        tmp_path,
+        scenario="uac_expect_failure.xml",
+        service="0399999999",
+        timeout_s=20,
+        trace_logs=True,
     )
     assert result.final_codes() == [404], result.describe()
     assert not any(server.wait_idle(20).values())
-    assert server.calls(10) == []
-    m = server.metrics()
-    assert m.get('mediasrv_sip_refused_total{reason="unknown-number"}') == 1.0
+    assert len(server.calls(1000)) == logged
+    assert calls_of(server, "0399999999") == []
+    assert server.metrics().get(refused) == before + 1.0
 
 
 async def test_no_rtp_timeout_ends_the_call_with_a_logged_reason(
@@ -147,22 +139,11 @@ async def test_no_rtp_timeout_ends_the_call_with_a_logged_reason(
 ) -> None:
     """SIPp sends no RTP at all: after no_rtp_timeout the server hangs up both legs."""
     uas_port = free_port()
-    server = start_server(numbers=[number_to(uas_port)], media={"no_rtp_timeout": 1.0})
-    uas = await start_uas(tmp_path, "uas", uas_port, 1)
+    server = start_server(numbers=[number_to(operator_at(uas_port))], media={"no_rtp_timeout": 1.0})
+    uas = await start_uas(tmp_path, uas_port, 1)
     try:
         # The uac holds for 6 s before its own BYE; the server's BYE comes first.
-        await run_sipp(
-            SippOptions(
-                scenario="uac",
-                name="uac",
-                remote=server.sip_uri_host,
-                service=NUMBER,
-                calls=1,
-                hold_ms=6000,
-                timeout_s=20,
-            ),
-            tmp_path / "uac",
-        )
+        await call_through(server, tmp_path, hold_ms=6000, timeout_s=20)
     finally:
         await uas.stop()
     assert not any(server.wait_idle(20).values())  # idle: the final row is written
@@ -183,17 +164,15 @@ async def test_sigkill_under_sipp_load_leaves_every_answered_call_answered(
     kill end at the last checkpoint (within a few seconds of the kill), with talk time."""
     calls, rate, interval = 75, 25, 0.5
     uas_port = free_port()
-    numbers = [number_to(uas_port)]
+    numbers = [number_to(operator_at(uas_port))]
     store = {"checkpoint_interval": interval}
     server = start_server(numbers=numbers, store=store)
-    uas = await start_uas(tmp_path, "uas", uas_port, calls)
+    uas = await start_uas(tmp_path, uas_port, calls, timeout_s=120)
     uac = await SippRun.start(
-        SippOptions(
-            scenario=sipp_scenario("uac_log_answer.xml"),
-            name="uac",
-            remote=server.sip_uri_host,
-            service=NUMBER,
-            calls=calls,
+        uac_options(
+            server,
+            calls,
+            scenario="uac_log_answer.xml",
             rate=rate,
             hold_ms=3500,  # calls placed from t=0 to t=3 s end from t=3.5 s to t=6.5 s
             timeout_s=40,

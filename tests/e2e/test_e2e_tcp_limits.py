@@ -16,19 +16,16 @@ from pathlib import Path
 import pytest
 from conftest import FAST_SIP, StartServer
 from peers_plugin import needs_sipp
+from sipp_calls import call_through, number_to, operator_at, start_uas
 
 from mediasrv.demo.server import ServerProcess
-from mediasrv.demo.sipp import SippOptions, SippRun, free_port, run_sipp
+from mediasrv.demo.sipp import free_port
 
 pytestmark = [needs_sipp, pytest.mark.e2e]
 
-NUMBER = "0312345678"
 IDLE_CONNECTIONS = 3000
 SERVER_NOFILE = 2048  # below IDLE_CONNECTIONS: without a cap they would exhaust the server
-
-
-def number_to(uri: str) -> list[dict[str, object]]:
-    return [{"number": NUMBER, "destinations": [uri]}]
+NOBODY = [number_to("sip:op@127.0.0.1:5999")]  # the number, routed where no operator listens
 
 
 def raise_client_nofile(need: int) -> None:
@@ -80,23 +77,9 @@ def close_all(conns: list[Conn]) -> None:
 
 
 async def udp_call(server: ServerProcess, tmp_path: Path, uas_port: int) -> int:
-    uas = await SippRun.start(
-        SippOptions(scenario="uas", name="uas", local_port=uas_port, calls=1, timeout_s=30),
-        tmp_path / "uas",
-    )
+    uas = await start_uas(tmp_path, uas_port, 1, timeout_s=30)
     try:
-        result = await run_sipp(
-            SippOptions(
-                scenario="uac",
-                name="uac",
-                remote=server.sip_uri_host,
-                service=NUMBER,
-                calls=1,
-                hold_ms=200,
-                timeout_s=20,
-            ),
-            tmp_path / "uac",
-        )
+        result = await call_through(server, tmp_path, hold_ms=200, timeout_s=20)
     finally:
         await uas.wait(20)
     assert result.stats.successful == 1, result.describe() + result.errors_tail()
@@ -110,7 +93,7 @@ async def test_3000_idle_tcp_connections_do_not_stop_a_udp_call(
     raise_client_nofile(IDLE_CONNECTIONS + 500)
     uas_port = free_port()
     server = start_server(
-        numbers=number_to(f"sip:op@127.0.0.1:{uas_port}"),
+        numbers=[number_to(operator_at(uas_port, "op"))],
         nofile=SERVER_NOFILE,
         sip={**FAST_SIP, "tcp_max_per_source": 100_000, "tcp_idle_timeout": 600.0},
     )
@@ -141,7 +124,7 @@ async def test_default_per_source_cap_stops_one_source(
     tmp_path: Path, start_server: StartServer
 ) -> None:
     raise_client_nofile(1000)
-    server = start_server(numbers=number_to("sip:op@127.0.0.1:5999"), nofile=SERVER_NOFILE)
+    server = start_server(numbers=NOBODY, nofile=SERVER_NOFILE)
     conns = await open_many(server.sip_port, "127.0.0.4", 200)
     other = await open_many(server.sip_port, "127.0.0.5", 1)
     refused = 'mediasrv_sip_tcp_refused_total{reason="per_source"}'
@@ -161,34 +144,17 @@ async def test_idle_tcp_connections_are_closed_but_not_a_held_tcp_call(
 ) -> None:
     uas_port = free_port()
     server = start_server(
-        numbers=number_to(f"sip:op@127.0.0.1:{uas_port};transport=tcp"),
+        numbers=[number_to(operator_at(uas_port, "op", transport="tcp"))],
         sip={**FAST_SIP, "tcp_idle_timeout": 0.5},
     )
     idle = await open_many(server.sip_port, "127.0.0.3", 20)
     assert len(idle) == 20
     for reader, _ in idle:
         assert await asyncio.wait_for(reader.read(), 15) == b""  # closed by the server
-    uas = await SippRun.start(
-        SippOptions(
-            scenario="uas", name="uas", local_port=uas_port, calls=2, timeout_s=40, transport="t1"
-        ),
-        tmp_path / "uas",
-    )
+    uas = await start_uas(tmp_path, uas_port, 2, timeout_s=40, transport="t1")
     try:
         # Both legs over TCP, each silent for 2.5 s (5 idle timeouts) while the call is held.
-        result = await run_sipp(
-            SippOptions(
-                scenario="uac",
-                name="uac",
-                remote=server.sip_uri_host,
-                service=NUMBER,
-                calls=2,
-                hold_ms=2500,
-                timeout_s=30,
-                transport="t1",
-            ),
-            tmp_path / "uac",
-        )
+        result = await call_through(server, tmp_path, 2, hold_ms=2500, transport="t1")
     finally:
         uas_result = await uas.wait(20)
     close_all(idle)
@@ -215,9 +181,7 @@ def test_generated_token_is_shown_once_and_survives_a_restart(
     tmp_path: Path, start_server: StartServer
 ) -> None:
     workdir = tmp_path / "tok"
-    first = start_server(
-        numbers=number_to("sip:op@127.0.0.1:5999"), api_token=None, workdir=workdir
-    )
+    first = start_server(numbers=NOBODY, api_token=None, workdir=workdir)
     shown = _SHOWN.findall(first.log_tail(100_000))
     assert len(shown) == 1, first.log_tail()
     token = shown[0]
@@ -226,9 +190,7 @@ def test_generated_token_is_shown_once_and_survives_a_restart(
     assert _status(api, token) == 200
     assert token not in (first.data_dir / "api_token.sha256").read_text()
     assert first.stop() == 0
-    second = start_server(
-        numbers=number_to("sip:op@127.0.0.1:5999"), api_token=None, workdir=workdir
-    )
+    second = start_server(numbers=NOBODY, api_token=None, workdir=workdir)
     assert len(_SHOWN.findall(second.log_tail(100_000))) == 1  # the same line, not a new one
     assert _status(f"http://127.0.0.1:{second.http_port}/api/v1/calls", token) == 200
 
@@ -236,7 +198,7 @@ def test_generated_token_is_shown_once_and_survives_a_restart(
 async def test_running_server_applies_the_http_policy(start_server: StartServer) -> None:
     """The [http] keys reach the real process: slow headers closed, foreign Host 421, headers."""
     server = start_server(
-        numbers=number_to("sip:op@127.0.0.1:5999"),
+        numbers=NOBODY,
         http={"idle_timeout": 0.5, "open_endpoints": ["/health"]},
     )
     reader, writer = await asyncio.open_connection("127.0.0.1", server.http_port)

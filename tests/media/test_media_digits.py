@@ -3,48 +3,13 @@ RFC 4733 winning over tones and INFO within the suppression window (issue 9 §4)
 
 from __future__ import annotations
 
-import heapq
-import itertools
-from collections.abc import Callable
-
 import pytest
+from sip_fakeclock import FakeClock
 
 from mediasrv.media.digits import DigitSource, DigitStream
 
 RFC, TONE, INFO = DigitSource.RFC4733, DigitSource.INBAND, DigitSource.INFO
 WINDOW = 0.2
-
-
-class _Handle:
-    def __init__(self) -> None:
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._seq = itertools.count()
-        self._heap: list[tuple[float, int, _Handle, Callable[[], None]]] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> _Handle:
-        handle = _Handle()
-        heapq.heappush(self._heap, (self.now + delay, next(self._seq), handle, callback))
-        return handle
-
-    def advance(self, seconds: float) -> None:
-        end = self.now + seconds
-        while self._heap and self._heap[0][0] <= end:
-            when, _, handle, callback = heapq.heappop(self._heap)
-            self.now = when
-            if not handle.cancelled:
-                callback()
-        self.now = end
 
 
 Got = list[tuple[str, DigitSource, float]]
@@ -281,3 +246,10 @@ def test_an_info_at_key_up_before_the_event_is_replaced_by_it(clock: FakeClock) 
     stream.feed("2", 1.0, 0.25, RFC)
     clock.advance(1.0)
     assert got == [("2", RFC, 0.02)]
+
+
+@pytest.fixture(autouse=True)
+def packet_path() -> str:
+    """Overrides tests/media/conftest.py: this module never builds an engine, so it runs once,
+    not once per packet path."""
+    return "none"

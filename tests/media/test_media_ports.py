@@ -105,3 +105,10 @@ def test_a_just_freed_port_is_not_reused_at_once() -> None:
         for p in again:
             pool.free(p)
     assert pool.in_use() == 0 and pool.capacity() == 40
+
+
+@pytest.fixture(autouse=True)
+def packet_path() -> str:
+    """Overrides tests/media/conftest.py: this module never builds an engine, so it runs once,
+    not once per packet path."""
+    return "none"

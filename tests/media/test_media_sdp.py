@@ -234,3 +234,10 @@ def test_pjsua2_hold_and_resume_reinvites() -> None:
     assert (on_hold.direction, on_hold.remote) == (Direction.RECVONLY, ("127.0.0.1", 4000))
     _, resumed = sdp.answer_offer(resume, "127.0.0.1", 20000, prefer=["PCMU"])
     assert resumed.direction is Direction.SENDRECV
+
+
+@pytest.fixture(autouse=True)
+def packet_path() -> str:
+    """Overrides tests/media/conftest.py: this module never builds an engine, so it runs once,
+    not once per packet path."""
+    return "none"

@@ -43,3 +43,10 @@ def test_too_many_lines_is_a_clear_error() -> None:
     with pytest.raises(SdpError, match=f"more than {MAX_SDP_LINES} lines"):
         parse(body)
     parse(BASE + b"m=audio 6000 RTP/AVP 0\r\n" + b"a=x\r\n" * 100)  # a long real one is fine
+
+
+@pytest.fixture(autouse=True)
+def packet_path() -> str:
+    """Overrides tests/media/conftest.py: this module never builds an engine, so it runs once,
+    not once per packet path."""
+    return "none"
