@@ -34,6 +34,19 @@ ANSWER_STORE_WAIT_S = 0.5
 Enqueue = Callable[[str, Path | None, int, str], Awaitable[None]]  # call, file, bytes, business
 
 
+def completion_events(trace: CallTrace) -> tuple[tuple[str, ...], dict[str, object] | None]:
+    """The events a finished call causes (issue 12 §4): ``call.completed``, and
+    ``voicemail.created`` when the caller left a message (F11), which carries its length and
+    sends the voicemail email."""
+    vm = trace.voicemail
+    if vm is None:
+        return ("call.completed",), None
+    return ("call.completed", "voicemail.created"), {
+        "voicemail_mailbox": vm.mailbox,
+        "voicemail_seconds": round(vm.seconds, 1),
+    }
+
+
 class CallPipeline:
     """The server's :class:`~mediasrv.flow_runtime.FlowCallLog`."""
 
@@ -97,7 +110,8 @@ class CallPipeline:
         self._to_board(self._board.call_ended, record)
         self._count_callback(record)
         # from_row: duplicate / first-time come from the final row, in the same transaction
-        also = self._notifier.statements(record, ("call.completed",), from_row=True)
+        milestones, extra = completion_events(trace)
+        also = self._notifier.statements(record, milestones, extra, from_row=True)
         try:
             await self._store.record_final(
                 record, self._attributes.duplicate_window(record.business), also

@@ -148,6 +148,9 @@ CALL_EVENT_DATA: dict[str, Any] = {
         **{name: _event_property(name) for name in CALL_DATA_FIELDS},
         "links": _LINKS,
         "sequence": {"type": "integer", "description": "per call, increasing (call.updated)"},
+        "voicemail_mailbox": {"type": "string", "description": "the mailbox of the message "
+                              "(voicemail.created and the events of the same change)"},
+        "voicemail_seconds": {"type": "number", "description": "the message's length"},
         **_ANALYSIS_SUMMARY,
     },
 }

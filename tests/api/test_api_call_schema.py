@@ -6,6 +6,7 @@ payloads lack and misses none they have (additionalProperties: false)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -60,7 +61,14 @@ def test_real_event_data_validates_and_the_schema_is_no_wider() -> None:
                                 "gender_confidence": 0.9, "labels": ["reservation"],
                                 "timeline": [{"speaker": "caller", "start": 0.5, "text": "もしもし"}]})
     assert _errors(CALL_EVENT_DATA, {**data, **summary}) == []
-    extra = set(CALL_EVENT_DATA["properties"]) - set(data) - set(summary)
+    from mediasrv.call_pipeline import completion_events
+    from mediasrv.calls.trace import CallTrace, VoicemailMessage
+
+    trace = CallTrace("c1", "0312345678", "+819012345678")
+    trace.voicemail = VoicemailMessage("front", Path("vm.wav"), 3.0)
+    _milestones, voicemail = completion_events(trace)  # what voicemail.created adds
+    assert voicemail is not None and _errors(CALL_EVENT_DATA, {**data, **voicemail}) == []
+    extra = set(CALL_EVENT_DATA["properties"]) - set(data) - set(summary) - set(voicemail)
     assert extra == set(), f"described but never sent: {extra}"
     # the event carries the caller attributes and flags (they were missing from it before)
     for name in ("caller_kind", "prefecture", "flags", "valid", "duplicate", "callback_of"):

@@ -119,7 +119,7 @@ async def test_english_and_every_outcome_template(
             "acme",
             "c-v",
             "voicemail.created",
-            {**CALL, "seconds": 12, "link": "https://x/v.wav"},
+            {**CALL, "voicemail_seconds": 12, "link": "https://x/v.wav"},
             time.time(),
         )
     )

@@ -122,3 +122,42 @@ async def test_repeats_survive_a_broken_outbox(tmp_path: Path) -> None:
     finally:
         await calls.close()
     assert again is not None and again.duplicate is True and again.repeat_count == 1
+
+
+async def test_a_voicemail_call_commits_voicemail_created_with_its_length(tmp_path: Path) -> None:
+    """Issue 12 §4: a finished call that left a message causes ``voicemail.created`` (which
+    sends the voicemail email) with ``call.completed``, in the row's transaction, and the
+    payload fits the published event schema."""
+    import jsonschema
+
+    from mediasrv.api.call_schema import CALL_EVENT_DATA
+    from mediasrv.call_pipeline import completion_events
+    from mediasrv.calls.trace import CallTrace, VoicemailMessage
+    from mediasrv.outputs.mailer import template_for
+
+    trace = CallTrace("c9", "+81312345678", "+819012345678", business="acme")
+    assert completion_events(trace) == (("call.completed",), None)
+    trace.voicemail = VoicemailMessage("front", tmp_path / "vm.wav", 7.26)
+    milestones, extra = completion_events(trace)
+    assert milestones == ("call.completed", "voicemail.created")
+    db = tmp_path / "mediasrv.db"
+    outbox = OutboxStore(db)
+    await outbox.open()
+    await outbox.add_endpoint("acme", "http://hooks.example.com/x")
+    calls = CallLogStore(db)
+    await calls.open()
+    try:
+        record = _record("c9")
+        record.business = "acme"
+        statements = call_event_statements(record, milestones, time.time(), extra, from_row=True)
+        await calls.record_final(record, 86400.0, statements)
+    finally:
+        await calls.close()
+        await outbox.close()
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT type, data FROM outbox_events ORDER BY seq").fetchall()
+    assert [kind for kind, _ in rows] == ["call.completed", "voicemail.created", "call.updated"]
+    data = {kind: json.loads(body) for kind, body in rows}["voicemail.created"]
+    assert data["voicemail_seconds"] == 7.3 and data["voicemail_mailbox"] == "front"
+    jsonschema.validate({**data, "sequence": 2}, CALL_EVENT_DATA)
+    assert template_for("voicemail.created", data) == "voicemail"
