@@ -366,17 +366,35 @@ def download_recording(rig: Rig, call_id: str) -> tuple[np.ndarray, np.ndarray]:
     return split_stereo(path)
 
 
+def calls_with_media(phone: PhoneProcess) -> int:
+    """How many of ``phone``'s calls had media so far. The phone makes one recorder per such
+    call, in this order, just before it says ``media_active``: the next call's recording is
+    number ``calls_with_media() + 1``, whenever the phone gets round to closing it."""
+    return len(phone.seen("media_active"))
+
+
+def _recording_number(path: Path) -> int:
+    """The phone names its n-th recording ``<base>`` (n = 1) or ``<base>-<n>``."""
+    stem = path.stem
+    tail = stem.rsplit("-", 1)[-1]
+    return int(tail) if "-" in stem and tail.isdigit() else 1
+
+
 async def recording_after(phone: PhoneProcess, before: int, timeout: float = 10.0) -> Path:
-    """The WAV of what ``phone`` heard in its next finished call: its recording number
-    ``before + 1`` (pjsua2 may reuse call ids, so they do not tell calls apart)."""
+    """The WAV of what ``phone`` heard in the call it placed after ``before`` calls with media
+    (:func:`calls_with_media`). Chosen by its number, not by arrival: the previous call's WAV
+    may be closed late, after this call began (pjsua2 may reuse call ids, so they do not tell
+    calls apart either)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while len(phone.seen("recorded")) <= before:
-        assert loop.time() < deadline, f"phone {phone.name}: no recording {before + 1}"
+    wanted = before + 1
+    while True:
+        for event in phone.seen("recorded"):
+            if _recording_number(Path(event["path"])) == wanted:
+                assert event["complete"], event
+                return Path(event["path"])
+        assert loop.time() < deadline, f"phone {phone.name}: no recording {wanted}"
         await asyncio.sleep(0.05)
-    event = phone.seen("recorded")[before]
-    assert event["complete"], event
-    return Path(event["path"])
 
 
 def heard_prompt(rig: Rig, prompt: str, heard: Path) -> float:
@@ -454,7 +472,7 @@ async def test_after_hours_goes_to_voicemail(rig: Rig) -> None:
     """Closed by today's date override: greeting, beep, a message that ends at max length
     (2 s of the caller's silence), then the server hangs up."""
     caller = rig.phones[CALLER_A]
-    recordings = len(caller.seen("recorded"))
+    recordings = calls_with_media(caller)
     call = await caller.dial(rig.uri(CLOSED))
     await caller.wait_event("state", call=call, state="CONFIRMED", timeout=10)
     gone = await caller.wait_event("disconnected", call=call, timeout=15)
@@ -473,7 +491,7 @@ async def test_after_hours_goes_to_voicemail(rig: Rig) -> None:
 
 async def test_blocked_caller_hears_the_prompt_and_is_declined(rig: Rig) -> None:
     caller = rig.phones[CALLER_A]
-    recordings = len(caller.seen("recorded"))
+    recordings = calls_with_media(caller)
     call = await caller.dial(rig.uri(BLOCKING))
     early = await caller.wait_event("state", call=call, state="EARLY", timeout=10)
     assert early["code"] == 183, early  # the blocked prompt plays as early media
@@ -536,7 +554,7 @@ async def test_busy_then_no_answer_then_a_voicemail_that_plays_back_the_caller(
 
 async def test_a_configuration_applied_during_a_call_leaves_it_alone(rig: Rig) -> None:
     caller, op1, op2 = rig.phones[CALLER_B], rig.phones["op1"], rig.phones["op2"]
-    recordings, played = len(op1.seen("recorded")), len(caller.seen("played"))
+    recordings, played = calls_with_media(op1), len(caller.seen("played"))
     call = await caller.dial(rig.uri(CHANGE))
     incoming = await op1.wait_event("incoming", timeout=10)
     await caller.wait_event("state", call=call, state="CONFIRMED", timeout=10)
