@@ -9,8 +9,8 @@ calls at ``--rate`` with a short hold, recording off in both (the realistic flow
 not record); a scenario with any failed call prints no figure.
 Run it with the interpreter of the version to measure (its own venv), e.g. before/after::
 
-    /work/main/.venv/bin/python bench/cpu_per_call.py      # before
-    .venv/bin/python bench/cpu_per_call.py                 # after
+    /path/to/baseline/.venv/bin/python bench/cpu_per_call.py   # before (the baseline's venv)
+    .venv/bin/python bench/cpu_per_call.py                     # after
 
 Last lines: ``RESULT cpu_per_call scenario=<plain|flow> calls=<n> cpu_ms_per_call=<ms>``.
 """

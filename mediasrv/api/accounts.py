@@ -36,6 +36,7 @@ from pathlib import Path
 import aiosqlite
 
 from mediasrv.api.auth import Principal, Scope
+from mediasrv.api.v1.store import token_digest
 
 __all__ = [
     "SESSION_TOKEN_PREFIX",
@@ -148,10 +149,6 @@ class SessionInfo:
         return Principal(f"user:{self.user.name}", frozenset({Scope.BUSINESS}), self.user.business)
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
-
-
 class AccountStore:
     """Users and sessions in the server's SQLite store file (own connection)."""
 
@@ -239,7 +236,7 @@ class AccountStore:
         await self.conn.execute(
             "INSERT INTO api_sessions (digest, session_id, user_name, created_at, expires_at) "
             "VALUES (?, ?, ?, ?, ?)",
-            (_digest(token), session.session_id, user.name, now, session.expires_at),
+            (token_digest(token), session.session_id, user.name, now, session.expires_at),
         )
         return session, token
 
@@ -251,7 +248,7 @@ class AccountStore:
             "SELECT s.session_id, s.expires_at, u.name, u.business, u.is_admin, u.created_at, "
             "u.updated_at FROM api_sessions s JOIN api_users u ON u.name = s.user_name "
             "WHERE s.digest = ? AND s.revoked_at IS NULL AND s.expires_at > ?",
-            (_digest(token), self._clock()),
+            (token_digest(token), self._clock()),
         ) as cur:
             row = await cur.fetchone()
         if row is None:
@@ -266,7 +263,7 @@ class AccountStore:
     async def revoke_session(self, token: str) -> bool:
         cur = await self.conn.execute(
             "UPDATE api_sessions SET revoked_at = ? WHERE digest = ? AND revoked_at IS NULL",
-            (self._clock(), _digest(token)),
+            (self._clock(), token_digest(token)),
         )
         return cur.rowcount == 1
 

@@ -6,8 +6,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Protocol, TypeVar
 
 from mediasrv.api.v1.store import ApiStore
+
+
+class _Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Store)
 
 __all__ = ["TOKEN_STORE_COMMANDS", "add_token_store_commands", "token_store_main"]
 
@@ -54,6 +66,16 @@ async def _run(args: argparse.Namespace, store: ApiStore, businesses: set[str]) 
 
 
 def token_store_main(args: argparse.Namespace) -> int:
+    return run_with_store(args, ApiStore, _run)
+
+
+def run_with_store(
+    args: argparse.Namespace,
+    make_store: Callable[[Path], S],
+    run: Callable[[argparse.Namespace, S, set[str]], Awaitable[int]],
+) -> int:
+    """A CLI command on one of the server's stores (``--config``/``--data-dir``), given the
+    businesses that exist: config errors exit 2, the store is closed whatever happens."""
     from mediasrv.config import ConfigError, load_config
     from mediasrv.outputs.business_store import SqliteBusinessStore
 
@@ -71,10 +93,10 @@ def token_store_main(args: argparse.Namespace) -> int:
             slugs = {b.slug for b in await business.businesses()}
         finally:
             await business.close()
-        store = ApiStore(config.server.db_path)
+        store = make_store(config.server.db_path)
         await store.open()
         try:
-            return await _run(args, store, slugs)
+            return await run(args, store, slugs)
         finally:
             await store.close()
 

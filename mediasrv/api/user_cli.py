@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 
 from mediasrv.api.accounts import AccountStore, check_password_policy, hash_password
+from mediasrv.api.token_cli import run_with_store
 
 __all__ = ["add_user_parser", "user_main"]
 
@@ -96,32 +97,8 @@ async def _run(args: argparse.Namespace, store: AccountStore, businesses: set[st
 
 
 def user_main(args: argparse.Namespace) -> int:
-    from mediasrv.config import ConfigError, load_config
-    from mediasrv.outputs.business_store import SqliteBusinessStore
-
-    overrides = {"server.data_dir": args.data_dir} if args.data_dir else {}
     try:
-        config = load_config(args.config, overrides)
-    except ConfigError as exc:
-        print(f"mediasrv: config error: {exc}", file=sys.stderr)
-        return 2
-
-    async def main() -> int:
-        business = SqliteBusinessStore(config.server.db_path)
-        await business.open()
-        try:
-            slugs = {b.slug for b in await business.businesses()}
-        finally:
-            await business.close()
-        store = AccountStore(config.server.db_path)
-        await store.open()
-        try:
-            return await _run(args, store, slugs)
-        finally:
-            await store.close()
-
-    try:
-        return asyncio.run(main())
+        return run_with_store(args, AccountStore, _run)
     except UserCliError as exc:
         print(f"mediasrv: {exc}", file=sys.stderr)
         return 2

@@ -100,7 +100,7 @@ class IdemInProgress(ValueError):
     """The first request with this key is still being processed (answer 409)."""
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
@@ -146,7 +146,7 @@ class ApiStore:
         await self.conn.execute(
             "INSERT INTO api_tokens (digest, token_id, business, name, hint, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (_digest(token), info.token_id, business, name, info.hint, info.created_at),
+            (token_digest(token), info.token_id, business, name, info.hint, info.created_at),
         )
         return info, token
 
@@ -181,7 +181,7 @@ class ApiStore:
             return None
         async with self.conn.execute(
             "SELECT token_id, business FROM api_tokens WHERE digest = ? AND revoked_at IS NULL",
-            (_digest(token),),
+            (token_digest(token),),
         ) as cur:
             row = await cur.fetchone()
         if row is None:
